@@ -1,0 +1,254 @@
+using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+
+namespace KvDb.Kernels;
+
+/// <summary>
+/// Exact decode attention over a layer's blocks on the CPU: every stored row not in the exclude range
+/// is scored against every query head of its GQA group, with an online (running-max) softmax so the
+/// result is stable for any score magnitude. Output is f32 per query head plus its natural-log LSE.
+/// Each block is widened to f32 once per KV head and reused by all query rows of that group, so every
+/// byte of K and V is read from memory once per query.
+/// </summary>
+public static unsafe class ExactAttentionKernel
+{
+    /// <summary>Below this many (token, KV head) pairs a parallel loop costs more than it saves.</summary>
+    private const long ParallelThreshold = 16 * 1024;
+
+    /// <summary>
+    /// Computes attention for <paramref name="numQueries"/> query tokens. <paramref name="queries"/> is
+    /// f32 [numQueries, NumQueryHeads, HeadDim]; <paramref name="output"/> [numQueries, NumQueryHeads, HeadDim];
+    /// <paramref name="lse"/> [numQueries, NumQueryHeads]. Rows at positions in [excludeStart, excludeEnd) are skipped.
+    /// </summary>
+    public static AttentionCounters Run(
+        in AttentionGeometry geometry,
+        ReadOnlySpan<KvBlockRef> blocks,
+        ReadOnlySpan<float> queries,
+        int numQueries,
+        long excludeStart,
+        long excludeEnd,
+        Span<float> output,
+        Span<float> lse)
+    {
+        geometry.Validate();
+        int hq = geometry.NumQueryHeads;
+        int d = geometry.HeadDim;
+        if (numQueries <= 0 || queries.Length != (long)numQueries * hq * d)
+        {
+            throw new ArgumentException($"queries must hold {numQueries}×{hq}×{d} floats, got {queries.Length}");
+        }
+
+        if (output.Length != queries.Length || lse.Length != numQueries * hq)
+        {
+            throw new ArgumentException("output must match queries and lse must hold numQueries × NumQueryHeads floats");
+        }
+
+        if (excludeEnd <= excludeStart)
+        {
+            excludeStart = excludeEnd = long.MinValue;
+        }
+
+        long rowsPerHead = 0;
+        foreach (ref readonly KvBlockRef b in blocks)
+        {
+            rowsPerHead += b.Tokens - OverlapWithExclude(b.Start, b.Tokens, excludeStart, excludeEnd);
+        }
+
+        AttentionGeometry g = geometry;
+        fixed (KvBlockRef* pBlocks = blocks)
+        fixed (float* pQueries = queries)
+        fixed (float* pOutput = output)
+        fixed (float* pLse = lse)
+        {
+            var job = new HeadJob(g, pBlocks, blocks.Length, pQueries, numQueries, excludeStart, excludeEnd, pOutput, pLse);
+            if (rowsPerHead * g.NumKvHeads >= ParallelThreshold && g.NumKvHeads > 1 && Environment.ProcessorCount > 1)
+            {
+                Parallel.For(0, g.NumKvHeads, job.Run);
+            }
+            else
+            {
+                for (int h = 0; h < g.NumKvHeads; h++)
+                {
+                    job.Run(h);
+                }
+            }
+        }
+
+        long pairs = rowsPerHead * g.NumKvHeads * numQueries;
+        long bytes = rowsPerHead * g.NumKvHeads * 2L * g.RowBytes;
+        return new AttentionCounters(pairs, pairs, bytes);
+    }
+
+    private static int OverlapWithExclude(long start, int tokens, long xs, long xe)
+    {
+        long lo = Math.Max(start, xs);
+        long hi = Math.Min(start + tokens, xe);
+        return hi > lo ? (int)(hi - lo) : 0;
+    }
+
+    /// <summary>One KV head's share of a query; a class so Parallel.For can call it without capturing spans.</summary>
+    private sealed class HeadJob
+    {
+        private readonly AttentionGeometry _g;
+        private readonly KvBlockRef* _blocks;
+        private readonly int _numBlocks;
+        private readonly float* _queries;
+        private readonly int _numQueries;
+        private readonly long _xs;
+        private readonly long _xe;
+        private readonly float* _output;
+        private readonly float* _lse;
+
+        public HeadJob(AttentionGeometry g, KvBlockRef* blocks, int numBlocks, float* queries, int numQueries, long xs, long xe, float* output, float* lse)
+        {
+            _g = g;
+            _blocks = blocks;
+            _numBlocks = numBlocks;
+            _queries = queries;
+            _numQueries = numQueries;
+            _xs = xs;
+            _xe = xe;
+            _output = output;
+            _lse = lse;
+        }
+
+        public void Run(int kvHead)
+        {
+            int d = _g.HeadDim;
+            int group = _g.GroupSize;
+            int rows = _numQueries * group;
+            int cap = _g.BlockCapacity;
+
+            // Scratch layout: scaled queries [rows, d] | acc [rows, d] | max [rows] | sum [rows] | scores [rows, cap] | K [cap, d] | V [cap, d]
+            long need = 2L * rows * d + 2L * rows + (long)rows * cap + 2L * cap * d;
+            float* q = AttentionScratch.Current.Ensure(need);
+            float* acc = q + (long)rows * d;
+            float* max = acc + (long)rows * d;
+            float* sum = max + rows;
+            float* scores = sum + rows;
+            float* kBuf = scores + (long)rows * cap;
+            float* vBuf = kBuf + (long)cap * d;
+
+            // Row r = (query token t, member g of the group) reads query head kvHead * group + g.
+            for (int t = 0; t < _numQueries; t++)
+            {
+                for (int gi = 0; gi < group; gi++)
+                {
+                    int r = t * group + gi;
+                    var src = new ReadOnlySpan<float>(_queries + ((long)t * _g.NumQueryHeads + kvHead * group + gi) * d, d);
+                    TensorPrimitives.Multiply(src, _g.Scale, new Span<float>(q + (long)r * d, d));
+                }
+            }
+
+            new Span<float>(acc, rows * d).Clear();
+            new Span<float>(max, rows).Fill(float.NegativeInfinity);
+            new Span<float>(sum, rows).Clear();
+
+            long headOffset = kvHead * _g.HeadStrideBytes;
+            int rowBytes = _g.RowBytes;
+            for (int bi = 0; bi < _numBlocks; bi++)
+            {
+                KvBlockRef block = _blocks[bi];
+                long blockEnd = block.Start + block.Tokens;
+
+                // The exclude range splits a block into at most two live segments.
+                int a0 = 0;
+                int b0 = block.Tokens;
+                int a1 = 0;
+                int b1 = 0;
+                if (_xe > block.Start && _xs < blockEnd)
+                {
+                    b0 = (int)Math.Max(0, _xs - block.Start);
+                    a1 = (int)Math.Min(block.Tokens, _xe - block.Start);
+                    b1 = block.Tokens;
+                }
+
+                if (b0 > a0)
+                {
+                    Segment((nint)(block.Keys + headOffset + (long)a0 * rowBytes), (nint)(block.Values + headOffset + (long)a0 * rowBytes), b0 - a0, rows, q, acc, max, sum, scores, kBuf, vBuf);
+                }
+
+                if (b1 > a1)
+                {
+                    Segment((nint)(block.Keys + headOffset + (long)a1 * rowBytes), (nint)(block.Values + headOffset + (long)a1 * rowBytes), b1 - a1, rows, q, acc, max, sum, scores, kBuf, vBuf);
+                }
+            }
+
+            for (int t = 0; t < _numQueries; t++)
+            {
+                for (int gi = 0; gi < group; gi++)
+                {
+                    int r = t * group + gi;
+                    long head = (long)t * _g.NumQueryHeads + kvHead * group + gi;
+                    var dst = new Span<float>(_output + head * d, d);
+                    if (sum[r] > 0)
+                    {
+                        TensorPrimitives.Multiply(new ReadOnlySpan<float>(acc + (long)r * d, d), 1f / sum[r], dst);
+                        _lse[head] = max[r] + MathF.Log(sum[r]);
+                    }
+                    else
+                    {
+                        dst.Clear();
+                        _lse[head] = float.NegativeInfinity;
+                    }
+                }
+            }
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private void Segment(nint keys, nint values, int count, int rows, float* q, float* acc, float* max, float* sum, float* scores, float* kBuf, float* vBuf)
+        {
+            int d = _g.HeadDim;
+            int elems = count * d;
+            float* k = Widen(keys, elems, kBuf);
+
+            for (int r = 0; r < rows; r++)
+            {
+                var qr = new ReadOnlySpan<float>(q + (long)r * d, d);
+                float* sr = scores + (long)r * count;
+                for (int j = 0; j < count; j++)
+                {
+                    sr[j] = TensorPrimitives.Dot(qr, new ReadOnlySpan<float>(k + (long)j * d, d));
+                }
+
+                var s = new Span<float>(sr, count);
+                float blockMax = TensorPrimitives.Max(s);
+                float newMax = Math.Max(max[r], blockMax);
+                if (newMax > max[r])
+                {
+                    float factor = MathF.Exp(max[r] - newMax);
+                    sum[r] *= factor;
+                    var ar = new Span<float>(acc + (long)r * d, d);
+                    TensorPrimitives.Multiply(ar, factor, ar);
+                    max[r] = newMax;
+                }
+
+                TensorPrimitives.Subtract(s, newMax, s);
+                TensorPrimitives.Exp(s, s);
+                sum[r] += TensorPrimitives.Sum(s);
+            }
+
+            float* v = Widen(values, elems, vBuf);
+            for (int j = 0; j < count; j++)
+            {
+                var vj = new ReadOnlySpan<float>(v + (long)j * d, d);
+                for (int r = 0; r < rows; r++)
+                {
+                    var ar = new Span<float>(acc + (long)r * d, d);
+                    TensorPrimitives.MultiplyAdd(vj, scores[(long)r * count + j], ar, ar);
+                }
+            }
+        }
+
+        private float* Widen(nint source, int elems, float* buffer)
+        {
+            if (_g.DType == KvDType.F32)
+            {
+                return (float*)source;
+            }
+
+            ElementConversion.ToSingle(_g.DType, new ReadOnlySpan<byte>((void*)source, elems * KvDTypeInfo.SizeOf(_g.DType)), new Span<float>(buffer, elems));
+            return buffer;
+        }
+    }
+}
