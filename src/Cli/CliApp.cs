@@ -1,0 +1,81 @@
+using KvDb.Server;
+
+namespace KvDb.Cli;
+
+/// <summary>The kvdb command line: a thin dispatcher over the server and client libraries.</summary>
+internal static class CliApp
+{
+    private const string Usage = """
+        kvdb — a database for LLM attention KV caches
+
+        usage:
+          kvdb serve [--host 127.0.0.1] [--port 50051] [--data DIR] [--cpu-budget BYTES]
+              run the gRPC server (Models, Contexts, Attention, health, reflection)
+          kvdb demo [--tokens 32768] [--layers 4] [--queries 4]
+              start an in-process server on a free port, load a synthetic Llama-3-8B-shaped context,
+              answer attention queries and check them against an f64 reference
+        """;
+
+    public static async Task<int> RunAsync(string[] args)
+    {
+        if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
+        {
+            Console.WriteLine(Usage);
+            return args.Length == 0 ? 2 : 0;
+        }
+
+        try
+        {
+            var options = CliOptions.Parse(args.AsSpan(1));
+            return args[0] switch
+            {
+                "serve" => await ServeAsync(options).ConfigureAwait(false),
+                "demo" => await DemoCommand.RunAsync(options).ConfigureAwait(false),
+                _ => Fail($"unknown command \"{args[0]}\"; run kvdb --help"),
+            };
+        }
+        catch (ArgumentException e)
+        {
+            return Fail(e.Message);
+        }
+    }
+
+    private static async Task<int> ServeAsync(CliOptions options)
+    {
+        var serverOptions = new KvDbServerOptions
+        {
+            Host = options.Get("host", "127.0.0.1"),
+            Port = options.GetInt("port", KvDbServerOptions.DefaultPort),
+            DataDirectory = options.GetOrNull("data"),
+            CpuBudgetBytes = options.GetLong("cpu-budget", 0),
+        };
+        await using KvDbServerHandle server = await KvDbServer.StartAsync(serverOptions).ConfigureAwait(false);
+        Console.WriteLine($"kvdb listening on {server.Address}");
+        Console.WriteLine(serverOptions.DataDirectory is null
+            ? "storage: memory only (pass --data DIR for a data directory)"
+            : $"data directory: {serverOptions.DataDirectory}");
+        using var stop = new CancellationTokenSource();
+        Console.CancelKeyPress += (_, e) =>
+        {
+            e.Cancel = true;
+            stop.Cancel();
+        };
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => stop.Cancel();
+        try
+        {
+            await Task.Delay(Timeout.Infinite, stop.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            Console.WriteLine("kvdb stopping");
+        }
+
+        return 0;
+    }
+
+    private static int Fail(string message)
+    {
+        Console.Error.WriteLine("kvdb: " + message);
+        return 2;
+    }
+}

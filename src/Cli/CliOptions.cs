@@ -1,0 +1,57 @@
+using System.Globalization;
+
+namespace KvDb.Cli;
+
+/// <summary>"--name value" pairs after the command; unknown or valueless options are errors.</summary>
+internal sealed class CliOptions
+{
+    private readonly Dictionary<string, string> _values = new(StringComparer.Ordinal);
+
+    public static CliOptions Parse(ReadOnlySpan<string> args)
+    {
+        var options = new CliOptions();
+        for (int i = 0; i < args.Length; i++)
+        {
+            string a = args[i];
+            if (!a.StartsWith("--", StringComparison.Ordinal) || a.Length == 2)
+            {
+                throw new ArgumentException($"unexpected argument \"{a}\"; options look like --port 50051");
+            }
+
+            string name = a[2..];
+            string? value = null;
+            int eq = name.IndexOf('=', StringComparison.Ordinal);
+            if (eq >= 0)
+            {
+                value = name[(eq + 1)..];
+                name = name[..eq];
+            }
+            else if (i + 1 < args.Length)
+            {
+                value = args[++i];
+            }
+
+            options._values[name] = value ?? throw new ArgumentException($"option --{name} needs a value");
+        }
+
+        return options;
+    }
+
+    public string Get(string name, string fallback) => _values.TryGetValue(name, out string? v) ? v : fallback;
+
+    public string? GetOrNull(string name) => _values.TryGetValue(name, out string? v) ? v : null;
+
+    public int GetInt(string name, int fallback) => (int)GetLong(name, fallback);
+
+    public long GetLong(string name, long fallback)
+    {
+        if (!_values.TryGetValue(name, out string? v))
+        {
+            return fallback;
+        }
+
+        return long.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out long n) && n >= 0
+            ? n
+            : throw new ArgumentException($"option --{name} must be a non-negative integer, got \"{v}\"");
+    }
+}

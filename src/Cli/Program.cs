@@ -1,0 +1,3 @@
+using KvDb.Cli;
+
+return await CliApp.RunAsync(args).ConfigureAwait(false);

@@ -1,0 +1,126 @@
+using Grpc.Core;
+using Grpc.Net.Client;
+using KvDb.Kernels;
+using KvDb.Protocol;
+using KvDb.Protocol.V1;
+
+namespace KvDb.Client;
+
+/// <summary>Typed .NET client for a KvDb server: models, contexts, chunked K/V appends and attention.</summary>
+public sealed class KvDbClient : IDisposable
+{
+    /// <summary>Default tokens per AppendKv message: keeps messages well under the server's 64 MiB limit for common shapes.</summary>
+    public const int DefaultChunkTokens = 1024;
+
+    private readonly GrpcChannel _channel;
+
+    /// <summary>Connects to <paramref name="address"/> (e.g. "http://127.0.0.1:50051"); HTTP/2 cleartext.</summary>
+    public KvDbClient(string address)
+    {
+        _channel = GrpcChannel.ForAddress(address, new GrpcChannelOptions
+        {
+            MaxReceiveMessageSize = null,
+            MaxSendMessageSize = null,
+        });
+        Models = new Models.ModelsClient(_channel);
+        Contexts = new Contexts.ContextsClient(_channel);
+        Attention = new Attention.AttentionClient(_channel);
+    }
+
+    /// <summary>The raw generated Models client.</summary>
+    public Models.ModelsClient Models { get; }
+
+    /// <summary>The raw generated Contexts client.</summary>
+    public Contexts.ContextsClient Contexts { get; }
+
+    /// <summary>The raw generated Attention client.</summary>
+    public Attention.AttentionClient Attention { get; }
+
+    /// <summary>Creates (or re-declares identically) a model.</summary>
+    public async Task<Model> CreateModelAsync(Model model, CancellationToken cancellationToken = default) =>
+        await Models.CreateModelAsync(new CreateModelRequest { Model = model }, cancellationToken: cancellationToken).ConfigureAwait(false);
+
+    /// <summary>Creates a context, optionally starting from the cached KV of <paramref name="prefixTokenIds"/>.</summary>
+    public async Task<Context> CreateContextAsync(string model, string ns = "", string id = "", IEnumerable<int>? prefixTokenIds = null, CancellationToken cancellationToken = default)
+    {
+        var request = new CreateContextRequest { Model = model, Namespace = ns, Id = id };
+        if (prefixTokenIds is not null)
+        {
+            request.PrefixTokenIds.Add(prefixTokenIds);
+        }
+
+        return await Contexts.CreateContextAsync(request, cancellationToken: cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Reads a context's state.</summary>
+    public async Task<Context> GetContextAsync(string id, CancellationToken cancellationToken = default) =>
+        await Contexts.GetContextAsync(new GetContextRequest { Id = id }, cancellationToken: cancellationToken).ConfigureAwait(false);
+
+    /// <summary>Deletes a context.</summary>
+    public async Task DeleteContextAsync(string id, CancellationToken cancellationToken = default) =>
+        await Contexts.DeleteContextAsync(new DeleteContextRequest { Id = id }, cancellationToken: cancellationToken).ConfigureAwait(false);
+
+    /// <summary>Longest cached prefix of <paramref name="tokenIds"/> in tokens.</summary>
+    public async Task<long> LookupPrefixAsync(string model, string ns, IEnumerable<int> tokenIds, CancellationToken cancellationToken = default)
+    {
+        var request = new LookupPrefixRequest { Model = model, Namespace = ns };
+        request.TokenIds.Add(tokenIds);
+        return (await Contexts.LookupPrefixAsync(request, cancellationToken: cancellationToken).ConfigureAwait(false)).NumTokens;
+    }
+
+    /// <summary>Opens one AppendKv stream (one transaction) for a context.</summary>
+    public KvAppendStream OpenAppend(string contextId, CancellationToken cancellationToken = default) =>
+        new(Contexts.AppendKv(cancellationToken: cancellationToken), contextId);
+
+    /// <summary>
+    /// Appends one layer's K/V for <paramref name="tokenIds"/> in a single stream, split into messages of
+    /// <paramref name="chunkTokens"/> tokens. Keys and values are raw bytes [n, numKvHeads, headDim] of <paramref name="dtype"/>.
+    /// </summary>
+    public async Task<AppendKvResponse> AppendLayerAsync(string contextId, int layer, int[] tokenIds, ReadOnlyMemory<byte> keys, ReadOnlyMemory<byte> values, KvDType dtype, int numKvHeads, int headDim, int chunkTokens = DefaultChunkTokens, CancellationToken cancellationToken = default)
+    {
+        using KvAppendStream stream = OpenAppend(contextId, cancellationToken);
+        await stream.WriteLayerAsync(layer, tokenIds, keys, values, dtype, numKvHeads, headDim, chunkTokens).ConfigureAwait(false);
+        return await stream.CompleteAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Partial attention of f32 <paramref name="queries"/> [numQueries, numQueryHeads, headDim] over a stored layer,
+    /// skipping [excludeStart, excludeEnd) (empty when end ≤ start).
+    /// </summary>
+    public async Task<AttentionPartial> AttendAsync(string contextId, int layer, float[] queries, int numQueries, int numQueryHeads, int headDim, long excludeStart = 0, long excludeEnd = 0, Plan? plan = null, CancellationToken cancellationToken = default)
+    {
+        AttendRequest request = BuildAttend(contextId, layer, queries, numQueries, numQueryHeads, headDim, excludeStart, excludeEnd, plan);
+        AttendResponse response = await Attention.AttendAsync(request, cancellationToken: cancellationToken).ConfigureAwait(false);
+        return ToPartial(response, numQueries, numQueryHeads, headDim);
+    }
+
+    /// <summary>Builds an AttendRequest carrying f32 queries.</summary>
+    public static AttendRequest BuildAttend(string contextId, int layer, ReadOnlySpan<float> queries, int numQueries, int numQueryHeads, int headDim, long excludeStart = 0, long excludeEnd = 0, Plan? plan = null)
+    {
+        var request = new AttendRequest
+        {
+            ContextId = contextId,
+            Layer = layer,
+            Queries = TensorCodec.FromSingles(queries, numQueries, numQueryHeads, headDim),
+            Plan = plan ?? new Plan { Kind = PlanKind.Auto },
+        };
+        if (excludeEnd > excludeStart)
+        {
+            request.Exclude = new TokenRange { Start = excludeStart, End = excludeEnd };
+        }
+
+        return request;
+    }
+
+    /// <summary>Decodes an AttendResponse into a partial.</summary>
+    public static AttentionPartial ToPartial(AttendResponse response, int numQueries, int numQueryHeads, int headDim)
+    {
+        ArgumentNullException.ThrowIfNull(response);
+        float[] output = ElementConversion.ToSingle(KvDType.F32, response.Output.Data.Span);
+        float[] lse = ElementConversion.ToSingle(KvDType.F32, response.Lse.Data.Span);
+        return new AttentionPartial(output, lse, numQueries, numQueryHeads, headDim, response.Stats);
+    }
+
+    /// <inheritdoc />
+    public void Dispose() => _channel.Dispose();
+}

@@ -1,0 +1,51 @@
+using System.Diagnostics;
+using KvDb.Kernels;
+using KvDb.Store;
+
+namespace KvDb.QueryEngine;
+
+/// <summary>Runs attention requests against the store: validate, pin the layer, plan, execute, report.</summary>
+public sealed class AttentionExecutor
+{
+    private readonly IKvStore _store;
+    private readonly QueryPlanner _planner = new();
+
+    /// <summary>Creates an executor over <paramref name="store"/>.</summary>
+    public AttentionExecutor(IKvStore store)
+    {
+        _store = store;
+    }
+
+    /// <summary>Answers one request; throws <see cref="KvDbException"/> for bad input.</summary>
+    public AttentionResult Attend(AttentionQuery query)
+    {
+        long started = Stopwatch.GetTimestamp();
+        if (query.ExcludeStart < 0 || query.ExcludeEnd < 0 || (query.ExcludeEnd != 0 && query.ExcludeEnd < query.ExcludeStart))
+        {
+            throw KvDbException.Invalid($"exclude must be a half-open range 0 ≤ start ≤ end, got [{query.ExcludeStart}, {query.ExcludeEnd}); send an unset range to exclude nothing");
+        }
+
+        using LayerSnapshot layer = _store.OpenLayer(query.ContextId, query.Layer);
+        ModelSchema m = layer.Model;
+        long expected = (long)query.NumQueries * m.NumQueryHeads * m.HeadDim;
+        if (query.NumQueries <= 0 || query.Queries.Length != expected)
+        {
+            throw KvDbException.Invalid($"queries must have shape [q ≥ 1, {m.NumQueryHeads}, {m.HeadDim}] for model \"{m.Name}\"");
+        }
+
+        (IAttentionPlan plan, string explain) = _planner.Choose(query.Plan, layer);
+        var output = new float[expected];
+        var lse = new float[query.NumQueries * m.NumQueryHeads];
+        AttentionCounters counters = plan.Execute(layer, query, output, lse);
+        long[]? selected = null;
+        int[]? counts = null;
+        if (query.ReturnSelection)
+        {
+            (selected, counts) = plan.Selection(layer, query);
+        }
+
+        double micros = Stopwatch.GetElapsedTime(started).TotalMicroseconds;
+        var stats = new AttentionStats(plan.Name, counters.TokensScored, counters.TokensAttended, counters.BytesRead, micros, explain);
+        return new AttentionResult(output, lse, stats, selected, counts);
+    }
+}

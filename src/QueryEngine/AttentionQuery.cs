@@ -1,0 +1,15 @@
+namespace KvDb.QueryEngine;
+
+/// <summary>
+/// One attention request after wire decoding: f32 queries [NumQueries, num_query_heads, head_dim] and a
+/// half-open exclude range (empty when End ≤ Start).
+/// </summary>
+public sealed record AttentionQuery(
+    string ContextId,
+    int Layer,
+    float[] Queries,
+    int NumQueries,
+    long ExcludeStart,
+    long ExcludeEnd,
+    PlanRequest Plan,
+    bool ReturnSelection);

@@ -1,0 +1,46 @@
+using KvDb.Kernels;
+using KvDb.Store;
+
+namespace KvDb.QueryEngine;
+
+/// <summary>Attends to every stored token outside the exclude range: the reference every sparse plan is judged against.</summary>
+public sealed class ExactPlan : IAttentionPlan
+{
+    /// <inheritdoc />
+    public string Name => "exact";
+
+    /// <inheritdoc />
+    public AttentionCounters Execute(LayerSnapshot layer, AttentionQuery query, Span<float> output, Span<float> lse) =>
+        ExactAttentionKernel.Run(layer.Model.Geometry, layer.Blocks, query.Queries, query.NumQueries, query.ExcludeStart, query.ExcludeEnd, output, lse);
+
+    /// <inheritdoc />
+    public (long[] Selected, int[] Counts) Selection(LayerSnapshot layer, AttentionQuery query)
+    {
+        int heads = layer.Model.NumKvHeads;
+        long xs = query.ExcludeEnd > query.ExcludeStart ? Math.Clamp(query.ExcludeStart, 0, layer.Tokens) : 0;
+        long xe = query.ExcludeEnd > query.ExcludeStart ? Math.Clamp(query.ExcludeEnd, 0, layer.Tokens) : 0;
+        long perHead = layer.Tokens - (xe - xs);
+        if (perHead * heads > int.MaxValue / 2)
+        {
+            throw KvDbException.Invalid($"return_selection of an exact plan over {perHead} tokens × {heads} heads is too large; ask without return_selection or exclude more tokens");
+        }
+
+        var selected = new long[perHead * heads];
+        var counts = new int[heads];
+        int k = 0;
+        for (int h = 0; h < heads; h++)
+        {
+            for (long p = 0; p < layer.Tokens; p++)
+            {
+                if (p < xs || p >= xe)
+                {
+                    selected[k++] = p;
+                }
+            }
+
+            counts[h] = (int)perHead;
+        }
+
+        return (selected, counts);
+    }
+}

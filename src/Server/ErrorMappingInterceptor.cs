@@ -1,0 +1,83 @@
+using Grpc.Core;
+using Grpc.Core.Interceptors;
+using KvDb.Protocol;
+using KvDb.Store;
+
+namespace KvDb.Server;
+
+/// <summary>The one place where domain errors become gRPC status codes, for every kind of call.</summary>
+public sealed class ErrorMappingInterceptor : Interceptor
+{
+    /// <summary>Maps an exception to the status a client should see.</summary>
+    public static RpcException Map(Exception e) => e switch
+    {
+        RpcException rpc => rpc,
+        KvDbException k => new RpcException(new Status(Code(k.Code), k.Message)),
+        TensorFormatException t => new RpcException(new Status(StatusCode.InvalidArgument, t.Message)),
+        OperationCanceledException => new RpcException(new Status(StatusCode.Cancelled, "the call was cancelled")),
+        _ => new RpcException(new Status(StatusCode.Internal, "internal error: " + e.GetType().Name + ": " + e.Message)),
+    };
+
+    /// <inheritdoc />
+    public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
+    {
+        try
+        {
+            return await continuation(request, context).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not RpcException)
+        {
+            throw Map(e);
+        }
+    }
+
+    /// <inheritdoc />
+    public override async Task<TResponse> ClientStreamingServerHandler<TRequest, TResponse>(IAsyncStreamReader<TRequest> requestStream, ServerCallContext context, ClientStreamingServerMethod<TRequest, TResponse> continuation)
+    {
+        try
+        {
+            return await continuation(requestStream, context).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not RpcException)
+        {
+            throw Map(e);
+        }
+    }
+
+    /// <inheritdoc />
+    public override async Task ServerStreamingServerHandler<TRequest, TResponse>(TRequest request, IServerStreamWriter<TResponse> responseStream, ServerCallContext context, ServerStreamingServerMethod<TRequest, TResponse> continuation)
+    {
+        try
+        {
+            await continuation(request, responseStream, context).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not RpcException)
+        {
+            throw Map(e);
+        }
+    }
+
+    /// <inheritdoc />
+    public override async Task DuplexStreamingServerHandler<TRequest, TResponse>(IAsyncStreamReader<TRequest> requestStream, IServerStreamWriter<TResponse> responseStream, ServerCallContext context, DuplexStreamingServerMethod<TRequest, TResponse> continuation)
+    {
+        try
+        {
+            await continuation(requestStream, responseStream, context).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not RpcException)
+        {
+            throw Map(e);
+        }
+    }
+
+    private static StatusCode Code(KvDbErrorCode code) => code switch
+    {
+        KvDbErrorCode.InvalidArgument => StatusCode.InvalidArgument,
+        KvDbErrorCode.NotFound => StatusCode.NotFound,
+        KvDbErrorCode.AlreadyExists => StatusCode.AlreadyExists,
+        KvDbErrorCode.FailedPrecondition => StatusCode.FailedPrecondition,
+        KvDbErrorCode.ResourceExhausted => StatusCode.ResourceExhausted,
+        KvDbErrorCode.DataLoss => StatusCode.DataLoss,
+        _ => StatusCode.Internal,
+    };
+}

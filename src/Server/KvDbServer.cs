@@ -1,0 +1,72 @@
+using System.Net;
+using KvDb.QueryEngine;
+using KvDb.Server.Services;
+using KvDb.Store;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace KvDb.Server;
+
+/// <summary>Builds and starts the gRPC host: Models, Contexts, Attention, health and reflection on HTTP/2 cleartext.</summary>
+public static class KvDbServer
+{
+    /// <summary>Starts a server and returns once it listens.</summary>
+    public static async Task<KvDbServerHandle> StartAsync(KvDbServerOptions options, CancellationToken cancellationToken = default)
+    {
+        IKvStore store = new InMemoryKvStore(new StoreOptions
+        {
+            CpuBudgetBytes = options.CpuBudgetBytes,
+            DataDirectory = options.DataDirectory,
+        });
+
+        WebApplicationBuilder builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
+        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            IPAddress ip = options.Host is "localhost" ? IPAddress.Loopback : IPAddress.Parse(options.Host);
+            k.Listen(ip, options.Port, listen => listen.Protocols = HttpProtocols.Http2);
+            k.Limits.MaxRequestBodySize = null;
+        });
+
+        builder.Services.AddSingleton(store);
+        builder.Services.AddSingleton(new AttentionExecutor(store));
+        builder.Services.AddGrpc(o =>
+        {
+            o.MaxReceiveMessageSize = options.MaxMessageBytes;
+            o.MaxSendMessageSize = null;
+            o.EnableDetailedErrors = false;
+            o.Interceptors.Add<ErrorMappingInterceptor>();
+        });
+        builder.Services.AddGrpcHealthChecks();
+        builder.Services.AddGrpcReflection();
+
+        WebApplication app = builder.Build();
+        app.MapGrpcService<ModelsService>();
+        app.MapGrpcService<ContextsService>();
+        app.MapGrpcService<AttentionService>();
+        app.MapGrpcHealthChecksService();
+        app.MapGrpcReflectionService();
+
+        try
+        {
+            await app.StartAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            await app.DisposeAsync().ConfigureAwait(false);
+            store.Dispose();
+            throw;
+        }
+
+        string address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        address = address.Replace("[::]", "127.0.0.1", StringComparison.Ordinal).Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal);
+        return new KvDbServerHandle(app, store, address);
+    }
+}

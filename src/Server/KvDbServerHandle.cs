@@ -1,0 +1,35 @@
+using KvDb.Store;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.Hosting;
+
+namespace KvDb.Server;
+
+/// <summary>A running server: its address, its store, and how to stop it.</summary>
+public sealed class KvDbServerHandle : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+
+    internal KvDbServerHandle(WebApplication app, IKvStore store, string address)
+    {
+        _app = app;
+        Store = store;
+        Address = address;
+    }
+
+    /// <summary>The URL clients connect to, e.g. "http://127.0.0.1:50051".</summary>
+    public string Address { get; }
+
+    /// <summary>The store behind the server.</summary>
+    public IKvStore Store { get; }
+
+    /// <summary>Completes when the server stops.</summary>
+    public Task WaitForShutdownAsync() => _app.WaitForShutdownAsync();
+
+    /// <summary>Stops the server and releases the store.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        await _app.StopAsync().ConfigureAwait(false);
+        await _app.DisposeAsync().ConfigureAwait(false);
+        Store.Dispose();
+    }
+}

@@ -1,0 +1,23 @@
+namespace KvDb.Server;
+
+/// <summary>How to run a KvDb server; the defaults serve on 127.0.0.1:50051 from memory.</summary>
+public sealed record KvDbServerOptions
+{
+    /// <summary>Default gRPC port.</summary>
+    public const int DefaultPort = 50051;
+
+    /// <summary>Address to bind ("127.0.0.1", "0.0.0.0", "localhost", an IPv6 literal).</summary>
+    public string Host { get; init; } = "127.0.0.1";
+
+    /// <summary>TCP port; 0 picks a free one (read it back from <see cref="KvDbServerHandle.Address"/>).</summary>
+    public int Port { get; init; } = DefaultPort;
+
+    /// <summary>Directory for persistent data; null keeps everything in memory.</summary>
+    public string? DataDirectory { get; init; }
+
+    /// <summary>Bytes of K/V the CPU tier may hold; 0 = half of available memory.</summary>
+    public long CpuBudgetBytes { get; init; }
+
+    /// <summary>Largest gRPC message accepted (an AppendKv chunk or an Attend request).</summary>
+    public int MaxMessageBytes { get; init; } = 64 << 20;
+}

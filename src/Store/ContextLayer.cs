@@ -1,0 +1,46 @@
+namespace KvDb.Store;
+
+/// <summary>One layer of a context: full blocks in position order and at most one partial tail block last.</summary>
+internal sealed class ContextLayer
+{
+    public List<KvBlock> Blocks { get; } = [];
+
+    public long Length { get; set; }
+
+    /// <summary>Drops rows at and after <paramref name="length"/>; a block cut in the middle is replaced by a copy so pinned readers keep their rows.</summary>
+    public void Truncate(long length, int blockSize)
+    {
+        if (length >= Length)
+        {
+            return;
+        }
+
+        int keepBlocks = (int)((length + blockSize - 1) / blockSize);
+        for (int i = Blocks.Count - 1; i >= keepBlocks; i--)
+        {
+            Blocks[i].Release();
+            Blocks.RemoveAt(i);
+        }
+
+        int rowsInLast = (int)(length - (long)(keepBlocks - 1) * blockSize);
+        if (keepBlocks > 0 && rowsInLast < Blocks[keepBlocks - 1].Count)
+        {
+            KvBlock old = Blocks[keepBlocks - 1];
+            Blocks[keepBlocks - 1] = old.CopyPrefix(rowsInLast);
+            old.Release();
+        }
+
+        Length = length;
+    }
+
+    public void ReleaseAll()
+    {
+        foreach (KvBlock b in Blocks)
+        {
+            b.Release();
+        }
+
+        Blocks.Clear();
+        Length = 0;
+    }
+}
