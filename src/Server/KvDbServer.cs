@@ -8,6 +8,7 @@ using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Logging;
 
 namespace KvDb.Server;
@@ -44,7 +45,9 @@ public static class KvDbServer
             o.EnableDetailedErrors = false;
             o.Interceptors.Add<ErrorMappingInterceptor>();
         });
-        builder.Services.AddGrpcHealthChecks();
+        // Health is answered from live checks rather than the periodic publisher's cache, so a client sees SERVING as soon as the port is open.
+        builder.Services.AddGrpcHealthChecks(o => o.UseHealthChecksCache = false)
+            .AddCheck("store", () => store.GetStats().CpuBytes <= store.GetStats().CpuBudgetBytes ? HealthCheckResult.Healthy() : HealthCheckResult.Degraded("CPU tier over budget"));
         builder.Services.AddGrpcReflection();
 
         WebApplication app = builder.Build();
