@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# KvDb's two entry points on a fresh Debian machine with the .NET 10 SDK:
+#   ./kvdb.sh demo   — build, start the server on its embedded defaults, load a demo context, answer attention queries
+#   ./kvdb.sh test   — build everything (native parts included) and run every test project; prints "N passed, N failed"
+# Anything else is passed to the kvdb CLI (e.g. ./kvdb.sh serve --port 50051).
+set -euo pipefail
+cd "$(dirname "$0")"
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+
+ensure_native() {
+  # Optional native parts (Faiss shim). Each script installs its own apt packages; failures leave the managed build usable.
+  for script in native/*/build.sh; do
+    [ -e "$script" ] || continue
+    bash "$script" || echo "kvdb.sh: $script failed; tests that need it will be skipped" >&2
+  done
+}
+
+run_tests() {
+  ensure_native
+  rm -rf TestResults
+  dotnet restore KvDb.sln
+  dotnet build KvDb.sln -c Release --no-restore
+  set +e
+  dotnet test KvDb.sln -c Release --no-build --logger trx --results-directory TestResults "$@"
+  local rc=$?
+  set -e
+  local passed=0 failed=0 files=0
+  for trx in TestResults/*.trx; do
+    [ -e "$trx" ] || continue
+    files=$((files + 1))
+    local counters
+    counters=$(grep -o '<Counters [^>]*>' "$trx" | head -1)
+    passed=$((passed + $(sed -n 's/.* passed="\([0-9]*\)".*/\1/p' <<<"$counters")))
+    failed=$((failed + $(sed -n 's/.* failed="\([0-9]*\)".*/\1/p' <<<"$counters")))
+  done
+  echo "$passed passed, $failed failed"
+  if [ "$rc" -ne 0 ] || [ "$failed" -ne 0 ] || [ "$passed" -eq 0 ]; then
+    exit 1
+  fi
+}
+
+case "${1:-demo}" in
+  test)
+    shift || true
+    run_tests "$@"
+    ;;
+  demo)
+    shift || true
+    dotnet run -c Release --project src/Cli -- demo "$@"
+    ;;
+  *)
+    dotnet run -c Release --project src/Cli -- "$@"
+    ;;
+esac
