@@ -54,22 +54,9 @@ internal static class CliApp
         Console.WriteLine(serverOptions.DataDirectory is null
             ? "storage: memory only (pass --data DIR for a data directory)"
             : $"data directory: {serverOptions.DataDirectory}");
-        using var stop = new CancellationTokenSource();
-        Console.CancelKeyPress += (_, e) =>
-        {
-            e.Cancel = true;
-            stop.Cancel();
-        };
-        AppDomain.CurrentDomain.ProcessExit += (_, _) => stop.Cancel();
-        try
-        {
-            await Task.Delay(Timeout.Infinite, stop.Token).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
-        {
-            Console.WriteLine("kvdb stopping");
-        }
-
+        // The host's console lifetime turns SIGINT/SIGTERM into a graceful stop; wait for it.
+        await server.WaitForShutdownAsync().ConfigureAwait(false);
+        Console.WriteLine("kvdb stopped");
         return 0;
     }
 
