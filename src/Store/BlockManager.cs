@@ -73,6 +73,7 @@ public sealed unsafe class BlockManager
     internal KvBlock AdoptSpilled(ModelSchema model, int layer, BlockAddress address, ulong checksum, long handle)
     {
         var block = new KvBlock(this, model, layer, 0) { Address = address, Checksum = checksum, DiskAddress = handle };
+        block.MarkFullCount();
         Interlocked.Increment(ref _spillBlocks);
         Interlocked.Add(ref _spillBytes, model.BlockBytes);
         return block;

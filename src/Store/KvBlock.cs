@@ -114,12 +114,8 @@ public sealed unsafe class KvBlock
         Volatile.Write(ref _count, row0 + count);
     }
 
-    /// <summary>Fills a fresh block from its block-layout bytes (keys region then values region), e.g. a disk copy.</summary>
-    internal void LoadFull(ReadOnlySpan<byte> blockBytes)
-    {
-        blockBytes.CopyTo(new Span<byte>((void*)_memory, (int)Model.BlockBytes));
-        Volatile.Write(ref _count, Capacity);
-    }
+    /// <summary>Declares every row present (a full block known only by its disk copy).</summary>
+    internal void MarkFullCount() => Volatile.Write(ref _count, Capacity);
 
     /// <summary>The whole slot (keys region then values region); the block must be resident and the caller must hold a reference.</summary>
     internal ReadOnlySpan<byte> Bytes => new((void*)_memory, (int)Model.BlockBytes);

@@ -18,18 +18,43 @@ internal static class FasterLogFiles
     public static (FasterLog Log, IDevice Device, bool Quarantined) Open(string dataDirectory, string name)
     {
         string folder = Path.Combine(dataDirectory, name);
+        long stored = StoredBytes(folder, name);
         try
         {
             (FasterLog log, IDevice device) = Create(folder, name);
-            return (log, device, false);
+            if (stored == 0 || log.TailAddress > log.BeginAddress)
+            {
+                return (log, device, false);
+            }
+
+            // The files hold records but no commit could be recovered: the commit metadata is unreadable.
+            log.Dispose();
+            device.Dispose();
         }
         catch (Exception e) when (e is FasterException or IOException or InvalidDataException or InvalidOperationException or ArgumentException or EndOfStreamException or FormatException or OverflowException)
         {
-            string aside = folder + ".corrupt-" + DateTime.UtcNow.ToString("yyyyMMddHHmmssfff", System.Globalization.CultureInfo.InvariantCulture);
-            Directory.Move(folder, aside);
-            (FasterLog log, IDevice device) = Create(folder, name);
-            return (log, device, true);
         }
+
+        string aside = folder + ".corrupt-" + DateTime.UtcNow.ToString("yyyyMMddHHmmssfff", System.Globalization.CultureInfo.InvariantCulture);
+        Directory.Move(folder, aside);
+        (FasterLog fresh, IDevice freshDevice) = Create(folder, name);
+        return (fresh, freshDevice, true);
+    }
+
+    private static long StoredBytes(string folder, string name)
+    {
+        if (!Directory.Exists(folder))
+        {
+            return 0;
+        }
+
+        long bytes = 0;
+        foreach (string f in Directory.GetFiles(folder, name + ".log.*"))
+        {
+            bytes += new FileInfo(f).Length;
+        }
+
+        return bytes;
     }
 
     private static (FasterLog Log, IDevice Device) Create(string folder, string name)
