@@ -27,6 +27,11 @@ public static class KvDbServer
             DataDirectory = options.DataDirectory,
             Logger = loggerFactory.CreateLogger("KvDb.Store"),
         };
+        if (options.CheckpointLogBytes > 0)
+        {
+            storeOptions = storeOptions with { CheckpointLogBytes = options.CheckpointLogBytes };
+        }
+
 
         // A data directory makes the store durable (write-ahead log, checkpoints, disk tier); without one it stays memory-only.
         IKvStore store = options.DataDirectory is null ? new InMemoryKvStore(storeOptions) : new KvStore(storeOptions);

@@ -62,6 +62,8 @@ public sealed unsafe class BlockManager
     {
         if (_spill is not null)
         {
+            // Writing counts as a use, so a block just appended is not the first to go.
+            block.LastUse = Interlocked.Increment(ref _clock);
             lock (_lruGate)
             {
                 _demotable.Add(block);

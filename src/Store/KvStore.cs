@@ -342,6 +342,9 @@ public partial class KvStore : IKvStore
         }
 
         _timer?.Dispose();
+
+        // A maintenance pass already running must not touch the logs or the arena after they are closed.
+        SpinWait.SpinUntil(() => Volatile.Read(ref _maintenanceRunning) == 0, TimeSpan.FromSeconds(60));
         CloseDurable();
         _arena.Dispose();
         GC.SuppressFinalize(this);
@@ -647,8 +650,14 @@ public partial class KvStore : IKvStore
     /// <summary>Deletes expired contexts and takes a checkpoint when one is due.</summary>
     private void Maintain()
     {
-        if (Interlocked.Exchange(ref _maintenanceRunning, 1) != 0 || Volatile.Read(ref _disposed) != 0)
+        if (Interlocked.Exchange(ref _maintenanceRunning, 1) != 0)
         {
+            return;
+        }
+
+        if (Volatile.Read(ref _disposed) != 0)
+        {
+            Volatile.Write(ref _maintenanceRunning, 0);
             return;
         }
 
