@@ -266,6 +266,44 @@ public sealed unsafe class BlockManager
         _spill.Flush();
     }
 
+    /// <summary>
+    /// Reads the disk copy of a non-resident block and checks it without promoting it (the start-up scrub);
+    /// false when it failed its checksum (the block is then marked corrupt and never served). The caller holds a reference.
+    /// </summary>
+    internal bool Verify(KvBlock block)
+    {
+        if (_spill is null)
+        {
+            return true;
+        }
+
+        lock (block.Gate)
+        {
+            if (block.IsResident || block.Corrupt || block.DiskAddress < 0 || block.Address is not BlockAddress address)
+            {
+                return !block.Corrupt;
+            }
+
+            byte[] buffer = System.Buffers.ArrayPool<byte>.Shared.Rent((int)block.Model.BlockBytes);
+            try
+            {
+                if (_spill.TryRead(block.DiskAddress, address, block.Checksum, buffer.AsSpan(0, (int)block.Model.BlockBytes)))
+                {
+                    return true;
+                }
+            }
+            finally
+            {
+                System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+            }
+
+            block.Corrupt = true;
+            Interlocked.Increment(ref _corrupt);
+            Interlocked.Increment(ref _spillMisses);
+            return false;
+        }
+    }
+
     /// <summary>Per-tier counters: the CPU tier, then the spill tier if any.</summary>
     public IReadOnlyList<TierStats> GetTierStats()
     {

@@ -19,6 +19,7 @@ public partial class KvStore
     private long _lastCheckpointTail;
     private long _lastCheckpointTicks = Stopwatch.GetTimestamp();
     private long _previousReplayFrom = -1;
+    private int _scrubPending;
 
     /// <summary>True when the store keeps a data directory.</summary>
     public bool Durable => _wal is not null;
@@ -169,6 +170,7 @@ public partial class KvStore
         }
 
         _lastCheckpointTail = _wal.TailAddress;
+        _scrubPending = 1;
         RecoveryTime = Stopwatch.GetElapsedTime(started);
         return manager;
     }
@@ -179,6 +181,60 @@ public partial class KvStore
         {
             _wal?.Dispose();
             _blockLog?.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Once after start, in the background: reads every block that is only on disk and checks its checksum, so
+    /// corruption shows up in the stats and the log without waiting for a reader (which would get DATA_LOSS).
+    /// </summary>
+    private void ScrubOnce()
+    {
+        if (Interlocked.Exchange(ref _scrubPending, 0) == 0)
+        {
+            return;
+        }
+
+        var seen = new HashSet<KvBlock>(ReferenceEqualityComparer.Instance);
+        var held = new List<KvBlock>();
+        foreach (KvContext c in _contexts.Values)
+        {
+            lock (c.Gate)
+            {
+                foreach (ContextLayer l in c.Layers)
+                {
+                    foreach (KvBlock b in l.Blocks)
+                    {
+                        if (!b.IsResident && b.DiskAddress >= 0 && seen.Add(b) && b.TryAddRef())
+                        {
+                            held.Add(b);
+                        }
+                    }
+                }
+            }
+        }
+
+        try
+        {
+            foreach (KvBlock b in held)
+            {
+                if (Volatile.Read(ref _disposed) != 0)
+                {
+                    return;
+                }
+
+                if (!Blocks.Verify(b))
+                {
+                    Report($"block {b.Address} failed its checksum on disk; reads of the layers holding it fail with DATA_LOSS");
+                }
+            }
+        }
+        finally
+        {
+            foreach (KvBlock b in held)
+            {
+                b.Release();
+            }
         }
     }
 

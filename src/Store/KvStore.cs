@@ -672,6 +672,7 @@ public partial class KvStore : IKvStore
                 }
             }
 
+            ScrubOnce();
             MaybeCheckpoint();
         }
         catch (Exception e) when (e is KvDbException or IOException or ObjectDisposedException or InvalidOperationException)
