@@ -1,16 +1,29 @@
 using KvDb.Bench;
 
 // One suite per invocation, so each suite's numbers come from a fresh process with nothing else in its heap.
-string suite = args.Length > 0 ? args[0] : "";
+// Suites print one JSON object per line on stdout; progress goes to stderr.
+string suite = args.Length > 0 ? args[0] : string.Empty;
 string[] rest = args.Length > 1 ? args[1..] : [];
 switch (suite)
 {
     case "exact":
         ExactSuite.Run(rest, Console.Out);
         return 0;
+    case "ingest":
+        await IngestSuite.RunAsync(rest);
+        return 0;
+    case "prefix":
+        await PrefixSuite.RunAsync(rest);
+        return 0;
+    case "recovery":
+        await RecoverySuite.RunAsync(rest);
+        return 0;
     default:
-        Console.Error.WriteLine("usage: KvDb.Bench <suite> [options]");
+        Console.Error.WriteLine("usage: dotnet run -c Release --project bench/KvDb.Bench -- SUITE [options]");
         Console.Error.WriteLine("suites:");
         Console.Error.WriteLine("  exact [ctx ...]   exact CPU attention over a bf16 context vs a streaming read of the same bytes");
+        Console.Error.WriteLine("  ingest            AppendKv of a 128K-token, 4-layer bf16 context vs raw loopback gRPC bytes");
+        Console.Error.WriteLine("  prefix            LookupPrefix latency of a 128K-token prefix");
+        Console.Error.WriteLine("  recovery          restart time after a crash with ~1 GB stored");
         return 2;
 }

@@ -9,8 +9,10 @@ internal static class CliApp
         kvdb — a database for LLM attention KV caches
 
         usage:
-          kvdb serve [--host 127.0.0.1] [--port 50051] [--data DIR] [--cpu-budget BYTES]
-              run the gRPC server (Models, Contexts, Attention, health, reflection)
+          kvdb serve [--host 127.0.0.1] [--port 50051] [--data DIR] [--cpu-budget BYTES] [--checkpoint-log-bytes N]
+              run the gRPC server (Models, Contexts, Attention, Admin, health, reflection).
+              --data DIR makes it durable (write-ahead log, checkpoints, disk tier for cold blocks;
+              restarting on the same DIR recovers every acknowledged append); without it, memory only
           kvdb demo [--tokens 32768] [--layers 4] [--queries 4]
               start an in-process server on a free port, load a synthetic Llama-3-8B-shaped context,
               answer attention queries and check them against an f64 reference
@@ -48,6 +50,7 @@ internal static class CliApp
             Port = options.GetInt("port", KvDbServerOptions.DefaultPort),
             DataDirectory = options.GetOrNull("data"),
             CpuBudgetBytes = options.GetLong("cpu-budget", 0),
+            CheckpointLogBytes = options.GetLong("checkpoint-log-bytes", 0),
         };
         await using KvDbServerHandle server = await KvDbServer.StartAsync(serverOptions).ConfigureAwait(false);
         Console.WriteLine($"kvdb listening on {server.Address}");

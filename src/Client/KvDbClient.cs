@@ -25,6 +25,7 @@ public sealed class KvDbClient : IDisposable
         Models = new Models.ModelsClient(_channel);
         Contexts = new Contexts.ContextsClient(_channel);
         Attention = new Attention.AttentionClient(_channel);
+        Admin = new Admin.AdminClient(_channel);
     }
 
     /// <summary>The raw generated Models client.</summary>
@@ -36,14 +37,21 @@ public sealed class KvDbClient : IDisposable
     /// <summary>The raw generated Attention client.</summary>
     public Attention.AttentionClient Attention { get; }
 
+    /// <summary>The raw generated Admin client.</summary>
+    public Admin.AdminClient Admin { get; }
+
     /// <summary>Creates (or re-declares identically) a model.</summary>
     public async Task<Model> CreateModelAsync(Model model, CancellationToken cancellationToken = default) =>
         await Models.CreateModelAsync(new CreateModelRequest { Model = model }, cancellationToken: cancellationToken).ConfigureAwait(false);
 
     /// <summary>Creates a context, optionally starting from the cached KV of <paramref name="prefixTokenIds"/>.</summary>
-    public async Task<Context> CreateContextAsync(string model, string ns = "", string id = "", IEnumerable<int>? prefixTokenIds = null, CancellationToken cancellationToken = default)
+    public Task<Context> CreateContextAsync(string model, string ns = "", string id = "", IEnumerable<int>? prefixTokenIds = null, CancellationToken cancellationToken = default) =>
+        CreateContextAsync(model, ns, id, prefixTokenIds, 0, cancellationToken);
+
+    /// <summary>As above; a positive <paramref name="ttlSeconds"/> makes the server delete the context that long after creation.</summary>
+    public async Task<Context> CreateContextAsync(string model, string ns, string id, IEnumerable<int>? prefixTokenIds, long ttlSeconds, CancellationToken cancellationToken = default)
     {
-        var request = new CreateContextRequest { Model = model, Namespace = ns, Id = id };
+        var request = new CreateContextRequest { Model = model, Namespace = ns, Id = id, TtlSeconds = ttlSeconds };
         if (prefixTokenIds is not null)
         {
             request.PrefixTokenIds.Add(prefixTokenIds);
@@ -51,6 +59,55 @@ public sealed class KvDbClient : IDisposable
 
         return await Contexts.CreateContextAsync(request, cancellationToken: cancellationToken).ConfigureAwait(false);
     }
+
+    /// <summary>Copies a context's committed KV by reference under <paramref name="newId"/> (empty = server-assigned).</summary>
+    public async Task<Context> ForkContextAsync(string id, string newId = "", CancellationToken cancellationToken = default) =>
+        await Contexts.ForkContextAsync(new ForkContextRequest { Id = id, NewId = newId }, cancellationToken: cancellationToken).ConfigureAwait(false);
+
+    /// <summary>One page of contexts in id order; pass the response's next_page_token for the next page.</summary>
+    public async Task<ListContextsResponse> ListContextsAsync(int pageSize = 0, string pageToken = "", CancellationToken cancellationToken = default) =>
+        await Contexts.ListContextsAsync(new ListContextsRequest { PageSize = pageSize, PageToken = pageToken }, cancellationToken: cancellationToken).ConfigureAwait(false);
+
+    /// <summary>
+    /// Streams stored K/V back: tokens [start, end) of <paramref name="layer"/> (−1 = every layer, one after another;
+    /// end 0 = the layer's end), as chunks in wire layout [n, num_kv_heads, head_dim].
+    /// </summary>
+    public async IAsyncEnumerable<ReadKvChunk> ReadKvAsync(string contextId, int layer = -1, long start = 0, long end = 0, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        using AsyncServerStreamingCall<ReadKvChunk> call = Contexts.ReadKv(new ReadKvRequest { ContextId = contextId, Layer = layer, Start = start, End = end }, cancellationToken: cancellationToken);
+        await foreach (ReadKvChunk chunk in call.ResponseStream.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+        {
+            yield return chunk;
+        }
+    }
+
+    /// <summary>Reads one whole layer back as (token ids, keys, values) raw bytes in wire layout.</summary>
+    public async Task<(int[] TokenIds, byte[] Keys, byte[] Values)> ReadLayerAsync(string contextId, int layer, CancellationToken cancellationToken = default)
+    {
+        var ids = new List<int>();
+        using var keys = new MemoryStream();
+        using var values = new MemoryStream();
+        await foreach (ReadKvChunk chunk in ReadKvAsync(contextId, layer, cancellationToken: cancellationToken).ConfigureAwait(false))
+        {
+            ids.AddRange(chunk.TokenIds);
+            keys.Write(chunk.Keys.Data.Span);
+            values.Write(chunk.Values.Data.Span);
+        }
+
+        return ([.. ids], keys.ToArray(), values.ToArray());
+    }
+
+    /// <summary>Store statistics: per-tier bytes, blocks, hits and misses, contexts, models, corrupt records.</summary>
+    public async Task<StatsResponse> GetStatsAsync(CancellationToken cancellationToken = default) =>
+        await Admin.GetStatsAsync(new GetStatsRequest(), cancellationToken: cancellationToken).ConfigureAwait(false);
+
+    /// <summary>Demotes cold unpinned blocks to the disk tier until the CPU tier holds at most <paramref name="targetCpuBytes"/>.</summary>
+    public async Task<EvictResponse> EvictAsync(long targetCpuBytes, CancellationToken cancellationToken = default) =>
+        await Admin.EvictAsync(new EvictRequest { TargetCpuBytes = targetCpuBytes }, cancellationToken: cancellationToken).ConfigureAwait(false);
+
+    /// <summary>Writes a checkpoint now (servers with a data directory).</summary>
+    public async Task<CheckpointResponse> CheckpointAsync(CancellationToken cancellationToken = default) =>
+        await Admin.CheckpointAsync(new CheckpointRequest(), cancellationToken: cancellationToken).ConfigureAwait(false);
 
     /// <summary>Reads a context's state.</summary>
     public async Task<Context> GetContextAsync(string id, CancellationToken cancellationToken = default) =>

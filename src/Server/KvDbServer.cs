@@ -13,17 +13,28 @@ using Microsoft.Extensions.Logging;
 
 namespace KvDb.Server;
 
-/// <summary>Builds and starts the gRPC host: Models, Contexts, Attention, health and reflection on HTTP/2 cleartext.</summary>
+/// <summary>Builds and starts the gRPC host: Models, Contexts, Attention, Admin, health and reflection on HTTP/2 cleartext.</summary>
 public static class KvDbServer
 {
     /// <summary>Starts a server and returns once it listens.</summary>
     public static async Task<KvDbServerHandle> StartAsync(KvDbServerOptions options, CancellationToken cancellationToken = default)
     {
-        IKvStore store = new InMemoryKvStore(new StoreOptions
+        // Warnings only: recovery problems and corruption reports must reach the operator's console.
+        ILoggerFactory loggerFactory = LoggerFactory.Create(b => b.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning));
+        var storeOptions = new StoreOptions
         {
             CpuBudgetBytes = options.CpuBudgetBytes,
             DataDirectory = options.DataDirectory,
-        });
+            Logger = loggerFactory.CreateLogger("KvDb.Store"),
+        };
+        if (options.CheckpointLogBytes > 0)
+        {
+            storeOptions = storeOptions with { CheckpointLogBytes = options.CheckpointLogBytes };
+        }
+
+
+        // A data directory makes the store durable (write-ahead log, checkpoints, disk tier); without one it stays memory-only.
+        IKvStore store = options.DataDirectory is null ? new InMemoryKvStore(storeOptions) : new KvStore(storeOptions);
 
         WebApplicationBuilder builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
@@ -54,6 +65,7 @@ public static class KvDbServer
         app.MapGrpcService<ModelsService>();
         app.MapGrpcService<ContextsService>();
         app.MapGrpcService<AttentionService>();
+        app.MapGrpcService<AdminService>();
         app.MapGrpcHealthChecksService();
         app.MapGrpcReflectionService();
 
@@ -65,11 +77,12 @@ public static class KvDbServer
         {
             await app.DisposeAsync().ConfigureAwait(false);
             store.Dispose();
+            loggerFactory.Dispose();
             throw;
         }
 
         string address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         address = address.Replace("[::]", "127.0.0.1", StringComparison.Ordinal).Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal);
-        return new KvDbServerHandle(app, store, address);
+        return new KvDbServerHandle(app, store, address, loggerFactory);
     }
 }

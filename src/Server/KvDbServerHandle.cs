@@ -1,6 +1,7 @@
 using KvDb.Store;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 
 namespace KvDb.Server;
 
@@ -8,10 +9,12 @@ namespace KvDb.Server;
 public sealed class KvDbServerHandle : IAsyncDisposable
 {
     private readonly WebApplication _app;
+    private readonly ILoggerFactory _loggerFactory;
 
-    internal KvDbServerHandle(WebApplication app, IKvStore store, string address)
+    internal KvDbServerHandle(WebApplication app, IKvStore store, string address, ILoggerFactory loggerFactory)
     {
         _app = app;
+        _loggerFactory = loggerFactory;
         Store = store;
         Address = address;
     }
@@ -31,5 +34,6 @@ public sealed class KvDbServerHandle : IAsyncDisposable
         await _app.StopAsync().ConfigureAwait(false);
         await _app.DisposeAsync().ConfigureAwait(false);
         Store.Dispose();
+        _loggerFactory.Dispose();
     }
 }

@@ -18,6 +18,9 @@ public sealed record KvDbServerOptions
     /// <summary>Bytes of K/V the CPU tier may hold; 0 = half of available memory.</summary>
     public long CpuBudgetBytes { get; init; }
 
+    /// <summary>With a data directory: take a checkpoint after this many bytes of write-ahead log; 0 = the store's default (512 MiB).</summary>
+    public long CheckpointLogBytes { get; init; }
+
     /// <summary>Largest gRPC message accepted (an AppendKv chunk or an Attend request).</summary>
     public int MaxMessageBytes { get; init; } = 64 << 20;
 }

@@ -32,7 +32,7 @@ internal static class WireMapping
 
     public static Context ToWire(ContextInfo c)
     {
-        var ctx = new Context { Id = c.Id, Model = c.Model, Namespace = c.Namespace, NumTokens = c.NumTokens, Bytes = c.Bytes };
+        var ctx = new Context { Id = c.Id, Model = c.Model, Namespace = c.Namespace, NumTokens = c.NumTokens, Bytes = c.Bytes, CreatedUnixMs = c.CreatedUnixMs, ExpiresAtUnixMs = c.ExpiresAtUnixMs };
         ctx.LayerTokens.Add(c.LayerTokens);
         return ctx;
     }

@@ -1,4 +1,11 @@
 namespace KvDb.Store;
 
 /// <summary>A snapshot of a context's public state.</summary>
-public sealed record ContextInfo(string Id, string Model, string Namespace, long NumTokens, IReadOnlyList<long> LayerTokens, long Bytes);
+public sealed record ContextInfo(string Id, string Model, string Namespace, long NumTokens, IReadOnlyList<long> LayerTokens, long Bytes)
+{
+    /// <summary>When the context was created (Unix ms).</summary>
+    public long CreatedUnixMs { get; init; }
+
+    /// <summary>When the TTL sweep deletes it (Unix ms); 0 = never.</summary>
+    public long ExpiresAtUnixMs { get; init; }
+}

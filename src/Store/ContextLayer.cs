@@ -7,8 +7,8 @@ internal sealed class ContextLayer
 
     public long Length { get; set; }
 
-    /// <summary>Drops rows at and after <paramref name="length"/>; a block cut in the middle is replaced by a copy so pinned readers keep their rows.</summary>
-    public void Truncate(long length, int blockSize)
+    /// <summary>Drops rows at and after <paramref name="length"/>; a block cut in the middle is replaced by a copy so pinned readers and sharers keep their rows.</summary>
+    public void Truncate(long length, int blockSize, BlockManager manager)
     {
         if (length >= Length)
         {
@@ -26,7 +26,16 @@ internal sealed class ContextLayer
         if (keepBlocks > 0 && rowsInLast < Blocks[keepBlocks - 1].Count)
         {
             KvBlock old = Blocks[keepBlocks - 1];
-            Blocks[keepBlocks - 1] = old.CopyPrefix(rowsInLast);
+            manager.Pin(old);
+            try
+            {
+                Blocks[keepBlocks - 1] = old.CopyPrefix(rowsInLast);
+            }
+            finally
+            {
+                manager.Unpin(old);
+            }
+
             old.Release();
         }
 

@@ -3,7 +3,7 @@ namespace KvDb.Store;
 /// <summary>
 /// One AppendKv stream: chunks are applied as they arrive (so readers can see progress), and either
 /// <see cref="Commit"/> keeps them all or Dispose without commit rolls every layer back to its length
-/// at the start.
+/// at the start. With a data directory, the commit returns only once the stream is durable.
 /// </summary>
 public interface IAppendTransaction : IDisposable
 {
@@ -16,4 +16,7 @@ public interface IAppendTransaction : IDisposable
 
     /// <summary>Makes the appended chunks permanent and returns the context's state.</summary>
     ContextInfo Commit();
+
+    /// <summary>As <see cref="Commit"/>, waiting for durability without blocking a thread.</summary>
+    Task<ContextInfo> CommitAsync() => Task.FromResult(Commit());
 }

@@ -1,6 +1,6 @@
 namespace KvDb.Store;
 
-/// <summary>The store seam: models, contexts, transactional appends and pinned reads of layers.</summary>
+/// <summary>The store seam: models, contexts, transactional appends, pinned reads of layers, prefix sharing and administration.</summary>
 public interface IKvStore : IDisposable
 {
     /// <summary>Creates a model (idempotent for an identical schema; ALREADY_EXISTS for a different one) and returns it normalized.</summary>
@@ -16,10 +16,20 @@ public interface IKvStore : IDisposable
     /// Creates a context of <paramref name="model"/> in <paramref name="ns"/>; an empty id gets a server-assigned one.
     /// With <paramref name="prefixTokenIds"/>, the context starts with the cached KV of that prefix (shared, not copied).
     /// </summary>
-    ContextInfo CreateContext(string model, string ns, string? id, ReadOnlySpan<int> prefixTokenIds);
+    ContextInfo CreateContext(string model, string ns, string? id, ReadOnlySpan<int> prefixTokenIds) =>
+        CreateContext(model, ns, id, prefixTokenIds, 0);
+
+    /// <summary>As above; a positive <paramref name="ttlSeconds"/> deletes the context that long after creation.</summary>
+    ContextInfo CreateContext(string model, string ns, string? id, ReadOnlySpan<int> prefixTokenIds, long ttlSeconds);
+
+    /// <summary>Copies a context's committed KV by reference under a new id (empty = server-assigned).</summary>
+    ContextInfo ForkContext(string id, string? newId);
 
     /// <summary>Returns a context or throws NOT_FOUND.</summary>
     ContextInfo GetContext(string id);
+
+    /// <summary>Contexts in id order, <paramref name="pageSize"/> at a time (0 = 100), after <paramref name="pageToken"/>.</summary>
+    ContextPage ListContexts(int pageSize, string? pageToken);
 
     /// <summary>Deletes a context; false when it did not exist.</summary>
     bool DeleteContext(string id);
@@ -27,12 +37,21 @@ public interface IKvStore : IDisposable
     /// <summary>Opens the single append transaction of a context (FAILED_PRECONDITION if one is open).</summary>
     IAppendTransaction BeginAppend(string contextId);
 
-    /// <summary>Pins a consistent view of one layer for a query.</summary>
+    /// <summary>Pins a consistent view of one layer for a query (promoting its blocks to the CPU tier).</summary>
     LayerSnapshot OpenLayer(string contextId, int layer);
 
-    /// <summary>Longest prefix of <paramref name="tokenIds"/> whose KV is stored in every layer of some context of that model and namespace.</summary>
+    /// <summary>Token ids of positions [start, end) of a context.</summary>
+    int[] ReadTokenIds(string contextId, long start, long end);
+
+    /// <summary>Longest prefix of <paramref name="tokenIds"/> whose KV is stored in every layer, in that model and namespace.</summary>
     long LookupPrefix(string model, string ns, ReadOnlySpan<int> tokenIds);
 
     /// <summary>Counters for operators.</summary>
     StoreStats GetStats();
+
+    /// <summary>Demotes cold unpinned blocks to the disk tier until the CPU tier holds at most <paramref name="targetCpuBytes"/>.</summary>
+    (long Blocks, long Bytes) Evict(long targetCpuBytes);
+
+    /// <summary>Writes a checkpoint now (FAILED_PRECONDITION when memory only).</summary>
+    CheckpointResult Checkpoint();
 }

@@ -3,23 +3,25 @@ using KvDb.Kernels;
 namespace KvDb.Store;
 
 /// <summary>
-/// A pinned, consistent view of one context layer for the duration of a query: every block it lists
-/// keeps its memory and its first rows unchanged until Dispose, whatever appends, rollbacks or
-/// deletes happen meanwhile.
+/// A pinned, consistent view of one context layer for the duration of a query: every block it lists is
+/// resident in the CPU tier and keeps its memory and its first rows unchanged until Dispose, whatever appends,
+/// rollbacks, deletes or demotions happen meanwhile.
 /// </summary>
 public sealed class LayerSnapshot : IDisposable
 {
     private readonly KvBlock[] _blocks;
     private readonly KvBlockRef[] _views;
+    private readonly BlockManager _manager;
     private int _disposed;
 
-    internal LayerSnapshot(ModelSchema model, int layer, KvBlock[] blocks, KvBlockRef[] views, long tokens)
+    internal LayerSnapshot(ModelSchema model, int layer, KvBlock[] blocks, KvBlockRef[] views, long tokens, BlockManager manager)
     {
         Model = model;
         Layer = layer;
         _blocks = blocks;
         _views = views;
         Tokens = tokens;
+        _manager = manager;
     }
 
     /// <summary>The context's model.</summary>
@@ -34,6 +36,28 @@ public sealed class LayerSnapshot : IDisposable
     /// <summary>Blocks in position order, as kernel views.</summary>
     public ReadOnlySpan<KvBlockRef> Blocks => _views;
 
+    /// <summary>Copies tokens [start, start+count) out in wire layout [count, num_kv_heads, head_dim] for keys and for values.</summary>
+    public void ReadRows(long start, int count, Span<byte> keys, Span<byte> values)
+    {
+        if (start < 0 || count < 0 || start + count > Tokens)
+        {
+            throw KvDbException.Invalid($"rows [{start}, {start + count}) are outside the layer's {Tokens} tokens");
+        }
+
+        int tokenBytes = Model.NumKvHeads * Model.RowBytes;
+        int b = Model.BlockSize;
+        int done = 0;
+        while (done < count)
+        {
+            long pos = start + done;
+            int blockIndex = (int)(pos / b);
+            int first = (int)(pos % b);
+            int take = Math.Min(count - done, b - first);
+            _blocks[blockIndex].ReadRows(first, take, keys.Slice(done * tokenBytes, take * tokenBytes), values.Slice(done * tokenBytes, take * tokenBytes));
+            done += take;
+        }
+    }
+
     /// <summary>Releases the pins.</summary>
     public void Dispose()
     {
@@ -41,6 +65,7 @@ public sealed class LayerSnapshot : IDisposable
         {
             foreach (KvBlock b in _blocks)
             {
+                _manager.Unpin(b);
                 b.Release();
             }
         }

@@ -1,3 +1,5 @@
+using Microsoft.Extensions.Logging;
+
 namespace KvDb.Store;
 
 /// <summary>Configuration of the KV store; every default works without a config file.</summary>
@@ -8,6 +10,18 @@ public sealed record StoreOptions
 
     /// <summary>Directory for persistent data; null = memory only (nothing survives a restart).</summary>
     public string? DataDirectory { get; init; }
+
+    /// <summary>How often the background task deletes expired contexts and considers a checkpoint.</summary>
+    public TimeSpan MaintenanceInterval { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>A checkpoint is taken when the write-ahead log grew this much since the last one.</summary>
+    public long CheckpointLogBytes { get; init; } = 512L << 20;
+
+    /// <summary>A checkpoint is taken at least this often while anything changed.</summary>
+    public TimeSpan CheckpointInterval { get; init; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>Where the store reports corruption and recovery; null = standard error.</summary>
+    public ILogger? Logger { get; init; }
 
     /// <summary>The CPU budget with the default resolved.</summary>
     public long ResolvedCpuBudgetBytes =>

@@ -5,9 +5,12 @@ using KvDb.Store;
 
 namespace KvDb.Server.Services;
 
-/// <summary>kvdb.v1.Contexts: create, read, delete, streamed append and prefix lookup.</summary>
+/// <summary>kvdb.v1.Contexts: create, fork, read, list, delete, streamed append, streamed read-back and prefix lookup.</summary>
 public sealed class ContextsService : Contexts.ContextsBase
 {
+    /// <summary>K and V bytes per ReadKv message.</summary>
+    private const int ReadChunkBytes = 4 << 20;
+
     private readonly IKvStore _store;
 
     /// <summary>Creates the service over the store.</summary>
@@ -20,7 +23,7 @@ public sealed class ContextsService : Contexts.ContextsBase
     public override Task<Context> CreateContext(CreateContextRequest request, ServerCallContext context)
     {
         int[] prefix = [.. request.PrefixTokenIds];
-        return Task.FromResult(WireMapping.ToWire(_store.CreateContext(request.Model, request.Namespace, request.Id, prefix)));
+        return Task.FromResult(WireMapping.ToWire(_store.CreateContext(request.Model, request.Namespace, request.Id, prefix, request.TtlSeconds)));
     }
 
     /// <inheritdoc />
@@ -78,7 +81,7 @@ public sealed class ContextsService : Contexts.ContextsBase
                 throw KvDbException.Invalid("AppendKv stream carried no messages; send at least one AppendKvRequest with context_id, layer, token_ids, keys and values");
             }
 
-            ContextInfo info = tx.Commit();
+            ContextInfo info = await tx.CommitAsync().ConfigureAwait(false);
             var response = new AppendKvResponse { NumTokens = info.NumTokens };
             response.LayerTokens.Add(info.LayerTokens);
             return response;
@@ -94,5 +97,69 @@ public sealed class ContextsService : Contexts.ContextsBase
     {
         int[] ids = [.. request.TokenIds];
         return Task.FromResult(new LookupPrefixResponse { NumTokens = _store.LookupPrefix(request.Model, request.Namespace, ids) });
+    }
+
+    /// <inheritdoc />
+    public override Task<Context> ForkContext(ForkContextRequest request, ServerCallContext context) =>
+        Task.FromResult(WireMapping.ToWire(_store.ForkContext(request.Id, request.NewId)));
+
+    /// <inheritdoc />
+    public override Task<ListContextsResponse> ListContexts(ListContextsRequest request, ServerCallContext context)
+    {
+        ContextPage page = _store.ListContexts(request.PageSize, request.PageToken);
+        var response = new ListContextsResponse { NextPageToken = page.NextPageToken };
+        foreach (ContextInfo c in page.Contexts)
+        {
+            response.Contexts.Add(WireMapping.ToWire(c));
+        }
+
+        return Task.FromResult(response);
+    }
+
+    /// <inheritdoc />
+    public override async Task ReadKv(ReadKvRequest request, IServerStreamWriter<ReadKvChunk> responseStream, ServerCallContext context)
+    {
+        ModelSchema model = _store.GetModel(_store.GetContext(request.ContextId).Model);
+        if (request.Layer != -1)
+        {
+            model.CheckLayer(request.Layer);
+        }
+
+        if (request.Start < 0 || request.End < 0 || (request.End != 0 && request.End < request.Start))
+        {
+            throw KvDbException.Invalid($"start and end must satisfy 0 ≤ start ≤ end (end 0 = the layer's end), got [{request.Start}, {request.End})");
+        }
+
+        int tokenBytes = model.NumKvHeads * model.RowBytes;
+        int chunkTokens = Math.Max(1, ReadChunkBytes / (2 * tokenBytes));
+        int first = request.Layer == -1 ? 0 : request.Layer;
+        int last = request.Layer == -1 ? model.NumLayers - 1 : request.Layer;
+        for (int layer = first; layer <= last; layer++)
+        {
+            using LayerSnapshot snapshot = _store.OpenLayer(request.ContextId, layer);
+            long end = request.End == 0 ? snapshot.Tokens : request.End;
+            if (end > snapshot.Tokens || request.Start > end)
+            {
+                throw KvDbException.Invalid($"layer {layer} holds {snapshot.Tokens} tokens; ask for a range within [0, {snapshot.Tokens}) (end 0 = the layer's end)");
+            }
+
+            int[] ids = _store.ReadTokenIds(request.ContextId, request.Start, end);
+            for (long start = request.Start; start < end; start += chunkTokens)
+            {
+                int n = (int)Math.Min(chunkTokens, end - start);
+                var keys = new byte[n * tokenBytes];
+                var values = new byte[n * tokenBytes];
+                snapshot.ReadRows(start, n, keys, values);
+                var chunk = new ReadKvChunk
+                {
+                    Layer = layer,
+                    Start = start,
+                    Keys = TensorCodec.FromBytes(model.DType, keys, n, model.NumKvHeads, model.HeadDim),
+                    Values = TensorCodec.FromBytes(model.DType, values, n, model.NumKvHeads, model.HeadDim),
+                };
+                chunk.TokenIds.Add(ids.AsSpan((int)(start - request.Start), n).ToArray());
+                await responseStream.WriteAsync(chunk, context.CancellationToken).ConfigureAwait(false);
+            }
+        }
     }
 }

@@ -1,0 +1,408 @@
+namespace KvDb.Store;
+
+/// <summary>
+/// Places blocks in tiers. The CPU tier is the native slab arena with the byte budget; with a spill tier
+/// (the disk tier under a data directory), crossing the high watermark demotes the least recently used
+/// unpinned full blocks until usage is back under the low watermark, and a pin promotes a demoted block back.
+/// Unsafe: spans over arena slots are created only for resident blocks whose reference the caller holds, so
+/// the slot cannot be freed or reused meanwhile.
+/// </summary>
+public sealed unsafe class BlockManager
+{
+    /// <summary>Fraction of the CPU budget above which demotion starts.</summary>
+    public const double HighWatermark = 0.90;
+
+    /// <summary>Fraction of the CPU budget demotion brings usage back to.</summary>
+    public const double LowWatermark = 0.75;
+
+    private readonly NativeSlabArena _arena;
+    private readonly ISpillTier? _spill;
+    private readonly BlockDirectory _directory;
+    private readonly Lock _lruGate = new();
+    private readonly HashSet<KvBlock> _demotable = [];
+    private readonly Lock _demoteGate = new();
+    private long _clock;
+    private long _residentBlocks;
+    private long _cpuHits;
+    private long _cpuMisses;
+    private long _spillBlocks;
+    private long _spillBytes;
+    private long _spillHits;
+    private long _spillMisses;
+    private long _corrupt;
+    private long _demotions;
+
+    internal BlockManager(NativeSlabArena arena, ISpillTier? spill, BlockDirectory directory)
+    {
+        _arena = arena;
+        _spill = spill;
+        _directory = directory;
+    }
+
+    /// <summary>True when blocks can be demoted to a lower tier.</summary>
+    public bool CanSpill => _spill is not null;
+
+    /// <summary>Full blocks found corrupt when read back from a lower tier.</summary>
+    public long CorruptBlocks => Interlocked.Read(ref _corrupt);
+
+    /// <summary>Blocks demoted from the CPU tier since start.</summary>
+    public long Demotions => Interlocked.Read(ref _demotions);
+
+    /// <summary>Allocates an empty resident block with one reference; demotes cold blocks first when the budget is tight.</summary>
+    public KvBlock Allocate(ModelSchema model, int layer)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        nint memory = AllocateSlot(model.BlockBytes);
+        Interlocked.Increment(ref _residentBlocks);
+        return new KvBlock(this, model, layer, memory);
+    }
+
+    /// <summary>Called when a block becomes full (and addressed): from now on it may be demoted.</summary>
+    internal void MarkFull(KvBlock block)
+    {
+        if (_spill is not null)
+        {
+            // Writing counts as a use, so a block just appended is not the first to go.
+            block.LastUse = Interlocked.Increment(ref _clock);
+            lock (_lruGate)
+            {
+                _demotable.Add(block);
+            }
+        }
+    }
+
+    /// <summary>Registers a block that exists only in the spill tier (recovered from a checkpoint).</summary>
+    internal KvBlock AdoptSpilled(ModelSchema model, int layer, BlockAddress address, ulong checksum, long handle)
+    {
+        var block = new KvBlock(this, model, layer, 0) { Address = address, Checksum = checksum, DiskAddress = handle };
+        block.MarkFullCount();
+        Interlocked.Increment(ref _spillBlocks);
+        Interlocked.Add(ref _spillBytes, model.BlockBytes);
+        return block;
+    }
+
+    /// <summary>Makes <paramref name="block"/> resident (reading it back from disk if needed) and pins it there.</summary>
+    public void Pin(KvBlock block)
+    {
+        ArgumentNullException.ThrowIfNull(block);
+        lock (block.Gate)
+        {
+            if (block.Corrupt)
+            {
+                throw CorruptError(block);
+            }
+
+            if (block.IsResident)
+            {
+                Interlocked.Increment(ref _cpuHits);
+            }
+            else
+            {
+                Interlocked.Increment(ref _cpuMisses);
+                Promote(block);
+            }
+
+            block.AddPin();
+            block.LastUse = Interlocked.Increment(ref _clock);
+        }
+    }
+
+    /// <summary>Undoes one <see cref="Pin"/>.</summary>
+    public void Unpin(KvBlock block)
+    {
+        ArgumentNullException.ThrowIfNull(block);
+        lock (block.Gate)
+        {
+            block.RemovePin();
+        }
+    }
+
+    /// <summary>
+    /// Demotes least recently used unpinned full blocks to the spill tier until the CPU tier uses at most
+    /// <paramref name="targetBytes"/>. Returns the blocks and bytes demoted. No-op without a spill tier.
+    /// </summary>
+    public (long Blocks, long Bytes) Demote(long targetBytes, bool wait = true)
+    {
+        if (_spill is null)
+        {
+            return (0, 0);
+        }
+
+        if (!_demoteGate.TryEnter())
+        {
+            if (!wait)
+            {
+                return (0, 0);
+            }
+
+            _demoteGate.Enter();
+        }
+
+        try
+        {
+            long need = _arena.UsedBytes - targetBytes;
+            if (need <= 0)
+            {
+                return (0, 0);
+            }
+
+            KvBlock[] candidates;
+            lock (_lruGate)
+            {
+                candidates = new KvBlock[_demotable.Count];
+                _demotable.CopyTo(candidates);
+            }
+
+            var ages = new long[candidates.Length];
+            for (int i = 0; i < candidates.Length; i++)
+            {
+                ages[i] = candidates[i].LastUse;
+            }
+
+            Array.Sort(ages, candidates);
+            var chosen = new List<KvBlock>();
+            long planned = 0;
+            foreach (KvBlock b in candidates)
+            {
+                if (planned >= need)
+                {
+                    break;
+                }
+
+                if (!b.TryAddRef())
+                {
+                    continue;
+                }
+
+                bool keep = false;
+                if (b.Gate.TryEnter())
+                {
+                    try
+                    {
+                        if (b.Pins == 0 && b.IsResident && b.Address is BlockAddress address)
+                        {
+                            if (b.DiskAddress < 0)
+                            {
+                                b.DiskAddress = _spill.Write(address, b.Checksum, b.Bytes);
+                                Interlocked.Increment(ref _spillBlocks);
+                                Interlocked.Add(ref _spillBytes, b.Model.BlockBytes);
+                            }
+
+                            keep = true;
+                            planned += b.Model.BlockBytes;
+                        }
+                    }
+                    finally
+                    {
+                        b.Gate.Exit();
+                    }
+                }
+
+                if (keep)
+                {
+                    chosen.Add(b);
+                }
+                else
+                {
+                    b.Release();
+                }
+            }
+
+            // The copies must be readable before the CPU slots go away.
+            _spill.Flush();
+            long blocks = 0;
+            long bytes = 0;
+            foreach (KvBlock b in chosen)
+            {
+                lock (b.Gate)
+                {
+                    if (b.Pins == 0 && b.IsResident)
+                    {
+                        _arena.Free(b.Memory, b.Model.BlockBytes);
+                        b.SetMemory(0);
+                        Interlocked.Decrement(ref _residentBlocks);
+                        blocks++;
+                        bytes += b.Model.BlockBytes;
+                        lock (_lruGate)
+                        {
+                            _demotable.Remove(b);
+                        }
+                    }
+                }
+
+                b.Release();
+            }
+
+            Interlocked.Add(ref _demotions, blocks);
+            return (blocks, bytes);
+        }
+        finally
+        {
+            _demoteGate.Exit();
+        }
+    }
+
+    /// <summary>Writes every listed full block that has no spill copy yet and makes the copies durable (for checkpoints). The caller holds a reference to each.</summary>
+    internal void EnsureSpilled(IReadOnlyList<KvBlock> blocks)
+    {
+        if (_spill is null)
+        {
+            return;
+        }
+
+        foreach (KvBlock b in blocks)
+        {
+            lock (b.Gate)
+            {
+                if (b.DiskAddress < 0 && b.IsResident && b.Address is BlockAddress address)
+                {
+                    b.DiskAddress = _spill.Write(address, b.Checksum, b.Bytes);
+                    Interlocked.Increment(ref _spillBlocks);
+                    Interlocked.Add(ref _spillBytes, b.Model.BlockBytes);
+                }
+            }
+        }
+
+        _spill.Flush();
+    }
+
+    /// <summary>
+    /// Reads the disk copy of a non-resident block and checks it without promoting it (the start-up scrub);
+    /// false when it failed its checksum (the block is then marked corrupt and never served). The caller holds a reference.
+    /// </summary>
+    internal bool Verify(KvBlock block)
+    {
+        if (_spill is null)
+        {
+            return true;
+        }
+
+        lock (block.Gate)
+        {
+            if (block.IsResident || block.Corrupt || block.DiskAddress < 0 || block.Address is not BlockAddress address)
+            {
+                return !block.Corrupt;
+            }
+
+            byte[] buffer = System.Buffers.ArrayPool<byte>.Shared.Rent((int)block.Model.BlockBytes);
+            try
+            {
+                if (_spill.TryRead(block.DiskAddress, address, block.Checksum, buffer.AsSpan(0, (int)block.Model.BlockBytes)))
+                {
+                    return true;
+                }
+            }
+            finally
+            {
+                System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+            }
+
+            block.Corrupt = true;
+            Interlocked.Increment(ref _corrupt);
+            Interlocked.Increment(ref _spillMisses);
+            return false;
+        }
+    }
+
+    /// <summary>Per-tier counters: the CPU tier, then the spill tier if any.</summary>
+    public IReadOnlyList<TierStats> GetTierStats()
+    {
+        var cpu = new TierStats("cpu", _arena.UsedBytes, Interlocked.Read(ref _residentBlocks), Interlocked.Read(ref _cpuHits), Interlocked.Read(ref _cpuMisses));
+        if (_spill is null)
+        {
+            return [cpu];
+        }
+
+        var disk = new TierStats(_spill.Name, Interlocked.Read(ref _spillBytes), Interlocked.Read(ref _spillBlocks), Interlocked.Read(ref _spillHits), Interlocked.Read(ref _spillMisses));
+        return [cpu, disk];
+    }
+
+    /// <summary>Called by <see cref="KvBlock.Release"/> when the last reference is gone.</summary>
+    internal void OnFreed(KvBlock block)
+    {
+        _directory.Unpublish(block);
+        lock (block.Gate)
+        {
+            if (block.IsResident)
+            {
+                _arena.Free(block.Memory, block.Model.BlockBytes);
+                block.SetMemory(0);
+                Interlocked.Decrement(ref _residentBlocks);
+            }
+
+            if (block.DiskAddress >= 0)
+            {
+                _spill?.Forget(block.DiskAddress, block.Model.BlockBytes);
+                block.DiskAddress = -1;
+                Interlocked.Decrement(ref _spillBlocks);
+                Interlocked.Add(ref _spillBytes, -block.Model.BlockBytes);
+            }
+        }
+
+        if (_spill is not null)
+        {
+            lock (_lruGate)
+            {
+                _demotable.Remove(block);
+            }
+        }
+    }
+
+    private nint AllocateSlot(long bytes)
+    {
+        nint memory = _arena.TryAllocate(bytes);
+        if (memory == 0 && _spill is not null)
+        {
+            Demote((long)(_arena.BudgetBytes * LowWatermark) - bytes);
+            memory = _arena.TryAllocate(bytes);
+        }
+
+        if (memory == 0)
+        {
+            throw new KvDbException(
+                KvDbErrorCode.ResourceExhausted,
+                _spill is null
+                    ? $"the CPU tier budget of {_arena.BudgetBytes} bytes is full ({_arena.UsedBytes} in use); delete contexts or start the server with a larger --cpu-budget (or a --data directory so cold blocks can spill to disk)"
+                    : $"the CPU tier budget of {_arena.BudgetBytes} bytes is full of pinned or partial blocks ({_arena.UsedBytes} in use); read fewer layers at once or start the server with a larger --cpu-budget");
+        }
+
+        if (_spill is not null && _arena.UsedBytes > _arena.BudgetBytes * HighWatermark)
+        {
+            Demote((long)(_arena.BudgetBytes * LowWatermark), wait: false);
+        }
+
+        return memory;
+    }
+
+    /// <summary>Reads a demoted block back into a new CPU slot; the caller holds the block's gate.</summary>
+    private void Promote(KvBlock block)
+    {
+        if (_spill is null || block.DiskAddress < 0 || block.Address is not BlockAddress address)
+        {
+            throw new KvDbException(KvDbErrorCode.Internal, "a non-resident block has no disk copy");
+        }
+
+        long bytes = block.Model.BlockBytes;
+        nint memory = AllocateSlot(bytes);
+        if (!_spill.TryRead(block.DiskAddress, address, block.Checksum, new Span<byte>((void*)memory, (int)bytes)))
+        {
+            _arena.Free(memory, bytes);
+            block.Corrupt = true;
+            Interlocked.Increment(ref _corrupt);
+            Interlocked.Increment(ref _spillMisses);
+            throw CorruptError(block);
+        }
+
+        Interlocked.Increment(ref _spillHits);
+        block.SetMemory(memory);
+        Interlocked.Increment(ref _residentBlocks);
+        lock (_lruGate)
+        {
+            _demotable.Add(block);
+        }
+    }
+
+    private static KvDbException CorruptError(KvBlock block) => new(
+        KvDbErrorCode.DataLoss,
+        $"block {block.Address} (layer {block.Layer}) failed its checksum on disk and is not served; delete the context and append its KV again");
+}

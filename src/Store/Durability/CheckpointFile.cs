@@ -1,0 +1,160 @@
+namespace KvDb.Store.Durability;
+
+/// <summary>
+/// Reads and writes checkpoint files: one checksummed record (the WAL framing, type Checkpoint) holding a
+/// <see cref="CheckpointImage"/>. Written to a temporary file, flushed to disk and renamed over
+/// "checkpoint.kvc"; the previous one is kept as "checkpoint.prev.kvc" so a corrupt latest file falls back to it.
+/// </summary>
+internal static class CheckpointFile
+{
+    public const string LatestName = "checkpoint.kvc";
+    public const string PreviousName = "checkpoint.prev.kvc";
+
+    public static void Write(string dataDirectory, CheckpointImage image)
+    {
+        using var w = new RecordWriter(1 << 16);
+        w.WriteInt64(image.Cut);
+        w.WriteInt64(image.ReplayFrom);
+        w.WriteInt64(image.NextTransactionId);
+        w.WriteInt32(image.OpenTransactions.Count);
+        foreach (long t in image.OpenTransactions)
+        {
+            w.WriteInt64(t);
+        }
+
+        w.WriteInt32(image.Models.Count);
+        foreach (ModelSchema m in image.Models)
+        {
+            WalCodec.WriteModel(w, m);
+        }
+
+        w.WriteInt32(image.Contexts.Count);
+        foreach (ContextImage c in image.Contexts)
+        {
+            w.WriteString(c.Id);
+            w.WriteString(c.Model);
+            w.WriteString(c.Namespace);
+            w.WriteInt64(c.CreatedUnixMs);
+            w.WriteInt64(c.ExpiresAtUnixMs);
+            w.WriteInts(c.TokenIds);
+            w.WriteInt32(c.Layers.Length);
+            foreach (LayerImage l in c.Layers)
+            {
+                w.WriteInt64(l.Length);
+                w.WriteInt32(l.Blocks.Count);
+                foreach (KvBlock b in l.Blocks)
+                {
+                    w.WriteUInt64(b.Checksum);
+                    w.WriteInt64(b.DiskAddress);
+                }
+
+                w.WriteBytes(l.TailKeys);
+                w.WriteBytes(l.TailValues);
+            }
+        }
+
+        ReadOnlySpan<byte> record = w.Finish(WalRecordType.Checkpoint);
+        string latest = Path.Combine(dataDirectory, LatestName);
+        string previous = Path.Combine(dataDirectory, PreviousName);
+        string temp = latest + ".tmp";
+        using (var f = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None))
+        {
+            f.Write(record);
+            f.Flush(flushToDisk: true);
+        }
+
+        if (File.Exists(latest))
+        {
+            File.Move(latest, previous, overwrite: true);
+        }
+
+        File.Move(temp, latest, overwrite: true);
+    }
+
+    /// <summary>Loads the newest readable checkpoint; counts unreadable ones in <paramref name="corrupt"/>. Null when none is usable.</summary>
+    public static CheckpointImage? Load(string dataDirectory, out int corrupt, out string? problem)
+    {
+        corrupt = 0;
+        problem = null;
+        foreach (string name in (string[])[LatestName, PreviousName])
+        {
+            string path = Path.Combine(dataDirectory, name);
+            if (!File.Exists(path))
+            {
+                continue;
+            }
+
+            try
+            {
+                byte[] bytes = File.ReadAllBytes(path);
+                if (RecordWriter.TryOpen(bytes, out WalRecordType type, out ReadOnlySpan<byte> payload) && type == WalRecordType.Checkpoint)
+                {
+                    return Parse(payload);
+                }
+            }
+            catch (Exception e) when (e is IOException or InvalidDataException or ArgumentException or UnauthorizedAccessException)
+            {
+                problem = e.Message;
+            }
+
+            corrupt++;
+            problem = $"checkpoint file {name} failed its checksum or could not be read" + (problem is null ? string.Empty : ": " + problem);
+        }
+
+        return null;
+    }
+
+    private static CheckpointImage Parse(ReadOnlySpan<byte> payload)
+    {
+        var r = new RecordReader(payload);
+        var image = new CheckpointImage { Cut = r.ReadInt64(), ReplayFrom = r.ReadInt64(), NextTransactionId = r.ReadInt64() };
+        int open = r.ReadInt32();
+        for (int i = 0; i < open; i++)
+        {
+            image.OpenTransactions.Add(r.ReadInt64());
+        }
+
+        int models = r.ReadInt32();
+        for (int i = 0; i < models; i++)
+        {
+            image.Models.Add(WalCodec.ReadModel(ref r));
+        }
+
+        int contexts = r.ReadInt32();
+        for (int i = 0; i < contexts; i++)
+        {
+            string id = r.ReadString();
+            string model = r.ReadString();
+            string ns = r.ReadString();
+            long created = r.ReadInt64();
+            long expires = r.ReadInt64();
+            int[] tokens = r.ReadInts();
+            int layerCount = r.ReadInt32();
+            if (layerCount is < 0 or > 4096)
+            {
+                throw new InvalidDataException("layer count out of range");
+            }
+
+            var layers = new LayerImage[layerCount];
+            for (int l = 0; l < layerCount; l++)
+            {
+                long length = r.ReadInt64();
+                int blocks = r.ReadInt32();
+                var stored = new List<(ulong, long)>();
+                for (int b = 0; b < blocks; b++)
+                {
+                    stored.Add((r.ReadUInt64(), r.ReadInt64()));
+                }
+
+                byte[] tailKeys = r.ReadBytes().ToArray();
+                byte[] tailValues = r.ReadBytes().ToArray();
+                layers[l] = new LayerImage { Length = length, TailKeys = tailKeys, TailValues = tailValues };
+                layers[l].Stored.AddRange(stored);
+            }
+
+            image.Contexts.Add(new ContextImage { Id = id, Model = model, Namespace = ns, CreatedUnixMs = created, ExpiresAtUnixMs = expires, TokenIds = tokens, Layers = layers });
+        }
+
+        return image;
+    }
+}

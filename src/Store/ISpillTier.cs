@@ -1,0 +1,17 @@
+namespace KvDb.Store;
+
+/// <summary>A tier below the CPU that keeps checksummed copies of full blocks addressed by a handle (the disk tier today).</summary>
+public interface ISpillTier : IKvTier
+{
+    /// <summary>Queues a copy of a full block; returns its handle. Not readable until <see cref="Flush"/> returns.</summary>
+    long Write(BlockAddress address, ulong checksum, ReadOnlySpan<byte> blockBytes);
+
+    /// <summary>Makes every queued copy durable and readable.</summary>
+    void Flush();
+
+    /// <summary>Reads the copy at <paramref name="handle"/> into <paramref name="destination"/>; false when it is missing, torn or fails its checksum.</summary>
+    bool TryRead(long handle, BlockAddress address, ulong checksum, Span<byte> destination);
+
+    /// <summary>Tells the tier a copy is no longer referenced (its space becomes garbage).</summary>
+    void Forget(long handle, long blockBytes);
+}

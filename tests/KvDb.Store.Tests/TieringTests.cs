@@ -1,0 +1,104 @@
+using System.Runtime.InteropServices;
+using KvDb.Kernels;
+using KvDb.Store;
+using KvDb.Workload;
+
+namespace KvDb.Store.Tests;
+
+public sealed class TieringTests : IDisposable
+{
+    private readonly string _dir = TestData.TempDir();
+    private readonly ModelSchema _m = ModelSchema.Normalize(TestData.Small());
+
+    [Fact]
+    public void Attention_stays_exact_while_blocks_move_between_cpu_and_disk()
+    {
+        const int contexts = 4;
+        const int tokens = 2000;
+        long blockBytes = _m.BlockBytes;
+        long total = contexts * _m.NumLayers * 125 * blockBytes; // 4 MB of K/V
+        long budget = total * 3 / 10;                           // the CPU tier holds under a third of it
+        using var store = new KvStore(new StoreOptions { CpuBudgetBytes = budget, DataDirectory = _dir, MaintenanceInterval = TimeSpan.Zero });
+        store.CreateModel(_m);
+        for (int c = 0; c < contexts; c++)
+        {
+            store.CreateContext("m", "", "c" + c, []);
+            TestData.Append(store, "c" + c, _m, TestData.Tokens(tokens, c * 100_003), seed: (ulong)(c + 1), chunk: 300);
+            Assert.True(store.GetStats().CpuBytes <= budget);
+        }
+
+        Assert.True(store.Blocks.Demotions > 0);
+        for (int round = 0; round < 2; round++)
+        {
+            for (int c = 0; c < contexts; c++)
+            {
+                for (int layer = 0; layer < _m.NumLayers; layer++)
+                {
+                    SyntheticWorkload w = TestData.Workload(_m, tokens, layer, (ulong)(c + 1));
+                    float[] q = w.Queries(1, (ulong)(round + 10));
+                    var output = new float[q.Length];
+                    var lse = new float[_m.NumQueryHeads];
+                    using (LayerSnapshot s = store.OpenLayer("c" + c, layer))
+                    {
+                        Assert.Equal(tokens, s.Tokens);
+                        ExactAttentionKernel.Run(_m.Geometry, s.Blocks, q, 1, 0, 0, output, lse);
+                    }
+
+                    ReadOnlySpan<float> keys = MemoryMarshal.Cast<byte, float>(w.KeyBytes(KvDType.F32, 0, tokens));
+                    ReadOnlySpan<float> values = MemoryMarshal.Cast<byte, float>(w.ValueBytes(KvDType.F32, 0, tokens));
+                    (double[] refOut, double[] refLse) = ReferenceAttention.Compute(keys, values, q, 1, _m.NumQueryHeads, _m.NumKvHeads, _m.HeadDim, _m.SoftmaxScale);
+                    Assert.True(ReferenceAttention.RelativeL2(output, refOut) <= 1e-5);
+                    Assert.True(ReferenceAttention.MaxAbsError(lse, refLse) <= 1e-4);
+                    Assert.True(store.GetStats().CpuBytes <= budget);
+                }
+            }
+        }
+
+        // Reading the same layer again right away finds it resident (a cyclic scan larger than the cache never does, under LRU).
+        using (store.OpenLayer("c1", 1))
+        {
+        }
+
+        long hitsBefore = store.GetStats().Tiers[0].Hits;
+        using (store.OpenLayer("c1", 1))
+        {
+        }
+
+        StoreStats stats = store.GetStats();
+        Assert.Equal(hitsBefore + 125, stats.Tiers[0].Hits);
+        TierStats cpu = stats.Tiers[0];
+        TierStats disk = stats.Tiers[1];
+        Assert.Equal("cpu", cpu.Name);
+        Assert.Equal("disk", disk.Name);
+        Assert.True(cpu.Misses > 0, "some reads had to promote blocks from disk");
+        Assert.True(disk.Hits > 0 && disk.Blocks > 0 && disk.Bytes > 0);
+        Assert.Equal(0, disk.Misses);
+        Assert.True(cpu.Bytes <= budget);
+
+        // Explicit eviction empties the CPU tier of full blocks; only the partial tails (2000 = 125 × 16, none) remain.
+        (long demoted, _) = store.Evict(0);
+        Assert.True(demoted > 0);
+        Assert.Equal(0, store.GetStats().CpuBytes);
+        TestData.AssertExact(store, "c2", _m, tokens, seed: 3);
+    }
+
+    [Fact]
+    public void Memory_only_store_refuses_eviction_and_checkpoints_with_a_clear_error()
+    {
+        using var store = new InMemoryKvStore(new StoreOptions { CpuBudgetBytes = 1 << 20 });
+        Assert.Equal(KvDbErrorCode.FailedPrecondition, Assert.Throws<KvDbException>(() => store.Evict(0)).Code);
+        Assert.Equal(KvDbErrorCode.FailedPrecondition, Assert.Throws<KvDbException>(() => store.Checkpoint()).Code);
+        Assert.Single(store.GetStats().Tiers);
+    }
+
+    public void Dispose()
+    {
+        try
+        {
+            Directory.Delete(_dir, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+}
