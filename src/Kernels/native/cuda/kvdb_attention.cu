@@ -1,0 +1,340 @@
+// Split-K ("flash-decoding") attention for decode queries over the contiguous or block layout, dense
+// or gathered, with the split merge fused into the same launch.
+//
+// Grid: x = split, y = KV head * group chunk, z = query token. A CTA reads its split's rows of one KV
+// head once and scores them against G query heads of that head's GQA group. Each row is read by
+// LPR = head_dim / VEC lanes with one 16-byte load each for K and for V; every thread keeps 2U such
+// loads in flight before it uses the first. Softmax runs online in base 2 (queries are pre-scaled by
+// scale * log2 e) so exp is one ex2 instruction. The CTA that finishes a head group last (an arrival
+// counter per group) merges all splits' partials with the LSE formula of PartialAttention and writes
+// the output, so one launch does everything.
+#include "kvdb_attn_common.cuh"
+
+namespace kvdb {
+
+template <int DT, int D, int G>
+__global__ void __launch_bounds__(ATT_THREADS) attention_kernel(const AttnParams p) {
+    using E = Elem<DT>;
+    constexpr int VEC = E::VEC;
+    constexpr int LPR = D / VEC;       // lanes per row
+    constexpr int RPW = 32 / LPR;      // rows a warp reads per step
+    constexpr int U = 4;               // steps per tile
+    constexpr int WARP_ROWS = U * RPW;
+    constexpr int TILE = ATT_WARPS * WARP_ROWS;
+    constexpr int ROW_BYTES = D * E::BYTES;
+    static_assert(LPR >= 1 && LPR <= 32 && 32 % LPR == 0, "row must map onto a power-of-two lane group");
+    static_assert(G <= ATT_WARPS, "the merge gives one warp to each query head");
+
+    __shared__ float sh_acc[ATT_WARPS][G][D];
+    __shared__ float sh_m[ATT_WARPS][G];
+    __shared__ float sh_l[ATT_WARPS][G];
+    __shared__ float sh_w[G][MAX_SPLITS];
+    __shared__ float sh_M[G];
+    __shared__ float sh_sum[G];
+    __shared__ int sh_last;
+
+    const int split = blockIdx.x;
+    const int y = blockIdx.y;
+    const int kvh = y / p.group_chunks;
+    const int chunk = y - kvh * p.group_chunks;
+    const int t = blockIdx.z;
+    const int q0 = kvh * p.group + chunk * G;
+    const int warp = threadIdx.x >> 5;
+    const int lane = threadIdx.x & 31;
+    const int lg = lane / LPR;
+    const int li = lane % LPR;
+    const int S = p.num_splits;
+    const long long head_base = (long long)t * p.num_query_heads + q0;  // output row of query head q0
+
+    const int* pos;
+    int count;
+    head_rows(p, kvh, pos, count);
+    const int per = (count + S - 1) / S;
+    const int c0 = (int)min((long long)count, (long long)split * per);
+    const int c1 = (int)min((long long)count, (long long)c0 + per);
+    const RowSource src = make_source<ROW_BYTES>(p, kvh);
+
+    float q[G][VEC];
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+        const float* qp = p.queries + (head_base + g) * D + li * VEC;
+#pragma unroll
+        for (int e = 0; e < VEC; e += 4) {
+            float4 x = *reinterpret_cast<const float4*>(qp + e);
+            q[g][e + 0] = x.x * p.scale_log2;
+            q[g][e + 1] = x.y * p.scale_log2;
+            q[g][e + 2] = x.z * p.scale_log2;
+            q[g][e + 3] = x.w * p.scale_log2;
+        }
+    }
+
+    float m[G], l[G], acc[G][VEC];
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+        m[g] = -INFINITY;
+        l[g] = 0.f;
+#pragma unroll
+        for (int e = 0; e < VEC; ++e) acc[g][e] = 0.f;
+    }
+
+    for (int base = c0 + warp * WARP_ROWS; base < c1; base += TILE) {
+        uint4 kr[U], vr[U];
+        bool ok[U];
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+            const int j = base + u * RPW + lg;
+            ok[u] = false;
+            kr[u] = make_uint4(0u, 0u, 0u, 0u);
+            vr[u] = kr[u];
+            if (j < c1) {
+                const int position = pos != nullptr ? __ldg(pos + j) : j;
+                if (!excluded(p, position)) {
+                    const char* kp;
+                    const char* vp;
+                    src.address(position, ROW_BYTES, li * 16, kp, vp);
+                    kr[u] = load_stream16(kp);
+                    vr[u] = load_stream16(vp);
+                    ok[u] = true;
+                }
+            }
+        }
+
+        float s[U][G];
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+            float kf[VEC];
+            E::widen(kr[u], kf);
+#pragma unroll
+            for (int g = 0; g < G; ++g) {
+                float d = 0.f;
+#pragma unroll
+                for (int e = 0; e < VEC; ++e) d = fmaf(q[g][e], kf[e], d);
+                s[u][g] = d;
+            }
+        }
+#pragma unroll
+        for (int off = LPR / 2; off > 0; off >>= 1) {
+#pragma unroll
+            for (int u = 0; u < U; ++u) {
+#pragma unroll
+                for (int g = 0; g < G; ++g) s[u][g] += __shfl_xor_sync(0xffffffffu, s[u][g], off);
+            }
+        }
+
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+            float mt = -INFINITY;
+#pragma unroll
+            for (int u = 0; u < U; ++u) {
+                if (!ok[u]) s[u][g] = -INFINITY;
+                mt = fmaxf(mt, s[u][g]);
+            }
+            const float mn = fmaxf(m[g], mt);
+            const float ms = mn == -INFINITY ? 0.f : mn;  // no live row yet: keep everything at 0 without NaN
+            const float corr = exp2f(m[g] - ms);
+            l[g] *= corr;
+#pragma unroll
+            for (int e = 0; e < VEC; ++e) acc[g][e] *= corr;
+#pragma unroll
+            for (int u = 0; u < U; ++u) {
+                s[u][g] = exp2f(s[u][g] - ms);
+                l[g] += s[u][g];
+            }
+            m[g] = mn;
+        }
+
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+            float vf[VEC];
+            E::widen(vr[u], vf);
+#pragma unroll
+            for (int g = 0; g < G; ++g) {
+#pragma unroll
+                for (int e = 0; e < VEC; ++e) acc[g][e] = fmaf(s[u][g], vf[e], acc[g][e]);
+            }
+        }
+    }
+
+    // Merge the lane groups of a warp (they read different rows, the same dims).
+#pragma unroll
+    for (int off = LPR; off < 32; off <<= 1) {
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+            const float mo = __shfl_xor_sync(0xffffffffu, m[g], off);
+            const float lo = __shfl_xor_sync(0xffffffffu, l[g], off);
+            const float mn = fmaxf(m[g], mo);
+            const float ms = mn == -INFINITY ? 0.f : mn;
+            const float wa = exp2f(m[g] - ms);
+            const float wb = exp2f(mo - ms);
+            l[g] = l[g] * wa + lo * wb;
+#pragma unroll
+            for (int e = 0; e < VEC; ++e) {
+                const float ao = __shfl_xor_sync(0xffffffffu, acc[g][e], off);
+                acc[g][e] = acc[g][e] * wa + ao * wb;
+            }
+            m[g] = mn;
+        }
+    }
+
+    // Merge the warps through shared memory and write this split's partial (output normalized, LSE in log2).
+    if (lane < LPR) {
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+#pragma unroll
+            for (int e = 0; e < VEC; ++e) sh_acc[warp][g][li * VEC + e] = acc[g][e];
+        }
+    }
+    if (lane == 0) {
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+            sh_m[warp][g] = m[g];
+            sh_l[warp][g] = l[g];
+        }
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < G * D; i += ATT_THREADS) {
+        const int g = i / D;
+        const int d = i - g * D;
+        float M = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < ATT_WARPS; ++w) M = fmaxf(M, sh_m[w][g]);
+        const float Ms = M == -INFINITY ? 0.f : M;
+        float L = 0.f, A = 0.f;
+#pragma unroll
+        for (int w = 0; w < ATT_WARPS; ++w) {
+            const float f = exp2f(sh_m[w][g] - Ms);
+            L += sh_l[w][g] * f;
+            A += sh_acc[w][g][d] * f;
+        }
+        const long long row = (head_base + g) * S + split;
+        p.part_o[row * D + d] = L > 0.f ? A / L : 0.f;
+        if (d == 0) p.part_lse[row] = L > 0.f ? M + log2f(L) : -INFINITY;
+    }
+
+    // Arrival: the last CTA of this head group merges every split.
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        unsigned int* counter = p.counters + ((long long)t * gridDim.y + y);
+        const unsigned int prev = atomicAdd(counter, 1u);
+        sh_last = prev == (unsigned int)(S - 1);
+        if (sh_last) *counter = 0u;  // every CTA of the group has arrived: ready for the next launch
+    }
+    __syncthreads();
+    if (!sh_last) return;
+    __threadfence();
+
+    for (int i = threadIdx.x; i < G * S; i += ATT_THREADS) {
+        const int g = i / S;
+        const int s = i - g * S;
+        sh_w[g][s] = __ldcg(p.part_lse + (head_base + g) * S + s);
+    }
+    __syncthreads();
+    if (warp < G) {
+        const int g = warp;
+        float M = -INFINITY;
+        for (int s = lane; s < S; s += 32) M = fmaxf(M, sh_w[g][s]);
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, off));
+        const float Ms = M == -INFINITY ? 0.f : M;
+        float sum = 0.f;
+        for (int s = lane; s < S; s += 32) {
+            const float w = exp2f(sh_w[g][s] - Ms);
+            sh_w[g][s] = w;
+            sum += w;
+        }
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+        if (lane == 0) {
+            sh_M[g] = M;
+            sh_sum[g] = sum;
+        }
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < G * D; i += ATT_THREADS) {
+        const int g = i / D;
+        const int d = i - g * D;
+        const float* po = p.part_o + (head_base + g) * S * D + d;
+        float a0 = 0.f, a1 = 0.f;
+        int s = 0;
+        for (; s + 1 < S; s += 2) {
+            a0 = fmaf(sh_w[g][s], __ldcg(po + (long long)s * D), a0);
+            a1 = fmaf(sh_w[g][s + 1], __ldcg(po + (long long)(s + 1) * D), a1);
+        }
+        if (s < S) a0 = fmaf(sh_w[g][s], __ldcg(po + (long long)s * D), a0);
+        const long long h = head_base + g;
+        const bool empty = sh_M[g] == -INFINITY;
+        p.output[h * D + d] = empty ? 0.f : (a0 + a1) / sh_sum[g];
+        if (d == 0) p.lse[h] = empty ? -INFINITY : (sh_M[g] + log2f(sh_sum[g])) * LN2;
+    }
+}
+
+template <int DT, int D, int G>
+int launch_attention(kvdb_ctx* ctx, const kvdb_attn_args* a, AttnParams& p, int rows_max) {
+    constexpr int VEC = Elem<DT>::VEC;
+    constexpr int TILE = ATT_WARPS * 4 * (32 / (D / VEC));
+    auto kernel = attention_kernel<DT, D, G>;
+    static int occupancy = 0;  // per instantiation; every device of a process is assumed alike
+    if (occupancy == 0) {
+        int o = 0;
+        KVDB_RETURN_IF_ERROR(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&o, kernel, ATT_THREADS, 0));
+        occupancy = o > 0 ? o : 1;
+    }
+    const long long groups = (long long)a->num_queries * a->num_kv_heads * p.group_chunks;
+    int splits = a->num_splits;
+    if (splits <= 0) {
+        // One wave of CTAs over the whole GPU, but never splits shorter than two tiles.
+        const long long slots = (long long)occupancy * ctx->sm_count;
+        long long s = (slots + groups - 1) / groups;
+        const long long by_rows = ((long long)rows_max + 2 * TILE - 1) / (2 * TILE);
+        if (s > by_rows) s = by_rows;
+        splits = (int)(s < 1 ? 1 : (s > MAX_SPLITS ? MAX_SPLITS : s));
+    }
+    if (splits > MAX_SPLITS) splits = MAX_SPLITS;
+    p.num_splits = splits;
+
+    const size_t heads = (size_t)a->num_queries * a->num_query_heads;
+    const size_t part_floats = heads * splits * (size_t)D;
+    int status = kvdb_ensure_scratch(ctx, (part_floats + heads * splits) * sizeof(float));
+    if (status != 0) return status;
+    status = kvdb_ensure_counters(ctx, (size_t)groups);
+    if (status != 0) return status;
+    p.part_o = static_cast<float*>(ctx->scratch);
+    p.part_lse = p.part_o + part_floats;
+    p.counters = ctx->counters;
+
+    dim3 grid((unsigned)splits, (unsigned)(a->num_kv_heads * p.group_chunks), (unsigned)a->num_queries);
+    kernel<<<grid, ATT_THREADS, 0, ctx->stream>>>(p);
+    return (int)cudaGetLastError();
+}
+
+template <int DT, int D>
+int dispatch_g(kvdb_ctx* ctx, const kvdb_attn_args* a, AttnParams& p, int rows_max, int g) {
+    switch (g) {
+        case 4: return launch_attention<DT, D, 4>(ctx, a, p, rows_max);
+        case 2: return launch_attention<DT, D, 2>(ctx, a, p, rows_max);
+        default: return launch_attention<DT, D, 1>(ctx, a, p, rows_max);
+    }
+}
+
+template <int DT>
+int dispatch_d(kvdb_ctx* ctx, const kvdb_attn_args* a, AttnParams& p, int rows_max, int g) {
+    return a->head_dim == 64 ? dispatch_g<DT, 64>(ctx, a, p, rows_max, g) : dispatch_g<DT, 128>(ctx, a, p, rows_max, g);
+}
+
+}  // namespace kvdb
+
+extern "C" KVDB_API int kvdb_attention(kvdb_ctx* ctx, const kvdb_attn_args* a) {
+    using namespace kvdb;
+    if (ctx == nullptr) return KVDB_ERR_INVALID_ARGUMENT;
+    AttnParams p;
+    int rows_max = 0, g = 1;
+    int status = prepare_params(a, true, p, rows_max, g);
+    if (status != 0) return status;
+    KVDB_RETURN_IF_ERROR(cudaSetDevice(ctx->device));
+    switch (a->dtype) {
+        case KVDB_DTYPE_BF16: return dispatch_d<KVDB_DTYPE_BF16>(ctx, a, p, rows_max, g);
+        case KVDB_DTYPE_F16: return dispatch_d<KVDB_DTYPE_F16>(ctx, a, p, rows_max, g);
+        default: return dispatch_d<KVDB_DTYPE_F32>(ctx, a, p, rows_max, g);
+    }
+}
