@@ -27,17 +27,17 @@ cuobjdump --dump-sass "$build/libkvdbcuda.so" >"$out/sass.txt" 2>&1 || true
 export KVDB_CUDA_LIBRARY=$build/libkvdbcuda.so
 
 echo "=== PyTorch SDPA reference"
-PYTHONUNBUFFERED=1 timeout 300 python3 bench/gpu/sdpa_reference.py --lib "$KVDB_CUDA_LIBRARY" --contexts "${KVDB_SDPA_CONTEXTS:-32768,131072,524288,1048576}" \
+PYTHONUNBUFFERED=1 timeout 220 python3 bench/gpu/sdpa_reference.py --lib "$KVDB_CUDA_LIBRARY" --contexts "${KVDB_SDPA_CONTEXTS:-32768,131072,524288,1048576}" \
   --out "$out/sdpa.jsonl" >/dev/null 2>"$out/sdpa.err"
 echo "sdpa rc=$?"
 
 runner=artifacts/gpurunner/KvDb.GpuRunner
 chmod +x "$runner" 2>/dev/null
 echo "=== runner --parity"
-timeout 240 "$runner" --parity --out "$out/parity.jsonl" >"$out/runner.log" 2>&1
+timeout 150 "$runner" --parity --out "$out/parity.jsonl" >"$out/runner.log" 2>&1
 echo "parity rc=$?"
 echo "=== runner --bench"
-timeout 300 "$runner" --bench --contexts "$contexts" --sdpa "$out/sdpa.jsonl" --out "$out/bench.jsonl" >>"$out/runner.log" 2>&1
+timeout 170 "$runner" --bench --contexts "$contexts" --sdpa "$out/sdpa.jsonl" --out "$out/bench.jsonl" >>"$out/runner.log" 2>&1
 echo "bench rc=$?"
 
 echo "=== summary"

@@ -186,7 +186,7 @@ def main():
 
         if str(n) in a.sweep.split(","):
             sweep = {}
-            for splits in [8, 16, 33, 66, 99, 132, 198, 256]:
+            for splits in [16, 33, 49, 66, 99, 148, 198, 256]:
                 args.num_splits = splits
                 sweep[str(splits)] = round(time_us(lambda: kv.attention(args), a.iters), 2)
             args.num_splits = 0

@@ -392,9 +392,9 @@ public sealed unsafe class CudaAttentionBackend : IDisposable
         long excludeEnd)
     {
         geometry.Validate();
-        if (queries == 0 || numQueries <= 0 || kv.NumTokens < 0 || kv.NumTokens > int.MaxValue)
+        if (queries == 0 || numQueries <= 0 || kv.NumTokens < 0 || kv.NumTokens > int.MaxValue - 65536)
         {
-            throw new ArgumentException("need device queries, at least one query token and 0 ≤ NumTokens ≤ int.MaxValue");
+            throw new ArgumentException("need device queries, at least one query token and 0 ≤ NumTokens ≤ int.MaxValue − 65536");
         }
 
         var a = new KvdbAttnArgs

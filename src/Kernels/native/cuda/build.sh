@@ -35,5 +35,7 @@ for unit in "${units[@]}"; do
   grep -E "error|warning|Compiling entry|registers|spill" "$out/$unit.log" || true
 done
 [ "$rc" -eq 0 ] || exit 1
-"$NVCC" -shared "${gencode[@]}" "${units[@]/#/$out/}" -o "$out/libkvdbcuda.so" 2>&1
+objects=()
+for unit in "${units[@]}"; do objects+=("$out/$unit.o"); done
+"$NVCC" -shared "${gencode[@]}" "${objects[@]}" -o "$out/libkvdbcuda.so" 2>&1
 echo "build.sh: built $out/libkvdbcuda.so"

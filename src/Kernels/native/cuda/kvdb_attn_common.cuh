@@ -38,6 +38,7 @@ struct AttnParams {
     int block_capacity;
     int capacity_shift;
     int num_splits;
+    int rows_limit;                         // rows_max: no head's row index reaches it (bounds score writes)
     float scale;                            // natural units (scores)
     float scale_log2;                       // scale * log2(e) (softmax in base 2)
 };
@@ -53,9 +54,10 @@ inline int prepare_params(const kvdb_attn_args* a, bool need_outputs, AttnParams
     if (a->head_dim != 64 && a->head_dim != 128) return KVDB_ERR_UNSUPPORTED;
     if (a->num_queries <= 0 || a->num_queries > 65535 || a->num_kv_heads > 65535) return KVDB_ERR_INVALID_ARGUMENT;
     if (!(a->scale > 0.f && a->scale < INFINITY)) return KVDB_ERR_INVALID_ARGUMENT;
-    if (a->num_tokens < 0 || a->num_tokens > INT_MAX) return KVDB_ERR_INVALID_ARGUMENT;
+    // Row indices stay int with room for a tile past the end.
+    if (a->num_tokens < 0 || a->num_tokens > INT_MAX - 65536) return KVDB_ERR_INVALID_ARGUMENT;
     if (a->queries == nullptr || !aligned16(a->queries)) return KVDB_ERR_INVALID_ARGUMENT;
-    if (need_outputs && (a->output == nullptr || a->lse == nullptr)) return KVDB_ERR_INVALID_ARGUMENT;
+    if (need_outputs && (a->output == nullptr || a->lse == nullptr || !aligned16(a->output))) return KVDB_ERR_INVALID_ARGUMENT;
     const int elem = a->dtype == KVDB_DTYPE_F32 ? 4 : 2;
     const long long row_bytes = (long long)a->head_dim * elem;
 
@@ -83,7 +85,7 @@ inline int prepare_params(const kvdb_attn_args* a, bool need_outputs, AttnParams
     }
 
     if (a->positions != nullptr) {
-        if (a->offsets == nullptr || a->max_positions < 0) return KVDB_ERR_INVALID_ARGUMENT;
+        if (a->offsets == nullptr || a->max_positions < 0 || a->max_positions > INT_MAX - 65536) return KVDB_ERR_INVALID_ARGUMENT;
         p.positions = a->positions;
         p.offsets = a->offsets;
         rows_max = a->max_positions;
@@ -104,6 +106,7 @@ inline int prepare_params(const kvdb_attn_args* a, bool need_outputs, AttnParams
     p.num_kv_heads = a->num_kv_heads;
     p.group = group;
     p.group_chunks = group / g;
+    p.rows_limit = rows_max;
     p.scale = a->scale;
     p.scale_log2 = a->scale * LOG2E;
     return 0;

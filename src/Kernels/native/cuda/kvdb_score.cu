@@ -30,6 +30,7 @@ __global__ void __launch_bounds__(ATT_THREADS) score_kernel(const AttnParams p, 
     const int* pos;
     int count;
     head_rows(p, kvh, pos, count);
+    if (count > p.rows_limit) count = p.rows_limit;  // a caller's max_positions bounds what fits in the stride
     const long long base = (long long)blockIdx.x * TILE + warp * WARP_ROWS;
     if (base >= count) return;  // uniform per warp: no shuffle below loses a partner
     const RowSource src = make_source<ROW_BYTES>(p, kvh);
