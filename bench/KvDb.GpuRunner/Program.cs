@@ -276,6 +276,24 @@ internal sealed unsafe class Benchmark
             EmitCase("gathered", "contiguous", ctx, gContUs, gatheredBytes, referenceGbps, null);
             failures += CheckSame($"gathered_ctx{ctx}", outA, lseA, outB, lseB, 1e-5);
             failures += CheckGatheredAgainstReference(ctx, keys, values, maxCtx, q, positions, offsets, outB, lseB);
+            if (ctx == maxCtx)
+            {
+                // Where the gathered time goes: split count, and the floor of one 64-token block per KV head.
+                var bySplits = new List<(string, object?)> { ("kind", "gathered_splits"), ("ctx", ctx) };
+                foreach (int sp in new[] { 8, 16, 24, 33, 49, 98, 147 })
+                {
+                    bySplits.Add(($"blocks_s{sp}", Math.Round(Median(Time(() => _backend.AttentionAsync(_g, paged, selection, queries.Pointer, 1, 0, 0, outB.Pointer, lseB.Pointer, sp))), 2)));
+                    bySplits.Add(($"contiguous_s{sp}", Math.Round(Median(Time(() => _backend.AttentionAsync(_g, contiguous, selection, queries.Pointer, 1, 0, 0, outA.Pointer, lseA.Pointer, sp))), 2)));
+                }
+
+                _emit(Json.Line([.. bySplits]));
+                (int[] one, int[] oneOff, int oneMax) = Selection(ctx, 1.0 / (ctx / BlockCap), rng);
+                dPos.Upload<int>(one);
+                dOff.Upload<int>(oneOff);
+                var tiny = new GpuSelection(dPos.Pointer, dOff.Pointer, oneMax);
+                double floorUs = Median(Time(() => _backend.AttentionAsync(_g, paged, tiny, queries.Pointer, 1, 0, 0, outB.Pointer, lseB.Pointer, _o.Splits)));
+                _emit(Json.Line(("kind", "gathered_floor"), ("ctx", ctx), ("rows_per_head", oneMax), ("p50_us", Math.Round(floorUs, 2))));
+            }
         }
 
         foreach (GpuEvent e in _starts.Concat(_stops))

@@ -36,8 +36,42 @@ __device__ __forceinline__ void load_tile(const AttnParams& p, const RowSource& 
     }
 }
 
+// Gathered mode, stage A: the positions of a warp tile (-1 = past the end or excluded).
+template <int U, int RPW>
+__device__ __forceinline__ void load_positions(const AttnParams& p, const int* pos, int base, int c1, int lg, int (&pn)[U]) {
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+        const int j = base + u * RPW + lg;
+        pn[u] = -1;
+        if (j < c1) {
+            const int position = __ldg(pos + j);
+            if (!excluded(p, position)) pn[u] = position;
+        }
+    }
+}
+
+// Gathered mode, stage B: the K/V loads of a warp tile whose positions arrived one iteration earlier.
+template <int U, int ROW_BYTES>
+__device__ __forceinline__ void load_rows(const RowSource& src, int li, const int (&pc)[U], uint4 (&kr)[U], uint4 (&vr)[U], bool (&ok)[U]) {
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+        ok[u] = pc[u] >= 0;
+        kr[u] = make_uint4(0u, 0u, 0u, 0u);
+        vr[u] = kr[u];
+        if (ok[u]) {
+            const char* kp;
+            const char* vp;
+            src.address(pc[u], ROW_BYTES, li * 16, kp, vp);
+            kr[u] = load_stream16(kp);
+            vr[u] = load_stream16(vp);
+        }
+    }
+}
+
 // Min 3 CTAs per SM caps registers at 168: the prefetched tile stays in registers without losing occupancy.
-template <int DT, int D, int G>
+// GATHERED: positions come from p.positions; their loads run one tile ahead of the K/V loads, so a warp
+// never waits on a position before it can issue the rows' loads.
+template <int DT, int D, int G, bool GATHERED>
 __global__ void __launch_bounds__(ATT_THREADS, 3) attention_kernel(const AttnParams p) {
     using E = Elem<DT>;
     constexpr int VEC = E::VEC;
@@ -105,12 +139,25 @@ __global__ void __launch_bounds__(ATT_THREADS, 3) attention_kernel(const AttnPar
     // Software pipeline: the next tile's loads are in flight while this tile is computed.
     uint4 kr[U], vr[U];
     bool ok[U];
+    int pn[U];  // gathered: positions of the tile after the next
     int base = c0 + warp * WARP_ROWS;
-    load_tile<U, RPW, ROW_BYTES>(p, src, pos, base, c1, lg, li, kr, vr, ok);
+    if constexpr (GATHERED) {
+        int pc[U];
+        load_positions<U, RPW>(p, pos, base, c1, lg, pc);
+        load_rows<U, ROW_BYTES>(src, li, pc, kr, vr, ok);
+        load_positions<U, RPW>(p, pos, base + TILE, c1, lg, pn);
+    } else {
+        load_tile<U, RPW, ROW_BYTES>(p, src, pos, base, c1, lg, li, kr, vr, ok);
+    }
     for (; base < c1; base += TILE) {
         uint4 kn[U], vn[U];
         bool okn[U];
-        load_tile<U, RPW, ROW_BYTES>(p, src, pos, base + TILE, c1, lg, li, kn, vn, okn);
+        if constexpr (GATHERED) {
+            load_rows<U, ROW_BYTES>(src, li, pn, kn, vn, okn);
+            load_positions<U, RPW>(p, pos, base + 2 * TILE, c1, lg, pn);
+        } else {
+            load_tile<U, RPW, ROW_BYTES>(p, src, pos, base + TILE, c1, lg, li, kn, vn, okn);
+        }
 
         float s[U][G];
 #pragma unroll
@@ -294,11 +341,11 @@ __global__ void __launch_bounds__(ATT_THREADS, 3) attention_kernel(const AttnPar
     }
 }
 
-template <int DT, int D, int G>
+template <int DT, int D, int G, bool GATHERED>
 int launch_attention(kvdb_ctx* ctx, const kvdb_attn_args* a, AttnParams& p, int rows_max) {
     constexpr int VEC = Elem<DT>::VEC;
     constexpr int TILE = ATT_WARPS * 4 * (32 / (D / VEC));
-    auto kernel = attention_kernel<DT, D, G>;
+    auto kernel = attention_kernel<DT, D, G, GATHERED>;
     static int occupancy = 0;  // per instantiation; every device of a process is assumed alike
     if (occupancy == 0) {
         int o = 0;
@@ -334,13 +381,18 @@ int launch_attention(kvdb_ctx* ctx, const kvdb_attn_args* a, AttnParams& p, int 
     return (int)cudaGetLastError();
 }
 
+template <int DT, int D, bool GATHERED>
+int dispatch_mode(kvdb_ctx* ctx, const kvdb_attn_args* a, AttnParams& p, int rows_max, int g) {
+    switch (g) {
+        case 4: return launch_attention<DT, D, 4, GATHERED>(ctx, a, p, rows_max);
+        case 2: return launch_attention<DT, D, 2, GATHERED>(ctx, a, p, rows_max);
+        default: return launch_attention<DT, D, 1, GATHERED>(ctx, a, p, rows_max);
+    }
+}
+
 template <int DT, int D>
 int dispatch_g(kvdb_ctx* ctx, const kvdb_attn_args* a, AttnParams& p, int rows_max, int g) {
-    switch (g) {
-        case 4: return launch_attention<DT, D, 4>(ctx, a, p, rows_max);
-        case 2: return launch_attention<DT, D, 2>(ctx, a, p, rows_max);
-        default: return launch_attention<DT, D, 1>(ctx, a, p, rows_max);
-    }
+    return p.positions != nullptr ? dispatch_mode<DT, D, true>(ctx, a, p, rows_max, g) : dispatch_mode<DT, D, false>(ctx, a, p, rows_max, g);
 }
 
 template <int DT>
