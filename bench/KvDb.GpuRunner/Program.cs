@@ -27,7 +27,7 @@ if (!CudaRuntime.IsAvailable)
 }
 
 using var backend = new CudaAttentionBackend();
-Emit(Json.Line(("kind", "device"), ("available", true), ("name", CudaRuntime.DeviceName()), ("library", CudaRuntime.LibraryPath)));
+Emit(Json.Line(("kind", "device"), ("available", true), ("name", CudaRuntime.DeviceName()), ("library", CudaRuntime.LibraryPath), ("variant", Environment.GetEnvironmentVariable("KVDB_CUDA_ATTN_VARIANT") ?? "0")));
 int failures = 0;
 if (options.Parity)
 {

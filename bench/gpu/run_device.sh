@@ -6,7 +6,7 @@
 #   bench/gpu/sdpa_reference.py         PyTorch SDPA timing + parity of the same kernel through ctypes
 #   artifacts/gpurunner/KvDb.GpuRunner  the self-contained C# runner (dotnet publish, see stage_device.sh)
 # Steps: build libkvdbcuda.so (nvcc, sm_90) -> PyTorch reference -> runner --parity -> runner --bench.
-# Writes build.log, sass.txt, sdpa.jsonl, parity.jsonl, bench.jsonl, runner.log, device.txt to OUT_DIR
+# Writes build.log, sdpa.jsonl, sdpa.err, parity.jsonl, bench.jsonl, runner.log, device.txt to OUT_DIR
 # and prints a summary last.
 set -uo pipefail
 out=${1:-${OUT:-/tmp/kvdb-gpu}}
@@ -23,7 +23,6 @@ if ! bash src/Kernels/native/cuda/build.sh "$build" >"$out/build.log" 2>&1; then
   exit 1
 fi
 grep -E "warning|spill|registers|built" "$out/build.log" | grep -B1 -E "attention_kernel|spill|warning|built" | head -40
-cuobjdump --dump-sass "$build/libkvdbcuda.so" >"$out/sass.txt" 2>&1 || true
 export KVDB_CUDA_LIBRARY=$build/libkvdbcuda.so
 
 echo "=== PyTorch SDPA reference"
@@ -33,18 +32,22 @@ echo "sdpa rc=$?"
 
 runner=artifacts/gpurunner/KvDb.GpuRunner
 chmod +x "$runner" 2>/dev/null
-echo "=== runner --parity"
-timeout 150 "$runner" --parity --out "$out/parity.jsonl" >"$out/runner.log" 2>&1
-echo "parity rc=$?"
-echo "=== runner --bench"
-timeout 170 "$runner" --bench --contexts "$contexts" --sdpa "$out/sdpa.jsonl" --out "$out/bench.jsonl" >>"$out/runner.log" 2>&1
-echo "bench rc=$?"
+# Each attention variant (0 = register pipeline, 1 = cp.async ring) gets the parity cases and the benchmark;
+# the device line of each run names its variant.
+for variant in ${KVDB_GPU_VARIANTS:-0 1}; do
+  echo "=== runner --parity (variant $variant)"
+  KVDB_CUDA_ATTN_VARIANT=$variant timeout 120 "$runner" --parity --out "$out/parity.jsonl" >>"$out/runner.log" 2>&1
+  echo "parity rc=$?"
+  echo "=== runner --bench (variant $variant)"
+  KVDB_CUDA_ATTN_VARIANT=$variant timeout 150 "$runner" --bench --contexts "$contexts" --sdpa "$out/sdpa.jsonl" --out "$out/bench.jsonl" >>"$out/runner.log" 2>&1
+  echo "bench rc=$?"
+done
 
 echo "=== summary"
 tail -5 "$out/sdpa.err"
-grep -h '"kind": "reference"\|"kind": "sdpa"\|"kind": "splits"' "$out/sdpa.jsonl" 2>/dev/null
+grep -h '"kind": "reference"\|"kind": "splits"' "$out/sdpa.jsonl" 2>/dev/null
 grep -h '"pass":false' "$out/parity.jsonl" "$out/bench.jsonl" 2>/dev/null | head -20
 echo "parity: $(grep -c '"pass":true' "$out/parity.jsonl" 2>/dev/null) passed, $(grep -c '"pass":false' "$out/parity.jsonl" 2>/dev/null) failed"
-grep -v '"kind":"parity"' "$out/bench.jsonl" 2>/dev/null
-grep -h '"kind":"parity"' "$out/bench.jsonl" 2>/dev/null
-tail -3 "$out/runner.log"
+grep -v '"kind":"parity"\|layout_check' "$out/bench.jsonl" 2>/dev/null
+grep -h '"kind":"parity"' "$out/bench.jsonl" 2>/dev/null | cut -c1-160
+grep -h "gpurunner:" "$out/runner.log"

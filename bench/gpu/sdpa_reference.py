@@ -52,6 +52,7 @@ class Kvdb:
         self.lib.kvdb_read_bytes.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_ulonglong]
         self.lib.kvdb_attention.argtypes = [ctypes.c_void_p, ctypes.POINTER(AttnArgs)]
         self.lib.kvdb_ctx_set_stream.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        self.lib.kvdb_set_option.argtypes = [ctypes.c_int, ctypes.c_int]
         ctx = ctypes.c_void_p()
         self.check(self.lib.kvdb_ctx_create(0, ctypes.byref(ctx)), "kvdb_ctx_create")
         self.ctx = ctx
@@ -64,6 +65,10 @@ class Kvdb:
 
     def attention(self, args):
         self.check(self.lib.kvdb_attention(self.ctx, ctypes.byref(args)), "kvdb_attention")
+
+    def variant(self, v):
+        """0 = register pipeline, 1 = cp.async shared-memory ring (KVDB_OPTION_ATTENTION_VARIANT)."""
+        self.check(self.lib.kvdb_set_option(1, v), "kvdb_set_option")
 
     def read(self, tensor):
         self.check(self.lib.kvdb_read_bytes(self.ctx, ctypes.c_void_p(tensor.data_ptr()), tensor.numel() * tensor.element_size()), "kvdb_read_bytes")
@@ -155,10 +160,17 @@ def main():
         args = AttnArgs(keys=k.data_ptr(), values=v.data_ptr(), queries=qf.data_ptr(), output=o.data_ptr(), lse=lse.data_ptr(),
                         num_tokens=n, kv_capacity=0, exclude_start=0, exclude_end=0, num_query_heads=HQ, num_kv_heads=HKV,
                         head_dim=D, dtype=3, layout=0, block_capacity=0, num_queries=1, max_positions=0, scale=scale, num_splits=0)
-        kv.attention(args)
-        torch.cuda.synchronize()
-        kvdb_out, kvdb_lse = o.clone(), lse.clone()
-        kvdb_us = time_us(lambda: kv.attention(args), a.iters)
+        variants = {}
+        for variant in (0, 1):
+            kv.variant(variant)
+            o.fill_(float("nan"))
+            lse.fill_(float("nan"))
+            kv.attention(args)
+            torch.cuda.synchronize()
+            variants[variant] = (o.clone(), lse.clone(), time_us(lambda: kv.attention(args), a.iters))
+        kv.variant(0)
+        kvdb_out, kvdb_lse, kvdb_us = variants[0]
+        async_out, async_lse, async_us = variants[1]
 
         # float64 reference on the same bf16 values, one KV head at a time to bound memory.
         ref_out = torch.empty(HQ, D, dtype=torch.float64, device="cuda")
@@ -180,24 +192,31 @@ def main():
             "rel_l2_kvdb_vs_sdpa": rel_l2(kvdb_out, sdpa_out),
             "max_lse_err": float((kvdb_lse.double() - ref_lse).abs().max()),
             "kvdb_written": bool(torch.isfinite(kvdb_out).all() and torch.isfinite(kvdb_lse).all()), "gqa": how,
+            "async_us": round(async_us, 2), "async_vs_sdpa": round(async_us / sdpa_us, 3),
+            "rel_l2_async_vs_f64": rel_l2(async_out, ref_out), "max_lse_err_async": float((async_lse.double() - ref_lse).abs().max()),
+            "async_written": bool(torch.isfinite(async_out).all() and torch.isfinite(async_lse).all()),
         }
         emit(out, row)
         rows.append(row)
 
         if str(n) in a.sweep.split(","):
-            sweep = {}
-            for splits in [16, 33, 49, 66, 99, 148, 198, 256]:
-                args.num_splits = splits
-                sweep[str(splits)] = round(time_us(lambda: kv.attention(args), a.iters), 2)
-            args.num_splits = 0
-            emit(out, {"kind": "splits", "ctx": n, "auto_us": round(kvdb_us, 2), "us_by_splits": sweep})
+            for variant in (0, 1):
+                kv.variant(variant)
+                sweep = {}
+                for splits in [16, 33, 49, 66, 99, 148, 198, 256]:
+                    args.num_splits = splits
+                    sweep[str(splits)] = round(time_us(lambda: kv.attention(args), a.iters), 2)
+                args.num_splits = 0
+                emit(out, {"kind": "splits", "variant": variant, "ctx": n, "auto_us": round(variants[variant][2], 2), "us_by_splits": sweep})
+            kv.variant(0)
         del k, v, q, sdpa_out, ref_out
         torch.cuda.empty_cache()
 
     print(f"\nreference: copy {ref['copy_gbps']} GB/s, read {ref['read_gbps']} GB/s", file=sys.stderr)
-    print(f"{'ctx':>9} {'sdpa_us':>9} {'kvdb_us':>9} {'ratio':>6} {'kvdb_GB/s':>9} {'relL2':>9} {'lse_err':>9}", file=sys.stderr)
+    print(f"{'ctx':>9} {'sdpa_us':>9} {'kvdb_us':>9} {'ratio':>6} {'kvdb_GB/s':>9} {'relL2':>9} {'lse_err':>9} {'async_us':>9} {'ratio':>6} {'relL2':>9}", file=sys.stderr)
     for r in rows:
-        print(f"{r['ctx']:>9} {r['sdpa_us']:>9} {r['kvdb_us']:>9} {r['vs_sdpa']:>6} {r['kvdb_gbps']:>9} {r['rel_l2_kvdb_vs_f64']:>9.2e} {r['max_lse_err']:>9.2e}", file=sys.stderr)
+        print(f"{r['ctx']:>9} {r['sdpa_us']:>9} {r['kvdb_us']:>9} {r['vs_sdpa']:>6} {r['kvdb_gbps']:>9} {r['rel_l2_kvdb_vs_f64']:>9.2e} {r['max_lse_err']:>9.2e} "
+              f"{r['async_us']:>9} {r['async_vs_sdpa']:>6} {r['rel_l2_async_vs_f64']:>9.2e}", file=sys.stderr)
 
 
 if __name__ == "__main__":

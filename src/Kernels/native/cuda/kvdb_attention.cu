@@ -12,6 +12,9 @@
 
 namespace kvdb {
 
+constexpr int ASYNC_STAGES = 3;
+constexpr int ATT_U = 4;  // rows per lane group per tile
+
 // Issues the 2U loads (K and V, 16 bytes each) of one warp tile; rows past c1 or excluded load nothing.
 template <int U, int RPW, int ROW_BYTES>
 __device__ __forceinline__ void load_tile(const AttnParams& p, const RowSource& src, const int* pos, int base, int c1, int lg, int li,
@@ -69,15 +72,122 @@ __device__ __forceinline__ void load_rows(const RowSource& src, int li, const in
 }
 
 // Min 3 CTAs per SM caps registers at 168: the prefetched tile stays in registers without losing occupancy.
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
+    const unsigned int dst = (unsigned int)__cvta_generic_to_shared(smem);
+    const int bytes = valid ? 16 : 0;  // 0: no read, the slot is zero-filled
+    asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;" ::"r"(dst), "l"(gmem), "r"(bytes) : "memory");
+}
+
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
+
+// Positions of a warp tile (-1 = past the end or excluded): loaded in gathered mode, computed in dense mode.
+template <int U, int RPW, bool GATHERED>
+__device__ __forceinline__ void tile_positions(const AttnParams& p, const int* pos, int base, int c1, int lg, int (&pc)[U]) {
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+        const int j = base + u * RPW + lg;
+        int position = -1;
+        if (j < c1) {
+            position = GATHERED ? __ldg(pos + j) : j;
+            if (excluded(p, position)) position = -1;
+        }
+        pc[u] = position;
+    }
+}
+
+// Queues the cp.async copies of one warp tile into a ring stage; returns the live-row mask.
+template <int U, int ROW_BYTES>
+__device__ __forceinline__ unsigned int issue_tile_async(const AttnParams& p, const RowSource& src, const int (&pc)[U], int li, uint4* stage) {
+    unsigned int live = 0u;
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+        const bool valid = pc[u] >= 0;
+        const char* kp = reinterpret_cast<const char*>(p.queries);  // any mapped address; nothing is read when !valid
+        const char* vp = kp;
+        if (valid) src.address(pc[u], ROW_BYTES, li * 16, kp, vp);
+        cp_async16(stage + (u * 2) * ATT_THREADS + threadIdx.x, kp, valid);
+        cp_async16(stage + (u * 2 + 1) * ATT_THREADS + threadIdx.x, vp, valid);
+        live |= (valid ? 1u : 0u) << u;
+    }
+    return live;
+}
+
+// One tile of the online softmax: scores of U rows (per lane group) against G query heads, reduced
+// over the row's LPR lanes, then the running max/sum/accumulator update with the tile's values.
+template <int DT, int G, int U, int LPR>
+__device__ __forceinline__ void process_tile(const float (&q)[G][Elem<DT>::VEC], const uint4 (&kr)[U], const uint4 (&vr)[U], const bool (&ok)[U],
+                                             float (&m)[G], float (&l)[G], float (&acc)[G][Elem<DT>::VEC]) {
+    using E = Elem<DT>;
+    constexpr int VEC = E::VEC;
+    float s[U][G];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+        float kf[VEC];
+        E::widen(kr[u], kf);
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+            float d = 0.f;
+#pragma unroll
+            for (int e = 0; e < VEC; ++e) d = fmaf(q[g][e], kf[e], d);
+            s[u][g] = d;
+        }
+    }
+#pragma unroll
+    for (int off = LPR / 2; off > 0; off >>= 1) {
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+#pragma unroll
+            for (int g = 0; g < G; ++g) s[u][g] += __shfl_xor_sync(0xffffffffu, s[u][g], off);
+        }
+    }
+
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+        float mt = -INFINITY;
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+            if (!ok[u]) s[u][g] = -INFINITY;
+            mt = fmaxf(mt, s[u][g]);
+        }
+        const float mn = fmaxf(m[g], mt);
+        const float ms = mn == -INFINITY ? 0.f : mn;  // no live row yet: keep everything at 0 without NaN
+        const float corr = exp2f(m[g] - ms);
+        l[g] *= corr;
+#pragma unroll
+        for (int e = 0; e < VEC; ++e) acc[g][e] *= corr;
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+            s[u][g] = exp2f(s[u][g] - ms);
+            l[g] += s[u][g];
+        }
+        m[g] = mn;
+    }
+
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+        float vf[VEC];
+        E::widen(vr[u], vf);
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+#pragma unroll
+            for (int e = 0; e < VEC; ++e) acc[g][e] = fmaf(s[u][g], vf[e], acc[g][e]);
+        }
+    }
+}
+
 // GATHERED: positions come from p.positions; their loads run one tile ahead of the K/V loads, so a warp
 // never waits on a position before it can issue the rows' loads.
-template <int DT, int D, int G, bool GATHERED>
+// ASYNC: K/V go through a cp.async shared-memory ring (ASYNC_STAGES deep) instead of registers.
+template <int DT, int D, int G, bool GATHERED, bool ASYNC>
 __global__ void __launch_bounds__(ATT_THREADS, 3) attention_kernel(const AttnParams p) {
     using E = Elem<DT>;
     constexpr int VEC = E::VEC;
     constexpr int LPR = D / VEC;       // lanes per row
     constexpr int RPW = 32 / LPR;      // rows a warp reads per step
-    constexpr int U = 4;               // steps per tile
+    constexpr int U = ATT_U;           // steps per tile
     constexpr int WARP_ROWS = U * RPW;
     constexpr int TILE = ATT_WARPS * WARP_ROWS;
     constexpr int ROW_BYTES = D * E::BYTES;
@@ -136,89 +246,81 @@ __global__ void __launch_bounds__(ATT_THREADS, 3) attention_kernel(const AttnPar
         for (int e = 0; e < VEC; ++e) acc[g][e] = 0.f;
     }
 
-    // Software pipeline: the next tile's loads are in flight while this tile is computed.
-    uint4 kr[U], vr[U];
-    bool ok[U];
-    int pn[U];  // gathered: positions of the tile after the next
-    int base = c0 + warp * WARP_ROWS;
-    if constexpr (GATHERED) {
-        int pc[U];
-        load_positions<U, RPW>(p, pos, base, c1, lg, pc);
-        load_rows<U, ROW_BYTES>(src, li, pc, kr, vr, ok);
-        load_positions<U, RPW>(p, pos, base + TILE, c1, lg, pn);
-    } else {
-        load_tile<U, RPW, ROW_BYTES>(p, src, pos, base, c1, lg, li, kr, vr, ok);
-    }
-    for (; base < c1; base += TILE) {
-        uint4 kn[U], vn[U];
-        bool okn[U];
+    if constexpr (!ASYNC) {
+        // Register pipeline: the next tile's loads are in flight while this tile is computed.
+        uint4 kr[U], vr[U];
+        bool ok[U];
+        int pn[U];  // gathered: positions of the tile after the next
+        int base = c0 + warp * WARP_ROWS;
         if constexpr (GATHERED) {
-            load_rows<U, ROW_BYTES>(src, li, pn, kn, vn, okn);
-            load_positions<U, RPW>(p, pos, base + 2 * TILE, c1, lg, pn);
+            int pc[U];
+            load_positions<U, RPW>(p, pos, base, c1, lg, pc);
+            load_rows<U, ROW_BYTES>(src, li, pc, kr, vr, ok);
+            load_positions<U, RPW>(p, pos, base + TILE, c1, lg, pn);
         } else {
-            load_tile<U, RPW, ROW_BYTES>(p, src, pos, base + TILE, c1, lg, li, kn, vn, okn);
+            load_tile<U, RPW, ROW_BYTES>(p, src, pos, base, c1, lg, li, kr, vr, ok);
         }
-
-        float s[U][G];
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-            float kf[VEC];
-            E::widen(kr[u], kf);
-#pragma unroll
-            for (int g = 0; g < G; ++g) {
-                float d = 0.f;
-#pragma unroll
-                for (int e = 0; e < VEC; ++e) d = fmaf(q[g][e], kf[e], d);
-                s[u][g] = d;
+        for (; base < c1; base += TILE) {
+            uint4 kn[U], vn[U];
+            bool okn[U];
+            if constexpr (GATHERED) {
+                load_rows<U, ROW_BYTES>(src, li, pn, kn, vn, okn);
+                load_positions<U, RPW>(p, pos, base + 2 * TILE, c1, lg, pn);
+            } else {
+                load_tile<U, RPW, ROW_BYTES>(p, src, pos, base + TILE, c1, lg, li, kn, vn, okn);
             }
-        }
-#pragma unroll
-        for (int off = LPR / 2; off > 0; off >>= 1) {
+            process_tile<DT, G, U, LPR>(q, kr, vr, ok, m, l, acc);
 #pragma unroll
             for (int u = 0; u < U; ++u) {
-#pragma unroll
-                for (int g = 0; g < G; ++g) s[u][g] += __shfl_xor_sync(0xffffffffu, s[u][g], off);
+                kr[u] = kn[u];
+                vr[u] = vn[u];
+                ok[u] = okn[u];
             }
         }
-
+    } else {
+        // Shared-memory ring: cp.async copies of the next ASYNC_STAGES - 1 tiles are in flight while this
+        // tile is computed, without holding registers. Each thread reads back only the 16-byte slots it
+        // copied itself, so cp.async.wait_group alone orders the copies; no barrier is needed.
+        extern __shared__ uint4 ring[];  // [ASYNC_STAGES][U][K, V][ATT_THREADS]
+        constexpr int STAGE_SLOTS = U * 2 * ATT_THREADS;
+        unsigned int okring = 0u;        // bit stage * U + u: row u of the tile in that stage is live
+        int base = c0 + warp * WARP_ROWS;
+        int pc[U];
+        tile_positions<U, RPW, GATHERED>(p, pos, base, c1, lg, pc);
 #pragma unroll
-        for (int g = 0; g < G; ++g) {
-            float mt = -INFINITY;
+        for (int st = 0; st < ASYNC_STAGES - 1; ++st) {
+            int pnext[U];
+            tile_positions<U, RPW, GATHERED>(p, pos, base + (st + 1) * TILE, c1, lg, pnext);
+            okring |= issue_tile_async<U, ROW_BYTES>(p, src, pc, li, ring + st * STAGE_SLOTS) << (st * U);
+            cp_async_commit();
+#pragma unroll
+            for (int u = 0; u < U; ++u) pc[u] = pnext[u];
+        }
+        int stage = 0;
+        for (; base < c1; base += TILE) {
+            int pnext[U];
+            tile_positions<U, RPW, GATHERED>(p, pos, base + ASYNC_STAGES * TILE, c1, lg, pnext);
+            const int ist = stage == 0 ? ASYNC_STAGES - 1 : stage - 1;  // the slot consumed last iteration
+            const unsigned int issued = issue_tile_async<U, ROW_BYTES>(p, src, pc, li, ring + ist * STAGE_SLOTS);
+            okring = (okring & ~(((1u << U) - 1u) << (ist * U))) | (issued << (ist * U));
+            cp_async_commit();
+#pragma unroll
+            for (int u = 0; u < U; ++u) pc[u] = pnext[u];
+            cp_async_wait<ASYNC_STAGES - 1>();  // the oldest group, this tile, has landed
+
+            uint4 kr[U], vr[U];
+            bool ok[U];
+            const uint4* slots = ring + stage * STAGE_SLOTS + threadIdx.x;
 #pragma unroll
             for (int u = 0; u < U; ++u) {
-                if (!ok[u]) s[u][g] = -INFINITY;
-                mt = fmaxf(mt, s[u][g]);
+                kr[u] = slots[(u * 2) * ATT_THREADS];
+                vr[u] = slots[(u * 2 + 1) * ATT_THREADS];
+                ok[u] = ((okring >> (stage * U + u)) & 1u) != 0u;
             }
-            const float mn = fmaxf(m[g], mt);
-            const float ms = mn == -INFINITY ? 0.f : mn;  // no live row yet: keep everything at 0 without NaN
-            const float corr = exp2f(m[g] - ms);
-            l[g] *= corr;
-#pragma unroll
-            for (int e = 0; e < VEC; ++e) acc[g][e] *= corr;
-#pragma unroll
-            for (int u = 0; u < U; ++u) {
-                s[u][g] = exp2f(s[u][g] - ms);
-                l[g] += s[u][g];
-            }
-            m[g] = mn;
+            process_tile<DT, G, U, LPR>(q, kr, vr, ok, m, l, acc);
+            stage = stage + 1 == ASYNC_STAGES ? 0 : stage + 1;
         }
-
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-            float vf[VEC];
-            E::widen(vr[u], vf);
-#pragma unroll
-            for (int g = 0; g < G; ++g) {
-#pragma unroll
-                for (int e = 0; e < VEC; ++e) acc[g][e] = fmaf(s[u][g], vf[e], acc[g][e]);
-            }
-        }
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-            kr[u] = kn[u];
-            vr[u] = vn[u];
-            ok[u] = okn[u];
-        }
+        cp_async_wait<0>();
     }
 
     // Merge the lane groups of a warp (they read different rows, the same dims).
@@ -341,15 +443,19 @@ __global__ void __launch_bounds__(ATT_THREADS, 3) attention_kernel(const AttnPar
     }
 }
 
-template <int DT, int D, int G, bool GATHERED>
+template <int DT, int D, int G, bool GATHERED, bool ASYNC>
 int launch_attention(kvdb_ctx* ctx, const kvdb_attn_args* a, AttnParams& p, int rows_max) {
     constexpr int VEC = Elem<DT>::VEC;
-    constexpr int TILE = ATT_WARPS * 4 * (32 / (D / VEC));
-    auto kernel = attention_kernel<DT, D, G, GATHERED>;
+    constexpr int TILE = ATT_WARPS * ATT_U * (32 / (D / VEC));
+    constexpr int DYNAMIC_SMEM = ASYNC ? ASYNC_STAGES * ATT_U * 2 * ATT_THREADS * 16 : 0;
+    auto kernel = attention_kernel<DT, D, G, GATHERED, ASYNC>;
     static int occupancy = 0;  // per instantiation; every device of a process is assumed alike
     if (occupancy == 0) {
+        if (DYNAMIC_SMEM > 0) {
+            KVDB_RETURN_IF_ERROR(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, DYNAMIC_SMEM));
+        }
         int o = 0;
-        KVDB_RETURN_IF_ERROR(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&o, kernel, ATT_THREADS, 0));
+        KVDB_RETURN_IF_ERROR(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&o, kernel, ATT_THREADS, DYNAMIC_SMEM));
         occupancy = o > 0 ? o : 1;
     }
     const long long groups = (long long)a->num_queries * a->num_kv_heads * p.group_chunks;
@@ -377,22 +483,27 @@ int launch_attention(kvdb_ctx* ctx, const kvdb_attn_args* a, AttnParams& p, int 
     p.counters = ctx->counters;
 
     dim3 grid((unsigned)splits, (unsigned)(a->num_kv_heads * p.group_chunks), (unsigned)a->num_queries);
-    kernel<<<grid, ATT_THREADS, 0, ctx->stream>>>(p);
+    kernel<<<grid, ATT_THREADS, DYNAMIC_SMEM, ctx->stream>>>(p);
     return (int)cudaGetLastError();
 }
 
-template <int DT, int D, bool GATHERED>
+template <int DT, int D, bool GATHERED, bool ASYNC>
 int dispatch_mode(kvdb_ctx* ctx, const kvdb_attn_args* a, AttnParams& p, int rows_max, int g) {
     switch (g) {
-        case 4: return launch_attention<DT, D, 4, GATHERED>(ctx, a, p, rows_max);
-        case 2: return launch_attention<DT, D, 2, GATHERED>(ctx, a, p, rows_max);
-        default: return launch_attention<DT, D, 1, GATHERED>(ctx, a, p, rows_max);
+        case 4: return launch_attention<DT, D, 4, GATHERED, ASYNC>(ctx, a, p, rows_max);
+        case 2: return launch_attention<DT, D, 2, GATHERED, ASYNC>(ctx, a, p, rows_max);
+        default: return launch_attention<DT, D, 1, GATHERED, ASYNC>(ctx, a, p, rows_max);
     }
+}
+
+template <int DT, int D, bool ASYNC>
+int dispatch_gathered(kvdb_ctx* ctx, const kvdb_attn_args* a, AttnParams& p, int rows_max, int g) {
+    return p.positions != nullptr ? dispatch_mode<DT, D, true, ASYNC>(ctx, a, p, rows_max, g) : dispatch_mode<DT, D, false, ASYNC>(ctx, a, p, rows_max, g);
 }
 
 template <int DT, int D>
 int dispatch_g(kvdb_ctx* ctx, const kvdb_attn_args* a, AttnParams& p, int rows_max, int g) {
-    return p.positions != nullptr ? dispatch_mode<DT, D, true>(ctx, a, p, rows_max, g) : dispatch_mode<DT, D, false>(ctx, a, p, rows_max, g);
+    return attention_variant() == 1 ? dispatch_gathered<DT, D, true>(ctx, a, p, rows_max, g) : dispatch_gathered<DT, D, false>(ctx, a, p, rows_max, g);
 }
 
 template <int DT>

@@ -44,6 +44,8 @@ extern "C" {
 #define KVDB_LAYOUT_CONTIGUOUS 0
 #define KVDB_LAYOUT_BLOCKS 1
 
+#define KVDB_OPTION_ATTENTION_VARIANT 1 /* 0 = register pipeline, 1 = cp.async shared-memory ring */
+
 #define KVDB_COPY_HOST_TO_DEVICE 1
 #define KVDB_COPY_DEVICE_TO_HOST 2
 #define KVDB_COPY_DEVICE_TO_DEVICE 3
@@ -107,6 +109,9 @@ KVDB_API int kvdb_score(kvdb_ctx* context, const kvdb_attn_args* args, float* sc
 /* Per row r of values (row r starts at values + r * stride, n entries): the k largest values, sorted
  * descending (ties by lower index), with their indices. k <= min(n, 4096). */
 KVDB_API int kvdb_topk(kvdb_ctx* context, const float* values, int rows, int n, long long stride, int k, float* out_values, int* out_indices);
+
+/* Process-wide tuning knob (KVDB_OPTION_*); for benchmarks and A/B tests. */
+KVDB_API int kvdb_set_option(int option, int value);
 
 /* --- benchmark helpers --- */
 /* Fills count elements of dtype with normal(0, stddev) values from a counter-based hash of (seed, index). */

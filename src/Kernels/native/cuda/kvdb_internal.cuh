@@ -31,6 +31,10 @@ int kvdb_ensure_counters(kvdb_ctx* ctx, size_t count);
 
 namespace kvdb {
 
+// Which attention main loop runs: 0 = register pipeline, 1 = cp.async shared-memory ring.
+// KVDB_CUDA_ATTN_VARIANT sets it at the first launch; kvdb_set_option changes it.
+int attention_variant();
+
 // 16 bytes from global memory that no kernel writes while we run: skip L1, ask L2 to fetch 256 B.
 __device__ __forceinline__ uint4 load_stream16(const void* p) {
     uint4 v;

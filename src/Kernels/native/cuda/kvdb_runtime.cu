@@ -1,6 +1,7 @@
 // Runtime entry points of libkvdbcuda.so: probing, memory, contexts, top-k and benchmark helpers.
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "kvdb_internal.cuh"
 
@@ -172,6 +173,18 @@ int kvdb_ensure_counters(kvdb_ctx* ctx, size_t count) {
 }
 
 namespace kvdb {
+
+static int g_attention_variant = -1;
+
+int attention_variant() {
+    int v = __atomic_load_n(&g_attention_variant, __ATOMIC_RELAXED);
+    if (v < 0) {
+        const char* env = getenv("KVDB_CUDA_ATTN_VARIANT");
+        v = (env != nullptr && env[0] == '1') ? 1 : 0;
+        __atomic_store_n(&g_attention_variant, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
 
 // --- top-k: radix select of the k-th largest key, compaction, bitonic sort in shared memory ---
 
@@ -408,4 +421,12 @@ extern "C" KVDB_API int kvdb_event_elapsed_ms(void* start, void* stop, float* mi
     KVDB_RETURN_IF_ERROR(cudaEventSynchronize(static_cast<cudaEvent_t>(stop)));
     KVDB_RETURN_IF_ERROR(cudaEventElapsedTime(milliseconds, static_cast<cudaEvent_t>(start), static_cast<cudaEvent_t>(stop)));
     return 0;
+}
+
+extern "C" KVDB_API int kvdb_set_option(int option, int value) {
+    if (option == KVDB_OPTION_ATTENTION_VARIANT && (value == 0 || value == 1)) {
+        __atomic_store_n(&kvdb::g_attention_variant, value, __ATOMIC_RELAXED);
+        return 0;
+    }
+    return KVDB_ERR_INVALID_ARGUMENT;
 }
