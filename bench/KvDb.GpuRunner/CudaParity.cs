@@ -285,6 +285,94 @@ public static unsafe class CudaParity
         return results;
     }
 
+    /// <summary>
+    /// GPU tier round trip: promote a layer's host blocks, attend over them through the tier's block table
+    /// (against the CPU kernel), evict under a full budget while some blocks are pinned, and demote with
+    /// copy-back (bytes must match the host block).
+    /// </summary>
+    public static IReadOnlyList<CheckOutcome> RunGpuTier(CudaAttentionBackend backend)
+    {
+        const int n = 1000;
+        var g = new AttentionGeometry(32, 8, 128, 64, KvDType.BF16, 1f / MathF.Sqrt(128));
+        var workload = new SyntheticWorkload(new SyntheticWorkloadOptions { Tokens = n, Seed = 5 });
+        byte[] kb = workload.KeyBytes(g.DType, 0, n);
+        byte[] vb = workload.ValueBytes(g.DType, 0, n);
+        float[] queries = workload.Queries(1, 11);
+        using var host = new HostBlocks(g, kb, vb, n);
+        int blocks = host.Blocks.Length;
+        long slotBytes = 2 * g.RegionBytes;
+        using var tier = new GpuTier(g, budgetBytes: blocks * slotBytes, slotsPerSlab: 4);
+        long[] ids = [.. Enumerable.Range(0, blocks).Select(i => 1000L + i)];
+        for (int i = 0; i < blocks; i++)
+        {
+            if (!tier.TryPromote(ids[i], host.Blocks[i], out _))
+            {
+                return [new CheckOutcome("gpu_tier_promote", 1, false)];
+            }
+        }
+
+        float[] cpu = new float[queries.Length];
+        float[] cpuLse = new float[g.NumQueryHeads];
+        ExactAttentionKernel.Run(g, host.Blocks, queries, 1, 0, 0, cpu, cpuLse);
+        float[] gpu = new float[queries.Length];
+        float[] gpuLse = new float[g.NumQueryHeads];
+        using (var table = new DeviceBuffer(blocks * 8L))
+        {
+            GpuKvSource source = tier.BlockTable(ids, n, table);
+            backend.Attention(g, source, queries, 1, 0, 0, gpu, gpuLse);
+        }
+
+        double rel = RelativeL2(gpu, cpu);
+        var results = new List<CheckOutcome> { new("gpu_tier_attention_vs_cpu", rel, rel <= Tolerance) };
+
+        // Full budget: pin the first four, touch the next four last, promote four new blocks.
+        for (int i = 0; i < 4; i++)
+        {
+            tier.Pin(ids[i]);
+        }
+
+        for (int i = 4; i < 8; i++)
+        {
+            tier.TryGetSlot(ids[i], out _);
+        }
+
+        bool promoted = true;
+        for (int i = 0; i < 4; i++)
+        {
+            promoted &= tier.TryPromote(5000 + i, host.Blocks[i], out _);
+        }
+
+        bool evictedRight = promoted && tier.Evictions == 4 && Enumerable.Range(0, 4).All(i => tier.Contains(ids[i]))
+            && Enumerable.Range(4, 4).All(i => tier.Contains(ids[i])) && Enumerable.Range(8, 4).All(i => !tier.Contains(ids[i]));
+        results.Add(new CheckOutcome("gpu_tier_lru_eviction_skips_pinned", evictedRight ? 0 : 1, evictedRight));
+
+        // Demote with copy-back: the bytes come home unchanged.
+        int b = blocks - 1;
+        byte[] keysBack = new byte[g.RegionBytes];
+        byte[] valuesBack = new byte[g.RegionBytes];
+        fixed (byte* pk = keysBack)
+        fixed (byte* pv = valuesBack)
+        {
+            tier.Demote(ids[b], (nint)pk, (nint)pv);
+        }
+
+        bool same = keysBack.AsSpan().SequenceEqual(new ReadOnlySpan<byte>((void*)host.Blocks[b].Keys, (int)g.RegionBytes))
+            && valuesBack.AsSpan().SequenceEqual(new ReadOnlySpan<byte>((void*)host.Blocks[b].Values, (int)g.RegionBytes))
+            && !tier.Contains(ids[b]);
+        bool pinnedRefused = false;
+        try
+        {
+            tier.Demote(ids[0]);
+        }
+        catch (InvalidOperationException)
+        {
+            pinnedRefused = true;
+        }
+
+        results.Add(new CheckOutcome("gpu_tier_demote_copy_back", same && pinnedRefused ? 0 : 1, same && pinnedRefused));
+        return results;
+    }
+
     /// <summary>Per KV head, a selection of positions: runs of consecutive tokens in random order, one head empty.</summary>
     public static int[][] Selection(ParityCase c, int n)
     {

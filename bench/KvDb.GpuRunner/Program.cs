@@ -97,7 +97,7 @@ internal static class ParityRun
             }
         }
 
-        foreach (Func<CudaAttentionBackend, IReadOnlyList<CheckOutcome>> check in new Func<CudaAttentionBackend, IReadOnlyList<CheckOutcome>>[] { CudaParity.RunScoring, CudaParity.RunTopK })
+        foreach (Func<CudaAttentionBackend, IReadOnlyList<CheckOutcome>> check in new Func<CudaAttentionBackend, IReadOnlyList<CheckOutcome>>[] { CudaParity.RunScoring, CudaParity.RunTopK, CudaParity.RunGpuTier })
         {
             try
             {
@@ -293,6 +293,18 @@ internal sealed unsafe class Benchmark
                 var tiny = new GpuSelection(dPos.Pointer, dOff.Pointer, oneMax);
                 double floorUs = Median(Time(() => _backend.AttentionAsync(_g, paged, tiny, queries.Pointer, 1, 0, 0, outB.Pointer, lseB.Pointer, _o.Splits)));
                 _emit(Json.Line(("kind", "gathered_floor"), ("ctx", ctx), ("rows_per_head", oneMax), ("p50_us", Math.Round(floorUs, 2))));
+
+                // The same number of rows as the random selection, but the first blocks of each head: one
+                // sequential stream per head. The gap to the random selection is DRAM/TLB locality, not the kernel.
+                int seqRows = offsets[1] - offsets[0];
+                int[] seq = [.. Enumerable.Range(0, Hkv).SelectMany(_ => Enumerable.Range(0, seqRows))];
+                int[] seqOff = [.. Enumerable.Range(0, Hkv + 1).Select(h => h * seqRows)];
+                dPos.Upload<int>(seq);
+                dOff.Upload<int>(seqOff);
+                var sequential = new GpuSelection(dPos.Pointer, dOff.Pointer, seqRows);
+                double seqUs = Median(Time(() => _backend.AttentionAsync(_g, contiguous, sequential, queries.Pointer, 1, 0, 0, outA.Pointer, lseA.Pointer, _o.Splits)));
+                _emit(Json.Line(("kind", "gathered_sequential"), ("ctx", ctx), ("rows_per_head", seqRows), ("p50_us", Math.Round(seqUs, 2)),
+                    ("achieved_gbps", Math.Round(gatheredBytes / (seqUs * 1e-6) / 1e9, 1))));
             }
         }
 

@@ -90,5 +90,16 @@ public sealed class CudaParityTests(ITestOutputHelper output) : IDisposable
         }
     }
 
+    [SkippableFact]
+    public void Gpu_tier_promotes_evicts_and_demotes()
+    {
+        Skip.If(_backend is null, $"CUDA unavailable: {CudaRuntime.UnavailableReason}");
+        foreach (CheckOutcome r in CudaParity.RunGpuTier(_backend!))
+        {
+            output.WriteLine($"{r.Name}: {r.MaxError:E2}");
+            Assert.True(r.Passed, r.ToString());
+        }
+    }
+
     public void Dispose() => _backend?.Dispose();
 }
