@@ -203,7 +203,8 @@ public sealed unsafe class CudaAttentionBackend : IDisposable
 
     /// <summary>
     /// Queues top-k of each row of device f32 values (row r at values + r·stride floats, n entries) into device
-    /// [rows, k] outputs, sorted descending (equal values by lower index). k ≤ min(n, 4096).
+    /// [rows, k] outputs, sorted descending (equal values by lower index; which of several values equal to the
+    /// k-th largest are kept is unspecified). k ≤ min(n, 4096).
     /// </summary>
     public void TopKAsync(nint values, int rows, int n, long stride, int k, nint outValues, nint outIndices)
     {

@@ -3,8 +3,9 @@
 //
 // Grid: x = split, y = KV head * group chunk, z = query token. A CTA reads its split's rows of one KV
 // head once and scores them against G query heads of that head's GQA group. Each row is read by
-// LPR = head_dim / VEC lanes with one 16-byte load each for K and for V; every thread keeps 2U such
-// loads in flight before it uses the first. Softmax runs online in base 2 (queries are pre-scaled by
+// LPR = head_dim / VEC lanes with one 16-byte load each for K and for V; every thread issues the 2U
+// loads of the next tile before it computes the current one (register pipeline; gathered mode also
+// loads positions one tile further ahead). Splits are chosen so the grid is one full wave. Softmax runs online in base 2 (queries are pre-scaled by
 // scale * log2 e) so exp is one ex2 instruction. The CTA that finishes a head group last (an arrival
 // counter per group) merges all splits' partials with the LSE formula of PartialAttention and writes
 // the output, so one launch does everything.

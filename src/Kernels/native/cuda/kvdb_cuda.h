@@ -107,7 +107,8 @@ KVDB_API int kvdb_attention(kvdb_ctx* context, const kvdb_attn_args* args);
  * j-th row of q's KV head (dense: j = position; excluded rows get -inf; gathered: rows past a head's count are untouched). */
 KVDB_API int kvdb_score(kvdb_ctx* context, const kvdb_attn_args* args, float* scores, long long score_stride);
 /* Per row r of values (row r starts at values + r * stride, n entries): the k largest values, sorted
- * descending (ties by lower index), with their indices. k <= min(n, 4096). */
+ * descending (equal values by lower index), with their indices; which of several values equal to
+ * the k-th largest are kept is unspecified. k <= min(n, 4096). */
 KVDB_API int kvdb_topk(kvdb_ctx* context, const float* values, int rows, int n, long long stride, int k, float* out_values, int* out_indices);
 
 /* Process-wide tuning knob (KVDB_OPTION_*); for benchmarks and A/B tests. */
