@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# KvDb GPU check and benchmark, run ON the device machine (CUDA nvcc + PyTorch, no .NET SDK).
+#   bash bench/gpu/run_device.sh [OUT_DIR]         (OUT_DIR defaults to $OUT, else /tmp/kvdb-gpu)
+# Run from the repository root or from a copy made by bench/gpu/stage_device.sh, which holds:
+#   src/Kernels/native/cuda/            CUDA sources and build.sh
+#   bench/gpu/sdpa_reference.py         PyTorch SDPA timing + parity of the same kernel through ctypes
+#   artifacts/gpurunner/KvDb.GpuRunner  the self-contained C# runner (dotnet publish, see stage_device.sh)
+# Steps: build libkvdbcuda.so (nvcc, sm_90) -> PyTorch reference -> runner --parity -> runner --bench.
+# Writes build.log, sdpa.jsonl, sdpa.err, parity.jsonl, bench.jsonl, runner.log, device.txt to OUT_DIR
+# and prints a summary last.
+set -uo pipefail
+out=${1:-${OUT:-/tmp/kvdb-gpu}}
+mkdir -p "$out"
+build=/tmp/kvdbcuda-build
+contexts=${KVDB_GPU_CONTEXTS:-32768,131072,1048576}
+
+{ nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm,clocks.mem,driver_version --format=csv; nvcc --version | tail -2; } >"$out/device.txt" 2>&1
+cat "$out/device.txt"
+
+if ! bash src/Kernels/native/cuda/build.sh "$build" >"$out/build.log" 2>&1; then
+  cat "$out/build.log"
+  echo "run_device.sh: build failed"
+  exit 1
+fi
+grep -E "warning|spill|registers|built" "$out/build.log" | grep -B1 -E "attention_kernel|spill|warning|built" | head -40
+export KVDB_CUDA_LIBRARY=$build/libkvdbcuda.so
+
+echo "=== PyTorch SDPA reference"
+PYTHONUNBUFFERED=1 timeout 220 python3 bench/gpu/sdpa_reference.py --lib "$KVDB_CUDA_LIBRARY" --contexts "${KVDB_SDPA_CONTEXTS:-32768,131072,524288,1048576}" \
+  --out "$out/sdpa.jsonl" >/dev/null 2>"$out/sdpa.err"
+echo "sdpa rc=$?"
+
+runner=artifacts/gpurunner/KvDb.GpuRunner
+chmod +x "$runner" 2>/dev/null
+# Each attention variant (0 = register pipeline, 1 = cp.async ring) gets the parity cases and the benchmark;
+# the device line of each run names its variant.
+for variant in ${KVDB_GPU_VARIANTS:-0 1}; do
+  echo "=== runner --parity (variant $variant)"
+  KVDB_CUDA_ATTN_VARIANT=$variant timeout 120 "$runner" --parity --out "$out/parity.jsonl" >>"$out/runner.log" 2>&1
+  echo "parity rc=$?"
+  echo "=== runner --bench (variant $variant)"
+  KVDB_CUDA_ATTN_VARIANT=$variant timeout 150 "$runner" --bench --contexts "$contexts" --sdpa "$out/sdpa.jsonl" --out "$out/bench.jsonl" >>"$out/runner.log" 2>&1
+  echo "bench rc=$?"
+done
+
+echo "=== summary"
+tail -5 "$out/sdpa.err"
+grep -h '"kind": "reference"\|"kind": "splits"' "$out/sdpa.jsonl" 2>/dev/null
+grep -h '"pass":false' "$out/parity.jsonl" "$out/bench.jsonl" 2>/dev/null | head -20
+echo "parity: $(grep -c '"pass":true' "$out/parity.jsonl" 2>/dev/null) passed, $(grep -c '"pass":false' "$out/parity.jsonl" 2>/dev/null) failed"
+grep -v '"kind":"parity"\|layout_check' "$out/bench.jsonl" 2>/dev/null
+grep -h '"kind":"parity"' "$out/bench.jsonl" 2>/dev/null | cut -c1-160
+grep -h "gpurunner:" "$out/runner.log"

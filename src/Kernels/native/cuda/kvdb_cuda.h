@@ -1,0 +1,133 @@
+/*
+ * KvDb CUDA backend: C ABI of libkvdbcuda.so.
+ *
+ * Every function returns a status: 0 = success, a positive value = the cudaError_t that CUDA
+ * reported, a negative value = a KVDB_ERR_* argument error. kvdb_cuda_error_string names any of them.
+ * All device pointers are plain CUDA device addresses (cudaMalloc). Kernel launches go to the
+ * context's stream and are asynchronous; kvdb_ctx_synchronize waits for them.
+ *
+ * Layouts (BRIEF section 5/6, src/Kernels/KvBlockRef.cs):
+ *  - contiguous: keys and values each [num_kv_heads][kv_capacity][head_dim] of dtype
+ *    (a per-layer tensor; token p of KV head h is row h * kv_capacity + p);
+ *  - blocks: block_table[b] is the device address of block b, which holds token positions
+ *    [b * block_capacity, (b + 1) * block_capacity); its key region [num_kv_heads][block_capacity][head_dim]
+ *    starts at the address and its value region of the same size follows it directly.
+ * Tokens attended: all positions [0, num_tokens) ("dense"), or, when positions is set, the positions
+ * listed for each KV head (CSR: positions[offsets[h] .. offsets[h + 1]) for KV head h) ("gathered").
+ * Positions in [exclude_start, exclude_end) are skipped in both modes.
+ * GQA: query head q reads KV head q / (num_query_heads / num_kv_heads).
+ * Output: f32 [num_queries][num_query_heads][head_dim], LSE f32 [num_queries][num_query_heads] in
+ * natural log; a head with no attended token gets output 0 and LSE -inf.
+ */
+#ifndef KVDB_CUDA_H
+#define KVDB_CUDA_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define KVDB_API __declspec(dllexport)
+#else
+#define KVDB_API __attribute__((visibility("default")))
+#endif
+
+#define KVDB_CUDA_ABI_VERSION 1
+
+#define KVDB_ERR_INVALID_ARGUMENT (-1)
+#define KVDB_ERR_UNSUPPORTED (-2)
+
+#define KVDB_DTYPE_F32 1
+#define KVDB_DTYPE_F16 2
+#define KVDB_DTYPE_BF16 3
+
+#define KVDB_LAYOUT_CONTIGUOUS 0
+#define KVDB_LAYOUT_BLOCKS 1
+
+#define KVDB_OPTION_ATTENTION_VARIANT 1 /* 0 = register pipeline, 1 = cp.async shared-memory ring */
+
+#define KVDB_COPY_HOST_TO_DEVICE 1
+#define KVDB_COPY_DEVICE_TO_HOST 2
+#define KVDB_COPY_DEVICE_TO_DEVICE 3
+
+typedef struct kvdb_ctx kvdb_ctx;
+
+/* Field order: every 8-byte field first, then the 4-byte ones, so C, C# and ctypes agree on the layout (136 bytes). */
+typedef struct kvdb_attn_args {
+    const void* keys;                     /* contiguous layout */
+    const void* values;                   /* contiguous layout */
+    const unsigned long long* block_table;/* blocks layout: device array of block base addresses */
+    const int* positions;                 /* gathered: device int32 positions; NULL = dense */
+    const int* offsets;                   /* gathered: device int32 [num_kv_heads + 1] */
+    const float* queries;                 /* device f32 [num_queries][num_query_heads][head_dim] */
+    float* output;                        /* device f32 [num_queries][num_query_heads][head_dim] */
+    float* lse;                           /* device f32 [num_queries][num_query_heads] */
+    long long num_tokens;                 /* dense: positions 0..num_tokens-1; gathered: bound on positions */
+    long long kv_capacity;                /* contiguous: rows between two KV heads; 0 = num_tokens */
+    long long exclude_start;
+    long long exclude_end;                /* empty when exclude_end <= exclude_start */
+    int num_query_heads;
+    int num_kv_heads;
+    int head_dim;                         /* 64 or 128 */
+    int dtype;                            /* KVDB_DTYPE_* */
+    int layout;                           /* KVDB_LAYOUT_* */
+    int block_capacity;                   /* blocks layout: rows per block */
+    int num_queries;                      /* query tokens, each attends the same rows */
+    int max_positions;                    /* gathered: largest count of any KV head (sizes the grid) */
+    float scale;                          /* softmax scale, e.g. 1/sqrt(head_dim) */
+    int num_splits;                       /* split-K partitions per KV head; 0 = automatic */
+} kvdb_attn_args;
+
+/* --- runtime --- */
+KVDB_API int kvdb_cuda_abi_version(void);
+KVDB_API const char* kvdb_cuda_error_string(int status);
+/* Number of CUDA devices; 0 with status 0 when there is no driver or no device. */
+KVDB_API int kvdb_cuda_device_count(int* count);
+KVDB_API int kvdb_cuda_device_name(int device, char* buffer, int buffer_bytes);
+KVDB_API int kvdb_cuda_device_memory(int device, unsigned long long* free_bytes, unsigned long long* total_bytes);
+KVDB_API int kvdb_cuda_malloc(int device, void** pointer, unsigned long long bytes);
+KVDB_API int kvdb_cuda_free(void* pointer);
+/* Synchronous copy (the legacy default stream, which waits for the contexts' streams). */
+KVDB_API int kvdb_cuda_memcpy(void* destination, const void* source, unsigned long long bytes, int kind);
+KVDB_API int kvdb_cuda_memset(void* pointer, int value, unsigned long long bytes);
+KVDB_API int kvdb_cuda_synchronize(void);
+
+/* --- context: a device, a stream and the scratch space of the attention kernels --- */
+KVDB_API int kvdb_ctx_create(int device, kvdb_ctx** context);
+KVDB_API int kvdb_ctx_destroy(kvdb_ctx* context);
+/* Launch on an existing stream (cudaStream_t; NULL = the legacy default stream) instead of the context's own. */
+KVDB_API int kvdb_ctx_set_stream(kvdb_ctx* context, void* stream);
+KVDB_API int kvdb_ctx_synchronize(kvdb_ctx* context);
+KVDB_API int kvdb_ctx_multiprocessors(kvdb_ctx* context, int* count);
+
+/* --- kernels --- */
+/* Split-K (flash-decoding) attention with output and LSE. */
+KVDB_API int kvdb_attention(kvdb_ctx* context, const kvdb_attn_args* args);
+/* Scores scale * q.k for every query head and attended row: scores[(t * Hq + q) * stride + j] for the
+ * j-th row of q's KV head (dense: j = position; excluded rows get -inf; gathered: rows past a head's count are untouched). */
+KVDB_API int kvdb_score(kvdb_ctx* context, const kvdb_attn_args* args, float* scores, long long score_stride);
+/* Per row r of values (row r starts at values + r * stride, n entries): the k largest values, sorted
+ * descending (equal values by lower index), with their indices; which of several values equal to
+ * the k-th largest are kept is unspecified. k <= min(n, 4096). */
+KVDB_API int kvdb_topk(kvdb_ctx* context, const float* values, int rows, int n, long long stride, int k, float* out_values, int* out_indices);
+
+/* Process-wide tuning knob (KVDB_OPTION_*); for benchmarks and A/B tests. */
+KVDB_API int kvdb_set_option(int option, int value);
+
+/* --- benchmark helpers --- */
+/* Fills count elements of dtype with normal(0, stddev) values from a counter-based hash of (seed, index). */
+KVDB_API int kvdb_fill_random(kvdb_ctx* context, void* pointer, long long count, int dtype, unsigned long long seed, float stddev);
+/* Reads bytes (a multiple of 16) once with 16-byte loads: the streaming-read reference bandwidth. */
+KVDB_API int kvdb_read_bytes(kvdb_ctx* context, const void* pointer, unsigned long long bytes);
+/* Overwrites a scratch buffer larger than L2, so the next kernel starts with a cold cache. */
+KVDB_API int kvdb_flush_l2(kvdb_ctx* context);
+KVDB_API int kvdb_event_create(void** event);
+KVDB_API int kvdb_event_destroy(void* event);
+KVDB_API int kvdb_event_record(kvdb_ctx* context, void* event);
+KVDB_API int kvdb_event_elapsed_ms(void* start, void* stop, float* milliseconds);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

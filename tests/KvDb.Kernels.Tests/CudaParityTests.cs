@@ -1,0 +1,105 @@
+using KvDb.GpuRunner;
+using KvDb.Kernels.Cuda;
+using Xunit.Abstractions;
+
+namespace KvDb.Kernels.Tests;
+
+/// <summary>
+/// GPU vs CPU parity of the CUDA backend. Without libkvdbcuda.so or a GPU (CI, developer machines) the
+/// probe must answer false cleanly and the GPU cases are reported as skipped. On a machine with both
+/// they compare the CUDA kernels with the f64 reference and <see cref="ExactAttentionKernel"/>; the
+/// same cases run on the device machine through bench/KvDb.GpuRunner (it has no .NET SDK).
+/// </summary>
+public sealed class CudaParityTests(ITestOutputHelper output) : IDisposable
+{
+    private readonly CudaAttentionBackend? _backend = CudaAttentionBackend.TryCreate();
+
+    public static TheoryData<string> CaseNames()
+    {
+        var data = new TheoryData<string>();
+        foreach (ParityCase c in CudaParity.Cases())
+        {
+            data.Add(c.Name);
+        }
+
+        return data;
+    }
+
+    [Fact]
+    public void Probe_answers_without_throwing_and_explains_a_missing_backend()
+    {
+        bool available = CudaRuntime.IsAvailable;
+        output.WriteLine(available ? $"CUDA: {CudaRuntime.DeviceName()} via {CudaRuntime.LibraryPath}" : $"CUDA unavailable: {CudaRuntime.UnavailableReason}");
+        if (!available)
+        {
+            Assert.NotEmpty(CudaRuntime.UnavailableReason);
+            Assert.Equal(0, CudaRuntime.DeviceCount);
+            Assert.Null(CudaAttentionBackend.TryCreate());
+            Assert.Throws<InvalidOperationException>(() => CudaRuntime.Allocate(16));
+        }
+        else
+        {
+            Assert.True(CudaRuntime.DeviceCount > 0);
+        }
+    }
+
+    [Fact]
+    public void Parity_cases_cover_the_required_matrix()
+    {
+        IReadOnlyList<ParityCase> cases = CudaParity.Cases();
+        Assert.Equal(3, cases.Select(c => c.DType).Distinct().Count());
+        Assert.Contains(cases, c => c.NumQueryHeads == c.NumKvHeads);
+        Assert.Contains(cases, c => c.NumQueryHeads == 4 * c.NumKvHeads);
+        Assert.Contains(cases, c => c.NumQueryHeads == 8 * c.NumKvHeads);
+        Assert.Contains(cases, c => c.HeadDim == 64);
+        Assert.Contains(cases, c => c.HeadDim == 128);
+        Assert.Contains(cases, c => c.Tokens % c.BlockCapacity != 0);
+        Assert.Contains(cases, c => c.ExcludeEnd > c.ExcludeStart);
+        Assert.Contains(cases, c => c.Gathered);
+        Assert.Contains(cases, c => c.Layout == GpuKvLayout.Blocks);
+    }
+
+    [SkippableTheory]
+    [MemberData(nameof(CaseNames))]
+    public void Gpu_attention_matches_cpu_and_f64_reference(string name)
+    {
+        Skip.If(_backend is null, $"CUDA unavailable: {CudaRuntime.UnavailableReason}");
+        ParityOutcome r = CudaParity.Run(_backend!, CudaParity.Cases().Single(c => c.Name == name));
+        output.WriteLine($"relL2 ref {r.RelL2Reference:E2}, lse {r.MaxLseError:E2}, relL2 cpu {r.RelL2Cpu:E2}, host path {r.HostPathMaxDiff}, written {r.AllWritten}");
+        Assert.True(r.Passed, r.ToString());
+    }
+
+    [SkippableFact]
+    public void Gpu_scores_match_f64()
+    {
+        Skip.If(_backend is null, $"CUDA unavailable: {CudaRuntime.UnavailableReason}");
+        foreach (CheckOutcome r in CudaParity.RunScoring(_backend!))
+        {
+            output.WriteLine($"{r.Name}: max error {r.MaxError:E2}");
+            Assert.True(r.Passed, r.ToString());
+        }
+    }
+
+    [SkippableFact]
+    public void Gpu_topk_matches_cpu_sort()
+    {
+        Skip.If(_backend is null, $"CUDA unavailable: {CudaRuntime.UnavailableReason}");
+        foreach (CheckOutcome r in CudaParity.RunTopK(_backend!))
+        {
+            Assert.True(r.Passed, r.ToString());
+        }
+    }
+
+    [SkippableFact]
+    public void Gpu_tier_promotes_evicts_and_demotes()
+    {
+        Skip.If(_backend is null, $"CUDA unavailable: {CudaRuntime.UnavailableReason}");
+        foreach (CheckOutcome r in CudaParity.RunGpuTier(_backend!))
+        {
+            output.WriteLine($"{r.Name}: {r.MaxError:E2}");
+            Assert.True(r.Passed, r.ToString());
+        }
+    }
+
+    public void Dispose() => _backend?.Dispose();
+}
