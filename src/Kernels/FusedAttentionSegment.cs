@@ -36,21 +36,21 @@ internal static unsafe class FusedAttentionSegment
         // A KV head's rows in a block are a short run (16 KiB for bf16, d = 128, 64 rows) followed by a jump to
         // the next block, too short for the hardware prefetcher to ramp up. Fetching this segment's V while
         // its scores are computed, and the next segment's K meanwhile, keeps the loads below from waiting on DRAM.
-        Prefetch(values, count, rowBytes);
-        if (nextKeys != null)
-        {
-            Prefetch(nextKeys, count, rowBytes);
-        }
-
+        // The prefetches ride along the first pass over K, a row of each per key row, so they trickle out
+        // instead of flooding the miss queue at once.
+        byte* prefetchV = values;
+        byte* prefetchK = nextKeys != null ? nextKeys : values;
         int r = 0;
         for (; r + 4 <= rows; r += 4)
         {
-            Scores4<TFormat>(keys, count, rowBytes, headDim, q + ((long)r * headDim), scores + ((long)r * scoreStride), scoreStride);
+            Scores4<TFormat>(keys, count, rowBytes, headDim, q + ((long)r * headDim), scores + ((long)r * scoreStride), scoreStride, prefetchV, prefetchK);
+            prefetchV = prefetchK = null;
         }
 
         for (; r < rows; r++)
         {
-            Scores1<TFormat>(keys, count, rowBytes, headDim, q + ((long)r * headDim), scores + ((long)r * scoreStride));
+            Scores1<TFormat>(keys, count, rowBytes, headDim, q + ((long)r * headDim), scores + ((long)r * scoreStride), prefetchV, prefetchK);
+            prefetchV = prefetchK = null;
         }
 
         for (r = 0; r < rows; r++)
@@ -107,7 +107,7 @@ internal static unsafe class FusedAttentionSegment
         Vector512<float> total = Vector512<float>.Zero;
         for (i = 0; i <= count - Half; i += Half)
         {
-            Vector512<float> e = Vector512.Exp(Vector512.Load(s + i) - shift);
+            Vector512<float> e = VectorExp.Exp(Vector512.Load(s + i) - shift);
             e.Store(s + i);
             total += e;
         }
@@ -123,15 +123,14 @@ internal static unsafe class FusedAttentionSegment
         sum += Vector512.Sum(total) + tail;
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Prefetch(byte* rows, int count, int rowBytes)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PrefetchRow(byte* row, int rowBytes)
     {
         if (Sse.IsSupported)
         {
-            byte* end = rows + ((long)count * rowBytes);
-            for (byte* p = rows; p < end; p += 64)
+            for (int o = 0; o < rowBytes; o += 64)
             {
-                Sse.Prefetch0(p);
+                Sse.Prefetch0(row + o);
             }
         }
     }
@@ -150,7 +149,7 @@ internal static unsafe class FusedAttentionSegment
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Scores4<TFormat>(byte* keys, int count, int rowBytes, int headDim, float* q0, float* s0, int scoreStride)
+    private static void Scores4<TFormat>(byte* keys, int count, int rowBytes, int headDim, float* q0, float* s0, int scoreStride, byte* prefetchA, byte* prefetchB)
         where TFormat : struct, IVectorRowFormat
     {
         float* q1 = q0 + headDim;
@@ -159,6 +158,12 @@ internal static unsafe class FusedAttentionSegment
         int chunkBytes = Chunk * TFormat.ElementSize;
         for (int j = 0; j < count; j++)
         {
+            if (prefetchA != null)
+            {
+                PrefetchRow(prefetchA + ((long)j * rowBytes), rowBytes);
+                PrefetchRow(prefetchB + ((long)j * rowBytes), rowBytes);
+            }
+
             byte* k = keys + ((long)j * rowBytes);
             Vector512<float> a0 = Vector512<float>.Zero;
             Vector512<float> a1 = Vector512<float>.Zero;
@@ -190,12 +195,18 @@ internal static unsafe class FusedAttentionSegment
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Scores1<TFormat>(byte* keys, int count, int rowBytes, int headDim, float* q0, float* s0)
+    private static void Scores1<TFormat>(byte* keys, int count, int rowBytes, int headDim, float* q0, float* s0, byte* prefetchA, byte* prefetchB)
         where TFormat : struct, IVectorRowFormat
     {
         int chunkBytes = Chunk * TFormat.ElementSize;
         for (int j = 0; j < count; j++)
         {
+            if (prefetchA != null)
+            {
+                PrefetchRow(prefetchA + ((long)j * rowBytes), rowBytes);
+                PrefetchRow(prefetchB + ((long)j * rowBytes), rowBytes);
+            }
+
             byte* k = keys + ((long)j * rowBytes);
             Vector512<float> a0 = Vector512<float>.Zero;
             Vector512<float> b0 = Vector512<float>.Zero;
