@@ -133,6 +133,9 @@ public static unsafe class ExactAttentionKernel
             _lse = lse;
         }
 
+        // Fully optimized from the first call: a decode step over a short context runs this only a few times,
+        // too few for tiering to promote it before the step is over.
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int kvHead)
         {
             int d = _g.HeadDim;

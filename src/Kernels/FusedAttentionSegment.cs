@@ -34,10 +34,9 @@ internal static unsafe class FusedAttentionSegment
         int rowBytes = headDim * TFormat.ElementSize;
 
         // A KV head's rows in a block are a short run (16 KiB for bf16, d = 128, 64 rows) followed by a jump to
-        // the next block, too short for the hardware prefetcher to ramp up. Fetching this segment's V while
-        // its scores are computed, and the next segment's K meanwhile, keeps the loads below from waiting on DRAM.
-        // The prefetches ride along the first pass over K, a row of each per key row, so they trickle out
-        // instead of flooding the miss queue at once.
+        // the next block, too short for the hardware prefetcher to ramp up. So the first pass over K also
+        // prefetches, row for row, this segment's V and the next segment's K: spread over the pass they trickle
+        // out instead of flooding the miss queue, and the later loads find their lines in L2.
         byte* prefetchV = values;
         byte* prefetchK = nextKeys != null ? nextKeys : values;
         int r = 0;
