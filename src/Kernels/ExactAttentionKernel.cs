@@ -252,9 +252,10 @@ public static unsafe class ExactAttentionKernel
                     break;
                 default:
                     // No Vector512 path widens f16 in registers; widening the segment once still feeds all rows.
+                    // The next segment is not prefetched: the fused loops would size its rows as f32.
                     float* k = Widen(keys, count * d, kBuf);
                     float* v = Widen(values, count * d, vBuf);
-                    FusedAttentionSegment.Run<F32RowFormat>((byte*)k, (byte*)v, (byte*)nextKeys, count, d, rows, q, acc, max, sum, scores, count);
+                    FusedAttentionSegment.Run<F32RowFormat>((byte*)k, (byte*)v, null, count, d, rows, q, acc, max, sum, scores, count);
                     break;
             }
         }
