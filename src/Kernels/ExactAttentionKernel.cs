@@ -7,8 +7,10 @@ namespace KvDb.Kernels;
 /// Exact decode attention over a layer's blocks on the CPU: every stored row not in the exclude range
 /// is scored against every query head of its GQA group, with an online (running-max) softmax so the
 /// result is stable for any score magnitude. Output is f32 per query head plus its natural-log LSE.
-/// Each block is widened to f32 once per KV head and reused by all query rows of that group, so every
-/// byte of K and V is read from memory once per query.
+/// Every row of K and V is read from memory once per query and shared by all query rows of its GQA group:
+/// with AVX-512 and head dims that are multiples of 32 through the fused, register-blocked loops of
+/// <see cref="FusedAttentionSegment"/>; otherwise each segment is widened to f32 once and fed to
+/// TensorPrimitives row by row.
 /// </summary>
 public static unsafe class ExactAttentionKernel
 {
@@ -28,7 +30,24 @@ public static unsafe class ExactAttentionKernel
         long excludeStart,
         long excludeEnd,
         Span<float> output,
-        Span<float> lse)
+        Span<float> lse) =>
+        Run(geometry, blocks, queries, numQueries, excludeStart, excludeEnd, output, lse, allowFused: true);
+
+    /// <summary>
+    /// <see cref="Run(in AttentionGeometry, ReadOnlySpan{KvBlockRef}, ReadOnlySpan{float}, int, long, long, Span{float}, Span{float})"/>
+    /// with the fused Vector512 loops optionally turned off, so tests can pin the portable path on machines
+    /// that would never take it.
+    /// </summary>
+    internal static AttentionCounters Run(
+        in AttentionGeometry geometry,
+        ReadOnlySpan<KvBlockRef> blocks,
+        ReadOnlySpan<float> queries,
+        int numQueries,
+        long excludeStart,
+        long excludeEnd,
+        Span<float> output,
+        Span<float> lse,
+        bool allowFused)
     {
         geometry.Validate();
         int hq = geometry.NumQueryHeads;
@@ -60,7 +79,7 @@ public static unsafe class ExactAttentionKernel
         fixed (float* pOutput = output)
         fixed (float* pLse = lse)
         {
-            var job = new HeadJob(g, pBlocks, blocks.Length, pQueries, numQueries, excludeStart, excludeEnd, pOutput, pLse);
+            var job = new HeadJob(g, pBlocks, blocks.Length, pQueries, numQueries, excludeStart, excludeEnd, pOutput, pLse, allowFused && FusedAttentionSegment.Supports(g.HeadDim));
             if (rowsPerHead * g.NumKvHeads >= ParallelThreshold && g.NumKvHeads > 1 && Environment.ProcessorCount > 1)
             {
                 Parallel.For(0, g.NumKvHeads, job.Run);
@@ -98,9 +117,11 @@ public static unsafe class ExactAttentionKernel
         private readonly long _xe;
         private readonly float* _output;
         private readonly float* _lse;
+        private readonly bool _fused;
 
-        public HeadJob(AttentionGeometry g, KvBlockRef* blocks, int numBlocks, float* queries, int numQueries, long xs, long xe, float* output, float* lse)
+        public HeadJob(AttentionGeometry g, KvBlockRef* blocks, int numBlocks, float* queries, int numQueries, long xs, long xe, float* output, float* lse, bool fused)
         {
+            _fused = fused;
             _g = g;
             _blocks = blocks;
             _numBlocks = numBlocks;
@@ -112,6 +133,9 @@ public static unsafe class ExactAttentionKernel
             _lse = lse;
         }
 
+        // Fully optimized from the first call: a decode step over a short context runs this only a few times,
+        // too few for tiering to promote it before the step is over.
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int kvHead)
         {
             int d = _g.HeadDim;
@@ -135,8 +159,12 @@ public static unsafe class ExactAttentionKernel
                 for (int gi = 0; gi < group; gi++)
                 {
                     int r = t * group + gi;
-                    var src = new ReadOnlySpan<float>(_queries + ((long)t * _g.NumQueryHeads + kvHead * group + gi) * d, d);
-                    TensorPrimitives.Multiply(src, _g.Scale, new Span<float>(q + (long)r * d, d));
+                    float* src = _queries + (((long)t * _g.NumQueryHeads) + (kvHead * group) + gi) * d;
+                    float* dst = q + ((long)r * d);
+                    for (int i = 0; i < d; i++)
+                    {
+                        dst[StoredIndex(i)] = src[i] * _g.Scale;
+                    }
                 }
             }
 
@@ -163,14 +191,15 @@ public static unsafe class ExactAttentionKernel
                     b1 = block.Tokens;
                 }
 
+                nint next = bi + 1 < _numBlocks ? (nint)(_blocks[bi + 1].Keys + headOffset) : 0;
                 if (b0 > a0)
                 {
-                    Segment((nint)(block.Keys + headOffset + (long)a0 * rowBytes), (nint)(block.Values + headOffset + (long)a0 * rowBytes), b0 - a0, rows, q, acc, max, sum, scores, kBuf, vBuf);
+                    Segment((nint)(block.Keys + headOffset + (long)a0 * rowBytes), (nint)(block.Values + headOffset + (long)a0 * rowBytes), next, b0 - a0, rows, q, acc, max, sum, scores, kBuf, vBuf);
                 }
 
                 if (b1 > a1)
                 {
-                    Segment((nint)(block.Keys + headOffset + (long)a1 * rowBytes), (nint)(block.Values + headOffset + (long)a1 * rowBytes), b1 - a1, rows, q, acc, max, sum, scores, kBuf, vBuf);
+                    Segment((nint)(block.Keys + headOffset + (long)a1 * rowBytes), (nint)(block.Values + headOffset + (long)a1 * rowBytes), next, b1 - a1, rows, q, acc, max, sum, scores, kBuf, vBuf);
                 }
             }
 
@@ -180,23 +209,59 @@ public static unsafe class ExactAttentionKernel
                 {
                     int r = t * group + gi;
                     long head = (long)t * _g.NumQueryHeads + kvHead * group + gi;
-                    var dst = new Span<float>(_output + head * d, d);
+                    float* dst = _output + (head * d);
+                    float* ar = acc + ((long)r * d);
                     if (sum[r] > 0)
                     {
-                        TensorPrimitives.Multiply(new ReadOnlySpan<float>(acc + (long)r * d, d), 1f / sum[r], dst);
+                        float inv = 1f / sum[r];
+                        for (int i = 0; i < d; i++)
+                        {
+                            dst[i] = ar[StoredIndex(i)] * inv;
+                        }
+
                         _lse[head] = max[r] + MathF.Log(sum[r]);
                     }
                     else
                     {
-                        dst.Clear();
+                        new Span<float>(dst, d).Clear();
                         _lse[head] = float.NegativeInfinity;
                     }
                 }
             }
         }
 
+        /// <summary>Where the fused loops keep logical element i of query and accumulator rows.</summary>
+        private int StoredIndex(int i) => _fused && _g.DType == KvDType.BF16 ? BFloat16RowFormat.StoredIndex(i) : i;
+
+        private void Segment(nint keys, nint values, nint nextKeys, int count, int rows, float* q, float* acc, float* max, float* sum, float* scores, float* kBuf, float* vBuf)
+        {
+            if (!_fused)
+            {
+                PortableSegment(keys, values, count, rows, q, acc, max, sum, scores, kBuf, vBuf);
+                return;
+            }
+
+            int d = _g.HeadDim;
+            switch (_g.DType)
+            {
+                case KvDType.BF16:
+                    FusedAttentionSegment.Run<BFloat16RowFormat>((byte*)keys, (byte*)values, (byte*)nextKeys, count, d, rows, q, acc, max, sum, scores, count);
+                    break;
+                case KvDType.F32:
+                    FusedAttentionSegment.Run<F32RowFormat>((byte*)keys, (byte*)values, (byte*)nextKeys, count, d, rows, q, acc, max, sum, scores, count);
+                    break;
+                default:
+                    // No Vector512 path widens f16 in registers; widening the segment once still feeds all rows.
+                    // The next segment is not prefetched: the fused loops would size its rows as f32.
+                    float* k = Widen(keys, count * d, kBuf);
+                    float* v = Widen(values, count * d, vBuf);
+                    FusedAttentionSegment.Run<F32RowFormat>((byte*)k, (byte*)v, null, count, d, rows, q, acc, max, sum, scores, count);
+                    break;
+            }
+        }
+
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private void Segment(nint keys, nint values, int count, int rows, float* q, float* acc, float* max, float* sum, float* scores, float* kBuf, float* vBuf)
+        private void PortableSegment(nint keys, nint values, int count, int rows, float* q, float* acc, float* max, float* sum, float* scores, float* kBuf, float* vBuf)
         {
             int d = _g.HeadDim;
             int elems = count * d;

@@ -86,17 +86,20 @@ internal sealed class AttentionCase
             first);
     }
 
-    public KernelResult Run(int capacity, long excludeStart = 0, long excludeEnd = 0)
+    /// <summary>Runs the kernel; <paramref name="allowFused"/> false pins the portable path the kernel takes without AVX-512.</summary>
+    public KernelResult Run(int capacity, long excludeStart = 0, long excludeEnd = 0, bool allowFused = true)
     {
         using NativeKvBlocks blocks = Layout(capacity);
-        return Run(blocks.Blocks, capacity, excludeStart, excludeEnd);
+        return Run(blocks.Blocks, capacity, excludeStart, excludeEnd, allowFused);
     }
 
-    public KernelResult Run(KvBlockRef[] blocks, int capacity, long excludeStart = 0, long excludeEnd = 0)
+    public KernelResult Run(KvBlockRef[] blocks, int capacity, long excludeStart = 0, long excludeEnd = 0, bool allowFused = true)
     {
         var output = new float[Queries.Length];
         var lse = new float[NumQueries * NumQueryHeads];
-        AttentionCounters counters = ExactAttentionKernel.Run(Geometry(capacity), blocks, Queries, NumQueries, excludeStart, excludeEnd, output, lse);
+        AttentionCounters counters = allowFused
+            ? ExactAttentionKernel.Run(Geometry(capacity), blocks, Queries, NumQueries, excludeStart, excludeEnd, output, lse)
+            : ExactAttentionKernel.Run(Geometry(capacity), blocks, Queries, NumQueries, excludeStart, excludeEnd, output, lse, allowFused: false);
         return new KernelResult(output, lse, counters);
     }
 
