@@ -45,6 +45,9 @@ public sealed unsafe class BlockManager
     /// <summary>Full blocks found corrupt when read back from a lower tier.</summary>
     public long CorruptBlocks => Interlocked.Read(ref _corrupt);
 
+    /// <summary>The GPU tier above the CPU tier, if the store has one: it mirrors blocks of queried layers and drops the mirror of a block that is freed or demoted.</summary>
+    public IDeviceTier? Device { get; internal set; }
+
     /// <summary>Blocks demoted from the CPU tier since start.</summary>
     public long Demotions => Interlocked.Read(ref _demotions);
 
@@ -220,6 +223,7 @@ public sealed unsafe class BlockManager
                     {
                         _arena.Free(b.Memory, b.Model.BlockBytes);
                         b.SetMemory(0);
+                        Device?.Drop(b);
                         Interlocked.Decrement(ref _residentBlocks);
                         blocks++;
                         bytes += b.Model.BlockBytes;
@@ -304,23 +308,31 @@ public sealed unsafe class BlockManager
         }
     }
 
-    /// <summary>Per-tier counters: the CPU tier, then the spill tier if any.</summary>
+    /// <summary>Per-tier counters: the CPU tier, then the spill tier if any, then the GPU tier if any.</summary>
     public IReadOnlyList<TierStats> GetTierStats()
     {
-        var cpu = new TierStats("cpu", _arena.UsedBytes, Interlocked.Read(ref _residentBlocks), Interlocked.Read(ref _cpuHits), Interlocked.Read(ref _cpuMisses));
-        if (_spill is null)
+        var tiers = new List<TierStats>(3)
         {
-            return [cpu];
+            new("cpu", _arena.UsedBytes, Interlocked.Read(ref _residentBlocks), Interlocked.Read(ref _cpuHits), Interlocked.Read(ref _cpuMisses)),
+        };
+        if (_spill is not null)
+        {
+            tiers.Add(new TierStats(_spill.Name, Interlocked.Read(ref _spillBytes), Interlocked.Read(ref _spillBlocks), Interlocked.Read(ref _spillHits), Interlocked.Read(ref _spillMisses)));
         }
 
-        var disk = new TierStats(_spill.Name, Interlocked.Read(ref _spillBytes), Interlocked.Read(ref _spillBlocks), Interlocked.Read(ref _spillHits), Interlocked.Read(ref _spillMisses));
-        return [cpu, disk];
+        if (Device is IDeviceTier device)
+        {
+            tiers.Add(device.GetStats());
+        }
+
+        return tiers;
     }
 
     /// <summary>Called by <see cref="KvBlock.Release"/> when the last reference is gone.</summary>
     internal void OnFreed(KvBlock block)
     {
         _directory.Unpublish(block);
+        Device?.Drop(block);
         lock (block.Gate)
         {
             if (block.IsResident)
