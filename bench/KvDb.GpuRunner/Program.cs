@@ -11,7 +11,7 @@ using KvDb.Workload;
 //   --parity                 GPU-vs-CPU parity cases (CudaParity), scoring and top-k checks
 //   --bench                  exact and gathered attention benchmark of a Llama-3-8B layer
 //   --store                  the store's GPU tier: StoreGpuChecks (promotion/eviction/demotion parity) and
-//                            store_gpu_exact timing vs the raw backend at --store-ctx tokens (default 131072)
+//                            store_gpu_exact timing vs the raw backend at --store-ctx tokens (default 131072; a list)
 //   --contexts 131072,1048576  --iters 30  --fraction 0.02  --splits 0  --sdpa sdpa.jsonl  --out results.jsonl
 var options = RunnerOptions.Parse(args);
 using var output = options.OutPath is null ? null : new StreamWriter(options.OutPath, append: true);
@@ -59,7 +59,10 @@ if (options.Store)
 
     try
     {
-        failures += StoreBench.Run(options.StoreContext, Math.Max(options.Iterations, 50), Emit);
+        foreach (long ctx in options.StoreContexts)
+        {
+            failures += StoreBench.Run(ctx, Math.Max(options.Iterations, 50), Emit);
+        }
     }
     catch (Exception e)
     {
@@ -71,12 +74,12 @@ if (options.Store)
 Console.Error.WriteLine(failures == 0 ? "gpurunner: all checks passed" : $"gpurunner: {failures} checks FAILED");
 return failures == 0 ? 0 : 1;
 
-internal sealed record RunnerOptions(bool Parity, bool Bench, bool Store, long StoreContext, long[] Contexts, int Iterations, double Fraction, int Splits, string? SdpaPath, string? OutPath)
+internal sealed record RunnerOptions(bool Parity, bool Bench, bool Store, long[] StoreContexts, long[] Contexts, int Iterations, double Fraction, int Splits, string? SdpaPath, string? OutPath)
 {
     public static RunnerOptions Parse(string[] args)
     {
         bool parity = false, bench = false, store = false;
-        long storeContext = 131_072;
+        long[] storeContexts = [131_072];
         long[] contexts = [32_768, 131_072, 1_048_576];
         int iters = 30, splits = 0;
         double fraction = 0.02;
@@ -89,7 +92,7 @@ internal sealed record RunnerOptions(bool Parity, bool Bench, bool Store, long S
                 case "--parity": parity = true; break;
                 case "--bench": bench = true; break;
                 case "--store": store = true; break;
-                case "--store-ctx": storeContext = long.Parse(Next(), CultureInfo.InvariantCulture); break;
+                case "--store-ctx": storeContexts = [.. Next().Split(',').Select(s => long.Parse(s, CultureInfo.InvariantCulture))]; break;
                 case "--contexts": contexts = [.. Next().Split(',').Select(s => long.Parse(s, CultureInfo.InvariantCulture))]; break;
                 case "--iters": iters = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                 case "--fraction": fraction = double.Parse(Next(), CultureInfo.InvariantCulture); break;
@@ -105,7 +108,7 @@ internal sealed record RunnerOptions(bool Parity, bool Bench, bool Store, long S
             parity = bench = store = true;
         }
 
-        return new RunnerOptions(parity, bench, store, storeContext, contexts, iters, fraction, splits, sdpa, outPath);
+        return new RunnerOptions(parity, bench, store, storeContexts, contexts, iters, fraction, splits, sdpa, outPath);
     }
 }
 

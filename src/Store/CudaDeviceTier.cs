@@ -11,18 +11,20 @@ namespace KvDb.Store;
 /// <see cref="DeviceLayer"/> holds is evicted. A block that is freed or demoted from the CPU tier drops its
 /// mirror. Mirrors are copies; the CPU block stays authoritative. Slabs are not returned to the device until
 /// the tier is disposed, so with several models (slot sizes) one model's slabs are not reused by another.
-/// Thread-safe: one lock guards the mirrors; copies to the device happen under it.
+/// Hot path: a block finds its mirror through a field (no lookup), recency is a logical clock (eviction sorts
+/// the candidates once per promotion batch), and a layer whose slots did not change reuses its device block
+/// table without a copy. Thread-safe: one lock guards the mirrors; copies to the device happen under it.
 /// </summary>
 public sealed class CudaDeviceTier : IDeviceTier, IDisposable
 {
     private const int MaxSlotsPerSlab = 64;
-    private const int MaxPooledTables = 16;
+    private const int MaxCachedTables = 16;
 
     private readonly Lock _gate = new();
     private readonly Dictionary<long, Pool> _pools = [];
-    private readonly Dictionary<KvBlock, Mirror> _mirrors = [];
-    private readonly LinkedList<KvBlock> _lru = new(); // first = least recently used
-    private readonly List<DeviceBuffer> _tables = [];
+    private readonly HashSet<Mirror> _mirrors = [];
+    private readonly List<Table> _tables = [];
+    private long _clock;
     private long _reserved;
     private long _mirroredBytes;
     private long _hits;
@@ -118,7 +120,7 @@ public sealed class CudaDeviceTier : IDeviceTier, IDisposable
     {
         lock (_gate)
         {
-            return _mirrors.ContainsKey(block);
+            return MirrorOf(block) is not null;
         }
     }
 
@@ -160,7 +162,7 @@ public sealed class CudaDeviceTier : IDeviceTier, IDisposable
         ArgumentNullException.ThrowIfNull(block);
         lock (_gate)
         {
-            if (_disposed || !_mirrors.TryGetValue(block, out Mirror? m))
+            if (_disposed || MirrorOf(block) is not Mirror m)
             {
                 return;
             }
@@ -173,7 +175,7 @@ public sealed class CudaDeviceTier : IDeviceTier, IDisposable
                 return;
             }
 
-            Remove(block, m);
+            Remove(m);
         }
     }
 
@@ -205,53 +207,55 @@ public sealed class CudaDeviceTier : IDeviceTier, IDisposable
             }
 
             var slots = new ulong[blocks.Count];
-            var pinned = new List<KvBlock>(blocks.Count);
+            var held = new Mirror[blocks.Count];
+            int pinned = 0;
             int promoted = 0;
+            Queue<Mirror>? victims = null;
             try
             {
-                // Blocks already mirrored first, so making room for the others never evicts one of this layer.
-                for (int pass = 0; pass < 2; pass++)
+                // Blocks already mirrored first (pinned, so making room for the others never evicts one of this layer).
+                long now = ++_clock;
+                List<int>? missing = null;
+                for (int i = 0; i < blocks.Count; i++)
                 {
-                    for (int i = 0; i < blocks.Count; i++)
+                    if (MirrorOf(blocks[i]) is Mirror m)
                     {
-                        bool mirrored = _mirrors.ContainsKey(blocks[i]);
-                        if (mirrored != (pass == 0))
-                        {
-                            continue;
-                        }
-
-                        nint slot = Acquire(blocks[i], views[i].Tokens, pin: true);
-                        if (slot == 0)
-                        {
-                            Unpin(pinned);
-                            reason = "the gpu tier is full of mirrors other queries are reading";
-                            return null;
-                        }
-
-                        pinned.Add(blocks[i]);
-                        promoted += mirrored ? 0 : 1;
-                        slots[i] = (ulong)slot;
+                        TopUp(m, views[i].Tokens);
+                        m.LastUse = now;
+                        m.Pins++;
+                        _hits++;
+                        held[pinned++] = m;
+                        slots[i] = (ulong)m.Slot;
+                    }
+                    else
+                    {
+                        (missing ??= []).Add(i);
                     }
                 }
 
-                DeviceBuffer table = RentTable(blocks.Count * 8L);
-                try
+                foreach (int i in missing ?? [])
                 {
-                    table.Upload<ulong>(slots);
-                }
-                catch
-                {
-                    ReturnTable(table);
-                    throw;
+                    Mirror? m = Promote(blocks[i], views[i].Tokens, ref victims);
+                    if (m is null)
+                    {
+                        Unpin(held, pinned);
+                        reason = "the gpu tier is full of mirrors other queries are reading";
+                        return null;
+                    }
+
+                    m.Pins++;
+                    held[pinned++] = m;
+                    promoted++;
+                    slots[i] = (ulong)m.Slot;
                 }
 
-                KvBlock[] held = [.. pinned];
+                Table table = TableFor(slots);
                 reason = "";
-                return new DeviceLayer(model.Geometry, GpuKvSource.Blocks(table.Pointer, tokens), Backend, blocks.Count, promoted, () => Release(held, table));
+                return new DeviceLayer(model.Geometry, GpuKvSource.Blocks(table.Buffer.Pointer, tokens), Backend, blocks.Count, promoted, () => Release(held, table));
             }
             catch (CudaException e)
             {
-                Unpin(pinned);
+                Unpin(held, pinned);
                 reason = "a CUDA call failed: " + e.Message;
                 return null;
             }
@@ -269,11 +273,15 @@ public sealed class CudaDeviceTier : IDeviceTier, IDisposable
             }
 
             _disposed = true;
-            _mirrors.Clear();
-            _lru.Clear();
-            foreach (DeviceBuffer t in _tables)
+            foreach (Mirror m in _mirrors)
             {
-                t.Dispose();
+                m.Block.DeviceMirror = null;
+            }
+
+            _mirrors.Clear();
+            foreach (Table t in _tables)
+            {
+                t.Buffer.Dispose();
             }
 
             _tables.Clear();
@@ -312,33 +320,53 @@ public sealed class CudaDeviceTier : IDeviceTier, IDisposable
     /// <summary>The block's mirror holding at least <paramref name="rows"/> rows (made or topped up), or 0 when no slot is free. Caller holds the gate.</summary>
     private nint Acquire(KvBlock block, int rows, bool pin)
     {
-        if (_mirrors.TryGetValue(block, out Mirror? m))
+        Queue<Mirror>? victims = null;
+        Mirror? m = MirrorOf(block);
+        if (m is not null)
         {
-            if (m.Rows < rows)
-            {
-                // Rows below a block's count never change, so only the new ones travel; readers of the old rows are undisturbed.
-                Upload(m.Slot, block, m.Rows, rows);
-                _uploadedBytes += 2L * (rows - m.Rows) * block.Model.RowBytes * block.Model.NumKvHeads;
-                m.Rows = rows;
-            }
-
-            m.Dropped = false;
+            TopUp(m, rows);
+            m.LastUse = ++_clock;
             _hits++;
-            _lru.Remove(m.Node);
-            _lru.AddLast(m.Node);
-            if (pin)
+        }
+        else
+        {
+            m = Promote(block, rows, ref victims);
+            if (m is null)
             {
-                m.Pins++;
+                return 0;
             }
-
-            return m.Slot;
         }
 
+        if (pin)
+        {
+            m.Pins++;
+        }
+
+        return m.Slot;
+    }
+
+    private Mirror? MirrorOf(KvBlock block) => block.DeviceMirror is Mirror m && m.Tier == this ? m : null;
+
+    /// <summary>Copies rows [m.Rows, rows) of a growing tail block. Rows below a block's count never change, so only the new ones travel and readers of the old rows are undisturbed.</summary>
+    private void TopUp(Mirror m, int rows)
+    {
+        m.Dropped = false;
+        if (m.Rows < rows)
+        {
+            Upload(m.Slot, m.Block, m.Rows, rows);
+            _uploadedBytes += 2L * (rows - m.Rows) * m.Block.Model.RowBytes * m.Block.Model.NumKvHeads;
+            m.Rows = rows;
+        }
+    }
+
+    /// <summary>A new mirror of the block's first <paramref name="rows"/> rows, evicting the least recently used unpinned mirrors of its slot size if needed; null when none is left.</summary>
+    private Mirror? Promote(KvBlock block, int rows, ref Queue<Mirror>? victims)
+    {
         Pool pool = PoolFor(block.Model);
-        nint slot = AllocateSlot(pool);
+        nint slot = AllocateSlot(pool, ref victims);
         if (slot == 0)
         {
-            return 0;
+            return null;
         }
 
         try
@@ -353,13 +381,14 @@ public sealed class CudaDeviceTier : IDeviceTier, IDisposable
 
         _uploadedBytes += 2L * rows * block.Model.RowBytes * block.Model.NumKvHeads;
         _misses++;
-        m = new Mirror(slot, pool, _lru.AddLast(block)) { Rows = rows, Pins = pin ? 1 : 0 };
-        _mirrors.Add(block, m);
+        var m = new Mirror(this, block, slot, pool) { Rows = rows, LastUse = ++_clock };
+        block.DeviceMirror = m;
+        _mirrors.Add(m);
         _mirroredBytes += pool.Allocator.SlotBytes;
-        return slot;
+        return m;
     }
 
-    private nint AllocateSlot(Pool pool)
+    private nint AllocateSlot(Pool pool, ref Queue<Mirror>? victims)
     {
         if (pool.Allocator.SlotsInUse >= pool.ReservedSlots)
         {
@@ -381,7 +410,7 @@ public sealed class CudaDeviceTier : IDeviceTier, IDisposable
                 }
             }
 
-            if (!EvictOne(pool))
+            if (!EvictOne(pool, ref victims))
             {
                 return 0;
             }
@@ -390,14 +419,29 @@ public sealed class CudaDeviceTier : IDeviceTier, IDisposable
         return pool.Allocator.TryAllocate(out nint slot) ? slot : 0;
     }
 
-    private bool EvictOne(Pool pool)
+    /// <summary>Evicts the least recently used unpinned mirror of the pool; the candidates are sorted once per batch.</summary>
+    private bool EvictOne(Pool pool, ref Queue<Mirror>? victims)
     {
-        for (LinkedListNode<KvBlock>? n = _lru.First; n is not null; n = n.Next)
+        if (victims is null)
         {
-            Mirror m = _mirrors[n.Value];
-            if (m.Pins == 0 && m.Pool == pool)
+            var candidates = new List<Mirror>();
+            foreach (Mirror m in _mirrors)
             {
-                Remove(n.Value, m);
+                if (m.Pins == 0 && m.Pool == pool)
+                {
+                    candidates.Add(m);
+                }
+            }
+
+            candidates.Sort((x, y) => x.LastUse.CompareTo(y.LastUse));
+            victims = new Queue<Mirror>(candidates);
+        }
+
+        while (victims.TryDequeue(out Mirror? m))
+        {
+            if (m.Pins == 0 && m.Block.DeviceMirror == m)
+            {
+                Remove(m);
                 _evictions++;
                 return true;
             }
@@ -406,41 +450,38 @@ public sealed class CudaDeviceTier : IDeviceTier, IDisposable
         return false;
     }
 
-    private void Remove(KvBlock block, Mirror m)
+    private void Remove(Mirror m)
     {
-        _lru.Remove(m.Node);
-        _mirrors.Remove(block);
+        m.Block.DeviceMirror = null;
+        _mirrors.Remove(m);
         m.Pool.Allocator.Free(m.Slot);
         _mirroredBytes -= m.Pool.Allocator.SlotBytes;
     }
 
-    private void Unpin(List<KvBlock> blocks)
+    private void Unpin(Mirror[] mirrors, int count)
     {
-        foreach (KvBlock b in blocks)
+        for (int i = 0; i < count; i++)
         {
-            if (_mirrors.TryGetValue(b, out Mirror? m))
+            Mirror m = mirrors[i];
+            m.Pins--;
+            if (m.Pins == 0 && m.Dropped && m.Block.DeviceMirror == m)
             {
-                m.Pins--;
-                if (m.Pins == 0 && m.Dropped)
-                {
-                    Remove(b, m);
-                }
+                Remove(m);
             }
         }
     }
 
-    private void Release(KvBlock[] blocks, DeviceBuffer table)
+    private void Release(Mirror[] held, Table table)
     {
         lock (_gate)
         {
+            table.Users--;
             if (_disposed)
             {
-                table.Dispose();
                 return;
             }
 
-            Unpin([.. blocks]);
-            ReturnTable(table);
+            Unpin(held, held.Length);
         }
     }
 
@@ -457,37 +498,47 @@ public sealed class CudaDeviceTier : IDeviceTier, IDisposable
         return pool;
     }
 
-    private DeviceBuffer RentTable(long bytes)
+    /// <summary>
+    /// A device block table holding <paramref name="slots"/>: a cached one with the same slots (no copy; tables are
+    /// only read by kernels, so readers can share one), else an idle cached one large enough, overwritten, else a new one.
+    /// </summary>
+    private Table TableFor(ulong[] slots)
     {
-        int best = -1;
-        for (int i = 0; i < _tables.Count; i++)
+        long bytes = slots.Length * 8L;
+        Table? idle = null;
+        foreach (Table t in _tables)
         {
-            if (_tables[i].Bytes >= bytes && (best < 0 || _tables[i].Bytes < _tables[best].Bytes))
+            if (t.Slots.AsSpan().SequenceEqual(slots))
             {
-                best = i;
+                t.Users++;
+                t.LastUse = ++_clock;
+                return t;
+            }
+
+            if (t.Users == 0 && t.Buffer.Bytes >= bytes && (idle is null || t.LastUse < idle.LastUse))
+            {
+                idle = t;
             }
         }
 
-        if (best >= 0)
+        if (idle is null)
         {
-            DeviceBuffer t = _tables[best];
-            _tables.RemoveAt(best);
-            return t;
+            if (_tables.Count >= MaxCachedTables && _tables.Where(t => t.Users == 0).MinBy(t => t.LastUse) is Table old)
+            {
+                _tables.Remove(old);
+                old.Buffer.Dispose();
+            }
+
+            idle = new Table(new DeviceBuffer(Math.Max(4096, (long)System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)bytes)), Device));
+            _tables.Add(idle);
         }
 
-        return new DeviceBuffer(Math.Max(4096, (long)System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)bytes)), Device);
-    }
-
-    private void ReturnTable(DeviceBuffer table)
-    {
-        if (_tables.Count < MaxPooledTables)
-        {
-            _tables.Add(table);
-        }
-        else
-        {
-            table.Dispose();
-        }
+        idle.Slots = [];
+        idle.Buffer.Upload<ulong>(slots);
+        idle.Slots = slots;
+        idle.Users = 1;
+        idle.LastUse = ++_clock;
+        return idle;
     }
 
     private sealed class Pool(GpuSlabAllocator allocator, int slotsPerSlab)
@@ -501,18 +552,33 @@ public sealed class CudaDeviceTier : IDeviceTier, IDisposable
         public long ReservedSlots { get; set; }
     }
 
-    private sealed class Mirror(nint slot, Pool pool, LinkedListNode<KvBlock> node)
+    private sealed class Mirror(CudaDeviceTier tier, KvBlock block, nint slot, Pool pool)
     {
+        public CudaDeviceTier Tier { get; } = tier;
+
+        public KvBlock Block { get; } = block;
+
         public nint Slot { get; } = slot;
 
         public Pool Pool { get; } = pool;
-
-        public LinkedListNode<KvBlock> Node { get; } = node;
 
         public int Rows { get; set; }
 
         public int Pins { get; set; }
 
+        public long LastUse { get; set; }
+
         public bool Dropped { get; set; }
+    }
+
+    private sealed class Table(DeviceBuffer buffer)
+    {
+        public DeviceBuffer Buffer { get; } = buffer;
+
+        public ulong[] Slots { get; set; } = [];
+
+        public int Users { get; set; }
+
+        public long LastUse { get; set; }
     }
 }

@@ -234,24 +234,19 @@ public partial class KvStore : IKvStore
             ContextLayer l = c.Layers[layer];
             KvBlock[] blocks = [.. l.Blocks];
             var views = new KvBlockRef[blocks.Length];
+            int referenced = 0;
             int pinned = 0;
             try
             {
+                for (; referenced < blocks.Length; referenced++)
+                {
+                    blocks[referenced].AddRef();
+                }
+
+                Blocks.PinAll(blocks, ref pinned);
                 long start = 0;
                 for (int i = 0; i < blocks.Length; i++)
                 {
-                    blocks[i].AddRef();
-                    try
-                    {
-                        Blocks.Pin(blocks[i]);
-                    }
-                    catch
-                    {
-                        blocks[i].Release();
-                        throw;
-                    }
-
-                    pinned++;
                     int rows = (int)Math.Min(c.Model.BlockSize, l.Length - start);
                     views[i] = blocks[i].View(rows, start);
                     start += rows;
@@ -259,9 +254,13 @@ public partial class KvStore : IKvStore
             }
             catch
             {
-                for (int i = 0; i < pinned; i++)
+                for (int i = 0; i < referenced; i++)
                 {
-                    Blocks.Unpin(blocks[i]);
+                    if (i < pinned)
+                    {
+                        Blocks.Unpin(blocks[i]);
+                    }
+
                     blocks[i].Release();
                 }
 
