@@ -138,7 +138,8 @@ internal static class StoreBench
         double relRef = ReferenceAttention.RelativeL2(last.Output, refOut);
         double lseErr = ReferenceAttention.MaxAbsError(last.Lse, refLse);
         double relCpu = ReferenceAttention.RelativeL2(last.Output, [.. cpuOut.Select(x => (double)x)]);
-        bool pass = last.Stats.Tier == "gpu" && relRef <= StoreGpuChecks.RelTolerance && lseErr <= StoreGpuChecks.LseTolerance && relCpu <= StoreGpuChecks.RelTolerance;
+        // Judged against the f64 reference; the CPU kernel's own f32 error grows with the length (6.4e-6 vs the GPU at 128K), so it gets the parity bound of 1e-4.
+        bool pass = last.Stats.Tier == "gpu" && relRef <= StoreGpuChecks.RelTolerance && lseErr <= StoreGpuChecks.LseTolerance && relCpu <= 1e-4;
         double p50 = Median(storeUs);
         double raw = Median(rawUs);
         TierStats gpu = store.GetStats().Tiers[^1];
