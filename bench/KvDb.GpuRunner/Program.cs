@@ -10,6 +10,8 @@ using KvDb.Workload;
 // GPU runner for the device machine (no .NET SDK there; published self-contained). Prints JSON lines:
 //   --parity                 GPU-vs-CPU parity cases (CudaParity), scoring and top-k checks
 //   --bench                  exact and gathered attention benchmark of a Llama-3-8B layer
+//   --store                  the store's GPU tier: StoreGpuChecks (promotion/eviction/demotion parity) and
+//                            store_gpu_exact timing vs the raw backend at --store-ctx tokens (default 131072; a list)
 //   --contexts 131072,1048576  --iters 30  --fraction 0.02  --splits 0  --sdpa sdpa.jsonl  --out results.jsonl
 var options = RunnerOptions.Parse(args);
 using var output = options.OutPath is null ? null : new StreamWriter(options.OutPath, append: true);
@@ -39,14 +41,45 @@ if (options.Bench)
     failures += new Benchmark(backend, options, Emit).Run();
 }
 
+if (options.Store)
+{
+    try
+    {
+        foreach (StoreCheck r in StoreGpuChecks.Run())
+        {
+            failures += r.Passed ? 0 : 1;
+            Emit(Json.Line(("kind", "store_parity"), ("name", r.Name), ("tier", r.Tier), ("rel_l2_ref", r.RelL2Reference), ("max_lse_err", r.MaxLseError), ("rel_l2_cpu", r.RelL2Cpu), ("pass", r.Passed), ("detail", r.Detail)));
+        }
+    }
+    catch (Exception e)
+    {
+        failures++;
+        Emit(Json.Line(("kind", "store_parity"), ("name", "StoreGpuChecks"), ("pass", false), ("error", e.ToString())));
+    }
+
+    try
+    {
+        foreach (long ctx in options.StoreContexts)
+        {
+            failures += StoreBench.Run(ctx, Math.Max(options.Iterations, 50), Emit);
+        }
+    }
+    catch (Exception e)
+    {
+        failures++;
+        Emit(Json.Line(("kernel", "store_gpu_exact"), ("pass", false), ("error", e.ToString())));
+    }
+}
+
 Console.Error.WriteLine(failures == 0 ? "gpurunner: all checks passed" : $"gpurunner: {failures} checks FAILED");
 return failures == 0 ? 0 : 1;
 
-internal sealed record RunnerOptions(bool Parity, bool Bench, long[] Contexts, int Iterations, double Fraction, int Splits, string? SdpaPath, string? OutPath)
+internal sealed record RunnerOptions(bool Parity, bool Bench, bool Store, long[] StoreContexts, long[] Contexts, int Iterations, double Fraction, int Splits, string? SdpaPath, string? OutPath)
 {
     public static RunnerOptions Parse(string[] args)
     {
-        bool parity = false, bench = false;
+        bool parity = false, bench = false, store = false;
+        long[] storeContexts = [131_072];
         long[] contexts = [32_768, 131_072, 1_048_576];
         int iters = 30, splits = 0;
         double fraction = 0.02;
@@ -58,6 +91,8 @@ internal sealed record RunnerOptions(bool Parity, bool Bench, long[] Contexts, i
             {
                 case "--parity": parity = true; break;
                 case "--bench": bench = true; break;
+                case "--store": store = true; break;
+                case "--store-ctx": storeContexts = [.. Next().Split(',').Select(s => long.Parse(s, CultureInfo.InvariantCulture))]; break;
                 case "--contexts": contexts = [.. Next().Split(',').Select(s => long.Parse(s, CultureInfo.InvariantCulture))]; break;
                 case "--iters": iters = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                 case "--fraction": fraction = double.Parse(Next(), CultureInfo.InvariantCulture); break;
@@ -68,12 +103,12 @@ internal sealed record RunnerOptions(bool Parity, bool Bench, long[] Contexts, i
             }
         }
 
-        if (!parity && !bench)
+        if (!parity && !bench && !store)
         {
-            parity = bench = true;
+            parity = bench = store = true;
         }
 
-        return new RunnerOptions(parity, bench, contexts, iters, fraction, splits, sdpa, outPath);
+        return new RunnerOptions(parity, bench, store, storeContexts, contexts, iters, fraction, splits, sdpa, outPath);
     }
 }
 

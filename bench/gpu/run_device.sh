@@ -5,8 +5,8 @@
 #   src/Kernels/native/cuda/            CUDA sources and build.sh
 #   bench/gpu/sdpa_reference.py         PyTorch SDPA timing + parity of the same kernel through ctypes
 #   artifacts/gpurunner/KvDb.GpuRunner  the self-contained C# runner (dotnet publish, see stage_device.sh)
-# Steps: build libkvdbcuda.so (nvcc, sm_90) -> PyTorch reference -> runner --parity -> runner --bench.
-# Writes build.log, sdpa.jsonl, sdpa.err, parity.jsonl, bench.jsonl, runner.log, device.txt to OUT_DIR
+# Steps: build libkvdbcuda.so (nvcc, sm_90) -> PyTorch reference -> runner --parity -> runner --bench -> runner --store
+# (KVDB_GPU_STORE=0 skips it). Writes build.log, sdpa.jsonl, sdpa.err, parity.jsonl, bench.jsonl, store.jsonl, runner.log, device.txt to OUT_DIR
 # and prints a summary last.
 set -uo pipefail
 out=${1:-${OUT:-/tmp/kvdb-gpu}}
@@ -43,6 +43,14 @@ for variant in ${KVDB_GPU_VARIANTS:-0 1}; do
   echo "bench rc=$?"
 done
 
+# The store's GPU tier: promotion/eviction/demotion parity through the executor, and exact attention through
+# the store vs the raw backend at 128K tokens (store_gpu_exact).
+if [ "${KVDB_GPU_STORE:-1}" != 0 ]; then
+  echo "=== runner --store"
+  timeout 300 "$runner" --store --out "$out/store.jsonl" >>"$out/runner.log" 2>&1
+  echo "store rc=$?"
+fi
+
 echo "=== summary"
 tail -5 "$out/sdpa.err"
 grep -h '"kind": "reference"\|"kind": "splits"' "$out/sdpa.jsonl" 2>/dev/null
@@ -50,4 +58,7 @@ grep -h '"pass":false' "$out/parity.jsonl" "$out/bench.jsonl" 2>/dev/null | head
 echo "parity: $(grep -c '"pass":true' "$out/parity.jsonl" 2>/dev/null) passed, $(grep -c '"pass":false' "$out/parity.jsonl" 2>/dev/null) failed"
 grep -v '"kind":"parity"\|layout_check' "$out/bench.jsonl" 2>/dev/null
 grep -h '"kind":"parity"' "$out/bench.jsonl" 2>/dev/null | cut -c1-160
+echo "store checks: $(grep -c '"kind":"store_parity".*"pass":true' "$out/store.jsonl" 2>/dev/null) passed, $(grep -c '"kind":"store_parity".*"pass":false' "$out/store.jsonl" 2>/dev/null) failed"
+grep -h '"pass":false' "$out/store.jsonl" 2>/dev/null | cut -c1-400
+grep -h '"kernel":"store_gpu_exact"' "$out/store.jsonl" 2>/dev/null
 grep -h "gpurunner:" "$out/runner.log"

@@ -9,10 +9,12 @@ internal static class CliApp
         kvdb — a database for LLM attention KV caches
 
         usage:
-          kvdb serve [--host 127.0.0.1] [--port 50051] [--data DIR] [--cpu-budget BYTES] [--checkpoint-log-bytes N]
+          kvdb serve [--host 127.0.0.1] [--port 50051] [--data DIR] [--cpu-budget BYTES] [--gpu-budget BYTES] [--checkpoint-log-bytes N]
               run the gRPC server (Models, Contexts, Attention, Admin, health, reflection).
               --data DIR makes it durable (write-ahead log, checkpoints, disk tier for cold blocks;
-              restarting on the same DIR recovers every acknowledged append); without it, memory only
+              restarting on the same DIR recovers every acknowledged append); without it, memory only.
+              --gpu-budget BYTES mirrors the blocks of queried layers into that much GPU memory and runs
+              exact attention there (needs libkvdbcuda.so and a GPU; otherwise it says so and uses the CPU)
           kvdb demo [--tokens 32768] [--layers 4] [--queries 4]
               start an in-process server on a free port, load a synthetic Llama-3-8B-shaped context,
               answer attention queries and check them against an f64 reference
@@ -50,6 +52,7 @@ internal static class CliApp
             Port = options.GetInt("port", KvDbServerOptions.DefaultPort),
             DataDirectory = options.GetOrNull("data"),
             CpuBudgetBytes = options.GetLong("cpu-budget", 0),
+            GpuBudgetBytes = options.GetLong("gpu-budget", 0),
             CheckpointLogBytes = options.GetLong("checkpoint-log-bytes", 0),
         };
         await using KvDbServerHandle server = await KvDbServer.StartAsync(serverOptions).ConfigureAwait(false);
@@ -57,6 +60,11 @@ internal static class CliApp
         Console.WriteLine(serverOptions.DataDirectory is null
             ? "storage: memory only (pass --data DIR for a data directory)"
             : $"data directory: {serverOptions.DataDirectory}");
+        if (server.Store is KvDb.Store.KvStore store)
+        {
+            Console.WriteLine(store.GpuTierStatus);
+        }
+
         // The host's console lifetime turns SIGINT/SIGTERM into a graceful stop; wait for it.
         await server.WaitForShutdownAsync().ConfigureAwait(false);
         Console.WriteLine("kvdb stopped");

@@ -44,8 +44,12 @@ public sealed class AttentionExecutor
             (selected, counts) = plan.Selection(layer, query);
         }
 
+        // Which kernel read the K/V: the device tier's, when the plan ran on the layer's mirrors.
+        string tier = layer.Device is { Runs: > 0 } ? "gpu" : "cpu";
+        explain = layer.Device is { Runs: > 0 } d ? $"{explain} on gpu (promoted {d.Promoted} of {d.Blocks} blocks)"
+            : layer.DeviceReason.Length == 0 ? $"{explain} on cpu" : $"{explain} on cpu ({layer.DeviceReason})";
         double micros = Stopwatch.GetElapsedTime(started).TotalMicroseconds;
-        var stats = new AttentionStats(plan.Name, counters.TokensScored, counters.TokensAttended, counters.BytesRead, micros, explain);
+        var stats = new AttentionStats(plan.Name, counters.TokensScored, counters.TokensAttended, counters.BytesRead, micros, explain) { Tier = tier };
         return new AttentionResult(output, lse, stats, selected, counts);
     }
 }

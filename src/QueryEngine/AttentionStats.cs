@@ -1,4 +1,8 @@
 namespace KvDb.QueryEngine;
 
 /// <summary>What answering a request cost: plan, (token, KV head) pairs scored and attended, bytes, server time, and why.</summary>
-public sealed record AttentionStats(string Plan, long TokensScored, long TokensAttended, long BytesRead, double ServerMicros, string Explain);
+public sealed record AttentionStats(string Plan, long TokensScored, long TokensAttended, long BytesRead, double ServerMicros, string Explain)
+{
+    /// <summary>The tier the K/V bytes were read from by the kernel: "gpu" (device mirrors) or "cpu".</summary>
+    public string Tier { get; init; } = "cpu";
+}

@@ -1,17 +1,36 @@
 using KvDb.Kernels;
+using KvDb.Kernels.Cuda;
 using KvDb.Store;
 
 namespace KvDb.QueryEngine;
 
-/// <summary>Attends to every stored token outside the exclude range: the reference every sparse plan is judged against.</summary>
+/// <summary>
+/// Attends to every stored token outside the exclude range: the reference every sparse plan is judged against.
+/// With the store's GPU tier on, the layer's blocks are mirrored there and the CUDA kernel reads them in place
+/// (block-paged layout); when they do not all fit, or a CUDA call fails, the CPU kernel runs instead.
+/// </summary>
 public sealed class ExactPlan : IAttentionPlan
 {
     /// <inheritdoc />
     public string Name => "exact";
 
     /// <inheritdoc />
-    public AttentionCounters Execute(LayerSnapshot layer, AttentionQuery query, Span<float> output, Span<float> lse) =>
-        ExactAttentionKernel.Run(layer.Model.Geometry, layer.Blocks, query.Queries, query.NumQueries, query.ExcludeStart, query.ExcludeEnd, output, lse);
+    public AttentionCounters Execute(LayerSnapshot layer, AttentionQuery query, Span<float> output, Span<float> lse)
+    {
+        if (layer.TryOpenDevice() is DeviceLayer device)
+        {
+            try
+            {
+                return device.Attention(query.Queries, query.NumQueries, query.ExcludeStart, query.ExcludeEnd, output, lse);
+            }
+            catch (CudaException)
+            {
+                // The CPU copy is authoritative: answer from it.
+            }
+        }
+
+        return ExactAttentionKernel.Run(layer.Model.Geometry, layer.Blocks, query.Queries, query.NumQueries, query.ExcludeStart, query.ExcludeEnd, output, lse);
+    }
 
     /// <inheritdoc />
     public (long[] Selected, int[] Counts) Selection(LayerSnapshot layer, AttentionQuery query)

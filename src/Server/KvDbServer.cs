@@ -24,6 +24,7 @@ public static class KvDbServer
         var storeOptions = new StoreOptions
         {
             CpuBudgetBytes = options.CpuBudgetBytes,
+            GpuBudgetBytes = options.GpuBudgetBytes,
             DataDirectory = options.DataDirectory,
             Logger = loggerFactory.CreateLogger("KvDb.Store"),
         };

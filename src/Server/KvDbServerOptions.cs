@@ -18,6 +18,9 @@ public sealed record KvDbServerOptions
     /// <summary>Bytes of K/V the CPU tier may hold; 0 = half of available memory.</summary>
     public long CpuBudgetBytes { get; init; }
 
+    /// <summary>Bytes of device memory for the GPU tier; 0 = off (also off, with a log line, when CUDA is unavailable).</summary>
+    public long GpuBudgetBytes { get; init; }
+
     /// <summary>With a data directory: take a checkpoint after this many bytes of write-ahead log; 0 = the store's default (512 MiB).</summary>
     public long CheckpointLogBytes { get; init; }
 

@@ -45,6 +45,9 @@ public sealed unsafe class BlockManager
     /// <summary>Full blocks found corrupt when read back from a lower tier.</summary>
     public long CorruptBlocks => Interlocked.Read(ref _corrupt);
 
+    /// <summary>The GPU tier above the CPU tier, if the store has one: it mirrors blocks of queried layers and drops the mirror of a block that is freed or demoted.</summary>
+    public IDeviceTier? Device { get; internal set; }
+
     /// <summary>Blocks demoted from the CPU tier since start.</summary>
     public long Demotions => Interlocked.Read(ref _demotions);
 
@@ -104,6 +107,40 @@ public sealed unsafe class BlockManager
 
             block.AddPin();
             block.LastUse = Interlocked.Increment(ref _clock);
+        }
+    }
+
+    /// <summary>
+    /// Pins a layer's blocks in order (as <see cref="Pin"/> each, with one clock tick and one hit count for the
+    /// resident ones, which a 128K-token layer of 2048 blocks notices). <paramref name="pinned"/> counts the
+    /// blocks pinned so far, also when it throws: the caller unpins those.
+    /// </summary>
+    internal void PinAll(ReadOnlySpan<KvBlock> blocks, ref int pinned)
+    {
+        long now = Interlocked.Increment(ref _clock);
+        long hits = 0;
+        try
+        {
+            for (; pinned < blocks.Length; pinned++)
+            {
+                KvBlock block = blocks[pinned];
+                lock (block.Gate)
+                {
+                    if (block.IsResident && !block.Corrupt)
+                    {
+                        block.AddPin();
+                        block.LastUse = now;
+                        hits++;
+                        continue;
+                    }
+                }
+
+                Pin(block);
+            }
+        }
+        finally
+        {
+            Interlocked.Add(ref _cpuHits, hits);
         }
     }
 
@@ -220,6 +257,7 @@ public sealed unsafe class BlockManager
                     {
                         _arena.Free(b.Memory, b.Model.BlockBytes);
                         b.SetMemory(0);
+                        Device?.Drop(b);
                         Interlocked.Decrement(ref _residentBlocks);
                         blocks++;
                         bytes += b.Model.BlockBytes;
@@ -304,23 +342,31 @@ public sealed unsafe class BlockManager
         }
     }
 
-    /// <summary>Per-tier counters: the CPU tier, then the spill tier if any.</summary>
+    /// <summary>Per-tier counters: the CPU tier, then the spill tier if any, then the GPU tier if any.</summary>
     public IReadOnlyList<TierStats> GetTierStats()
     {
-        var cpu = new TierStats("cpu", _arena.UsedBytes, Interlocked.Read(ref _residentBlocks), Interlocked.Read(ref _cpuHits), Interlocked.Read(ref _cpuMisses));
-        if (_spill is null)
+        var tiers = new List<TierStats>(3)
         {
-            return [cpu];
+            new("cpu", _arena.UsedBytes, Interlocked.Read(ref _residentBlocks), Interlocked.Read(ref _cpuHits), Interlocked.Read(ref _cpuMisses)),
+        };
+        if (_spill is not null)
+        {
+            tiers.Add(new TierStats(_spill.Name, Interlocked.Read(ref _spillBytes), Interlocked.Read(ref _spillBlocks), Interlocked.Read(ref _spillHits), Interlocked.Read(ref _spillMisses)));
         }
 
-        var disk = new TierStats(_spill.Name, Interlocked.Read(ref _spillBytes), Interlocked.Read(ref _spillBlocks), Interlocked.Read(ref _spillHits), Interlocked.Read(ref _spillMisses));
-        return [cpu, disk];
+        if (Device is IDeviceTier device)
+        {
+            tiers.Add(device.GetStats());
+        }
+
+        return tiers;
     }
 
     /// <summary>Called by <see cref="KvBlock.Release"/> when the last reference is gone.</summary>
     internal void OnFreed(KvBlock block)
     {
         _directory.Unpublish(block);
+        Device?.Drop(block);
         lock (block.Gate)
         {
             if (block.IsResident)

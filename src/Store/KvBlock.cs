@@ -69,6 +69,9 @@ public sealed unsafe class KvBlock
     /// <summary>Logical clock of the last pin, for least-recently-used demotion.</summary>
     internal long LastUse { get; set; }
 
+    /// <summary>The block's mirror in the GPU tier (owned and guarded by <see cref="CudaDeviceTier"/>'s lock), or null.</summary>
+    internal object? DeviceMirror { get; set; }
+
     /// <summary>Guards residency changes and the pin count.</summary>
     internal Lock Gate { get; } = new();
 

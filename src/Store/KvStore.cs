@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Runtime.InteropServices;
 using KvDb.Kernels;
+using KvDb.Kernels.Cuda;
 using KvDb.Store.Durability;
 
 namespace KvDb.Store;
@@ -22,6 +23,7 @@ public partial class KvStore : IKvStore
     private readonly NativeSlabArena _arena;
     private readonly BlockDirectory _directory = new();
     private readonly Timer? _timer;
+    private readonly CudaDeviceTier? _gpu;
     private long _nextTxnId = 1;
     private long _dedupeHits;
     private long _expired;
@@ -43,6 +45,9 @@ public partial class KvStore : IKvStore
             Blocks = new BlockManager(_arena, null, _directory);
         }
 
+        _gpu = OpenGpuTier(options);
+        Blocks.Device = _gpu;
+
         if (options.MaintenanceInterval > TimeSpan.Zero)
         {
             _timer = new Timer(_ => Maintain(), null, options.MaintenanceInterval, options.MaintenanceInterval);
@@ -51,6 +56,12 @@ public partial class KvStore : IKvStore
 
     /// <summary>The options the store was created with.</summary>
     public StoreOptions Options { get; }
+
+    /// <summary>What became of <see cref="StoreOptions.GpuBudgetBytes"/>: "gpu tier: …" when on, "gpu tier off: …" with the reason otherwise.</summary>
+    public string GpuTierStatus { get; private set; } = "gpu tier off: no GPU budget (--gpu-budget BYTES)";
+
+    /// <summary>The GPU tier, or null when it is off.</summary>
+    public CudaDeviceTier? DeviceTier => _gpu;
 
     /// <summary>The tier manager (CPU arena and, with a data directory, the disk tier).</summary>
     public BlockManager Blocks { get; private set; }
@@ -223,24 +234,19 @@ public partial class KvStore : IKvStore
             ContextLayer l = c.Layers[layer];
             KvBlock[] blocks = [.. l.Blocks];
             var views = new KvBlockRef[blocks.Length];
+            int referenced = 0;
             int pinned = 0;
             try
             {
+                for (; referenced < blocks.Length; referenced++)
+                {
+                    blocks[referenced].AddRef();
+                }
+
+                Blocks.PinAll(blocks, ref pinned);
                 long start = 0;
                 for (int i = 0; i < blocks.Length; i++)
                 {
-                    blocks[i].AddRef();
-                    try
-                    {
-                        Blocks.Pin(blocks[i]);
-                    }
-                    catch
-                    {
-                        blocks[i].Release();
-                        throw;
-                    }
-
-                    pinned++;
                     int rows = (int)Math.Min(c.Model.BlockSize, l.Length - start);
                     views[i] = blocks[i].View(rows, start);
                     start += rows;
@@ -248,9 +254,13 @@ public partial class KvStore : IKvStore
             }
             catch
             {
-                for (int i = 0; i < pinned; i++)
+                for (int i = 0; i < referenced; i++)
                 {
-                    Blocks.Unpin(blocks[i]);
+                    if (i < pinned)
+                    {
+                        Blocks.Unpin(blocks[i]);
+                    }
+
                     blocks[i].Release();
                 }
 
@@ -346,6 +356,8 @@ public partial class KvStore : IKvStore
         // A maintenance pass already running must not touch the logs or the arena after they are closed.
         SpinWait.SpinUntil(() => Volatile.Read(ref _maintenanceRunning) == 0, TimeSpan.FromSeconds(60));
         CloseDurable();
+        Blocks.Device = null;
+        _gpu?.Dispose();
         _arena.Dispose();
         GC.SuppressFinalize(this);
     }
@@ -372,6 +384,34 @@ public partial class KvStore : IKvStore
         }
 
         c.RegisteredBlocks = (int)Math.Max(c.RegisteredBlocks, full);
+    }
+
+    private CudaDeviceTier? OpenGpuTier(StoreOptions options)
+    {
+        if (options.GpuBudgetBytes <= 0)
+        {
+            return null;
+        }
+
+        if (!CudaRuntime.IsAvailable)
+        {
+            GpuTierStatus = $"gpu tier off: a GPU budget of {options.GpuBudgetBytes} bytes was asked for but the CUDA backend is unavailable ({CudaRuntime.UnavailableReason}); attention runs on the CPU";
+            Report(GpuTierStatus);
+            return null;
+        }
+
+        try
+        {
+            var tier = new CudaDeviceTier(options.GpuBudgetBytes, options.GpuDevice);
+            GpuTierStatus = $"gpu tier: up to {options.GpuBudgetBytes} bytes on device {options.GpuDevice} ({CudaRuntime.DeviceName(options.GpuDevice)})";
+            return tier;
+        }
+        catch (Exception e) when (e is CudaException or InvalidOperationException or ArgumentException)
+        {
+            GpuTierStatus = $"gpu tier off: opening CUDA device {options.GpuDevice} failed ({e.Message}); attention runs on the CPU";
+            Report(GpuTierStatus);
+            return null;
+        }
     }
 
     private static string Describe(ModelSchema m) =>

@@ -5,13 +5,17 @@ namespace KvDb.Store;
 /// <summary>
 /// A pinned, consistent view of one context layer for the duration of a query: every block it lists is
 /// resident in the CPU tier and keeps its memory and its first rows unchanged until Dispose, whatever appends,
-/// rollbacks, deletes or demotions happen meanwhile.
+/// rollbacks, deletes or demotions happen meanwhile. With a GPU tier, <see cref="TryOpenDevice"/> also holds the
+/// blocks' device mirrors for the same lifetime.
 /// </summary>
 public sealed class LayerSnapshot : IDisposable
 {
     private readonly KvBlock[] _blocks;
     private readonly KvBlockRef[] _views;
     private readonly BlockManager _manager;
+    private readonly Lock _deviceGate = new();
+    private DeviceLayer? _device;
+    private string? _deviceReason;
     private int _disposed;
 
     internal LayerSnapshot(ModelSchema model, int layer, KvBlock[] blocks, KvBlockRef[] views, long tokens, BlockManager manager)
@@ -35,6 +39,39 @@ public sealed class LayerSnapshot : IDisposable
 
     /// <summary>Blocks in position order, as kernel views.</summary>
     public ReadOnlySpan<KvBlockRef> Blocks => _views;
+
+    /// <summary>The layer's mirrors in the GPU tier once <see cref="TryOpenDevice"/> made them, else null.</summary>
+    public DeviceLayer? Device => Volatile.Read(ref _device);
+
+    /// <summary>Why the layer is not on the device ("" while it is or before anyone asked).</summary>
+    public string DeviceReason => _deviceReason ?? (_manager.Device is null ? "the gpu tier is off" : "");
+
+    /// <summary>
+    /// Mirrors every block of the snapshot into the store's GPU tier (promoting those not there yet) and keeps
+    /// the mirrors until Dispose. Null when the store has no GPU tier or the layer does not fit (see <see cref="DeviceReason"/>).
+    /// </summary>
+    public DeviceLayer? TryOpenDevice()
+    {
+        lock (_deviceGate)
+        {
+            ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+            if (_device is not null || _deviceReason is not null)
+            {
+                return _device;
+            }
+
+            if (_manager.Device is not IDeviceTier tier)
+            {
+                _deviceReason = "the gpu tier is off";
+                return null;
+            }
+
+            DeviceLayer? device = tier.TryMirrorLayer(Model, _blocks, _views, Tokens, out string reason);
+            _deviceReason = reason;
+            Volatile.Write(ref _device, device);
+            return device;
+        }
+    }
 
     /// <summary>Copies tokens [start, start+count) out in wire layout [count, num_kv_heads, head_dim] for keys and for values.</summary>
     public void ReadRows(long start, int count, Span<byte> keys, Span<byte> values)
@@ -63,6 +100,11 @@ public sealed class LayerSnapshot : IDisposable
     {
         if (Interlocked.Exchange(ref _disposed, 1) == 0)
         {
+            lock (_deviceGate)
+            {
+                _device?.Dispose();
+            }
+
             foreach (KvBlock b in _blocks)
             {
                 _manager.Unpin(b);

@@ -8,6 +8,15 @@ public sealed record StoreOptions
     /// <summary>Bytes of K/V the CPU tier may hold; 0 = half of the memory available to the process.</summary>
     public long CpuBudgetBytes { get; init; }
 
+    /// <summary>
+    /// Bytes of device memory for the GPU tier (mirrors of the blocks of queried layers, read there by the CUDA
+    /// attention kernels); 0 = off. Off as well, with a log line, when the CUDA backend is unavailable.
+    /// </summary>
+    public long GpuBudgetBytes { get; init; }
+
+    /// <summary>CUDA device of the GPU tier.</summary>
+    public int GpuDevice { get; init; }
+
     /// <summary>Directory for persistent data; null = memory only (nothing survives a restart).</summary>
     public string? DataDirectory { get; init; }
 

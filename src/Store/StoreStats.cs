@@ -3,7 +3,7 @@ namespace KvDb.Store;
 /// <summary>Counters an operator reads to see what the store holds.</summary>
 public sealed record StoreStats(int Models, int Contexts, long Blocks, long CpuBytes, long CpuBudgetBytes, long LogicalBytes)
 {
-    /// <summary>Per-tier bytes, blocks, hits and misses (cpu first, then disk when a data directory is set).</summary>
+    /// <summary>Per-tier bytes, blocks, hits and misses (cpu first, then disk when a data directory is set, then gpu when the GPU tier is on).</summary>
     public IReadOnlyList<TierStats> Tiers { get; init; } = [];
 
     /// <summary>Distinct full blocks in the shared directory.</summary>

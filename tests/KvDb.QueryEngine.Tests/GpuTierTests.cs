@@ -1,0 +1,76 @@
+using KvDb.GpuRunner;
+using KvDb.Kernels;
+using KvDb.Kernels.Cuda;
+using KvDb.Store;
+using KvDb.Workload;
+using Xunit.Abstractions;
+
+namespace KvDb.QueryEngine.Tests;
+
+/// <summary>
+/// The store's GPU tier through the executor. Without libkvdbcuda.so or a GPU (CI, developer machines) a GPU
+/// budget must turn itself off with a reason and every query must run on the CPU kernel; the device cases
+/// (<see cref="StoreGpuChecks"/>) are then skipped. The GPU runner runs the same cases on the device machine.
+/// </summary>
+public sealed class GpuTierTests(ITestOutputHelper output)
+{
+    [SkippableFact]
+    public void Gpu_budget_without_cuda_falls_back_to_cpu_with_a_reason()
+    {
+        Skip.If(CudaRuntime.IsAvailable, "CUDA is available here; the device checks cover this store");
+        using var store = new InMemoryKvStore(new StoreOptions { CpuBudgetBytes = 64L << 20, GpuBudgetBytes = 16L << 20, MaintenanceInterval = TimeSpan.Zero });
+        Assert.StartsWith("gpu tier off:", store.GpuTierStatus, StringComparison.Ordinal);
+        Assert.Contains("unavailable", store.GpuTierStatus, StringComparison.Ordinal);
+        Assert.Null(store.DeviceTier);
+        Assert.Null(store.Blocks.Device);
+        Assert.DoesNotContain(store.GetStats().Tiers, t => t.Name == "gpu");
+
+        (string ctx, SyntheticWorkload w) = Load(store, 150);
+        float[] q = w.Queries(1, 3);
+        AttentionResult r = new AttentionExecutor(store).Attend(new AttentionQuery(ctx, 0, q, 1, 0, 0, new PlanRequest(PlanKind.Exact), false));
+        Assert.Equal("cpu", r.Stats.Tier);
+        Assert.EndsWith("on cpu (the gpu tier is off)", r.Stats.Explain, StringComparison.Ordinal);
+
+        using LayerSnapshot layer = store.OpenLayer(ctx, 0);
+        Assert.Null(layer.TryOpenDevice());
+        Assert.Null(layer.Device);
+        Assert.Equal("the gpu tier is off", layer.DeviceReason);
+    }
+
+    [Fact]
+    public void Store_without_gpu_budget_reports_cpu_tier()
+    {
+        using var store = new InMemoryKvStore(new StoreOptions { CpuBudgetBytes = 64L << 20, MaintenanceInterval = TimeSpan.Zero });
+        Assert.StartsWith("gpu tier off: no GPU budget", store.GpuTierStatus, StringComparison.Ordinal);
+        (string ctx, SyntheticWorkload w) = Load(store, 100);
+        AttentionResult r = new AttentionExecutor(store).Attend(new AttentionQuery(ctx, 0, w.Queries(1, 5), 1, 0, 0, PlanRequest.Auto, false));
+        Assert.Equal("cpu", r.Stats.Tier);
+        Assert.Contains("on cpu", r.Stats.Explain, StringComparison.Ordinal);
+    }
+
+    [SkippableFact]
+    public void Gpu_tier_answers_equal_the_reference_while_blocks_are_promoted_and_demoted()
+    {
+        Skip.IfNot(CudaRuntime.IsAvailable, $"CUDA unavailable: {CudaRuntime.UnavailableReason}");
+        IReadOnlyList<StoreCheck> checks = StoreGpuChecks.Run();
+        foreach (StoreCheck c in checks)
+        {
+            output.WriteLine(c.ToString());
+        }
+
+        Assert.All(checks, c => Assert.True(c.Passed, c.ToString()));
+    }
+
+    private static (string Ctx, SyntheticWorkload Workload) Load(KvStore store, int tokens)
+    {
+        store.CreateModel(new ModelSchema("gq", 1, 4, 2, 16, KvDType.F32, 16, 0));
+        var w = new SyntheticWorkload(new SyntheticWorkloadOptions { Tokens = tokens, NumKvHeads = 2, NumQueryHeads = 4, HeadDim = 16, KeyRank = 4, RecentWindow = 8 });
+        string ctx = store.CreateContext("gq", "", null, []).Id;
+        var ids = new int[tokens];
+        w.FillTokenIds(0, ids);
+        using IAppendTransaction tx = store.BeginAppend(ctx);
+        tx.Append(0, ids, w.KeyBytes(KvDType.F32, 0, tokens), w.ValueBytes(KvDType.F32, 0, tokens));
+        tx.Commit();
+        return (ctx, w);
+    }
+}
