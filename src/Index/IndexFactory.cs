@@ -1,0 +1,75 @@
+namespace KvDb.Index;
+
+/// <summary>
+/// Builds indexes from spec strings so the optimizer, benchmarks and tests name them the same way:
+/// "block[:B=16]", "centroid[:L2,C=32,I=4,P=8]", "lsh[:K=10,L=150,T=2]", "graph[:R=32,Q=64,N=8,E=32]",
+/// "faiss:HNSW32[,efc=40,ef=64]", "faiss:IVF[nlist][,nprobe=8]".
+/// </summary>
+public static class IndexFactory
+{
+    /// <summary>The default spec of every family, in the order benchmarks report them.</summary>
+    public static IReadOnlyList<string> DefaultSpecs { get; } = ["block", "centroid:L2", "lsh", "graph", "faiss:HNSW32", "faiss:IVF"];
+
+    /// <summary>Creates an empty index for <paramref name="dimension"/>-dimensional keys; throws ArgumentException for a bad spec.</summary>
+    public static IKeyIndex Create(string spec, int dimension)
+    {
+        IndexSpec s = IndexSpec.Parse(spec);
+        switch (s.Family)
+        {
+            case "block":
+                s.AllowOnly("B");
+                return new BlockSummaryIndex(dimension, s.Int("B", 16));
+            case "centroid":
+                s.AllowOnly("L", "C", "I", "P");
+                return new CentroidIndex(dimension, s.Int("L", 2), s.Int("C", 32), s.Int("I", 4), s.Int("P", 8));
+            case "lsh":
+                s.AllowOnly("K", "L", "T", "S");
+                return new LshIndex(dimension, s.Int("K", 10), s.Int("L", 150), s.Int("T", 2), (ulong)s.Int("S", 0x51A4));
+            case "graph":
+                s.AllowOnly("R", "Q", "N", "E");
+                return new AttentionGraphIndex(dimension, s.Int("R", 32), s.Int("Q", 64), s.Int("N", 8), s.Int("E", 32));
+            case "faiss":
+                s.AllowOnly("HNSW", "IVF", "efc", "ef", "nprobe");
+                if (s.Has("HNSW") == s.Has("IVF"))
+                {
+                    throw new ArgumentException($"faiss spec \"{spec}\" must name exactly one of HNSW<M> or IVF[<nlist>]");
+                }
+
+                return s.Has("HNSW")
+                    ? new FaissIndex(dimension, FaissKind.Hnsw, s.Int("HNSW", 32), s.Int("efc", 40), s.Int("ef", 0))
+                    : new FaissIndex(dimension, FaissKind.Ivf, s.Int("IVF", 0), 40, s.Int("nprobe", 0));
+            default:
+                throw new ArgumentException($"unknown index family \"{s.Family}\" in \"{spec}\"; known: block, centroid, lsh, graph, faiss");
+        }
+    }
+
+    /// <summary>Restores an index written by <see cref="IKeyIndex.Save"/>.</summary>
+    public static IKeyIndex Load(Stream stream)
+    {
+        using BinaryReader r = IndexFormat.Reader(stream);
+        (string spec, int dimension) = IndexFormat.ReadHeader(r);
+        IKeyIndex index = Create(spec, dimension);
+        switch (index)
+        {
+            case BlockSummaryIndex block:
+                block.LoadPayload(r);
+                break;
+            case CentroidIndex centroid:
+                centroid.LoadPayload(r);
+                break;
+            case LshIndex lsh:
+                lsh.LoadPayload(r);
+                break;
+            case AttentionGraphIndex graph:
+                graph.LoadPayload(r);
+                break;
+            case FaissIndex faiss:
+                faiss.LoadPayload(r);
+                break;
+            default:
+                throw new InvalidDataException($"index spec \"{spec}\" has no loader");
+        }
+
+        return index;
+    }
+}
