@@ -23,8 +23,8 @@ public static class IndexFactory
                 s.AllowOnly("L", "C", "I", "P");
                 return new CentroidIndex(dimension, s.Int("L", 2), s.Int("C", 32), s.Int("I", 4), s.Int("P", 8));
             case "lsh":
-                s.AllowOnly("K", "L", "T", "S");
-                return new LshIndex(dimension, s.Int("K", 10), s.Int("L", 150), s.Int("T", 2), (ulong)s.Int("S", 0x51A4));
+                s.AllowOnly("K", "L", "T", "S", "R");
+                return new LshIndex(dimension, s.Int("K", 10), s.Int("L", 150), s.Int("T", 2), (ulong)s.Int("S", 0x51A4), s.Int("R", 100));
             case "graph":
                 s.AllowOnly("R", "Q", "N", "E");
                 return new AttentionGraphIndex(dimension, s.Int("R", 32), s.Int("Q", 64), s.Int("N", 8), s.Int("E", 32));

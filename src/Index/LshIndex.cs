@@ -11,16 +11,23 @@ namespace KvDb.Index;
 /// dominated by the shared offset. One table collides with probability (1 − θ/π)^K; a key counts as
 /// sampled when it collides in at least T of the L tables. <see cref="Candidates"/> ranks keys by
 /// collision count; <see cref="Sample"/> and <see cref="InclusionProbability"/> feed the importance-sampling
-/// estimator (<see cref="LshSamplingEstimator"/>). Spec: "lsh[:K=10,L=150,T=2,S=seed]".
+/// estimator (<see cref="LshSamplingEstimator"/>). With sample queries the hyperplanes are drawn from
+/// N(0, Σ) with Σ the (ridged) query covariance instead of N(0, I): two vectors then collide with
+/// probability 1 − θ_Σ/π, θ_Σ the angle after whitening by Σ^½, which ignores key directions no query
+/// uses (on OOD queries this roughly doubles the cosine of the keys that matter). Spec: "lsh[:K=10,L=150,T=2,S=seed]".
 /// </summary>
-public sealed class LshIndex : IKeyIndex
+public sealed class LshIndex : IQueryGuidedIndex
 {
+
     private readonly int _bits;
     private readonly int _tables;
     private readonly int _threshold;
     private readonly ulong _seed;
+    private readonly int _ridgePercent;
     private float[] _planes = [];     // [dim, bits × tables]
     private float[] _mean = [];       // [dim]
+    private float[] _metric = [];     // [dim, dim] query covariance Σ, empty = identity
+    private readonly List<float> _samples = [];
     private float[] _norms = [];      // ‖k − μ‖ per row
     private ushort[] _codes = [];     // [n, tables]
     private long[] _positions = [];
@@ -29,8 +36,9 @@ public sealed class LshIndex : IKeyIndex
     private int _count;
 
     /// <summary>Creates an empty index with K bits per table, L tables and sampling threshold T.</summary>
-    public LshIndex(int dimension, int bits = 10, int tables = 150, int threshold = 2, ulong seed = 0x51A4)
+    public LshIndex(int dimension, int bits = 10, int tables = 150, int threshold = 2, ulong seed = 0x51A4, int ridgePercent = 100)
     {
+        _ridgePercent = Math.Max(0, ridgePercent);
         if (dimension <= 0 || bits is < 1 or > 16 || tables is < 1 or > 4096 || threshold < 1 || threshold > tables)
         {
             throw new ArgumentException("lsh needs dimension > 0, K in 1..16, L in 1..4096 and T in 1..L");
@@ -44,7 +52,7 @@ public sealed class LshIndex : IKeyIndex
     }
 
     /// <inheritdoc />
-    public string Spec => $"lsh:K={_bits},L={_tables},T={_threshold},S={_seed}";
+    public string Spec => $"lsh:K={_bits},L={_tables},T={_threshold},S={_seed},R={_ridgePercent}";
 
     /// <inheritdoc />
     public int Dimension { get; }
@@ -68,6 +76,26 @@ public sealed class LshIndex : IKeyIndex
     public long MemoryBytes =>
         (_planes.Length + _mean.Length + _norms.Length) * (long)sizeof(float) + _codes.Length * (long)sizeof(ushort)
         + _positions.Length * (long)sizeof(long) + (_bucketStart.Length + _bucketRows.Length) * (long)sizeof(int);
+
+    /// <summary>Sample queries held for the next build.</summary>
+    public int SampleCount => _samples.Count / Dimension;
+
+    /// <summary>True when hyperplanes follow the query covariance (sample queries were given at build).</summary>
+    public bool IsQueryShaped => _metric.Length != 0;
+
+    /// <inheritdoc />
+    public void AddSampleQueries(ReadOnlySpan<float> queries)
+    {
+        if (queries.Length % Dimension != 0)
+        {
+            throw new ArgumentException($"sample queries must be [m, {Dimension}] floats", nameof(queries));
+        }
+
+        foreach (float v in queries)
+        {
+            _samples.Add(v);
+        }
+    }
 
     /// <summary>Position of row <paramref name="row"/>.</summary>
     public long PositionOf(int row) => _positions[row];
@@ -103,6 +131,25 @@ public sealed class LshIndex : IKeyIndex
         for (int i = 0; i < _planes.Length; i++)
         {
             _planes[i] = (float)rng.NextGaussian();
+        }
+
+        _metric = [];
+        if (_samples.Count > 0)
+        {
+            // h = C·g with Σ = C·Cᵀ turns N(0, I) planes into N(0, Σ) planes.
+            _metric = QueryCovariance();
+            double[] c = Cholesky(_metric, d);
+            var shaped = new float[_planes.Length];
+            for (int i = 0; i < d; i++)
+            {
+                Span<float> row = shaped.AsSpan(i * planes, planes);
+                for (int j = 0; j <= i; j++)
+                {
+                    TensorPrimitives.MultiplyAdd(_planes.AsSpan(j * planes, planes), (float)c[i * d + j], row, row);
+                }
+            }
+
+            _planes = shaped;
         }
 
         _count = 0;
@@ -228,14 +275,34 @@ public sealed class LshIndex : IKeyIndex
     }
 
     /// <summary>
-    /// cos θ between <paramref name="query"/> and the centred key of <paramref name="row"/>, from the exact
-    /// q·k the caller computed: q·(k − μ) = q·k − q·μ. <paramref name="queryDotMean"/> and
-    /// <paramref name="queryNorm"/> are q·μ and ‖q‖.
+    /// The vector whose dot with a key gives the hash geometry's inner product: Σ·q (q itself without
+    /// sample queries). Writes it to <paramref name="metricQuery"/> and returns (Σq·μ, ‖q‖_Σ) for
+    /// <see cref="CenteredCosine"/>.
     /// </summary>
-    public double CenteredCosine(int row, double queryDotKey, double queryDotMean, double queryNorm)
+    public (double MetricQueryDotMean, double MetricQueryNorm) PrepareQuery(ReadOnlySpan<float> query, Span<float> metricQuery)
     {
-        double denominator = queryNorm * _norms[row];
-        return denominator > 0 ? (queryDotKey - queryDotMean) / denominator : 0;
+        int d = Dimension;
+        if (_metric.Length == 0)
+        {
+            query.CopyTo(metricQuery);
+        }
+        else
+        {
+            RowDotKernel.Scores(query, _metric, metricQuery[..d]);
+        }
+
+        double norm = Math.Sqrt(Math.Max(0, TensorPrimitives.Dot(query, metricQuery[..d])));
+        return (TensorPrimitives.Dot(metricQuery[..d], _mean), norm);
+    }
+
+    /// <summary>
+    /// cos θ_Σ between the query and the centred key of <paramref name="row"/>, from Σq·k computed by the
+    /// caller with the vector of <see cref="PrepareQuery"/>: Σq·(k − μ) = Σq·k − Σq·μ.
+    /// </summary>
+    public double CenteredCosine(int row, double metricQueryDotKey, double metricQueryDotMean, double metricQueryNorm)
+    {
+        double denominator = metricQueryNorm * _norms[row];
+        return denominator > 0 ? (metricQueryDotKey - metricQueryDotMean) / denominator : 0;
     }
 
     /// <inheritdoc />
@@ -246,6 +313,7 @@ public sealed class LshIndex : IKeyIndex
         w.Write(_count);
         IndexFormat.WriteArray<float>(w, _planes);
         IndexFormat.WriteArray<float>(w, _mean);
+        IndexFormat.WriteArray<float>(w, _metric);
         IndexFormat.WriteArray<float>(w, _norms.AsSpan(0, _count));
         IndexFormat.WriteArray<ushort>(w, _codes.AsSpan(0, _count * _tables));
         IndexFormat.WriteArray<long>(w, _positions.AsSpan(0, _count));
@@ -257,10 +325,11 @@ public sealed class LshIndex : IKeyIndex
         _count = r.ReadInt32();
         _planes = IndexFormat.ReadArray<float>(r);
         _mean = IndexFormat.ReadArray<float>(r);
+        _metric = IndexFormat.ReadArray<float>(r);
         _norms = IndexFormat.ReadArray<float>(r);
         _codes = IndexFormat.ReadArray<ushort>(r);
         _positions = IndexFormat.ReadArray<long>(r);
-        if (_planes.Length != Dimension * _bits * _tables || _norms.Length != _count || _codes.Length != _count * _tables || _positions.Length != _count)
+        if (_planes.Length != Dimension * _bits * _tables || (_metric.Length != 0 && _metric.Length != Dimension * Dimension) || _norms.Length != _count || _codes.Length != _count * _tables || _positions.Length != _count)
         {
             throw new InvalidDataException("lsh index stream: tables do not match the spec");
         }
@@ -315,11 +384,20 @@ public sealed class LshIndex : IKeyIndex
         Array.Resize(ref _norms, total);
         Array.Resize(ref _positions, total);
         var centred = new float[n * d];
+        var metricKey = new float[d];
         for (int i = 0; i < n; i++)
         {
             Span<float> c = centred.AsSpan(i * d, d);
             TensorPrimitives.Subtract(keys.Slice(i * d, d), _mean, c);
-            _norms[_count + i] = TensorPrimitives.Norm(c);
+            if (_metric.Length == 0)
+            {
+                _norms[_count + i] = TensorPrimitives.Norm(c);
+            }
+            else
+            {
+                RowDotKernel.Scores(c, _metric, metricKey);
+                _norms[_count + i] = MathF.Sqrt(Math.Max(0, TensorPrimitives.Dot(c, metricKey)));
+            }
         }
 
         SimHashKernel.Hash(centred, n, d, _planes, _bits, _tables, _codes.AsSpan(_count * _tables));
@@ -358,5 +436,67 @@ public sealed class LshIndex : IKeyIndex
 
             ArrayPool<int>.Shared.Return(fill);
         }
+    }
+
+    /// <summary>Σ = QᵀQ/m over the sample queries plus a ridge of R% of its mean eigenvalue (so directions no sample used still hash), [dim, dim].</summary>
+    private float[] QueryCovariance()
+    {
+        int d = Dimension;
+        int m = _samples.Count / d;
+        ReadOnlySpan<float> q = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_samples);
+        var sigma = new double[d * d];
+        for (int s = 0; s < m; s++)
+        {
+            ReadOnlySpan<float> x = q.Slice(s * d, d);
+            for (int i = 0; i < d; i++)
+            {
+                double xi = x[i];
+                for (int j = 0; j <= i; j++)
+                {
+                    sigma[i * d + j] += xi * x[j];
+                }
+            }
+        }
+
+        double trace = 0;
+        for (int i = 0; i < d; i++)
+        {
+            trace += sigma[i * d + i] / m;
+        }
+
+        double ridge = _ridgePercent / 100.0 * trace / d;
+        var result = new float[d * d];
+        for (int i = 0; i < d; i++)
+        {
+            for (int j = 0; j <= i; j++)
+            {
+                double v = sigma[i * d + j] / m + (i == j ? ridge : 0);
+                result[i * d + j] = (float)v;
+                result[j * d + i] = (float)v;
+            }
+        }
+
+        return result;
+    }
+
+    /// <summary>Lower-triangular C with C·Cᵀ = a (a symmetric positive definite, [d, d]).</summary>
+    private static double[] Cholesky(float[] a, int d)
+    {
+        var c = new double[d * d];
+        for (int i = 0; i < d; i++)
+        {
+            for (int j = 0; j <= i; j++)
+            {
+                double sum = a[i * d + j];
+                for (int k = 0; k < j; k++)
+                {
+                    sum -= c[i * d + k] * c[j * d + k];
+                }
+
+                c[i * d + j] = i == j ? Math.Sqrt(Math.Max(sum, 1e-12)) : sum / c[j * d + j];
+            }
+        }
+
+        return c;
     }
 }

@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Numerics.Tensors;
 using KvDb.Kernels;
 
 namespace KvDb.Index;
@@ -41,7 +40,7 @@ public sealed class LshSamplingEstimator
     {
         int n = _index.Count;
         int[] rowsArray = ArrayPool<int>.Shared.Rent(n + exactRows.Length);
-        float[] floats = ArrayPool<float>.Shared.Rent(2 * (n + exactRows.Length));
+        float[] floats = ArrayPool<float>.Shared.Rent(2 * (n + exactRows.Length) + query.Length);
         try
         {
             int sampled = _index.Sample(query, rowsArray, out _);
@@ -50,8 +49,10 @@ public sealed class LshSamplingEstimator
             exactRows.CopyTo(rows[kept..]);
             Span<float> dots = floats.AsSpan(0, kept);
             Span<float> logWeights = floats.AsSpan(n + exactRows.Length, rows.Length);
-            RowDotKernel.GatheredScores(query, keys, rows[..kept], dots);
-            LogWeights(query, rows[..kept], dots, logWeights[..kept]);
+            Span<float> metricQuery = floats.AsSpan(2 * (n + exactRows.Length), query.Length);
+            (double dotMean, double norm) = _index.PrepareQuery(query, metricQuery);
+            RowDotKernel.GatheredScores(metricQuery, keys, rows[..kept], dots);
+            LogWeights(rows[..kept], dots, dotMean, norm, logWeights[..kept]);
             logWeights[kept..].Clear();
             GatheredAttentionKernel.RunRows(query, scale, keys, values, rows, logWeights, output, out lse);
             return rows.Length;
@@ -64,16 +65,15 @@ public sealed class LshSamplingEstimator
     }
 
     /// <summary>
-    /// −log p_j for sampled <paramref name="rows"/> given the exact unscaled q·k_j in <paramref name="queryDotKeys"/>;
-    /// add to the scaled scores to turn plain attention over the sample into the estimator.
+    /// −log p_j for sampled <paramref name="rows"/>, given Σq·k_j in <paramref name="metricDots"/> and the
+    /// pair <see cref="LshIndex.PrepareQuery"/> returned; add to the scaled scores to turn plain attention
+    /// over the sample into the estimator.
     /// </summary>
-    public void LogWeights(ReadOnlySpan<float> query, ReadOnlySpan<int> rows, ReadOnlySpan<float> queryDotKeys, Span<float> logWeights)
+    public void LogWeights(ReadOnlySpan<int> rows, ReadOnlySpan<float> metricDots, double metricQueryDotMean, double metricQueryNorm, Span<float> logWeights)
     {
-        double queryDotMean = TensorPrimitives.Dot(query, _index.Mean);
-        double queryNorm = TensorPrimitives.Norm(query);
         for (int i = 0; i < rows.Length; i++)
         {
-            double cosine = _index.CenteredCosine(rows[i], queryDotKeys[i], queryDotMean, queryNorm);
+            double cosine = _index.CenteredCosine(rows[i], metricDots[i], metricQueryDotMean, metricQueryNorm);
             double p = Math.Max(MinProbability, _index.InclusionProbability(cosine));
             logWeights[i] = (float)-Math.Log(p);
         }
