@@ -2,7 +2,7 @@ namespace KvDb.Index;
 
 /// <summary>
 /// Builds indexes from spec strings so the optimizer, benchmarks and tests name them the same way:
-/// "block[:B=16]", "centroid[:L2,C=32,I=4,P=8]", "lsh[:K=10,L=150,T=2]", "graph[:R=32,Q=64,N=8,E=32]",
+/// "block[:B=16]", "centroid[:L2,C=32,I=4,P=8]", "lsh[:K=10,L=150,T=2,Q=0]", "graph[:R=24,Q=256,N=2,E=8]",
 /// "faiss:HNSW32[,efc=40,ef=64]", "faiss:IVF[nlist][,nprobe=8]".
 /// </summary>
 public static class IndexFactory
@@ -23,11 +23,11 @@ public static class IndexFactory
                 s.AllowOnly("L", "C", "I", "P");
                 return new CentroidIndex(dimension, s.Int("L", 2), s.Int("C", 32), s.Int("I", 4), s.Int("P", 8));
             case "lsh":
-                s.AllowOnly("K", "L", "T", "S", "R");
-                return new LshIndex(dimension, s.Int("K", 10), s.Int("L", 150), s.Int("T", 2), (ulong)s.Int("S", 0x51A4), s.Int("R", 100));
+                s.AllowOnly("K", "L", "T", "S", "Q", "R");
+                return new LshIndex(dimension, s.Int("K", 10), s.Int("L", 150), s.Int("T", 2), (ulong)s.Int("S", 0x51A4), s.Int("Q", 0) != 0, s.Int("R", 100));
             case "graph":
                 s.AllowOnly("R", "Q", "N", "E");
-                return new AttentionGraphIndex(dimension, s.Int("R", 32), s.Int("Q", 64), s.Int("N", 8), s.Int("E", 32));
+                return new AttentionGraphIndex(dimension, s.Int("R", 24), s.Int("Q", 256), s.Int("N", 2), s.Int("E", 8));
             case "faiss":
                 s.AllowOnly("HNSW", "IVF", "efc", "ef", "nprobe");
                 if (s.Has("HNSW") == s.Has("IVF"))

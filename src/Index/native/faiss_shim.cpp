@@ -96,16 +96,19 @@ int64_t kvf_count(void* handle) { return static_cast<Handle*>(handle)->index->nt
 
 // Top-k by inner product for one or more queries. `effort` is efSearch for HNSW and nprobe for IVF.
 // *ndis receives the distance computations faiss counted (its global stats; reset per call, so
-// concurrent searches on different threads would mix counts: callers serialize when they read it).
+// concurrent searches on different threads would mix counts: callers serialize calls).
 int kvf_search(void* handle, int64_t n, const float* x, int64_t k, int effort, float* distances, int64_t* labels, int64_t* ndis) {
     try {
         auto* h = static_cast<Handle*>(handle);
         if (h->kind == KindHnsw) {
-            faiss::SearchParametersHNSW p;
-            p.efSearch = effort;
+            // faiss 1.7.3's HNSW::search reads efSearch from the index, not from SearchParametersHNSW,
+            // so the knob is set on the index (callers serialize searches that change it).
+            static_cast<faiss::IndexHNSW*>(h->index.get())->hnsw.efSearch = effort;
             faiss::hnsw_stats.reset();
-            h->index->search(n, x, k, distances, labels, &p);
-            *ndis = static_cast<int64_t>(faiss::hnsw_stats.ndis);
+            h->index->search(n, x, k, distances, labels);
+            // faiss 1.7.x counts level-0 distance computations (nearly all of them) in n3 and only
+            // the unbounded-queue path's in ndis; upper-level greedy steps are not counted at all.
+            *ndis = static_cast<int64_t>(faiss::hnsw_stats.ndis + faiss::hnsw_stats.n3);
         } else {
             faiss::SearchParametersIVF p;
             p.nprobe = static_cast<size_t>(effort);
