@@ -38,6 +38,8 @@ public sealed class AttentionGraphIndex : IQueryGuidedIndex
     private readonly List<float> _samples = [];
     private int[] _adjacency = [];
     private int[] _entries = [];
+    private float[] _sampleThresholds = []; // [m] score of each sample query's Q-th best key at build
+    private int[] _samplePivots = [];       // [m] each sample query's best key at build
     private float[] _queryCentroids = [];  // [clusters, dim] k-means of the sample queries
     private int[] _clusterEntries = [];    // [clusters, ClusterSeeds] exact top keys of each centroid
 
@@ -127,9 +129,10 @@ public sealed class AttentionGraphIndex : IQueryGuidedIndex
         _rows.Append(keys, positions);
         Array.Resize(ref _adjacency, Count * _degree);
         Array.Fill(_adjacency, -1, first * _degree, (Count - first) * _degree);
+        var entries = new List<int>(_entries);
+        LinkToSampleQueries(first, entries);
         int links = Math.Max(1, _degree / 2);
         var found = new long[links];
-        var entries = new List<int>(_entries);
         for (int row = first; row < Count; row++)
         {
             int got = Search(_rows.Row(row), links, 8 * _degree, 2 * links, found, out _, row);
@@ -185,6 +188,8 @@ public sealed class AttentionGraphIndex : IQueryGuidedIndex
         IndexFormat.WriteArray<int>(w, _adjacency);
         IndexFormat.WriteArray<int>(w, _entries);
         IndexFormat.WriteArray<float>(w, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_samples));
+        IndexFormat.WriteArray<float>(w, _sampleThresholds);
+        IndexFormat.WriteArray<int>(w, _samplePivots);
         IndexFormat.WriteArray<float>(w, _queryCentroids);
         IndexFormat.WriteArray<int>(w, _clusterEntries);
     }
@@ -197,6 +202,8 @@ public sealed class AttentionGraphIndex : IQueryGuidedIndex
         _entries = IndexFormat.ReadArray<int>(r);
         _samples.Clear();
         _samples.AddRange(IndexFormat.ReadArray<float>(r));
+        _sampleThresholds = IndexFormat.ReadArray<float>(r);
+        _samplePivots = IndexFormat.ReadArray<int>(r);
         _queryCentroids = IndexFormat.ReadArray<float>(r);
         _clusterEntries = IndexFormat.ReadArray<int>(r);
         if (_adjacency.Length != Count * _degree || _clusterEntries.Length != _queryCentroids.Length / Dimension * ClusterSeeds)
@@ -367,11 +374,20 @@ public sealed class AttentionGraphIndex : IQueryGuidedIndex
         var tops = new int[m * top];
         var hits = new int[n];
         var scores = new float[n];
+        bool real = _samples.Count > 0;
+        _sampleThresholds = real ? new float[m] : [];
+        _samplePivots = real ? new int[m] : [];
         for (int s = 0; s < m; s++)
         {
             RowDotKernel.Scores(samples.AsSpan(s * d, d), keys, scores);
             Span<int> list = tops.AsSpan(s * top, top);
             TopKSelector.Select(scores, top, list);
+            if (real)
+            {
+                _samplePivots[s] = list[0];
+                _sampleThresholds[s] = scores[list[top - 1]];
+            }
+
             foreach (int k in list)
             {
                 hits[k]++;
@@ -583,6 +599,56 @@ public sealed class AttentionGraphIndex : IQueryGuidedIndex
             int got = TopKSelector.Select(scores, seeds, list);
             list[got..].Fill(list[0]);
         }
+    }
+
+    /// <summary>
+    /// Query guidance for appended keys: a new key that would have entered a sample query's top-Q at build
+    /// is linked both ways with that query's best key (evicting the pivot's weakest link when full), and a
+    /// key in the top lists of half the sample queries or more (a new needle or sink) becomes an entry point.
+    /// </summary>
+    private void LinkToSampleQueries(int first, List<int> entries)
+    {
+        int m = _sampleThresholds.Length;
+        if (m == 0)
+        {
+            return;
+        }
+
+        int d = Dimension;
+        ReadOnlySpan<float> samples = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_samples)[..(m * d)];
+        var scores = new float[m];
+        for (int row = first; row < Count; row++)
+        {
+            RowDotKernel.Scores(_rows.Row(row), samples, scores);
+            int hits = 0;
+            for (int s = 0; s < m; s++)
+            {
+                if (scores[s] >= _sampleThresholds[s])
+                {
+                    hits++;
+                    TryLink(row, _samplePivots[s]);
+                    ForceLink(_samplePivots[s], row);
+                }
+            }
+
+            if (2 * hits >= m)
+            {
+                entries.Add(row);
+            }
+        }
+    }
+
+    /// <summary>Adds x → y, replacing x's last (weakest) edge when its list is full.</summary>
+    private void ForceLink(int x, int y)
+    {
+        Span<int> list = _adjacency.AsSpan(x * _degree, _degree);
+        if (list.Contains(y))
+        {
+            return;
+        }
+
+        int free = list.IndexOf(-1);
+        list[free >= 0 ? free : _degree - 1] = y;
     }
 
     /// <summary>Adds x → y unless present or x is full.</summary>

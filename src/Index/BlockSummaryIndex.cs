@@ -10,19 +10,32 @@ namespace KvDb.Index;
 /// its mean key and per-dimension min and max. Since q·k = Σ_d q_d·k_d and each k_d lies in [min_d, max_d],
 /// Σ_d max(q_d·min_d, q_d·max_d) bounds every score in the block from above; the search returns whole
 /// blocks in order of that bound until the budget is filled. Summaries cost 3 vectors per block and no keys.
-/// Spec: "block[:B=16]".
+/// Outlier keys (squared distance to the key mean above <see cref="OutlierFactor"/>× the average, at most
+/// O‰ of keys: sinks, needles) are returned before any block: in 128 dimensions a needle lifts its
+/// block's bound far less than its own score, so pure Quest found only 221 of 238 top-1% needles at a 2%
+/// budget on the synthetic workload (O=0 turns this off).
+/// Spec: "block[:B=16,O=5]".
 /// </summary>
 public sealed class BlockSummaryIndex : IKeyIndex
 {
+    /// <summary>A key is an outlier when its squared distance to the mean is this many times the average.</summary>
+    private const float OutlierFactor = 2.5f;
+
     private readonly int _blockSize;
+    private readonly int _outlierPermille;
+    private readonly List<int> _outliers = [];
+    private readonly HashSet<int> _outlierRows = [];
+    private float[] _mean = [];
+    private float _spread;
     private readonly List<float> _min = [];
     private readonly List<float> _max = [];
     private readonly List<float> _sum = [];
     private readonly List<long> _positions = [];
 
     /// <summary>Creates an empty index over <paramref name="dimension"/>-dimensional keys, blocks of <paramref name="blockSize"/> rows.</summary>
-    public BlockSummaryIndex(int dimension, int blockSize = 16)
+    public BlockSummaryIndex(int dimension, int blockSize = 16, int outlierPermille = 5)
     {
+        _outlierPermille = Math.Max(0, outlierPermille);
         if (dimension <= 0 || blockSize <= 0)
         {
             throw new ArgumentException("dimension and block size must be positive");
@@ -33,7 +46,10 @@ public sealed class BlockSummaryIndex : IKeyIndex
     }
 
     /// <inheritdoc />
-    public string Spec => $"block:B={_blockSize}";
+    public string Spec => $"block:B={_blockSize},O={_outlierPermille}";
+
+    /// <summary>Keys returned ahead of every block because they are far from the key mean.</summary>
+    public int OutlierCount => _outliers.Count;
 
     /// <inheritdoc />
     public int Dimension { get; }
@@ -45,7 +61,7 @@ public sealed class BlockSummaryIndex : IKeyIndex
     public int BlockCount => (Count + _blockSize - 1) / _blockSize;
 
     /// <inheritdoc />
-    public long MemoryBytes => (_min.Capacity + _max.Capacity + _sum.Capacity) * (long)sizeof(float) + _positions.Capacity * (long)sizeof(long);
+    public long MemoryBytes => (_min.Capacity + _max.Capacity + _sum.Capacity + _mean.Length) * (long)sizeof(float) + _positions.Capacity * (long)sizeof(long) + _outliers.Capacity * 2L * sizeof(int);
 
     /// <summary>The mean key of block <paramref name="block"/> (its centroid), for plans that rank by it.</summary>
     public float[] MeanKey(int block)
@@ -63,6 +79,9 @@ public sealed class BlockSummaryIndex : IKeyIndex
         _max.Clear();
         _sum.Clear();
         _positions.Clear();
+        _outliers.Clear();
+        _outlierRows.Clear();
+        _mean = [];
         Extend(keys, positions);
     }
 
@@ -71,6 +90,7 @@ public sealed class BlockSummaryIndex : IKeyIndex
     {
         KeyRows.CheckShape(keys, positions, Dimension);
         int d = Dimension;
+        FindOutliers(keys, positions.Length);
         for (int i = 0; i < positions.Length; i++)
         {
             int row = Count;
@@ -128,17 +148,28 @@ public sealed class BlockSummaryIndex : IKeyIndex
                 bounds[b] = TensorPrimitives.Sum(lo);
             }
 
-            int wanted = Math.Min(blocks, (budget + _blockSize - 1) / _blockSize + 1);
-            int ranked = TopKSelector.Select(bounds, wanted, order.AsSpan(0, blocks));
             int written = 0;
             ReadOnlySpan<long> all = CollectionsMarshal.AsSpan(_positions);
+            foreach (int row in _outliers)
+            {
+                if (written < budget)
+                {
+                    positions[written++] = all[row];
+                }
+            }
+
+            int wanted = Math.Min(blocks, (budget - written + _blockSize - 1) / _blockSize + 1);
+            int ranked = TopKSelector.Select(bounds, wanted, order.AsSpan(0, blocks));
             for (int i = 0; i < ranked && written < budget; i++)
             {
                 int first = order[i] * _blockSize;
                 int last = Math.Min(Count, first + _blockSize);
                 for (int r = first; r < last && written < budget; r++)
                 {
-                    positions[written++] = all[r];
+                    if (_outlierRows.Count == 0 || !_outlierRows.Contains(r))
+                    {
+                        positions[written++] = all[r];
+                    }
                 }
             }
 
@@ -161,6 +192,9 @@ public sealed class BlockSummaryIndex : IKeyIndex
         IndexFormat.WriteArray<float>(w, CollectionsMarshal.AsSpan(_max));
         IndexFormat.WriteArray<float>(w, CollectionsMarshal.AsSpan(_sum));
         IndexFormat.WriteArray<long>(w, CollectionsMarshal.AsSpan(_positions));
+        IndexFormat.WriteArray<int>(w, CollectionsMarshal.AsSpan(_outliers));
+        IndexFormat.WriteArray<float>(w, _mean);
+        w.Write(_spread);
     }
 
     /// <summary>Reads the payload written by <see cref="Save"/> after the header.</summary>
@@ -174,6 +208,12 @@ public sealed class BlockSummaryIndex : IKeyIndex
         _sum.AddRange(IndexFormat.ReadArray<float>(r));
         _positions.Clear();
         _positions.AddRange(IndexFormat.ReadArray<long>(r));
+        _outliers.Clear();
+        _outliers.AddRange(IndexFormat.ReadArray<int>(r));
+        _outlierRows.Clear();
+        _outlierRows.UnionWith(_outliers);
+        _mean = IndexFormat.ReadArray<float>(r);
+        _spread = r.ReadSingle();
         if (_min.Count != BlockCount * Dimension || _max.Count != _min.Count || _sum.Count != _min.Count)
         {
             throw new InvalidDataException("block index stream: summaries do not match the row count");
@@ -183,6 +223,61 @@ public sealed class BlockSummaryIndex : IKeyIndex
     /// <inheritdoc />
     public void Dispose()
     {
+    }
+
+    /// <summary>
+    /// Flags the rows of a new batch (rows Count..) far from the key mean; the first batch fixes the mean
+    /// and the average squared distance, later batches are judged against them.
+    /// </summary>
+    private void FindOutliers(ReadOnlySpan<float> keys, int n)
+    {
+        int d = Dimension;
+        if (_outlierPermille == 0 || n == 0)
+        {
+            return;
+        }
+
+        var distances = new float[n];
+        if (_mean.Length == 0)
+        {
+            _mean = new float[d];
+            for (int i = 0; i < n; i++)
+            {
+                TensorPrimitives.Add(_mean, keys.Slice(i * d, d), _mean);
+            }
+
+            TensorPrimitives.Multiply(_mean, 1f / n, _mean);
+        }
+
+        double sum = 0;
+        for (int i = 0; i < n; i++)
+        {
+            float dist = TensorPrimitives.Distance(keys.Slice(i * d, d), _mean);
+            distances[i] = dist * dist;
+            sum += distances[i];
+        }
+
+        if (_spread == 0)
+        {
+            _spread = (float)(sum / n);
+        }
+
+        var far = new List<(float Distance, int Row)>();
+        for (int i = 0; i < n; i++)
+        {
+            if (distances[i] > OutlierFactor * _spread)
+            {
+                far.Add((distances[i], Count + i));
+            }
+        }
+
+        far.Sort((a, b) => b.Distance.CompareTo(a.Distance));
+        int cap = (int)Math.Max(1, (long)(Count + n) * _outlierPermille / 1000) - _outliers.Count;
+        for (int i = 0; i < far.Count && i < cap; i++)
+        {
+            _outliers.Add(far[i].Row);
+            _outlierRows.Add(far[i].Row);
+        }
     }
 
     private void CheckQuery(ReadOnlySpan<float> query)

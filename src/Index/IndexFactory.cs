@@ -2,7 +2,7 @@ namespace KvDb.Index;
 
 /// <summary>
 /// Builds indexes from spec strings so the optimizer, benchmarks and tests name them the same way:
-/// "block[:B=16]", "centroid[:L2,C=32,I=4,P=8]", "lsh[:K=10,L=150,T=2,Q=0]", "graph[:R=24,Q=256,N=2,E=8]",
+/// "block[:B=16,O=5]", "centroid[:L2,C=32,I=4,P=8,U=0]", "lsh[:K=10,L=150,T=2,Q=1]", "graph[:R=24,Q=256,N=2,E=8]",
 /// "faiss:HNSW32[,efc=40,ef=64]", "faiss:IVF[nlist][,nprobe=8]".
 /// </summary>
 public static class IndexFactory
@@ -17,14 +17,14 @@ public static class IndexFactory
         switch (s.Family)
         {
             case "block":
-                s.AllowOnly("B");
-                return new BlockSummaryIndex(dimension, s.Int("B", 16));
+                s.AllowOnly("B", "O");
+                return new BlockSummaryIndex(dimension, s.Int("B", 16), s.Int("O", 5));
             case "centroid":
-                s.AllowOnly("L", "C", "I", "P");
-                return new CentroidIndex(dimension, s.Int("L", 2), s.Int("C", 32), s.Int("I", 4), s.Int("P", 8));
+                s.AllowOnly("L", "C", "I", "P", "U");
+                return new CentroidIndex(dimension, s.Int("L", 2), s.Int("C", 32), s.Int("I", 4), s.Int("P", 8), s.Int("U", 0) != 0);
             case "lsh":
                 s.AllowOnly("K", "L", "T", "S", "Q", "R");
-                return new LshIndex(dimension, s.Int("K", 10), s.Int("L", 150), s.Int("T", 2), (ulong)s.Int("S", 0x51A4), s.Int("Q", 0) != 0, s.Int("R", 100));
+                return new LshIndex(dimension, s.Int("K", 10), s.Int("L", 150), s.Int("T", 2), (ulong)s.Int("S", 0x51A4), s.Int("Q", 1) != 0, s.Int("R", 100));
             case "graph":
                 s.AllowOnly("R", "Q", "N", "E");
                 return new AttentionGraphIndex(dimension, s.Int("R", 24), s.Int("Q", 256), s.Int("N", 2), s.Int("E", 8));
@@ -41,6 +41,19 @@ public static class IndexFactory
             default:
                 throw new ArgumentException($"unknown index family \"{s.Family}\" in \"{spec}\"; known: block, centroid, lsh, graph, faiss");
         }
+    }
+
+    /// <summary>
+    /// Default search parameters of a family for a context of <paramref name="tokens"/> keys: 2% of them
+    /// (at least 64), except LSH, whose collision counts rank coarsely and which MagicPIG runs at a few
+    /// percent of tokens anyway: 4%.
+    /// </summary>
+    public static SearchParameters DefaultParameters(string spec, long tokens)
+    {
+        SearchParameters defaults = SearchParameters.ForTokens(tokens);
+        return IndexSpec.Parse(spec).Family == "lsh"
+            ? defaults with { Budget = (int)Math.Min(tokens, 2L * defaults.Budget) }
+            : defaults;
     }
 
     /// <summary>Restores an index written by <see cref="IKeyIndex.Save"/>.</summary>

@@ -37,6 +37,7 @@ public sealed class LshIndex : IQueryGuidedIndex
     private int[] _bucketStart = [];  // [tables, 2^bits + 1]
     private int[] _bucketRows = [];   // [tables, n]
     private int _count;
+    private float _maxNorm = 1;
 
     /// <summary>Creates an empty index with K bits per table, L tables and sampling threshold T.</summary>
     public LshIndex(int dimension, int bits = 10, int tables = 150, int threshold = 2, ulong seed = 0x51A4, bool queryShaped = false, int ridgePercent = 100)
@@ -157,6 +158,7 @@ public sealed class LshIndex : IQueryGuidedIndex
         }
 
         _count = 0;
+        _maxNorm = 1e-6f;
         _codes = [];
         _norms = [];
         _positions = [];
@@ -194,7 +196,10 @@ public sealed class LshIndex : IQueryGuidedIndex
             int distinct = Collide(query, counts, touched, out long entries);
             for (int i = 0; i < distinct; i++)
             {
-                scores[i] = counts[touched[i]];
+                // Ties in collision count are broken by the key's (metric) norm: at equal angle a longer
+                // key has the larger score, and counts tie a lot with L in the hundreds.
+                int row = touched[i];
+                scores[i] = counts[row] + 0.999f * _norms[row] / _maxNorm;
             }
 
             Span<int> best = touched.AsSpan(_count, budget);
@@ -338,6 +343,7 @@ public sealed class LshIndex : IQueryGuidedIndex
             throw new InvalidDataException("lsh index stream: tables do not match the spec");
         }
 
+        _maxNorm = _count == 0 ? 1 : Math.Max(1e-6f, TensorPrimitives.Max(_norms.AsSpan(0, _count)));
         RebuildBuckets();
     }
 
@@ -405,6 +411,10 @@ public sealed class LshIndex : IQueryGuidedIndex
         }
 
         SimHashKernel.Hash(centred, n, d, _planes, _bits, _tables, _codes.AsSpan(_count * _tables));
+        if (total > 0)
+        {
+            _maxNorm = Math.Max(_maxNorm, TensorPrimitives.Max(_norms.AsSpan(0, total)));
+        }
         positions.CopyTo(_positions.AsSpan(_count));
         _count = total;
         RebuildBuckets();

@@ -81,8 +81,14 @@ public sealed class IndexQualityHarness
     /// <summary>Test queries of a head, f32 [count, Dimension].</summary>
     public float[] Queries(int kvHead) => Head(kvHead).Queries;
 
+    /// <summary>Sample queries of a head (a different seed than the test queries), f32 [count, Dimension].</summary>
+    public float[] Samples(int kvHead) => Head(kvHead).Samples;
+
     /// <summary>Exact reference (output, lse) of test query <paramref name="q"/> of a head, in f64.</summary>
     public (double[] Output, double Lse) Exact(int kvHead, int q) => Head(kvHead).ExactOutput(q);
+
+    /// <summary>True when <paramref name="position"/> is in the exact top-k (k = 1% of tokens) of test query <paramref name="q"/>.</summary>
+    public bool InExactTopK(int kvHead, int q, long position) => Array.IndexOf(Head(kvHead).TopKOf(q), (int)position) >= 0;
 
     /// <summary>Creates and builds an index for one head, feeding sample queries to query-guided families.</summary>
     public IKeyIndex Build(string spec, int kvHead, out double buildMicros)
@@ -237,6 +243,8 @@ public sealed class IndexQualityHarness
         public int QueryCount => Queries.Length / _d;
 
         public ReadOnlySpan<float> Query(int q) => Queries.AsSpan(q * _d, _d);
+
+        public int[] TopKOf(int q) => _topK[q];
 
         public (double Recall, double Mass) Score(int q, ReadOnlySpan<long> candidates)
         {
