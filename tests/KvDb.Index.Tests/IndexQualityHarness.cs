@@ -134,10 +134,12 @@ public sealed class IndexQualityHarness
     {
         var sums = new QualityReport[sweep.Count];
         double buildPer1K = 0;
+        double memory = 0;
         foreach (HeadData head in _heads)
         {
             using IKeyIndex index = Build(spec, head.KvHead, out double micros);
             buildPer1K += micros / (Tokens / 1000.0);
+            memory += index.MemoryBytes;
             for (int i = 0; i < sweep.Count; i++)
             {
                 QualityReport r = Measure(index, head.KvHead, sweep[i]);
@@ -159,6 +161,7 @@ public sealed class IndexQualityHarness
             Recall = s.Recall / heads,
             Mass = s.Mass / heads,
             BuildMicrosPer1K = buildPer1K / heads,
+            MemoryBytes = (long)(memory / heads),
         }).ToArray();
     }
 
@@ -292,4 +295,8 @@ public sealed class IndexQualityHarness
 /// Quality of one (spec, parameters) on the synthetic workload: fraction of keys scanned (key-sized vectors
 /// scored, summaries included) and attended, top-k recall, softmax mass captured, build µs per 1K tokens.
 /// </summary>
-public sealed record QualityReport(string Spec, int Tokens, SearchParameters Parameters, double ScannedFraction, double AttendedFraction, double Recall, double Mass, double BuildMicrosPer1K);
+public sealed record QualityReport(string Spec, int Tokens, SearchParameters Parameters, double ScannedFraction, double AttendedFraction, double Recall, double Mass, double BuildMicrosPer1K)
+{
+    /// <summary>Index bytes per head (set by <see cref="IndexQualityHarness.Evaluate"/>).</summary>
+    public long MemoryBytes { get; init; }
+}
