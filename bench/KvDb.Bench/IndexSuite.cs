@@ -91,7 +91,7 @@ public static class IndexSuite
                     yield return (family, "lsh", [new(k), new(2 * k), new(4 * k)]);
                     break;
                 case "graph":
-                    yield return (family, "graph", [new(k, 2 * k), new(k, 3 * k), new(k, 6 * k)]);
+                    yield return (family, "graph", [new(k, 2 * k), new(k, 3 * k), new(k, 4 * k), new(k, 6 * k)]);
                     break;
                 case "faiss":
                     yield return (family, "faiss:HNSW16", [new(k, 0, 2 * k), new(k, 0, 4 * k), new(k, 0, 8 * k)]);
