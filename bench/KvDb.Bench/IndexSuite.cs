@@ -11,7 +11,8 @@ namespace KvDb.Bench;
 /// 16 decode queries per query head, 512 sample queries per query head for the query-guided families),
 /// one JSON line per (family, budget, ctx): scanned_frac (key-sized vectors scored, summaries included,
 /// over ctx), attended_frac, recall (top-k, k = 1% of ctx), mass (softmax mass of the candidates),
-/// build_us_per_1k, index_bytes. Options: --ctx 32768,131072 --families block,centroid,lsh,graph,faiss.
+/// build_us_per_1k, index_bytes. Options: --ctx 32768,131072 --families block,centroid,lsh,graph,faiss
+/// --spec SPEC (replaces the default spec of SPEC's family, e.g. --spec graph:R=32).
 /// </summary>
 public static class IndexSuite
 {
@@ -20,6 +21,7 @@ public static class IndexSuite
     {
         int[] contexts = [32 * 1024, 128 * 1024];
         string[] families = ["block", "centroid", "lsh", "graph", "faiss"];
+        string? specOverride = null;
         for (int i = 0; i + 1 < args.Length; i += 2)
         {
             switch (args[i])
@@ -29,6 +31,9 @@ public static class IndexSuite
                     break;
                 case "--families":
                     families = args[i + 1].Split(',');
+                    break;
+                case "--spec":
+                    specOverride = args[i + 1];
                     break;
                 default:
                     throw new ArgumentException($"unknown option {args[i]}; use --ctx N[,N] and --families a,b");
@@ -43,8 +48,9 @@ public static class IndexSuite
                 queries: 16,
                 sampleQueries: 512);
             int k = harness.TopK;
-            foreach ((string family, string spec, SearchParameters[] sweep) in Plan(families, ctx, k))
+            foreach ((string family, string planned, SearchParameters[] sweep) in Plan(families, ctx, k))
             {
+                string spec = specOverride is not null && IndexSpec.Parse(specOverride).Family == family ? specOverride : planned;
                 if (family == "faiss" && !FaissIndex.IsAvailable)
                 {
                     Console.Error.WriteLine("index suite: libkvfaiss.so not built (src/Index/native/build.sh); skipping faiss");
