@@ -4,9 +4,8 @@ namespace KvDb.Index.Tests;
 
 /// <summary>
 /// The attention-aware graph against the exact top-k (k = 1% of tokens) on OOD decode queries. At 16K
-/// tokens it reaches recall ≈ 0.86 scanning 3.4% of keys (0.4% of that is the sample-query centroids) and
-/// ≥ 0.9 scanning ≈ 6%; the ≤ 3% target is for longer contexts, where the fixed costs (entry points,
-/// centroids) shrink relative to n — the bench reports 32K and 128K.
+/// tokens a 3% scan budget gives recall 0.885 and 0.910 on the two heads (0.90 on average; the bench
+/// has 0.911 at 32K), 6% gives ≥ 0.97; Faiss HNSW on the same keys stays below 0.82 at 32% scanned.
 /// </summary>
 [Collection(WorkloadCollection.Name)]
 public sealed class GraphRecallTests
@@ -25,18 +24,22 @@ public sealed class GraphRecallTests
     {
         IndexQualityHarness h = _fixture.Harness;
         int k = h.TopK;
+        double recallSum = 0;
         foreach (int kv in h.KvHeads)
         {
             IKeyIndex graph = _fixture.Index("graph", kv);
             QualityReport tight = h.Measure(graph, kv, new SearchParameters(k, 3 * k));
             QualityReport wide = h.Measure(graph, kv, new SearchParameters(k, 6 * k));
             _output.WriteLine($"head {kv}: scan 3k → {tight.ScannedFraction:P2} scanned, recall {tight.Recall:F3}, mass {tight.Mass:F3}; scan 6k → {wide.ScannedFraction:P2}, recall {wide.Recall:F3}");
-            Assert.True(tight.ScannedFraction <= 0.035, $"scanned {tight.ScannedFraction:P2}");
-            Assert.True(tight.Recall >= 0.8, $"recall {tight.Recall:F3} at {tight.ScannedFraction:P2} scanned");
-            Assert.True(wide.ScannedFraction <= 0.065, $"scanned {wide.ScannedFraction:P2}");
-            Assert.True(wide.Recall >= 0.9, $"recall {wide.Recall:F3} at {wide.ScannedFraction:P2} scanned");
+            Assert.True(tight.ScannedFraction <= 0.0305, $"scanned {tight.ScannedFraction:P2}");
+            Assert.True(tight.Recall >= 0.85, $"recall {tight.Recall:F3} at {tight.ScannedFraction:P2} scanned");
+            Assert.True(wide.ScannedFraction <= 0.061, $"scanned {wide.ScannedFraction:P2}");
+            Assert.True(wide.Recall >= 0.95, $"recall {wide.Recall:F3} at {wide.ScannedFraction:P2} scanned");
             Assert.True(tight.Mass >= 0.85, $"softmax mass {tight.Mass:F3}");
+            recallSum += tight.Recall;
         }
+
+        Assert.True(recallSum / h.KvHeads.Count >= 0.89, $"mean recall {recallSum / h.KvHeads.Count:F3} at 3% scanned");
     }
 
     [Fact]
