@@ -93,6 +93,26 @@ public sealed unsafe class GatheredAttentionKernelTests
         Assert.All(output, x => Assert.Equal(0f, x));
     }
 
+    [Theory]
+    [InlineData(KvDType.F32)]
+    [InlineData(KvDType.BF16)]
+    public void Block_reader_returns_a_heads_rows_in_position_order(KvDType dtype)
+    {
+        using var layer = new GatheredLayer(dtype, tokens: 150, capacity: 64);
+        Assert.Equal(150, KvBlockReader.CountRows(layer.Blocks));
+        var rows = new float[150 * 32];
+        var positions = new long[150];
+        int n = KvBlockReader.ReadHeadRows(layer.Geometry, layer.Blocks, 1, values: false, rows, positions);
+        Assert.Equal(150, n);
+        long[] all = Enumerable.Range(0, 150).Select(i => (long)i).ToArray();
+        Assert.Equal(all, positions);
+        (float[] keys, _) = layer.Rows(all);
+        for (int t = 0; t < 150; t++)
+        {
+            Assert.Equal(keys.AsSpan((t * 2 + 1) * 32, 32).ToArray(), rows.AsSpan(t * 32, 32).ToArray());
+        }
+    }
+
     private static void GeometryOf(GatheredLayer layer, out int hq, out int hkv, out int d)
     {
         hq = layer.Geometry.NumQueryHeads;
