@@ -54,4 +54,44 @@ public static unsafe class KvBlockReader
 
         return row;
     }
+
+    /// <summary>
+    /// Gathers the head's rows at <paramref name="positions"/> (ascending) as f32 [positions.Length, HeadDim]
+    /// into <paramref name="destination"/>; throws when a position is in no block.
+    /// </summary>
+    public static void ReadHeadRowsAt(in AttentionGeometry geometry, ReadOnlySpan<KvBlockRef> blocks, int kvHead, bool values, ReadOnlySpan<long> positions, Span<float> destination)
+    {
+        geometry.Validate();
+        int d = geometry.HeadDim;
+        if ((uint)kvHead >= (uint)geometry.NumKvHeads || destination.Length < (long)positions.Length * d)
+        {
+            throw new ArgumentException("KV head out of range or destination shorter than positions × HeadDim");
+        }
+
+        int rowBytes = geometry.RowBytes;
+        long headOffset = kvHead * geometry.HeadStrideBytes;
+        int block = 0;
+        for (int i = 0; i < positions.Length; i++)
+        {
+            long p = positions[i];
+            if (block >= blocks.Length || p < blocks[block].Start)
+            {
+                block = 0;
+            }
+
+            while (block < blocks.Length && p >= blocks[block].Start + blocks[block].Tokens)
+            {
+                block++;
+            }
+
+            if (block >= blocks.Length || p < blocks[block].Start)
+            {
+                throw new ArgumentOutOfRangeException(nameof(positions), p, "position is not stored in any block of the layer");
+            }
+
+            KvBlockRef b = blocks[block];
+            nint row = (values ? b.Values : b.Keys) + (nint)(headOffset + (p - b.Start) * rowBytes);
+            ElementConversion.ToSingle(geometry.DType, new ReadOnlySpan<byte>((void*)row, rowBytes), destination.Slice(i * d, d));
+        }
+    }
 }

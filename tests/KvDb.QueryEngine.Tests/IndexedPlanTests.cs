@@ -76,6 +76,40 @@ public sealed class IndexedPlanTests : IDisposable
     }
 
     [Fact]
+    public void Lsh_sampling_with_exact_heavy_hitters_matches_exact()
+    {
+        using LayerSnapshot layer = _store.OpenLayer(_context, 0);
+        float[] samples = _workload.Queries(256, 99);
+        using LayerIndexes lsh = LayerIndexes.Build(layer, "lsh:Q=0", samples);
+        using LayerIndexes graph = LayerIndexes.Build(layer, "graph", samples);
+        const int q = 2;
+        float[] queries = _workload.Queries(q, 5);
+        var request = new AttentionQuery(_context, 0, queries, q, 0, 0, new PlanRequest(PlanKind.LshSampling), ReturnSelection: false);
+        var sampled = new float[queries.Length];
+        var sampledLse = new float[q * 8];
+        AttentionCounters counters = new LshSamplingPlan(lsh, graph).Execute(layer, request, sampled, sampledLse);
+        var exact = new float[queries.Length];
+        var exactLse = new float[q * 8];
+        new ExactPlan().Execute(layer, request, exact, exactLse);
+        double error = RelativeL2(sampled, exact);
+        double lseError = 0;
+        for (int i = 0; i < exactLse.Length; i++)
+        {
+            lseError = Math.Max(lseError, Math.Abs(sampledLse[i] - exactLse[i]));
+        }
+
+        double attended = (double)counters.TokensAttended / (2L * q * Tokens);
+        _output.WriteLine($"LSH sampling + graph heavy hitters: rel-L2 {error:F4}, max |Δlse| {lseError:F4}, gathered {attended:P2} of (token, KV head) pairs");
+        Assert.True(error <= 0.1, $"relative L2 error {error:F4}");
+        Assert.True(lseError <= 0.2, $"LSE error {lseError:F4}");
+
+        // Without heavy hitters the same plan still runs (sinks exact, everything else sampled).
+        var pure = new float[queries.Length];
+        new LshSamplingPlan(lsh).Execute(layer, request, pure, new float[q * 8]);
+        Assert.All(pure, x => Assert.True(float.IsFinite(x)));
+    }
+
+    [Fact]
     public void Tokens_appended_after_the_index_build_are_attended_exactly()
     {
         LayerIndexes indexes;
