@@ -9,7 +9,7 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPE
 
 ensure_native() {
   # Optional native parts (Faiss shim). Each script installs its own apt packages; failures leave the managed build usable.
-  for script in native/*/build.sh; do
+  for script in src/*/native/build.sh; do
     [ -e "$script" ] || continue
     bash "$script" || echo "kvdb.sh: $script failed; tests that need it will be skipped" >&2
   done

@@ -18,6 +18,9 @@ switch (suite)
     case "recovery":
         await RecoverySuite.RunAsync(rest);
         return 0;
+    case "index":
+        IndexSuite.Run(rest);
+        return 0;
     default:
         Console.Error.WriteLine("usage: dotnet run -c Release --project bench/KvDb.Bench -- SUITE [options]");
         Console.Error.WriteLine("suites:");
@@ -25,5 +28,6 @@ switch (suite)
         Console.Error.WriteLine("  ingest            AppendKv of a 128K-token, 4-layer bf16 context vs raw loopback gRPC bytes");
         Console.Error.WriteLine("  prefix            LookupPrefix latency of a 128K-token prefix");
         Console.Error.WriteLine("  recovery          restart time after a crash with ~1 GB stored");
+        Console.Error.WriteLine("  index [--ctx N,M] [--spec S]   index quality: scanned fraction, recall@1%, softmax mass, build time per family and budget");
         return 2;
 }

@@ -9,4 +9,14 @@ public enum PlanKind
     Auto = 1,
     /// <summary>Every stored token outside the exclude range.</summary>
     Exact = 2,
+    /// <summary>Quest block summaries: the blocks with the highest q·k upper bound (IndexedPlan over "block").</summary>
+    BlockTopK = 3,
+    /// <summary>Hierarchical centroids: members of the best clusters, rescored exactly (IndexedPlan over "centroid:L2").</summary>
+    CentroidTopK = 4,
+    /// <summary>SimHash LSH: keys colliding most often with the query (IndexedPlan over "lsh").</summary>
+    LshTopK = 5,
+    /// <summary>Attention-aware ANN graph top-k (IndexedPlan over "graph").</summary>
+    AnnTopK = 6,
+    /// <summary>MagicPIG importance sampling over SimHash LSH, heavy hitters exact (LshSamplingPlan).</summary>
+    LshSampling = 7,
 }

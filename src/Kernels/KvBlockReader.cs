@@ -1,0 +1,97 @@
+namespace KvDb.Kernels;
+
+/// <summary>
+/// Copies one KV head's key (or value) rows out of a layer's blocks as f32 rows in position order: the
+/// input an index build needs. Widening happens per row, so any dtype the store holds works.
+/// </summary>
+public static unsafe class KvBlockReader
+{
+    /// <summary>Rows of <paramref name="kvHead"/> across <paramref name="blocks"/> (sum of their Tokens).</summary>
+    public static long CountRows(ReadOnlySpan<KvBlockRef> blocks)
+    {
+        long rows = 0;
+        foreach (ref readonly KvBlockRef b in blocks)
+        {
+            rows += b.Tokens;
+        }
+
+        return rows;
+    }
+
+    /// <summary>
+    /// Writes the head's rows f32 [rows, HeadDim] into <paramref name="destination"/> and their sequence
+    /// positions into <paramref name="positions"/>; returns the row count.
+    /// </summary>
+    public static int ReadHeadRows(in AttentionGeometry geometry, ReadOnlySpan<KvBlockRef> blocks, int kvHead, bool values, Span<float> destination, Span<long> positions)
+    {
+        geometry.Validate();
+        if ((uint)kvHead >= (uint)geometry.NumKvHeads)
+        {
+            throw new ArgumentOutOfRangeException(nameof(kvHead), kvHead, $"KV head must be in [0, {geometry.NumKvHeads})");
+        }
+
+        int d = geometry.HeadDim;
+        int rowBytes = geometry.RowBytes;
+        long headOffset = kvHead * geometry.HeadStrideBytes;
+        int row = 0;
+        foreach (ref readonly KvBlockRef b in blocks)
+        {
+            if (row + b.Tokens > positions.Length || (long)(row + b.Tokens) * d > destination.Length)
+            {
+                throw new ArgumentException("destination or positions are too short for the blocks' rows");
+            }
+
+            nint region = (values ? b.Values : b.Keys) + (nint)headOffset;
+            var source = new ReadOnlySpan<byte>((void*)region, b.Tokens * rowBytes);
+            ElementConversion.ToSingle(geometry.DType, source, destination.Slice(row * d, b.Tokens * d));
+            for (int t = 0; t < b.Tokens; t++)
+            {
+                positions[row + t] = b.Start + t;
+            }
+
+            row += b.Tokens;
+        }
+
+        return row;
+    }
+
+    /// <summary>
+    /// Gathers the head's rows at <paramref name="positions"/> (ascending) as f32 [positions.Length, HeadDim]
+    /// into <paramref name="destination"/>; throws when a position is in no block.
+    /// </summary>
+    public static void ReadHeadRowsAt(in AttentionGeometry geometry, ReadOnlySpan<KvBlockRef> blocks, int kvHead, bool values, ReadOnlySpan<long> positions, Span<float> destination)
+    {
+        geometry.Validate();
+        int d = geometry.HeadDim;
+        if ((uint)kvHead >= (uint)geometry.NumKvHeads || destination.Length < (long)positions.Length * d)
+        {
+            throw new ArgumentException("KV head out of range or destination shorter than positions × HeadDim");
+        }
+
+        int rowBytes = geometry.RowBytes;
+        long headOffset = kvHead * geometry.HeadStrideBytes;
+        int block = 0;
+        for (int i = 0; i < positions.Length; i++)
+        {
+            long p = positions[i];
+            if (block >= blocks.Length || p < blocks[block].Start)
+            {
+                block = 0;
+            }
+
+            while (block < blocks.Length && p >= blocks[block].Start + blocks[block].Tokens)
+            {
+                block++;
+            }
+
+            if (block >= blocks.Length || p < blocks[block].Start)
+            {
+                throw new ArgumentOutOfRangeException(nameof(positions), p, "position is not stored in any block of the layer");
+            }
+
+            KvBlockRef b = blocks[block];
+            nint row = (values ? b.Values : b.Keys) + (nint)(headOffset + (p - b.Start) * rowBytes);
+            ElementConversion.ToSingle(geometry.DType, new ReadOnlySpan<byte>((void*)row, rowBytes), destination.Slice(i * d, d));
+        }
+    }
+}

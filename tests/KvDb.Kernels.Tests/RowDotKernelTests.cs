@@ -1,0 +1,141 @@
+using KvDb.Workload;
+
+namespace KvDb.Kernels.Tests;
+
+public sealed class RowDotKernelTests
+{
+    [Theory]
+    [InlineData(7)]
+    [InlineData(16)]
+    [InlineData(128)]
+    [InlineData(130)]
+    public void Scores_and_gathered_scores_match_a_scalar_dot(int d)
+    {
+        const int n = 37;
+        var rng = new DeterministicRandom((ulong)d);
+        float[] rows = Random(ref rng, n * d);
+        float[] query = Random(ref rng, d);
+        var scores = new float[n];
+        RowDotKernel.Scores(query, rows, scores);
+        for (int i = 0; i < n; i++)
+        {
+            Assert.Equal(Dot(query, rows.AsSpan(i * d, d)), scores[i], 3e-4 * d);
+        }
+
+        int[] indices = [5, 0, 36, 5, 17, 2, 9];
+        var gathered = new float[indices.Length];
+        RowDotKernel.GatheredScores(query, rows, indices, gathered);
+        for (int j = 0; j < indices.Length; j++)
+        {
+            Assert.Equal(scores[indices[j]], gathered[j], 1e-3);
+        }
+
+        Assert.Throws<ArgumentOutOfRangeException>(() => RowDotKernel.GatheredScores(query, rows, [n], new float[1]));
+    }
+
+    [Fact]
+    public void KMeans_assignment_picks_the_nearest_centroid()
+    {
+        const int d = 24;
+        const int n = 200;
+        const int k = 9;
+        var rng = new DeterministicRandom(3);
+        float[] points = Random(ref rng, n * d);
+        float[] centroids = Random(ref rng, k * d);
+        var assignment = new int[n];
+        double objective = KMeansAssignKernel.Assign(points, centroids, d, assignment);
+        double expectedObjective = 0;
+        for (int i = 0; i < n; i++)
+        {
+            double best = double.MaxValue;
+            int arg = -1;
+            for (int c = 0; c < k; c++)
+            {
+                double dist = 0;
+                for (int j = 0; j < d; j++)
+                {
+                    double diff = points[i * d + j] - centroids[c * d + j];
+                    dist += diff * diff;
+                }
+
+                if (dist < best)
+                {
+                    best = dist;
+                    arg = c;
+                }
+            }
+
+            Assert.Equal(arg, assignment[i]);
+            expectedObjective += best;
+        }
+
+        Assert.Equal(expectedObjective, objective, expectedObjective * 1e-4);
+    }
+
+    [Theory]
+    [InlineData(1, 8, 20)]
+    [InlineData(8, 10, 150)]
+    [InlineData(13, 3, 7)]
+    public void SimHash_codes_are_the_signs_of_the_projections(int count, int bits, int tables)
+    {
+        const int d = 40;
+        var rng = new DeterministicRandom((ulong)(count * 1000 + bits));
+        int planes = bits * tables;
+        float[] planesT = Random(ref rng, d * planes);
+        float[] rows = Random(ref rng, count * d);
+        var codes = new ushort[count * tables];
+        SimHashKernel.Hash(rows, count, d, planesT, bits, tables, codes);
+        int mismatches = 0;
+        for (int i = 0; i < count; i++)
+        {
+            for (int t = 0; t < tables; t++)
+            {
+                int expected = 0;
+                for (int b = 0; b < bits; b++)
+                {
+                    double projection = 0;
+                    for (int j = 0; j < d; j++)
+                    {
+                        projection += (double)rows[i * d + j] * planesT[j * planes + t * bits + b];
+                    }
+
+                    // A projection within rounding of 0 may legitimately land on either side.
+                    if (Math.Abs(projection) < 1e-4)
+                    {
+                        expected |= codes[i * tables + t] & (1 << b);
+                    }
+                    else if (projection >= 0)
+                    {
+                        expected |= 1 << b;
+                    }
+                }
+
+                mismatches += expected == codes[i * tables + t] ? 0 : 1;
+            }
+        }
+
+        Assert.Equal(0, mismatches);
+    }
+
+    private static float[] Random(ref DeterministicRandom rng, int n)
+    {
+        var v = new float[n];
+        for (int i = 0; i < n; i++)
+        {
+            v[i] = (float)rng.NextGaussian();
+        }
+
+        return v;
+    }
+
+    private static double Dot(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
+    {
+        double s = 0;
+        for (int i = 0; i < a.Length; i++)
+        {
+            s += (double)a[i] * b[i];
+        }
+
+        return s;
+    }
+}

@@ -1,0 +1,158 @@
+using KvDb.Kernels;
+using KvDb.Store;
+using KvDb.Workload;
+using Xunit.Abstractions;
+
+namespace KvDb.QueryEngine.Tests;
+
+/// <summary>
+/// Sparse plans over real store blocks (bf16, 64-token blocks): the engine excludes its local window,
+/// KvDb answers the rest from an index, and the merged answer must match exact attention.
+/// </summary>
+public sealed class IndexedPlanTests : IDisposable
+{
+    private const int Tokens = 8192;
+    private const int Window = 256;
+    private readonly InMemoryKvStore _store = new(new StoreOptions { CpuBudgetBytes = 256L << 20 });
+    private readonly SyntheticWorkload _workload = new(new SyntheticWorkloadOptions { Tokens = Tokens, NumKvHeads = 2, NumQueryHeads = 8 });
+    private readonly ITestOutputHelper _output;
+    private readonly string _context;
+
+    public IndexedPlanTests(ITestOutputHelper output)
+    {
+        _output = output;
+        _store.CreateModel(new ModelSchema("synthetic", 1, 8, 2, 128, KvDType.BF16, 64, 0));
+        _context = _store.CreateContext("synthetic", "test", null, ReadOnlySpan<int>.Empty).Id;
+        using IAppendTransaction tx = _store.BeginAppend(_context);
+        var ids = new int[Tokens];
+        _workload.FillTokenIds(0, ids);
+        tx.Append(0, ids, _workload.KeyBytes(KvDType.BF16, 0, Tokens), _workload.ValueBytes(KvDType.BF16, 0, Tokens));
+        tx.Commit();
+    }
+
+    [Theory]
+    [InlineData(PlanKind.BlockTopK)]
+    [InlineData(PlanKind.CentroidTopK)]
+    [InlineData(PlanKind.LshTopK)]
+    [InlineData(PlanKind.AnnTopK)]
+    public void Sparse_answer_merged_with_the_local_window_matches_exact(PlanKind kind)
+    {
+        using LayerSnapshot layer = _store.OpenLayer(_context, 0);
+        using LayerIndexes indexes = LayerIndexes.Build(layer, IndexedPlan.SpecFor(kind), _workload.Queries(256, 99));
+        var plan = new IndexedPlan(indexes);
+        const int q = 2;
+        float[] queries = _workload.Queries(q, 5);
+        var request = new AttentionQuery(_context, 0, queries, q, Tokens - Window, Tokens, new PlanRequest(kind), ReturnSelection: false);
+
+        var sparse = new float[queries.Length];
+        var sparseLse = new float[q * 8];
+        AttentionCounters counters = plan.Execute(layer, request, sparse, sparseLse);
+
+        // The engine's own local window, exactly, merged with KvDb's partial.
+        var window = new float[queries.Length];
+        var windowLse = new float[q * 8];
+        long[] windowPositions = Enumerable.Range(Tokens - Window, Window).Select(i => (long)i).ToArray();
+        for (int kv = 0; kv < 2; kv++)
+        {
+            GatheredAttentionKernel.Run(layer.Model.Geometry, layer.Blocks, kv, windowPositions, queries, q, ReadOnlySpan<float>.Empty, window, windowLse);
+        }
+
+        PartialAttention.MergeInto(sparse, sparseLse, window, windowLse);
+        var exact = new float[queries.Length];
+        var exactLse = new float[q * 8];
+        new ExactPlan().Execute(layer, request with { ExcludeStart = 0, ExcludeEnd = 0 }, exact, exactLse);
+
+        double error = RelativeL2(sparse, exact);
+        double attended = (double)counters.TokensAttended / (2L * q * Tokens);
+        _output.WriteLine($"{kind}: merged rel-L2 {error:F4}, attended {attended:P2} of (token, KV head) pairs, scored {counters.TokensScored}");
+        Assert.True(error <= 0.25, $"{kind}: merged relative L2 error {error:F4}");
+        Assert.True(attended <= 0.10, $"{kind}: attended {attended:P2}");
+
+        (long[] selected, int[] counts) = plan.Selection(layer, request);
+        Assert.Equal(2, counts.Length);
+        Assert.Equal(selected.Length, counts.Sum());
+        Assert.Contains(0L, selected);
+        Assert.DoesNotContain(selected, p => p >= Tokens - Window);
+    }
+
+    [Fact]
+    public void Lsh_sampling_with_exact_heavy_hitters_matches_exact()
+    {
+        using LayerSnapshot layer = _store.OpenLayer(_context, 0);
+        float[] samples = _workload.Queries(256, 99);
+        using LayerIndexes lsh = LayerIndexes.Build(layer, "lsh:Q=0", samples);
+        using LayerIndexes graph = LayerIndexes.Build(layer, "graph", samples);
+        const int q = 2;
+        float[] queries = _workload.Queries(q, 5);
+        var request = new AttentionQuery(_context, 0, queries, q, 0, 0, new PlanRequest(PlanKind.LshSampling), ReturnSelection: false);
+        var sampled = new float[queries.Length];
+        var sampledLse = new float[q * 8];
+        AttentionCounters counters = new LshSamplingPlan(lsh, graph).Execute(layer, request, sampled, sampledLse);
+        var exact = new float[queries.Length];
+        var exactLse = new float[q * 8];
+        new ExactPlan().Execute(layer, request, exact, exactLse);
+        double error = RelativeL2(sampled, exact);
+        double lseError = 0;
+        for (int i = 0; i < exactLse.Length; i++)
+        {
+            lseError = Math.Max(lseError, Math.Abs(sampledLse[i] - exactLse[i]));
+        }
+
+        double attended = (double)counters.TokensAttended / (2L * q * Tokens);
+        _output.WriteLine($"LSH sampling + graph heavy hitters: rel-L2 {error:F4}, max |Δlse| {lseError:F4}, gathered {attended:P2} of (token, KV head) pairs");
+        Assert.True(error <= 0.1, $"relative L2 error {error:F4}");
+        Assert.True(lseError <= 0.2, $"LSE error {lseError:F4}");
+
+        // Without heavy hitters the same plan still runs (sinks exact, everything else sampled).
+        var pure = new float[queries.Length];
+        new LshSamplingPlan(lsh).Execute(layer, request, pure, new float[q * 8]);
+        Assert.All(pure, x => Assert.True(float.IsFinite(x)));
+    }
+
+    [Fact]
+    public void Tokens_appended_after_the_index_build_are_attended_exactly()
+    {
+        LayerIndexes indexes;
+        using (LayerSnapshot before = _store.OpenLayer(_context, 0))
+        {
+            indexes = LayerIndexes.Build(before, "block");
+        }
+
+        using (indexes)
+        {
+            using (IAppendTransaction tx = _store.BeginAppend(_context))
+            {
+                var extra = new SyntheticWorkload(_workload.Options with { Tokens = Tokens + 100 });
+                tx.Append(0, new int[100], extra.KeyBytes(KvDType.BF16, Tokens, 100), extra.ValueBytes(KvDType.BF16, Tokens, 100));
+                tx.Commit();
+            }
+
+            using LayerSnapshot after = _store.OpenLayer(_context, 0);
+            var plan = new IndexedPlan(indexes);
+            var request = new AttentionQuery(_context, 0, _workload.Queries(1, 3), 1, 0, 0, new PlanRequest(PlanKind.BlockTopK, Budget: 64), ReturnSelection: true);
+            long[] positions = plan.Select(after, request, 0, out _);
+            for (long p = Tokens; p < Tokens + 100; p++)
+            {
+                Assert.Contains(p, positions);
+            }
+
+            Assert.Contains(3L, positions);
+        }
+    }
+
+    public void Dispose() => _store.Dispose();
+
+    private static double RelativeL2(float[] actual, float[] expected)
+    {
+        double num = 0;
+        double den = 0;
+        for (int i = 0; i < expected.Length; i++)
+        {
+            double diff = actual[i] - expected[i];
+            num += diff * diff;
+            den += (double)expected[i] * expected[i];
+        }
+
+        return Math.Sqrt(num / den);
+    }
+}
