@@ -66,7 +66,7 @@ internal static class ExactSuite
     }
 
     /// <summary>Median wall time of <paramref name="iterations"/> calls after a warm-up, in microseconds.</summary>
-    private static double Measure(int iterations, Action action)
+    internal static double Measure(int iterations, Action action)
     {
         for (int i = 0; i < WarmupIterations; i++)
         {

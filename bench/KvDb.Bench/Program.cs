@@ -9,6 +9,9 @@ switch (suite)
     case "exact":
         ExactSuite.Run(rest, Console.Out);
         return 0;
+    case "kernels":
+        KernelsSuite.Run(rest, Console.Out);
+        return 0;
     case "ingest":
         await IngestSuite.RunAsync(rest);
         return 0;
@@ -25,6 +28,7 @@ switch (suite)
         Console.Error.WriteLine("usage: dotnet run -c Release --project bench/KvDb.Bench -- SUITE [options]");
         Console.Error.WriteLine("suites:");
         Console.Error.WriteLine("  exact [ctx ...]   exact CPU attention over a bf16 context vs a streaming read of the same bytes");
+        Console.Error.WriteLine("  kernels [ctx ...] exact and 2%-gathered CPU attention vs streaming read (JSON: kernel, ctx, p50_us, bytes, achieved_gbps, reference_gbps, ratio)");
         Console.Error.WriteLine("  ingest            AppendKv of a 128K-token, 4-layer bf16 context vs raw loopback gRPC bytes");
         Console.Error.WriteLine("  prefix            LookupPrefix latency of a 128K-token prefix");
         Console.Error.WriteLine("  recovery          restart time after a crash with ~1 GB stored");

@@ -98,6 +98,118 @@ public static unsafe class ExactAttentionKernel
         return new AttentionCounters(pairs, pairs, bytes);
     }
 
+    /// <summary>
+    /// Exact attention restricted to a selection: for KV head h, the rows of
+    /// <paramref name="runs"/>[<paramref name="runOffsets"/>[h] .. <paramref name="runOffsets"/>[h + 1]) (see
+    /// <see cref="KvRowRun.TryFromPositions"/>). The same fused loops as full attention, so a gathered query
+    /// reads its rows at streaming speed; KV heads run in parallel when there is enough work.
+    /// </summary>
+    public static AttentionCounters RunSelected(
+        in AttentionGeometry geometry,
+        ReadOnlySpan<KvBlockRef> blocks,
+        ReadOnlySpan<KvRowRun> runs,
+        ReadOnlySpan<int> runOffsets,
+        ReadOnlySpan<float> queries,
+        int numQueries,
+        Span<float> output,
+        Span<float> lse)
+    {
+        geometry.Validate();
+        int hq = geometry.NumQueryHeads;
+        int d = geometry.HeadDim;
+        if (numQueries <= 0 || queries.Length != (long)numQueries * hq * d || output.Length != queries.Length || lse.Length != numQueries * hq)
+        {
+            throw new ArgumentException($"queries and output must hold {numQueries}×{hq}×{d} floats and lse {numQueries}×{hq}");
+        }
+
+        if (runOffsets.Length != geometry.NumKvHeads + 1 || runOffsets[0] != 0 || runOffsets[^1] != runs.Length)
+        {
+            throw new ArgumentException("runOffsets must hold num_kv_heads + 1 ascending offsets from 0 to runs.Length");
+        }
+
+        long rowsTotal = 0;
+        for (int h = 0; h < geometry.NumKvHeads; h++)
+        {
+            if (runOffsets[h + 1] < runOffsets[h])
+            {
+                throw new ArgumentException("runOffsets must ascend");
+            }
+
+            for (int r = runOffsets[h]; r < runOffsets[h + 1]; r++)
+            {
+                KvRowRun run = runs[r];
+                if ((uint)run.Block >= (uint)blocks.Length || run.First < 0 || run.Count <= 0 || run.First + run.Count > blocks[run.Block].Tokens)
+                {
+                    throw new ArgumentException($"run {r} ({run}) is outside the stored rows");
+                }
+
+                rowsTotal += run.Count;
+            }
+        }
+
+        AttentionGeometry g = geometry;
+        fixed (KvBlockRef* pBlocks = blocks)
+        fixed (KvRowRun* pRuns = runs)
+        fixed (int* pOffsets = runOffsets)
+        fixed (float* pQueries = queries)
+        fixed (float* pOutput = output)
+        fixed (float* pLse = lse)
+        {
+            var job = new HeadJob(g, pBlocks, blocks.Length, pQueries, numQueries, long.MinValue, long.MinValue, pOutput, pLse, FusedAttentionSegment.Supports(g.HeadDim), pRuns, pOffsets);
+            if (rowsTotal >= ParallelThreshold / 4 && g.NumKvHeads > 1 && Environment.ProcessorCount > 1)
+            {
+                Parallel.For(0, g.NumKvHeads, job.Run);
+            }
+            else
+            {
+                for (int h = 0; h < g.NumKvHeads; h++)
+                {
+                    job.Run(h);
+                }
+            }
+        }
+
+        long pairs = rowsTotal * numQueries;
+        return new AttentionCounters(pairs, pairs, rowsTotal * 2L * g.RowBytes);
+    }
+
+    /// <summary>One KV head's share of <see cref="RunSelected"/>: writes only that head's group of query heads.</summary>
+    internal static AttentionCounters RunSelectedHead(
+        in AttentionGeometry geometry,
+        ReadOnlySpan<KvBlockRef> blocks,
+        int kvHead,
+        ReadOnlySpan<KvRowRun> runs,
+        ReadOnlySpan<float> queries,
+        int numQueries,
+        Span<float> output,
+        Span<float> lse)
+    {
+        long rowsTotal = 0;
+        foreach (KvRowRun run in runs)
+        {
+            rowsTotal += run.Count;
+        }
+
+        Span<int> offsets = stackalloc int[geometry.NumKvHeads + 1];
+        for (int h = kvHead + 1; h < offsets.Length; h++)
+        {
+            offsets[h] = runs.Length;
+        }
+
+        fixed (KvBlockRef* pBlocks = blocks)
+        fixed (KvRowRun* pRuns = runs)
+        fixed (int* pOffsets = offsets)
+        fixed (float* pQueries = queries)
+        fixed (float* pOutput = output)
+        fixed (float* pLse = lse)
+        {
+            new HeadJob(geometry, pBlocks, blocks.Length, pQueries, numQueries, long.MinValue, long.MinValue, pOutput, pLse, FusedAttentionSegment.Supports(geometry.HeadDim), pRuns, pOffsets).Run(kvHead);
+        }
+
+        long pairs = rowsTotal * numQueries;
+        return new AttentionCounters(pairs, pairs, rowsTotal * 2L * geometry.RowBytes);
+    }
+
     private static int OverlapWithExclude(long start, int tokens, long xs, long xe)
     {
         long lo = Math.Max(start, xs);
@@ -118,10 +230,14 @@ public static unsafe class ExactAttentionKernel
         private readonly float* _output;
         private readonly float* _lse;
         private readonly bool _fused;
+        private readonly KvRowRun* _runs;
+        private readonly int* _runOffsets;
 
-        public HeadJob(AttentionGeometry g, KvBlockRef* blocks, int numBlocks, float* queries, int numQueries, long xs, long xe, float* output, float* lse, bool fused)
+        public HeadJob(AttentionGeometry g, KvBlockRef* blocks, int numBlocks, float* queries, int numQueries, long xs, long xe, float* output, float* lse, bool fused, KvRowRun* runs = null, int* runOffsets = null)
         {
             _fused = fused;
+            _runs = runs;
+            _runOffsets = runOffsets;
             _g = g;
             _blocks = blocks;
             _numBlocks = numBlocks;
@@ -174,7 +290,25 @@ public static unsafe class ExactAttentionKernel
 
             long headOffset = kvHead * _g.HeadStrideBytes;
             int rowBytes = _g.RowBytes;
-            for (int bi = 0; bi < _numBlocks; bi++)
+            if (_runs != null)
+            {
+                int end = _runOffsets[kvHead + 1];
+                for (int ri = _runOffsets[kvHead]; ri < end; ri++)
+                {
+                    KvRowRun run = _runs[ri];
+                    KvBlockRef block = _blocks[run.Block];
+                    nint next = 0;
+                    if (ri + 1 < end)
+                    {
+                        KvRowRun following = _runs[ri + 1];
+                        next = (nint)(_blocks[following.Block].Keys + headOffset + (long)following.First * rowBytes);
+                    }
+
+                    Segment((nint)(block.Keys + headOffset + (long)run.First * rowBytes), (nint)(block.Values + headOffset + (long)run.First * rowBytes), next, run.Count, rows, q, acc, max, sum, scores, kBuf, vBuf);
+                }
+            }
+
+            for (int bi = 0; _runs == null && bi < _numBlocks; bi++)
             {
                 KvBlockRef block = _blocks[bi];
                 long blockEnd = block.Start + block.Tokens;

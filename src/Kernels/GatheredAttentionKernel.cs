@@ -14,6 +14,9 @@ public static unsafe class GatheredAttentionKernel
     /// <summary>Rows gathered per pass: enough to amortize the score loop, small enough to stay in L1/L2.</summary>
     private const int Chunk = 64;
 
+    [ThreadStatic]
+    private static List<KvRowRun>? t_runs;
+
     /// <summary>
     /// Attention of the query heads served by <paramref name="kvHead"/> over the rows at
     /// <paramref name="positions"/> of that KV head. <paramref name="queries"/> is the whole request,
@@ -46,6 +49,17 @@ public static unsafe class GatheredAttentionKernel
         if (output.Length != queries.Length || lse.Length != numQueries * hq || (!logWeights.IsEmpty && logWeights.Length != (long)rows * n))
         {
             throw new ArgumentException("output must match queries, lse must hold numQueries × NumQueryHeads, logWeights must be empty or [rows, positions]");
+        }
+
+        // Without importance weights, ascending positions read as contiguous runs through the fused exact loops.
+        if (logWeights.IsEmpty)
+        {
+            List<KvRowRun> runs = t_runs ??= [];
+            runs.Clear();
+            if (KvRowRun.TryFromPositions(blocks, positions, runs))
+            {
+                return ExactAttentionKernel.RunSelectedHead(geometry, blocks, kvHead, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(runs), queries, numQueries, output, lse);
+            }
         }
 
         long need = 2L * rows * d + 2L * rows + (long)rows * Chunk + 2L * Chunk * d;

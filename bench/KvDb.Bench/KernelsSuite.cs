@@ -1,0 +1,110 @@
+using System.Diagnostics;
+using KvDb.Kernels;
+using KvDb.Workload;
+
+namespace KvDb.Bench;
+
+/// <summary>
+/// Suite "kernels": the CPU attention kernels against the machine's own streaming-read bandwidth measured
+/// in the same run. "exact" reads every row of a bf16 Llama-3-8B layer (8 KV heads, d = 128, 32 query
+/// heads, one decode token); "gathered" reads a 2% selection made of whole 64-token blocks scattered over
+/// the context (what a block-level sparse plan touches), all KV heads in parallel.
+/// </summary>
+internal static class KernelsSuite
+{
+    private const double GatheredFraction = 0.02;
+
+    public static void Run(string[] args, TextWriter output)
+    {
+        long[] contexts = args.Length > 0 ? Array.ConvertAll(args, long.Parse) : [32 * 1024, 128 * 1024];
+        foreach (long ctx in contexts)
+        {
+            RunContext(ctx, output);
+        }
+    }
+
+    private static void RunContext(long ctx, TextWriter output)
+    {
+        var geometry = new AttentionGeometry(32, 8, 128, 64, KvDType.BF16, 1f / MathF.Sqrt(128));
+        var workload = new SyntheticWorkload(new SyntheticWorkloadOptions { Tokens = ctx, NumKvHeads = 8, NumQueryHeads = 32, HeadDim = 128 });
+        int iterations = ctx <= 32 * 1024 ? 30 : 15;
+        long t0 = Stopwatch.GetTimestamp();
+        using var context = new NativeContext(workload, geometry);
+        Console.Error.WriteLine($"kernels: generated {ctx} tokens ({context.SlabBytes >> 20} MiB) in {Stopwatch.GetElapsedTime(t0).TotalSeconds:F1} s");
+        KvBlockRef[] blocks = context.Blocks;
+        float[] queries = workload.Queries(1, 1);
+        var outputBuf = new float[queries.Length];
+        var lse = new float[geometry.NumQueryHeads];
+
+        long regionBytes = (long)geometry.NumKvHeads * geometry.BlockCapacity * geometry.RowBytes;
+        double streamUs = double.MaxValue;
+        foreach (int threads in new[] { 1, Environment.ProcessorCount })
+        {
+            ulong checksum = 0;
+            streamUs = Math.Min(streamUs, ExactSuite.Measure(iterations, () => checksum += StreamingRead.Run(blocks, regionBytes, threads)));
+        }
+
+        double reference = blocks.Length * 2L * regionBytes / (streamUs * 1e3);
+
+        AttentionCounters exact = default;
+        double exactUs = ExactSuite.Measure(iterations, () => exact = ExactAttentionKernel.Run(geometry, blocks, queries, 1, 0, 0, outputBuf, lse));
+        Emit(output, "exact", ctx, exactUs, exact.BytesRead, reference, blocks.Length);
+
+        // Each KV head selects its own 2% of whole blocks (a different random set per head, fixed seed).
+        int pickBlocks = Math.Max(1, (int)Math.Round(blocks.Length * GatheredFraction));
+        var selections = new long[geometry.NumKvHeads][];
+        for (int h = 0; h < geometry.NumKvHeads; h++)
+        {
+            var rng = new DeterministicRandom(DeterministicRandom.Mix(7, (ulong)h, (ulong)ctx));
+            var chosen = new SortedSet<int>();
+            while (chosen.Count < pickBlocks)
+            {
+                chosen.Add(rng.NextInt(blocks.Length));
+            }
+
+            var positions = new List<long>(pickBlocks * geometry.BlockCapacity);
+            foreach (int b in chosen)
+            {
+                for (int r = 0; r < blocks[b].Tokens; r++)
+                {
+                    positions.Add(blocks[b].Start + r);
+                }
+            }
+
+            selections[h] = [.. positions];
+        }
+
+        var runList = new List<KvRowRun>();
+        var offsets = new int[geometry.NumKvHeads + 1];
+        for (int h = 0; h < geometry.NumKvHeads; h++)
+        {
+            if (!KvRowRun.TryFromPositions(blocks, selections[h], runList))
+            {
+                throw new InvalidOperationException("selection is not ascending");
+            }
+
+            offsets[h + 1] = runList.Count;
+        }
+
+        KvRowRun[] runs = [.. runList];
+        long gatheredBytes = 0;
+        double gatheredUs = ExactSuite.Measure(iterations, () => gatheredBytes = ExactAttentionKernel.RunSelected(geometry, blocks, runs, offsets, queries, 1, outputBuf, lse).BytesRead);
+        Emit(output, "gathered", ctx, gatheredUs, gatheredBytes, reference, blocks.Length);
+    }
+
+    private static void Emit(TextWriter output, string kernel, long ctx, double us, long bytes, double referenceGbps, int blocks)
+    {
+        double achieved = bytes / (us * 1e3);
+        new JsonLine()
+            .Add("suite", "kernels")
+            .Add("kernel", kernel)
+            .Add("ctx", ctx)
+            .Add("p50_us", us, 1)
+            .Add("bytes", bytes)
+            .Add("achieved_gbps", achieved, 2)
+            .Add("reference_gbps", referenceGbps, 2)
+            .Add("ratio", achieved / referenceGbps, 3)
+            .Add("blocks", blocks)
+            .WriteTo(output);
+    }
+}
