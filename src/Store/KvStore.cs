@@ -293,9 +293,54 @@ public partial class KvStore : IKvStore
         UInt128 root = BlockHashing.Root(schema.Name, ns ?? string.Empty);
         lock (_opLock)
         {
+            long fast = FastPrefixLength(schema, root, tokenIds);
+            if (fast >= 0)
+            {
+                return fast;
+            }
+
             PrefixMatch match = Match(schema, root, tokenIds);
             return ((long)match.Chain.Count * schema.BlockSize) + match.Extra;
         }
+    }
+
+    /// <summary>
+    /// LookupPrefix without walking the whole chain: one hash finds the contexts whose committed tokens start
+    /// with the same first block, and a vectorized common-prefix scan of their token ids gives the answer.
+    /// This equals the chain walk because every published block chain is held by some context that
+    /// committed those tokens in every layer. Returns −1 (walk the chain instead) for prompts shorter than a
+    /// block, when no context holds the first block, or when too many do to compare them all.
+    /// </summary>
+    private long FastPrefixLength(ModelSchema m, UInt128 root, ReadOnlySpan<int> tokens)
+    {
+        const int MaxCandidates = 64;
+        if (tokens.Length < m.BlockSize)
+        {
+            return -1;
+        }
+
+        List<KvContext>? owners = _directory.ContextsAt(BlockHashing.Next(root, tokens[..m.BlockSize]));
+        if (owners is null || owners.Count > MaxCandidates)
+        {
+            return -1;
+        }
+
+        long best = -1;
+        foreach (KvContext c in owners)
+        {
+            lock (c.Gate)
+            {
+                if (c.Deleted || c.Model != m)
+                {
+                    continue;
+                }
+
+                int limit = (int)Math.Min(Math.Min(c.CommittedTokens, c.TokenIds.Count), tokens.Length);
+                best = Math.Max(best, tokens[..limit].CommonPrefixLength(CollectionsMarshal.AsSpan(c.TokenIds)[..limit]));
+            }
+        }
+
+        return best >= m.BlockSize ? best : -1;
     }
 
     /// <inheritdoc />
