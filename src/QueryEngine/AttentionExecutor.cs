@@ -8,13 +8,19 @@ namespace KvDb.QueryEngine;
 public sealed class AttentionExecutor
 {
     private readonly IKvStore _store;
-    private readonly QueryPlanner _planner = new();
+    private readonly QueryPlanner _planner;
+    private readonly LayerIndexCatalog _catalog;
 
-    /// <summary>Creates an executor over <paramref name="store"/>.</summary>
+    /// <summary>Creates an executor over <paramref name="store"/> with its own index catalog.</summary>
     public AttentionExecutor(IKvStore store)
     {
         _store = store;
+        _catalog = new LayerIndexCatalog(store);
+        _planner = new QueryPlanner(_catalog);
     }
+
+    /// <summary>The background-built indexes the sparse plans use.</summary>
+    public LayerIndexCatalog Indexes => _catalog;
 
     /// <summary>Answers one request; throws <see cref="KvDbException"/> for bad input.</summary>
     public AttentionResult Attend(AttentionQuery query)
@@ -33,7 +39,8 @@ public sealed class AttentionExecutor
             throw KvDbException.Invalid($"queries must have shape [q ≥ 1, {m.NumQueryHeads}, {m.HeadDim}] for model \"{m.Name}\"");
         }
 
-        (IAttentionPlan plan, string explain) = _planner.Choose(query.Plan, layer);
+        _catalog.Observe(query, m.NumQueryHeads * m.HeadDim);
+        (IAttentionPlan plan, string explain) = _planner.Choose(query.Plan, layer, query.ContextId);
         var output = new float[expected];
         var lse = new float[query.NumQueries * m.NumQueryHeads];
         AttentionCounters counters = plan.Execute(layer, query, output, lse);

@@ -1,0 +1,86 @@
+using KvDb.Kernels;
+using KvDb.Store;
+using KvDb.Workload;
+
+namespace KvDb.QueryEngine.Tests;
+
+/// <summary>Sparse plan kinds through the executor: exact while the index builds in the background, sparse once it is ready, exact tail for rows appended later.</summary>
+public sealed class LayerIndexCatalogTests : IDisposable
+{
+    private const int Tokens = 8192;
+    private readonly InMemoryKvStore _store = new(new StoreOptions { CpuBudgetBytes = 256L << 20 });
+    private readonly SyntheticWorkload _workload = new(new SyntheticWorkloadOptions { Tokens = Tokens + 64, NumKvHeads = 2, NumQueryHeads = 8 });
+    private readonly string _context;
+
+    public LayerIndexCatalogTests()
+    {
+        _store.CreateModel(new ModelSchema("synthetic", 1, 8, 2, 128, KvDType.BF16, 64, 0));
+        _context = _store.CreateContext("synthetic", "", null, ReadOnlySpan<int>.Empty).Id;
+        Append(0, Tokens);
+    }
+
+    [Theory]
+    [InlineData(PlanKind.BlockTopK, "block")]
+    [InlineData(PlanKind.CentroidTopK, "centroid:L2")]
+    public async Task Sparse_kind_answers_exactly_until_its_index_is_built_then_sparsely(PlanKind kind, string spec)
+    {
+        var executor = new AttentionExecutor(_store);
+        float[] q = _workload.Queries(1, 3);
+        var request = new AttentionQuery(_context, 0, q, 1, 0, 0, new PlanRequest(kind), false);
+        AttentionResult first = executor.Attend(request);
+        Assert.Equal("exact", first.Stats.Plan);
+        Assert.Contains("being built", first.Stats.Explain, StringComparison.Ordinal);
+        Assert.Equal(2L * Tokens, first.Stats.TokensAttended);
+
+        await executor.Indexes.WhenIdle(_context, 0, spec).WaitAsync(TimeSpan.FromSeconds(60));
+        AttentionResult sparse = executor.Attend(request);
+        Assert.Equal($"indexed:{spec}", sparse.Stats.Plan);
+        Assert.Contains($"covers {Tokens} of {Tokens}", sparse.Stats.Explain, StringComparison.Ordinal);
+        Assert.True(sparse.Stats.TokensAttended < first.Stats.TokensAttended / 5, $"attended {sparse.Stats.TokensAttended}");
+        double error = RelativeL2(sparse.Output, first.Output);
+        Assert.True(error <= 0.35, $"sparse vs exact rel-L2 {error:F3}");
+
+        // Rows appended after the build are the unindexed tail: attended exactly, without waiting for a rebuild.
+        Append(Tokens, 64);
+        AttentionResult grown = executor.Attend(request);
+        Assert.Equal($"indexed:{spec}", grown.Stats.Plan);
+        Assert.Contains($"covers {Tokens} of {Tokens + 64}", grown.Stats.Explain, StringComparison.Ordinal);
+        Assert.True(grown.Stats.TokensAttended >= sparse.Stats.TokensAttended + (2 * 64));
+    }
+
+    [Fact]
+    public void Lsh_sampling_and_ann_wait_for_both_indexes_and_unknown_kinds_are_rejected()
+    {
+        var executor = new AttentionExecutor(_store);
+        float[] q = _workload.Queries(1, 4);
+        AttentionResult r = executor.Attend(new AttentionQuery(_context, 0, q, 1, 0, 0, new PlanRequest(PlanKind.LshSampling), false));
+        Assert.Equal("exact", r.Stats.Plan);
+        Assert.Contains("LshSampling", r.Stats.Explain, StringComparison.Ordinal);
+        KvDbException e = Assert.Throws<KvDbException>(() => executor.Attend(new AttentionQuery(_context, 0, q, 1, 0, 0, new PlanRequest((PlanKind)42), false)));
+        Assert.Equal(KvDbErrorCode.InvalidArgument, e.Code);
+    }
+
+    private void Append(int start, int count)
+    {
+        var ids = new int[count];
+        _workload.FillTokenIds(start, ids);
+        using IAppendTransaction tx = _store.BeginAppend(_context);
+        tx.Append(0, ids, _workload.KeyBytes(KvDType.BF16, start, count), _workload.ValueBytes(KvDType.BF16, start, count));
+        tx.Commit();
+    }
+
+    private static double RelativeL2(float[] a, float[] b)
+    {
+        double num = 0;
+        double den = 0;
+        for (int i = 0; i < a.Length; i++)
+        {
+            num += (a[i] - b[i]) * (double)(a[i] - b[i]);
+            den += b[i] * (double)b[i];
+        }
+
+        return Math.Sqrt(num / den);
+    }
+
+    public void Dispose() => _store.Dispose();
+}
