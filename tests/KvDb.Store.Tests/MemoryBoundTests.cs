@@ -4,7 +4,14 @@ using KvDb.Store;
 
 namespace KvDb.Store.Tests;
 
+/// <summary>Process-wide RSS can only be attributed to one test when nothing else runs beside it.</summary>
+[CollectionDefinition("rss", DisableParallelization = true)]
+public sealed class RssCollection
+{
+}
+
 /// <summary>The process's resident memory follows the CPU budget, not the amount of data stored.</summary>
+[Collection("rss")]
 public sealed class MemoryBoundTests : IDisposable
 {
     private readonly string _dir = TestData.TempDir();
