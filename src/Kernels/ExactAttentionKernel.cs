@@ -412,15 +412,7 @@ public static unsafe class ExactAttentionKernel
 
                 var s = new Span<float>(sr, count);
                 float blockMax = TensorPrimitives.Max(s);
-                float newMax = Math.Max(max[r], blockMax);
-                if (newMax > max[r])
-                {
-                    float factor = MathF.Exp(max[r] - newMax);
-                    sum[r] *= factor;
-                    var ar = new Span<float>(acc + (long)r * d, d);
-                    TensorPrimitives.Multiply(ar, factor, ar);
-                    max[r] = newMax;
-                }
+                float newMax = OnlineSoftmax.Raise(max, sum, acc, r, d, blockMax);
 
                 TensorPrimitives.Subtract(s, newMax, s);
                 TensorPrimitives.Exp(s, s);

@@ -239,15 +239,7 @@ public static unsafe class GatheredAttentionKernel
             }
 
             float chunkMax = TensorPrimitives.Max(s);
-            float newMax = Math.Max(max[r], chunkMax);
-            if (newMax > max[r])
-            {
-                float factor = MathF.Exp(max[r] - newMax);
-                sum[r] *= factor;
-                var ar = new Span<float>(acc + (long)r * d, d);
-                TensorPrimitives.Multiply(ar, factor, ar);
-                max[r] = newMax;
-            }
+            float newMax = OnlineSoftmax.Raise(max, sum, acc, r, d, chunkMax);
 
             if (float.IsNegativeInfinity(newMax))
             {
