@@ -75,7 +75,7 @@ internal static class StoreBench
             q[i] = (float)rng.NextGaussian();
         }
 
-        var executor = new AttentionExecutor(store);
+        using var executor = new AttentionExecutor(store);
         var query = new AttentionQuery("bench", 0, q, 1, 0, 0, new PlanRequest(PlanKind.Exact), false);
         long t0 = Stopwatch.GetTimestamp();
         AttentionResult first = executor.Attend(query);

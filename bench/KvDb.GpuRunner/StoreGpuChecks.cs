@@ -54,7 +54,7 @@ public static class StoreGpuChecks
             });
             CudaDeviceTier tier = store.DeviceTier ?? throw new InvalidOperationException(store.GpuTierStatus);
             store.CreateModel(model);
-            var executor = new AttentionExecutor(store);
+            using var executor = new AttentionExecutor(store);
             var a = new Layer(store, "a", 1, 1000);   // 16 blocks, tail of 40 rows
             var b = new Layer(store, "b", 2, 1000);   // 16 blocks
             var c = new Layer(store, "c", 3, 2000);   // 32 blocks: more than the budget holds

@@ -5,7 +5,7 @@ using KvDb.Store;
 namespace KvDb.QueryEngine;
 
 /// <summary>Runs attention requests against the store: validate, pin the layer, plan, execute, report.</summary>
-public sealed class AttentionExecutor
+public sealed class AttentionExecutor : IDisposable
 {
     private readonly IKvStore _store;
     private readonly QueryPlanner _planner;
@@ -21,6 +21,9 @@ public sealed class AttentionExecutor
 
     /// <summary>The background-built indexes the sparse plans use.</summary>
     public LayerIndexCatalog Indexes => _catalog;
+
+    /// <summary>Waits for background index builds; dispose the executor before the store it reads.</summary>
+    public void Dispose() => _catalog.Dispose();
 
     /// <summary>Answers one request; throws <see cref="KvDbException"/> for bad input.</summary>
     public AttentionResult Attend(AttentionQuery query)

@@ -10,7 +10,7 @@ namespace KvDb.QueryEngine;
 /// build are the plan's unindexed tail, scanned exactly. Query-guided families are built from the queries
 /// this layer has been asked so far (up to <see cref="MaxSampleQueries"/>).
 /// </summary>
-public sealed class LayerIndexCatalog
+public sealed class LayerIndexCatalog : IDisposable
 {
     /// <summary>Query vectors remembered per (context, layer) as samples for query-guided builds.</summary>
     public const int MaxSampleQueries = 256;
@@ -19,6 +19,7 @@ public sealed class LayerIndexCatalog
     private readonly IKvStore _store;
     private readonly ConcurrentDictionary<(string Context, int Layer, string Spec), Entry> _entries = new();
     private readonly ConcurrentDictionary<(string Context, int Layer), SampleQueries> _samples = new();
+    private bool _disposed;
 
     /// <summary>Creates a catalog over <paramref name="store"/>.</summary>
     public LayerIndexCatalog(IKvStore store)
@@ -56,7 +57,7 @@ public sealed class LayerIndexCatalog
             LayerIndexes? current = entry.Current;
             long stale = current is null ? long.MaxValue : layer.Tokens - current.IndexedTokens;
             bool wantBuild = current is null || stale > Math.Max(4096, current.IndexedTokens / 4);
-            if (wantBuild && entry.Pending is null)
+            if (wantBuild && entry.Pending is null && !Volatile.Read(ref _disposed))
             {
                 float[] samples = _samples.TryGetValue((contextId, layer.Layer), out SampleQueries? s) ? s.Snapshot() : [];
                 entry.Pending = Task.Run(() => BuildInto(entry, contextId, layer.Layer, spec, samples));
@@ -87,6 +88,28 @@ public sealed class LayerIndexCatalog
         {
             return entry.Pending ?? Task.CompletedTask;
         }
+    }
+
+    /// <summary>
+    /// Stops new builds and waits for running ones: a build reads the store's native blocks, so it must
+    /// finish before the store that owns them is disposed.
+    /// </summary>
+    public void Dispose()
+    {
+        Volatile.Write(ref _disposed, true);
+        var pending = new List<Task>();
+        foreach (Entry entry in _entries.Values)
+        {
+            lock (entry)
+            {
+                if (entry.Pending is { } task)
+                {
+                    pending.Add(task);
+                }
+            }
+        }
+
+        Task.WaitAll([.. pending]);
     }
 
     private void BuildInto(Entry entry, string contextId, int layer, string spec, float[] samples)

@@ -49,7 +49,8 @@ public static class KvDbServer
         });
 
         builder.Services.AddSingleton(store);
-        builder.Services.AddSingleton(new AttentionExecutor(store));
+        // Registered by factory so the container disposes it (waiting for index builds) before the store is disposed.
+        builder.Services.AddSingleton(_ => new AttentionExecutor(store));
         builder.Services.AddGrpc(o =>
         {
             o.MaxReceiveMessageSize = options.MaxMessageBytes;

@@ -33,7 +33,7 @@ public sealed class AttentionExecutorTests : IDisposable
     public void Exact_plan_matches_reference_and_reports_stats(PlanKind kind, long xs, long xe)
     {
         float[] q = _workload.Queries(2, 11);
-        var executor = new AttentionExecutor(_store);
+        using var executor = new AttentionExecutor(_store);
         AttentionResult r = executor.Attend(new AttentionQuery(_ctx, 0, q, 2, xs, xe, new PlanRequest(kind), ReturnSelection: true));
 
         float[] keys = new float[Tokens * 2 * 16];
@@ -57,7 +57,7 @@ public sealed class AttentionExecutorTests : IDisposable
     [Fact]
     public void Invalid_exclude_and_query_shape_are_rejected()
     {
-        var executor = new AttentionExecutor(_store);
+        using var executor = new AttentionExecutor(_store);
         float[] q = _workload.Queries(1, 1);
         KvDbException e = Assert.Throws<KvDbException>(() => executor.Attend(new AttentionQuery(_ctx, 0, q, 1, 9, 3, PlanRequest.Auto, false)));
         Assert.Equal(KvDbErrorCode.InvalidArgument, e.Code);

@@ -27,7 +27,8 @@ public sealed class GpuTierTests(ITestOutputHelper output)
 
         (string ctx, SyntheticWorkload w) = Load(store, 150);
         float[] q = w.Queries(1, 3);
-        AttentionResult r = new AttentionExecutor(store).Attend(new AttentionQuery(ctx, 0, q, 1, 0, 0, new PlanRequest(PlanKind.Exact), false));
+        using var executor = new AttentionExecutor(store);
+        AttentionResult r = executor.Attend(new AttentionQuery(ctx, 0, q, 1, 0, 0, new PlanRequest(PlanKind.Exact), false));
         Assert.Equal("cpu", r.Stats.Tier);
         Assert.EndsWith("on cpu (the gpu tier is off)", r.Stats.Explain, StringComparison.Ordinal);
 
@@ -43,7 +44,8 @@ public sealed class GpuTierTests(ITestOutputHelper output)
         using var store = new InMemoryKvStore(new StoreOptions { CpuBudgetBytes = 64L << 20, MaintenanceInterval = TimeSpan.Zero });
         Assert.StartsWith("gpu tier off: no GPU budget", store.GpuTierStatus, StringComparison.Ordinal);
         (string ctx, SyntheticWorkload w) = Load(store, 100);
-        AttentionResult r = new AttentionExecutor(store).Attend(new AttentionQuery(ctx, 0, w.Queries(1, 5), 1, 0, 0, PlanRequest.Auto, false));
+        using var executor = new AttentionExecutor(store);
+        AttentionResult r = executor.Attend(new AttentionQuery(ctx, 0, w.Queries(1, 5), 1, 0, 0, PlanRequest.Auto, false));
         Assert.Equal("cpu", r.Stats.Tier);
         Assert.Contains("on cpu", r.Stats.Explain, StringComparison.Ordinal);
     }

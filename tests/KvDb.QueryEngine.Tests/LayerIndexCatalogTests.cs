@@ -24,7 +24,7 @@ public sealed class LayerIndexCatalogTests : IDisposable
     [InlineData(PlanKind.CentroidTopK, "centroid:L2")]
     public async Task Sparse_kind_answers_exactly_until_its_index_is_built_then_sparsely(PlanKind kind, string spec)
     {
-        var executor = new AttentionExecutor(_store);
+        using var executor = new AttentionExecutor(_store);
         float[] q = _workload.Queries(1, 3);
         var request = new AttentionQuery(_context, 0, q, 1, 0, 0, new PlanRequest(kind), false);
         AttentionResult first = executor.Attend(request);
@@ -51,7 +51,7 @@ public sealed class LayerIndexCatalogTests : IDisposable
     [Fact]
     public void Lsh_sampling_and_ann_wait_for_both_indexes_and_unknown_kinds_are_rejected()
     {
-        var executor = new AttentionExecutor(_store);
+        using var executor = new AttentionExecutor(_store);
         float[] q = _workload.Queries(1, 4);
         AttentionResult r = executor.Attend(new AttentionQuery(_context, 0, q, 1, 0, 0, new PlanRequest(PlanKind.LshSampling), false));
         Assert.Equal("exact", r.Stats.Plan);
