@@ -209,12 +209,12 @@ internal sealed class IndexSegmentFiles
 
     /// <summary>
     /// Deletes the files whose last block no context holds any more (no context can start with their blocks,
-    /// so nobody can use them); unreadable headers are moved aside. Returns (deleted, moved aside).
+    /// so nobody can use them); files with unreadable headers are moved aside, after <paramref name="movingAside"/>
+    /// (file, new name, reason) was told. Returns how many were deleted.
     /// </summary>
-    public (int Deleted, int MovedAside) CollectGarbage(Func<BlockAddress, ulong, bool> holds)
+    public int CollectGarbage(Func<BlockAddress, ulong, bool> holds, Action<string, string, string> movingAside)
     {
         int deleted = 0;
-        int aside = 0;
         foreach (string name in _present.Keys)
         {
             string path = Path.Combine(_directory, name);
@@ -229,9 +229,10 @@ internal sealed class IndexSegmentFiles
             {
                 if (File.Exists(path))
                 {
+                    string moved = name + ".corrupt-" + DateTime.UtcNow.ToString("yyyyMMddHHmmssfff", CultureInfo.InvariantCulture);
+                    movingAside(name, moved, e.Message);
                     _present.TryRemove(name, out _);
-                    File.Move(path, path + ".corrupt-" + DateTime.UtcNow.ToString("yyyyMMddHHmmssfff", CultureInfo.InvariantCulture), overwrite: true);
-                    aside++;
+                    File.Move(path, Path.Combine(_directory, moved), overwrite: true);
                 }
 
                 continue;
@@ -245,7 +246,7 @@ internal sealed class IndexSegmentFiles
             }
         }
 
-        return (deleted, aside);
+        return deleted;
     }
 
     private static void WriteUInt128(BinaryWriter w, UInt128 value)

@@ -41,6 +41,7 @@ public sealed class LayerIndexCatalog : IDisposable
     private readonly ConcurrentDictionary<(string Context, int Layer), SampleQueries> _samples = new();
     private readonly ConcurrentDictionary<(UInt128 Key, int Layer, string Spec), SharedSegment> _shared = new();
     private readonly ConcurrentQueue<string> _problems = new();
+    private readonly ConcurrentDictionary<string, string> _movedAside = new(StringComparer.Ordinal);
     private readonly List<Task> _housekeeping = [];
     private long _clock;
     private long _builds;
@@ -178,12 +179,14 @@ public sealed class LayerIndexCatalog : IDisposable
             return 0;
         }
 
-        (int deleted, int aside) = _files.CollectGarbage(_store.HoldsBlock);
-        if (aside > 0)
+        int deleted = _files.CollectGarbage(_store.HoldsBlock, (name, aside, reason) =>
         {
-            Interlocked.Add(ref _corruptFiles, aside);
-            _problems.Enqueue($"{aside} index file(s) in {_files.DirectoryPath} had unreadable headers; moved aside (*.corrupt-*)");
-        }
+            // Reported now, and again in the explain line of the first context that needs the segment.
+            Interlocked.Increment(ref _corruptFiles);
+            string problem = $"index file {name} was unreadable ({reason}); moved aside to {aside} and rebuilt";
+            _problems.Enqueue(problem);
+            _movedAside[name] = problem;
+        });
 
         Interlocked.Add(ref _collectedFiles, deleted);
         return deleted;
@@ -436,6 +439,7 @@ public sealed class LayerIndexCatalog : IDisposable
 
     private (IndexSegment Segment, string Origin, string? Problem) LoadOrBuild((UInt128 Key, int Layer, string Spec) key, LayerSnapshot layer, int endBlock, string spec, float[] samples)
     {
+        string name = IndexSegmentFiles.FileName(key.Key, key.Layer, spec);
         string? problem = null;
         if (_files is not null && _files.Has(key.Key, key.Layer, spec))
         {
@@ -447,11 +451,20 @@ public sealed class LayerIndexCatalog : IDisposable
             }
             catch (Exception e) when (e is InvalidDataException or EndOfStreamException or IOException or ArgumentException)
             {
-                string aside = _files.MoveAside(key.Key, key.Layer, spec);
-                Interlocked.Increment(ref _corruptFiles);
-                problem = $"index file {IndexSegmentFiles.FileName(key.Key, key.Layer, spec)} was unreadable ({e.Message}); moved aside to {aside} and rebuilt";
-                _problems.Enqueue(problem);
+                if (!_movedAside.ContainsKey(name))
+                {
+                    string aside = _files.MoveAside(key.Key, key.Layer, spec);
+                    Interlocked.Increment(ref _corruptFiles);
+                    problem = $"index file {name} was unreadable ({e.Message}); moved aside to {aside} and rebuilt";
+                    _problems.Enqueue(problem);
+                }
             }
+        }
+
+        // The startup collection may have moved this very file aside (it records that before the file leaves the set).
+        if (_movedAside.TryRemove(name, out string? collected))
+        {
+            problem = collected;
         }
 
         long end = (long)endBlock * layer.Model.BlockSize;
