@@ -93,6 +93,16 @@ public sealed class LayerIndexCatalog : IDisposable
     /// <summary>Remembers a request's queries (f32 [q, num_query_heads, head_dim]) as sample queries of its layer.</summary>
     public void Observe(AttentionQuery query, int queryFloats)
     {
+        if (_samples.Count >= 4 * MaxEntries && !_samples.ContainsKey((query.ContextId, query.Layer)))
+        {
+            // Bounded like the views: forget an arbitrary layer's samples (its next build just has fewer).
+            foreach ((string, int) k in _samples.Keys)
+            {
+                _samples.TryRemove(k, out _);
+                break;
+            }
+        }
+
         SampleQueries samples = _samples.GetOrAdd((query.ContextId, query.Layer), _ => new SampleQueries());
         samples.Add(query.Queries, queryFloats);
     }
