@@ -42,7 +42,7 @@ public sealed class LayerIndexCatalog : IDisposable
     private readonly ConcurrentDictionary<(UInt128 Key, int Layer, string Spec), SharedSegment> _shared = new();
     private readonly ConcurrentQueue<string> _problems = new();
     private readonly ConcurrentDictionary<string, string> _movedAside = new(StringComparer.Ordinal);
-    private readonly List<Task> _housekeeping = [];
+    private readonly List<Task> _background = []; // background updates and collections, for Dispose
     private long _clock;
     private long _builds;
     private long _builtTokens;
@@ -138,7 +138,9 @@ public sealed class LayerIndexCatalog : IDisposable
             if (wantUpdate && entry.Pending is null && !Volatile.Read(ref _disposed))
             {
                 float[] samples = _samples.TryGetValue((contextId, layer.Layer), out SampleQueries? s) ? s.Snapshot() : [];
-                entry.Pending = Task.Run(() => UpdateAsync(entry, contextId, layer.Layer, spec, samples));
+                Task update = Task.Run(() => UpdateAsync(entry, contextId, layer.Layer, spec, samples));
+                entry.Pending = update;
+                Track(update);
             }
 
             string note = entry.Note is null ? string.Empty : $"; {entry.Note}";
@@ -169,12 +171,12 @@ public sealed class LayerIndexCatalog : IDisposable
         }
     }
 
-    /// <summary>Completes when the background garbage collection of index files started so far is done.</summary>
-    public Task WhenHousekeepingDone()
+    /// <summary>Completes when every background update and index-file collection started so far is done.</summary>
+    public Task WhenBackgroundWorkDone()
     {
-        lock (_housekeeping)
+        lock (_background)
         {
-            return Task.WhenAll(_housekeeping);
+            return Task.WhenAll(_background);
         }
     }
 
@@ -209,20 +211,9 @@ public sealed class LayerIndexCatalog : IDisposable
     public void Dispose()
     {
         Volatile.Write(ref _disposed, true);
-        var pending = new List<Task>();
-        foreach (Entry entry in _entries.Values)
-        {
-            lock (entry)
-            {
-                if (entry.Pending is { } task)
-                {
-                    pending.Add(task);
-                }
-            }
-        }
 
-        pending.Add(WhenHousekeepingDone());
-        Task.WaitAll([.. pending]);
+        // Every update and collection, including those of views forgotten meanwhile.
+        WhenBackgroundWorkDone().Wait();
     }
 
     /// <summary>Full-block rows that must be unindexed before an update runs: max(block, min(grid, max(256, suffix / 8))).</summary>
@@ -527,20 +518,25 @@ public sealed class LayerIndexCatalog : IDisposable
             return;
         }
 
-        lock (_housekeeping)
+        Track(Task.Run(() =>
         {
-            _housekeeping.RemoveAll(t => t.IsCompleted);
-            _housekeeping.Add(Task.Run(() =>
+            try
             {
-                try
-                {
-                    CollectGarbage();
-                }
-                catch (IOException e)
-                {
-                    _problems.Enqueue($"index file garbage collection failed: {e.Message}");
-                }
-            }));
+                CollectGarbage();
+            }
+            catch (IOException e)
+            {
+                _problems.Enqueue($"index file garbage collection failed: {e.Message}");
+            }
+        }));
+    }
+
+    private void Track(Task task)
+    {
+        lock (_background)
+        {
+            _background.RemoveAll(t => t.IsCompleted);
+            _background.Add(task);
         }
     }
 

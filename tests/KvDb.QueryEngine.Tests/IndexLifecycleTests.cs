@@ -212,7 +212,7 @@ public sealed class IndexLifecycleTests : IDisposable
         using (KvStore store = Durable())
         {
             using var executor = new AttentionExecutor(store, Grid);
-            await executor.Indexes.WhenHousekeepingDone().WaitAsync(Patience);
+            await executor.Indexes.WhenBackgroundWorkDone().WaitAsync(Patience);
             Assert.Equal(1, executor.Indexes.Counters.CollectedFiles); // collected at start: nobody holds the blocks
             Assert.Empty(Directory.GetFiles(indexes, "*.kix"));
         }
