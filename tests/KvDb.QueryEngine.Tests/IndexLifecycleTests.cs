@@ -114,6 +114,41 @@ public sealed class IndexLifecycleTests : IDisposable
     }
 
     [Fact]
+    public async Task Indexes_over_rows_that_were_rolled_back_are_never_served()
+    {
+        using var store = new InMemoryKvStore(new StoreOptions { CpuBudgetBytes = 256L << 20 });
+        store.CreateModel(_model);
+        string a = store.CreateContext("life", "t", "a", []).Id;
+        Append(store, a, _a, 0, 4096);
+        using var executor = new AttentionExecutor(store, Grid);
+        float[] q = _a.Queries(1, 3);
+        await Settle(executor, a, q, PlanKind.BlockTopK, "block");
+        using (IAppendTransaction tx = store.BeginAppend(a))
+        {
+            // Readers see uncommitted rows, so the catalog indexes them; then the stream is rolled back.
+            var ids = new int[1024];
+            _a.FillTokenIds(4096, ids);
+            tx.Append(0, ids, _a.KeyBytes(KvDType.F32, 4096, 1024), _a.ValueBytes(KvDType.F32, 4096, 1024));
+            AttentionResult seen = await Settle(executor, a, q, PlanKind.BlockTopK, "block");
+            Assert.Contains("covers 5120 of 5120", seen.Stats.Explain, StringComparison.Ordinal);
+        }
+
+        Append(store, a, _b, 4096, 1024);
+        IndexCatalogCounters before = executor.Indexes.Counters;
+        AttentionResult rewritten = executor.Attend(new AttentionQuery(a, 0, q, 1, 0, 0, new PlanRequest(PlanKind.BlockTopK), false));
+        Assert.Equal("exact", rewritten.Stats.Plan);
+        Assert.Contains("the layer changed below what the indexes covered", rewritten.Stats.Explain, StringComparison.Ordinal);
+
+        AttentionResult settled = await Settle(executor, a, q, PlanKind.BlockTopK, "block");
+        IndexCatalogCounters after = executor.Indexes.Counters;
+        Assert.Equal("indexed:block", settled.Stats.Plan);
+        Assert.Equal(before.Builds + 1, after.Builds); // only the new suffix: the base is still the same blocks
+        Assert.Equal(1024, after.BuiltTokens - before.BuiltTokens);
+        (double[] o, _) = ReferenceOf(_b, q, 5120);
+        Assert.True(ReferenceAttention.RelativeL2(settled.Output, o) <= 0.35);
+    }
+
+    [Fact]
     public async Task Indexes_are_loaded_after_a_restart_not_rebuilt()
     {
         float[] q = _a.Queries(2, 5);
@@ -298,12 +333,16 @@ public sealed class IndexLifecycleTests : IDisposable
     }
 
     /// <summary>f64 attention over the prefix of workload A followed by <paramref name="suffix"/>'s tokens [Prefix, tokens).</summary>
-    private (double[] Output, double[] Lse) Reference(SyntheticWorkload suffix, float[] q, int tokens = Prefix + Own)
+    private (double[] Output, double[] Lse) Reference(SyntheticWorkload suffix, float[] q, int tokens = Prefix + Own) =>
+        ReferenceOf(suffix, q, tokens, Prefix);
+
+    /// <summary>f64 attention over workload A's tokens [0, prefix) followed by <paramref name="suffix"/>'s tokens [prefix, tokens).</summary>
+    private (double[] Output, double[] Lse) ReferenceOf(SyntheticWorkload suffix, float[] q, int tokens, int prefixTokens = 4096)
     {
         int row = KvHeads * HeadDim;
         var keys = new float[tokens * row];
         var values = new float[tokens * row];
-        int prefix = Math.Min(Prefix, tokens);
+        int prefix = Math.Min(prefixTokens, tokens);
         _a.FillKeys(0, prefix, keys);
         _a.FillValues(0, prefix, values);
         if (tokens > prefix)
