@@ -88,6 +88,50 @@ public sealed class IndexLifecycleTests : IDisposable
     }
 
     [Fact]
+    public void Lsh_sampling_over_a_base_and_a_suffix_matches_exact()
+    {
+        // The setting of IndexedPlanTests' single-index sampling test, split into two segments.
+        const int tokens = 8192;
+        using var store = new InMemoryKvStore(new StoreOptions { CpuBudgetBytes = 256L << 20 });
+        var workload = new SyntheticWorkload(new SyntheticWorkloadOptions { Tokens = tokens, NumKvHeads = 2, NumQueryHeads = 8 });
+        store.CreateModel(new ModelSchema("synthetic", 1, 8, 2, 128, KvDType.BF16, 64, 0));
+        string c = store.CreateContext("synthetic", "test", null, []).Id;
+        using (IAppendTransaction tx = store.BeginAppend(c))
+        {
+            var ids = new int[tokens];
+            workload.FillTokenIds(0, ids);
+            tx.Append(0, ids, workload.KeyBytes(KvDType.BF16, 0, tokens), workload.ValueBytes(KvDType.BF16, 0, tokens));
+            tx.Commit();
+        }
+
+        using LayerSnapshot layer = store.OpenLayer(c, 0);
+        float[] samples = workload.Queries(256, 99);
+        using IndexSegment lshBase = IndexSegment.Build(layer, "lsh:Q=0", 0, 4096, samples);
+        using IndexSegment lshSuffix = IndexSegment.Build(layer, "lsh:Q=0", 4096, tokens, samples);
+        using IndexSegment graphBase = IndexSegment.Build(layer, "graph", 0, 4096, samples);
+        using IndexSegment graphSuffix = IndexSegment.Build(layer, "graph", 4096, tokens, samples);
+        using var lsh = new LayerIndexes("lsh:Q=0", [lshBase, lshSuffix], ownsSegments: false);
+        using var graph = new LayerIndexes("graph", [graphBase, graphSuffix], ownsSegments: false);
+        const int q = 2;
+        float[] queries = workload.Queries(q, 5);
+        var request = new AttentionQuery(c, 0, queries, q, 0, 0, new PlanRequest(PlanKind.LshSampling), ReturnSelection: false);
+        var sampled = new float[queries.Length];
+        var sampledLse = new float[q * 8];
+        new LshSamplingPlan(lsh, graph).Execute(layer, request, sampled, sampledLse);
+
+        var keys = new float[tokens * 2 * 128];
+        var values = new float[keys.Length];
+        workload.FillKeys(0, tokens, keys);
+        workload.FillValues(0, tokens, values);
+        (double[] o, double[] lse) = ReferenceAttention.Compute(keys, values, queries, q, 8, 2, 128, layer.Model.SoftmaxScale);
+        double error = ReferenceAttention.RelativeL2(sampled, o);
+        double lseError = ReferenceAttention.MaxAbsError(sampledLse, lse);
+        _output.WriteLine($"LSH sampling over 2 segments + graph heavy hitters: rel-L2 {error:F4}, max |Δlse| {lseError:F4}");
+        Assert.True(error <= 0.1, $"relative L2 error {error:F4}");
+        Assert.True(lseError <= 0.2, $"LSE error {lseError:F4}");
+    }
+
+    [Fact]
     public async Task The_suffix_grows_by_extension_and_finds_the_new_tokens()
     {
         using var store = new InMemoryKvStore(new StoreOptions { CpuBudgetBytes = 256L << 20 });
