@@ -11,11 +11,15 @@ public sealed class AttentionExecutor : IDisposable
     private readonly QueryPlanner _planner;
     private readonly LayerIndexCatalog _catalog;
 
-    /// <summary>Creates an executor over <paramref name="store"/> with its own index catalog.</summary>
-    public AttentionExecutor(IKvStore store)
+    /// <summary>
+    /// Creates an executor over <paramref name="store"/> with its own index catalog; a persistent store keeps the
+    /// catalog's shared index segments under its data directory (DATA/indexes).
+    /// </summary>
+    public AttentionExecutor(IKvStore store, int segmentTokens = LayerIndexCatalog.DefaultSegmentTokens)
     {
+        ArgumentNullException.ThrowIfNull(store);
         _store = store;
-        _catalog = new LayerIndexCatalog(store);
+        _catalog = new LayerIndexCatalog(store, store.DataDirectory is string data ? Path.Combine(data, "indexes") : null, segmentTokens);
         _planner = new QueryPlanner(_catalog);
     }
 

@@ -75,7 +75,10 @@ public sealed class IndexedPlan : IAttentionPlan
     {
         AttentionGeometry g = layer.Model.Geometry;
         int d = g.HeadDim;
-        IKeyIndex index = _indexes[kvHead];
+
+        // Every segment gets the budget an index over all indexed tokens would get, so a key that would be a
+        // top candidate of one whole-layer index is one of its own segment's (a plan over a shared base and a
+        // suffix attends at most twice the budget, plus sinks and tail).
         SearchParameters parameters = query.Plan.Budget > 0
             ? new SearchParameters((int)Math.Min(int.MaxValue, query.Plan.Budget))
             : IndexFactory.DefaultParameters(_indexes.Spec, _indexes.IndexedTokens);
@@ -84,16 +87,20 @@ public sealed class IndexedPlan : IAttentionPlan
         var chosen = new HashSet<long>();
         var found = new long[parameters.Budget];
         scanned = 0;
-        for (int t = 0; t < query.NumQueries; t++)
+        foreach (IndexSegment segment in _indexes.Segments)
         {
-            for (int gi = 0; gi < g.GroupSize; gi++)
+            IKeyIndex index = segment[kvHead];
+            for (int t = 0; t < query.NumQueries; t++)
             {
-                ReadOnlySpan<float> q = query.Queries.AsSpan(((t * g.NumQueryHeads) + (kvHead * g.GroupSize) + gi) * d, d);
-                int got = index.Candidates(q, parameters, found, out SearchStats stats);
-                scanned += stats.VectorsScanned;
-                for (int i = 0; i < got; i++)
+                for (int gi = 0; gi < g.GroupSize; gi++)
                 {
-                    chosen.Add(found[i]);
+                    ReadOnlySpan<float> q = query.Queries.AsSpan(((t * g.NumQueryHeads) + (kvHead * g.GroupSize) + gi) * d, d);
+                    int got = index.Candidates(q, parameters, found, out SearchStats stats);
+                    scanned += stats.VectorsScanned;
+                    for (int i = 0; i < got; i++)
+                    {
+                        chosen.Add(found[i]);
+                    }
                 }
             }
         }
@@ -123,9 +130,10 @@ public sealed class IndexedPlan : IAttentionPlan
 
     private void Check(LayerSnapshot layer, AttentionQuery query)
     {
-        if (_indexes.KvHeads != layer.Model.NumKvHeads || _indexes.IndexedTokens > layer.Tokens)
+        int kvHeads = _indexes.Segments.Count == 0 ? layer.Model.NumKvHeads : _indexes.Segments[0].KvHeads;
+        if (kvHeads != layer.Model.NumKvHeads || _indexes.IndexedTokens > layer.Tokens)
         {
-            throw KvDbException.Invalid($"the indexes ({_indexes.KvHeads} KV heads, {_indexes.IndexedTokens} tokens) were not built for layer {layer.Layer} ({layer.Model.NumKvHeads} KV heads, {layer.Tokens} tokens)");
+            throw KvDbException.Invalid($"the indexes ({kvHeads} KV heads, {_indexes.IndexedTokens} tokens) were not built for layer {layer.Layer} ({layer.Model.NumKvHeads} KV heads, {layer.Tokens} tokens)");
         }
 
         long expected = (long)query.NumQueries * layer.Model.NumQueryHeads * layer.Model.HeadDim;

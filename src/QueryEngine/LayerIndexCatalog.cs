@@ -1,82 +1,163 @@
 using System.Collections.Concurrent;
+using KvDb.Index;
 using KvDb.Store;
 
 namespace KvDb.QueryEngine;
 
 /// <summary>
-/// Indexes per (context, layer, family spec), built in the background the first time a sparse plan asks
-/// for them and rebuilt when the layer has grown well past what they cover. Answers never wait for a build:
-/// until an index is ready the planner answers exactly, and once it is ready the rows appended after the
-/// build are the plan's unindexed tail, scanned exactly. Query-guided families are built from the queries
-/// this layer has been asked so far (up to <see cref="MaxSampleQueries"/>).
+/// The indexes the sparse plans search, per (context, layer, family spec), kept current in the background:
+/// answers never wait (until a context's indexes exist the planner answers exactly; rows not yet indexed are
+/// the plan's tail, scanned exactly). A context's view is a shared base segment plus its own suffix:
+/// <list type="bullet">
+/// <item>The <b>base</b> covers the full blocks [0, G·k) (G = <see cref="SegmentTokens"/>, rounded to blocks) and is
+/// keyed by content, <see cref="IndexContentKey"/> of its last block (+ layer + spec), not by context: every
+/// context whose blocks start the same way (a fork, a shared prefix, the same prompt appended again) uses
+/// the same segment, and with a data directory it is saved to disk and loaded after a restart.
+/// A context takes the longest base found at one of its grid points (memory, then disk).</item>
+/// <item>The <b>suffix</b> covers the context's own full blocks after the base; it grows with
+/// <see cref="IKeyIndex.Extend"/> on a copy (queries keep the old one meanwhile) once ≥ <see cref="ExtendStep"/>
+/// rows are unindexed. When it reaches max(G, base) tokens the context moves to a longer base (rebase:
+/// one full build, so the work stays linear in the context length).</item>
+/// <item>Query-guided families (graph, lsh Q=1) build with the samples of the context that asks first; a
+/// shared base keeps its samples; a suffix is rebuilt instead of extended when the layer's sample queries
+/// have doubled since it was built.</item>
+/// </list>
+/// Grid-aligned bases are what makes sharing work across forks and repeated prompts: two contexts share the
+/// base of every grid point their blocks have in common, whatever their lengths when indexed.
 /// </summary>
 public sealed class LayerIndexCatalog : IDisposable
 {
     /// <summary>Query vectors remembered per (context, layer) as samples for query-guided builds.</summary>
     public const int MaxSampleQueries = 256;
 
+    /// <summary>Default grid of base segment ends, in tokens.</summary>
+    public const int DefaultSegmentTokens = 4096;
+
     private const int MaxEntries = 512;
+    private const int MaxShared = 512;
     private readonly IKvStore _store;
+    private readonly IndexSegmentFiles? _files;
     private readonly ConcurrentDictionary<(string Context, int Layer, string Spec), Entry> _entries = new();
     private readonly ConcurrentDictionary<(string Context, int Layer), SampleQueries> _samples = new();
+    private readonly ConcurrentDictionary<(UInt128 Key, int Layer, string Spec), SharedSegment> _shared = new();
+    private readonly ConcurrentQueue<string> _problems = new();
+    private readonly ConcurrentDictionary<string, string> _movedAside = new(StringComparer.Ordinal);
+    private readonly List<Task> _background = []; // background updates and collections, for Dispose
+    private long _clock;
+    private long _builds;
+    private long _builtTokens;
+    private long _extends;
+    private long _extendedTokens;
+    private long _loads;
+    private long _sharedReuses;
+    private long _corruptFiles;
+    private long _savedFiles;
+    private long _collectedFiles;
     private bool _disposed;
 
-    /// <summary>Creates a catalog over <paramref name="store"/>.</summary>
-    public LayerIndexCatalog(IKvStore store)
+    /// <summary>
+    /// Creates a catalog over <paramref name="store"/>. With <paramref name="directory"/> (e.g. DIR/indexes of a
+    /// persistent store) base segments are saved there and loaded lazily; files whose blocks no context holds
+    /// any more are deleted in the background now and whenever a context turns out to be gone.
+    /// </summary>
+    public LayerIndexCatalog(IKvStore store, string? directory = null, int segmentTokens = DefaultSegmentTokens)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(segmentTokens, 1);
         _store = store;
+        SegmentTokens = segmentTokens;
+        if (directory is not null)
+        {
+            _files = new IndexSegmentFiles(directory);
+            StartGarbageCollection();
+        }
     }
+
+    /// <summary>Grid of base segment ends in tokens (rounded up to whole blocks).</summary>
+    public int SegmentTokens { get; }
+
+    /// <summary>What the catalog did so far (for tests, benchmarks and operators).</summary>
+    public IndexCatalogCounters Counters => new(
+        Interlocked.Read(ref _builds),
+        Interlocked.Read(ref _builtTokens),
+        Interlocked.Read(ref _extends),
+        Interlocked.Read(ref _extendedTokens),
+        Interlocked.Read(ref _loads),
+        Interlocked.Read(ref _sharedReuses),
+        Interlocked.Read(ref _corruptFiles),
+        Interlocked.Read(ref _savedFiles),
+        Interlocked.Read(ref _collectedFiles));
+
+    /// <summary>Problems met with index files (unreadable, moved aside, not saved), oldest first.</summary>
+    public IReadOnlyCollection<string> Problems => [.. _problems];
 
     /// <summary>Remembers a request's queries (f32 [q, num_query_heads, head_dim]) as sample queries of its layer.</summary>
     public void Observe(AttentionQuery query, int queryFloats)
     {
+        if (_samples.Count >= 4 * MaxEntries && !_samples.ContainsKey((query.ContextId, query.Layer)))
+        {
+            // Bounded like the views: forget an arbitrary layer's samples (its next build just has fewer).
+            foreach ((string, int) k in _samples.Keys)
+            {
+                _samples.TryRemove(k, out _);
+                break;
+            }
+        }
+
         SampleQueries samples = _samples.GetOrAdd((query.ContextId, query.Layer), _ => new SampleQueries());
         samples.Add(query.Queries, queryFloats);
     }
 
     /// <summary>
-    /// The ready indexes of <paramref name="spec"/> for the snapshot's layer, or null while they are being built
-    /// (a build is started if none is under way). <paramref name="status"/> says which, for the explain line.
+    /// The ready indexes of <paramref name="spec"/> for the snapshot's layer, or null while the first ones are
+    /// being made (an update is started when none is under way and the layer grew by <see cref="ExtendStep"/>).
+    /// <paramref name="status"/> says which, for the explain line.
     /// </summary>
     public LayerIndexes? Get(string contextId, LayerSnapshot layer, string spec, out string status)
     {
         var key = (contextId, layer.Layer, spec);
         if (!_entries.ContainsKey(key) && _entries.Count >= MaxEntries)
         {
-            // Bounded: forget an arbitrary entry; a later request rebuilds it.
-            foreach (var k in _entries.Keys)
-            {
-                _entries.TryRemove(k, out _);
-                break;
-            }
+            ForgetLeastRecentlyUsed();
         }
 
         Entry entry = _entries.GetOrAdd(key, _ => new Entry());
         lock (entry)
         {
+            entry.LastUse = Interlocked.Increment(ref _clock);
             LayerIndexes? current = entry.Current;
-            long stale = current is null ? long.MaxValue : layer.Tokens - current.IndexedTokens;
-            bool wantBuild = current is null || stale > Math.Max(4096, current.IndexedTokens / 4);
-            if (wantBuild && entry.Pending is null && !Volatile.Read(ref _disposed))
+            string stale = string.Empty;
+            if (current is not null && !StillDescribes(entry, layer))
             {
-                float[] samples = _samples.TryGetValue((contextId, layer.Layer), out SampleQueries? s) ? s.Snapshot() : [];
-                entry.Pending = Task.Run(() => BuildInto(entry, contextId, layer.Layer, spec, samples));
+                // The context was rolled back and rewritten below what the indexes cover: never serve them.
+                current = null;
+                stale = " (the layer changed below what the indexes covered)";
             }
 
+            long fullTokens = layer.Tokens / layer.Model.BlockSize * layer.Model.BlockSize;
+            bool wantUpdate = current is null || fullTokens - current.IndexedTokens >= ExtendStep(entry, layer.Model.BlockSize);
+            if (wantUpdate && entry.Pending is null && !Volatile.Read(ref _disposed))
+            {
+                float[] samples = _samples.TryGetValue((contextId, layer.Layer), out SampleQueries? s) ? s.Snapshot() : [];
+                Task update = Task.Run(() => UpdateAsync(entry, contextId, layer.Layer, spec, samples));
+                entry.Pending = update;
+                Track(update);
+            }
+
+            string note = entry.Note is null ? string.Empty : $"; {entry.Note}";
             if (current is null)
             {
                 status = entry.Error is null
-                    ? $"index \"{spec}\" for layer {layer.Layer} is being built in the background"
-                    : $"index \"{spec}\" for layer {layer.Layer} failed to build ({entry.Error}); retrying";
+                    ? $"index \"{spec}\" for layer {layer.Layer} is being built in the background{stale}{note}"
+                    : $"index \"{spec}\" for layer {layer.Layer} failed to build ({entry.Error}); retrying{note}";
                 return null;
             }
 
-            status = $"index \"{spec}\" covers {current.IndexedTokens} of {layer.Tokens} tokens, the tail is scanned exactly";
+            status = $"index \"{spec}\" covers {current.IndexedTokens} of {layer.Tokens} tokens ({entry.Describe()}), the tail is scanned exactly{note}";
             return current;
         }
     }
 
-    /// <summary>Completes when no build of that entry is under way (for tests and warm-up).</summary>
+    /// <summary>Completes when no update of that entry is under way (for tests and warm-up).</summary>
     public Task WhenIdle(string contextId, int layer, string spec)
     {
         if (!_entries.TryGetValue((contextId, layer, spec), out Entry? entry))
@@ -90,6 +171,39 @@ public sealed class LayerIndexCatalog : IDisposable
         }
     }
 
+    /// <summary>Completes when every background update and index-file collection started so far is done.</summary>
+    public Task WhenBackgroundWorkDone()
+    {
+        lock (_background)
+        {
+            return Task.WhenAll(_background);
+        }
+    }
+
+    /// <summary>
+    /// Deletes index files whose last block no context holds any more (a file still used by any context sharing
+    /// the prefix is kept: that context holds the block). Returns how many were deleted.
+    /// </summary>
+    public int CollectGarbage()
+    {
+        if (_files is null)
+        {
+            return 0;
+        }
+
+        int deleted = _files.CollectGarbage(_store.HoldsBlock, (name, aside, reason) =>
+        {
+            // Reported now, and again in the explain line of the first context that needs the segment.
+            Interlocked.Increment(ref _corruptFiles);
+            string problem = $"index file {name} was unreadable ({reason}); moved aside to {aside} and rebuilt";
+            _problems.Enqueue(problem);
+            _movedAside[name] = problem;
+        });
+
+        Interlocked.Add(ref _collectedFiles, deleted);
+        return deleted;
+    }
+
     /// <summary>
     /// Stops new builds and waits for running ones: a build reads the store's native blocks, so it must
     /// finish before the store that owns them is disposed.
@@ -97,31 +211,136 @@ public sealed class LayerIndexCatalog : IDisposable
     public void Dispose()
     {
         Volatile.Write(ref _disposed, true);
-        var pending = new List<Task>();
-        foreach (Entry entry in _entries.Values)
+
+        // Every update and collection, including those of views forgotten meanwhile.
+        WhenBackgroundWorkDone().Wait();
+    }
+
+    /// <summary>Full-block rows that must be unindexed before an update runs: max(block, min(grid, max(256, suffix / 8))).</summary>
+    private long ExtendStep(Entry entry, int blockSize)
+    {
+        // Extending copies the suffix first, so steps grow with it (amortized constant work per row) while the
+        // exactly scanned tail stays below one grid step.
+        long suffix = entry.Suffix?.Tokens ?? 0;
+        return Math.Max(blockSize, Math.Min(SegmentTokens, Math.Max(256, suffix / 8)));
+    }
+
+    private static bool StillDescribes(Entry entry, LayerSnapshot layer)
+    {
+        long end = entry.Current?.IndexedTokens ?? 0;
+        if (end == 0)
         {
-            lock (entry)
+            return true;
+        }
+
+        int last = (int)(end / layer.Model.BlockSize) - 1;
+        return end <= layer.Tokens && last < layer.Blocks.Length
+            && layer.TryGetSealed(last, out BlockAddress address, out ulong checksum)
+            && address == entry.EndAddress && checksum == entry.EndChecksum;
+    }
+
+    private void ForgetLeastRecentlyUsed()
+    {
+        KeyValuePair<(string, int, string), Entry>? oldest = null;
+        foreach (KeyValuePair<(string, int, string), Entry> e in _entries)
+        {
+            if (oldest is null || e.Value.LastUse < oldest.Value.Value.LastUse)
             {
-                if (entry.Pending is { } task)
-                {
-                    pending.Add(task);
-                }
+                oldest = e;
             }
         }
 
-        Task.WaitAll([.. pending]);
+        if (oldest is { } victim)
+        {
+            // Its segments stay alive while queries use them; shared ones stay in the shared table.
+            _entries.TryRemove(victim);
+        }
     }
 
-    private void BuildInto(Entry entry, string contextId, int layer, string spec, float[] samples)
+    private async Task UpdateAsync(Entry entry, string contextId, int layerIndex, string spec, float[] samples)
     {
         try
         {
-            using LayerSnapshot snapshot = _store.OpenLayer(contextId, layer);
-            LayerIndexes built = LayerIndexes.Build(snapshot, spec, samples);
+            using LayerSnapshot layer = _store.OpenLayer(contextId, layerIndex);
+            int b = layer.Model.BlockSize;
+            int unchanged = entry.Keys.Refresh(layer);
+            int full = entry.Keys.Count;
+            long fullTokens = (long)full * b;
+            IndexSegment? baseSegment = entry.Base;
+            IndexSegment? suffix = entry.Suffix;
+            long covered = suffix?.EndToken ?? baseSegment?.EndToken ?? 0;
+            if (covered > (long)unchanged * b)
+            {
+                baseSegment = null;
+                suffix = null;
+                covered = 0;
+            }
+
+            string? note = entry.Note;
+            string baseOrigin = entry.BaseOrigin;
+            long baseEnd = baseSegment?.EndToken ?? 0;
+            bool rebase = baseSegment is null && suffix is null
+                || fullTokens - baseEnd >= Math.Max(GridBlocks(b) * (long)b, baseEnd);
+            if (rebase)
+            {
+                (IndexSegment? found, string origin, string? problem) = await BaseFor(entry, layer, spec, samples).ConfigureAwait(false);
+                note = problem ?? note;
+                if (!ReferenceEquals(found, baseSegment) || found is null)
+                {
+                    baseSegment = found;
+                    baseOrigin = origin;
+                    baseEnd = baseSegment?.EndToken ?? 0;
+                    suffix = null;
+                }
+            }
+
+            if (fullTokens > baseEnd && (suffix is null || suffix.EndToken < fullTokens))
+            {
+                int guided = samples.Length / (layer.Model.NumQueryHeads * layer.Model.HeadDim);
+                if (suffix is null || (suffix.QueryGuided && guided >= 2 * Math.Max(1, suffix.SampleQueries)))
+                {
+                    suffix = IndexSegment.Build(layer, spec, baseEnd, fullTokens, samples);
+                    Interlocked.Increment(ref _builds);
+                    Interlocked.Add(ref _builtTokens, suffix.Tokens);
+                }
+                else
+                {
+                    long from = suffix.EndToken;
+                    suffix = suffix.Extended(layer, fullTokens);
+                    Interlocked.Increment(ref _extends);
+                    Interlocked.Add(ref _extendedTokens, fullTokens - from);
+                }
+            }
+
+            var segments = new List<IndexSegment>(2);
+            if (baseSegment is not null)
+            {
+                segments.Add(baseSegment);
+            }
+
+            if (suffix is not null)
+            {
+                segments.Add(suffix);
+            }
+
+            var view = new LayerIndexes(spec, segments, ownsSegments: false);
+            BlockAddress endAddress = default;
+            ulong endChecksum = 0;
+            if (view.IndexedTokens > 0)
+            {
+                layer.TryGetSealed((int)(view.IndexedTokens / b) - 1, out endAddress, out endChecksum);
+            }
+
             lock (entry)
             {
-                // The replaced indexes are not disposed: a query may still be searching them; the GC reclaims them.
-                entry.Current = built;
+                // Replaced segments are not disposed: a query may still be searching them; the GC reclaims them.
+                entry.Base = baseSegment;
+                entry.BaseOrigin = baseOrigin;
+                entry.Suffix = suffix;
+                entry.EndAddress = endAddress;
+                entry.EndChecksum = endChecksum;
+                entry.Current = view;
+                entry.Note = note;
                 entry.Error = null;
                 entry.Pending = null;
             }
@@ -136,19 +355,230 @@ public sealed class LayerIndexCatalog : IDisposable
 
             if (e is KvDbException { Code: KvDbErrorCode.NotFound })
             {
-                _entries.TryRemove((contextId, layer, spec), out _);
-                _samples.TryRemove((contextId, layer), out _);
+                _entries.TryRemove((contextId, layerIndex, spec), out _);
+                _samples.TryRemove((contextId, layerIndex), out _);
+                StartGarbageCollection();
             }
         }
     }
+
+    /// <summary>
+    /// The base a context should use now: the longest shared one (memory, then disk) at a grid point of its
+    /// blocks that leaves a suffix shorter than max(grid, base); otherwise a new one at its last grid point.
+    /// Null when the context has no full grid step yet. Also returns a problem met on the way (corrupt file).
+    /// </summary>
+    private async Task<(IndexSegment? Segment, string Origin, string? Problem)> BaseFor(Entry entry, LayerSnapshot layer, string spec, float[] samples)
+    {
+        int b = layer.Model.BlockSize;
+        int grid = GridBlocks(b);
+        int full = entry.Keys.Count;
+        int top = full / grid * grid;
+        if (top == 0)
+        {
+            return (null, string.Empty, null);
+        }
+
+        for (int end = top; end >= grid && full - end < Math.Max(grid, end); end -= grid)
+        {
+            var key = (entry.Keys[end - 1], layer.Layer, spec);
+            bool known = _shared.ContainsKey(key);
+            if (known || _files?.Has(key.Item1, key.Layer, spec) == true)
+            {
+                (IndexSegment segment, string origin, string? problem) = await Shared(key, layer, end, spec, samples).ConfigureAwait(false);
+                return (segment, origin, problem);
+            }
+        }
+
+        return await Shared((entry.Keys[top - 1], layer.Layer, spec), layer, top, spec, samples).ConfigureAwait(false);
+    }
+
+    /// <summary>The shared segment for <paramref name="key"/>, loading or building it once however many contexts ask at the same time.</summary>
+    private async Task<(IndexSegment Segment, string Origin, string? Problem)> Shared((UInt128 Key, int Layer, string Spec) key, LayerSnapshot layer, int endBlock, string spec, float[] samples)
+    {
+        if (!_shared.ContainsKey(key) && _shared.Count >= MaxShared)
+        {
+            ForgetOldestShared();
+        }
+
+        bool mine = false;
+        SharedSegment shared = _shared.GetOrAdd(key, _ =>
+        {
+            mine = true;
+            return new SharedSegment();
+        });
+        mine = false;
+        Task<(IndexSegment, string, string?)> task;
+        lock (shared)
+        {
+            shared.LastUse = Interlocked.Increment(ref _clock);
+            if (shared.Task is null || shared.Task.IsFaulted)
+            {
+                mine = true;
+                shared.Task = Task.Run(() => LoadOrBuild(key, layer, endBlock, spec, samples));
+            }
+
+            task = shared.Task;
+        }
+
+        try
+        {
+            (IndexSegment segment, string origin, string? problem) = await task.ConfigureAwait(false);
+            if (!mine)
+            {
+                Interlocked.Increment(ref _sharedReuses);
+                return (segment, "shared", problem);
+            }
+
+            return (segment, origin, problem);
+        }
+        catch
+        {
+            _shared.TryRemove(KeyValuePair.Create(key, shared));
+            throw;
+        }
+    }
+
+    private (IndexSegment Segment, string Origin, string? Problem) LoadOrBuild((UInt128 Key, int Layer, string Spec) key, LayerSnapshot layer, int endBlock, string spec, float[] samples)
+    {
+        string name = IndexSegmentFiles.FileName(key.Key, key.Layer, spec);
+        string? problem = null;
+        if (_files is not null && _files.Has(key.Key, key.Layer, spec))
+        {
+            try
+            {
+                IndexSegment loaded = _files.Load(key.Key, key.Layer, spec, layer.Model);
+                Interlocked.Increment(ref _loads);
+                return (loaded, "loaded from disk", null);
+            }
+            catch (Exception e) when (e is InvalidDataException or EndOfStreamException or IOException or ArgumentException)
+            {
+                if (!_movedAside.ContainsKey(name))
+                {
+                    string aside = _files.MoveAside(key.Key, key.Layer, spec);
+                    Interlocked.Increment(ref _corruptFiles);
+                    problem = $"index file {name} was unreadable ({e.Message}); moved aside to {aside} and rebuilt";
+                    _problems.Enqueue(problem);
+                }
+            }
+        }
+
+        // The startup collection may have moved this very file aside (it records that before the file leaves the set).
+        if (_movedAside.TryRemove(name, out string? collected))
+        {
+            problem = collected;
+        }
+
+        long end = (long)endBlock * layer.Model.BlockSize;
+        layer.TryGetSealed(endBlock - 1, out BlockAddress address, out ulong checksum);
+        IndexSegment built = IndexSegment.Build(layer, spec, 0, end, samples);
+        built.ContentKey = key.Key;
+        built.EndAddress = address;
+        built.EndChecksum = checksum;
+        Interlocked.Increment(ref _builds);
+        Interlocked.Add(ref _builtTokens, end);
+        if (_files is not null)
+        {
+            try
+            {
+                _files.Save(built, key.Layer, layer.Model);
+                Interlocked.Increment(ref _savedFiles);
+            }
+            catch (IOException e)
+            {
+                string failed = $"index file {IndexSegmentFiles.FileName(key.Key, key.Layer, spec)} could not be saved ({e.Message}); it will be rebuilt after a restart";
+                _problems.Enqueue(failed);
+                problem ??= failed;
+            }
+        }
+
+        return (built, "built", problem);
+    }
+
+    private void ForgetOldestShared()
+    {
+        KeyValuePair<(UInt128, int, string), SharedSegment>? oldest = null;
+        foreach (KeyValuePair<(UInt128, int, string), SharedSegment> e in _shared)
+        {
+            if (oldest is null || e.Value.LastUse < oldest.Value.Value.LastUse)
+            {
+                oldest = e;
+            }
+        }
+
+        if (oldest is { } victim)
+        {
+            _shared.TryRemove(victim);
+        }
+    }
+
+    private void StartGarbageCollection()
+    {
+        if (_files is null || Volatile.Read(ref _disposed))
+        {
+            return;
+        }
+
+        Track(Task.Run(() =>
+        {
+            try
+            {
+                CollectGarbage();
+            }
+            catch (IOException e)
+            {
+                _problems.Enqueue($"index file garbage collection failed: {e.Message}");
+            }
+        }));
+    }
+
+    private void Track(Task task)
+    {
+        lock (_background)
+        {
+            _background.RemoveAll(t => t.IsCompleted);
+            _background.Add(task);
+        }
+    }
+
+    private int GridBlocks(int blockSize) => Math.Max(1, (SegmentTokens + blockSize - 1) / blockSize);
 
     private sealed class Entry
     {
         public LayerIndexes? Current { get; set; }
 
+        public IndexSegment? Base { get; set; }
+
+        public IndexSegment? Suffix { get; set; }
+
+        public BlockAddress EndAddress { get; set; }
+
+        public ulong EndChecksum { get; set; }
+
+        public string BaseOrigin { get; set; } = string.Empty;
+
         public Task? Pending { get; set; }
 
         public string? Error { get; set; }
+
+        public string? Note { get; set; }
+
+        public long LastUse { get; set; }
+
+        public BlockContentKeys Keys { get; } = new();
+
+        public string Describe()
+        {
+            string b = Base is null ? "no base" : $"base {Base.Tokens} {BaseOrigin}";
+            string s = Suffix is null ? "no suffix" : $"own suffix {Suffix.Tokens}";
+            return $"{b}, {s}";
+        }
+    }
+
+    private sealed class SharedSegment
+    {
+        public Task<(IndexSegment, string, string?)>? Task { get; set; }
+
+        public long LastUse { get; set; }
     }
 
     private sealed class SampleQueries

@@ -1,46 +1,57 @@
-using KvDb.Index;
-using KvDb.Kernels;
 using KvDb.Store;
 
 namespace KvDb.QueryEngine;
 
 /// <summary>
-/// One index per KV head of a layer, built from a pinned snapshot: the structure a sparse plan searches.
-/// Tokens appended after the build (positions ≥ <see cref="IndexedTokens"/>) are not in it; plans attend
-/// that tail exactly, so an answer never waits for an index build.
+/// The indexes a sparse plan searches for one layer: contiguous <see cref="IndexSegment"/>s from position 0
+/// (the catalog's shared base and the context's own suffix). Each segment is searched separately with the
+/// plan's budget and the candidates are united. Tokens at and after <see cref="IndexedTokens"/> are in no
+/// segment; plans attend that tail exactly, so an answer never waits for an index build.
 /// </summary>
 public sealed class LayerIndexes : IDisposable
 {
-    private readonly IKeyIndex[] _heads;
+    private readonly IndexSegment[] _segments;
+    private readonly bool _ownsSegments;
 
-    private LayerIndexes(string spec, long indexedTokens, IKeyIndex[] heads)
+    /// <summary>Creates the view over <paramref name="segments"/> (contiguous from 0); <paramref name="ownsSegments"/>: Dispose releases them.</summary>
+    public LayerIndexes(string spec, IReadOnlyList<IndexSegment> segments, bool ownsSegments)
     {
+        ArgumentNullException.ThrowIfNull(segments);
+        long next = 0;
+        foreach (IndexSegment s in segments)
+        {
+            if (s.StartToken != next || s.Spec != spec || s.KvHeads != segments[0].KvHeads)
+            {
+                throw new ArgumentException("segments must be contiguous from position 0, of one spec and one KV head count");
+            }
+
+            next = s.EndToken;
+        }
+
         Spec = spec;
-        IndexedTokens = indexedTokens;
-        _heads = heads;
+        IndexedTokens = next;
+        _segments = [.. segments];
+        _ownsSegments = ownsSegments;
     }
 
-    /// <summary>The spec every head's index was created from.</summary>
+    /// <summary>The spec every segment's indexes were created from.</summary>
     public string Spec { get; }
 
-    /// <summary>Tokens covered by the indexes (the snapshot's length at build time).</summary>
+    /// <summary>Tokens covered by the segments: positions [0, IndexedTokens).</summary>
     public long IndexedTokens { get; }
 
-    /// <summary>KV heads indexed.</summary>
-    public int KvHeads => _heads.Length;
+    /// <summary>The segments, in position order (may be empty: everything is tail).</summary>
+    public IReadOnlyList<IndexSegment> Segments => _segments;
 
-    /// <summary>The index of one KV head.</summary>
-    public IKeyIndex this[int kvHead] => _heads[kvHead];
-
-    /// <summary>Bytes held by all heads' indexes.</summary>
+    /// <summary>Bytes held by all segments' indexes.</summary>
     public long MemoryBytes
     {
         get
         {
             long bytes = 0;
-            foreach (IKeyIndex index in _heads)
+            foreach (IndexSegment s in _segments)
             {
-                bytes += index.MemoryBytes;
+                bytes += s.MemoryBytes;
             }
 
             return bytes;
@@ -48,59 +59,25 @@ public sealed class LayerIndexes : IDisposable
     }
 
     /// <summary>
-    /// Builds <paramref name="spec"/> for every KV head of <paramref name="layer"/>. <paramref name="sampleQueries"/>
-    /// (f32 [m, num_query_heads, head_dim], e.g. the prefill's queries; may be empty) guide query-aware
-    /// families: each KV head gets the vectors of its GQA group's query heads.
+    /// One segment with <paramref name="spec"/> for every KV head over all rows of <paramref name="layer"/>,
+    /// owned by the result. <paramref name="sampleQueries"/> (f32 [m, num_query_heads, head_dim], e.g. the
+    /// prefill's queries; may be empty) guide query-aware families.
     /// </summary>
     public static LayerIndexes Build(LayerSnapshot layer, string spec, ReadOnlySpan<float> sampleQueries = default)
     {
-        AttentionGeometry g = layer.Model.Geometry;
-        int d = g.HeadDim;
-        int rows = (int)KvBlockReader.CountRows(layer.Blocks);
-        var keys = new float[(long)rows * d];
-        var positions = new long[rows];
-        int groupWidth = g.GroupSize * d;
-        int samples = sampleQueries.Length / (g.NumQueryHeads * d);
-        var heads = new IKeyIndex[g.NumKvHeads];
-        try
-        {
-            for (int kv = 0; kv < g.NumKvHeads; kv++)
-            {
-                KvBlockReader.ReadHeadRows(g, layer.Blocks, kv, values: false, keys, positions);
-                heads[kv] = IndexFactory.Create(spec, d);
-                if (heads[kv] is IQueryGuidedIndex guided && samples > 0)
-                {
-                    var group = new float[samples * groupWidth];
-                    for (int s = 0; s < samples; s++)
-                    {
-                        sampleQueries.Slice((s * g.NumQueryHeads + kv * g.GroupSize) * d, groupWidth).CopyTo(group.AsSpan(s * groupWidth, groupWidth));
-                    }
-
-                    guided.AddSampleQueries(group);
-                }
-
-                heads[kv].Build(keys, positions);
-            }
-        }
-        catch
-        {
-            foreach (IKeyIndex? index in heads)
-            {
-                index?.Dispose();
-            }
-
-            throw;
-        }
-
-        return new LayerIndexes(spec, layer.Tokens, heads);
+        IndexSegment segment = IndexSegment.Build(layer, spec, 0, layer.Tokens, sampleQueries);
+        return new LayerIndexes(spec, [segment], ownsSegments: true);
     }
 
-    /// <summary>Releases every head's index.</summary>
+    /// <summary>Releases the segments when this view owns them (catalog views do not: their segments may be shared).</summary>
     public void Dispose()
     {
-        foreach (IKeyIndex index in _heads)
+        if (_ownsSegments)
         {
-            index.Dispose();
+            foreach (IndexSegment s in _segments)
+            {
+                s.Dispose();
+            }
         }
     }
 }

@@ -23,11 +23,14 @@ public sealed class LshSamplingPlan : IAttentionPlan
     /// </summary>
     public LshSamplingPlan(LayerIndexes lsh, LayerIndexes? heavyHitters = null)
     {
-        for (int kv = 0; kv < lsh.KvHeads; kv++)
+        foreach (IndexSegment segment in lsh.Segments)
         {
-            if (lsh[kv] is not LshIndex)
+            for (int kv = 0; kv < segment.KvHeads; kv++)
             {
-                throw new ArgumentException($"LSH sampling needs LSH indexes, got \"{lsh.Spec}\"", nameof(lsh));
+                if (segment[kv] is not LshIndex)
+                {
+                    throw new ArgumentException($"LSH sampling needs LSH indexes, got \"{lsh.Spec}\"", nameof(lsh));
+                }
             }
         }
 
@@ -102,22 +105,30 @@ public sealed class LshSamplingPlan : IAttentionPlan
             }
         }
 
-        var lsh = (LshIndex)_lsh[kvHead];
-        var samples = new List<int>[rows];
-        var sampledRows = new int[lsh.Count];
+        // Each segment is sampled by its own index, with its own inclusion probabilities: the weighted sum
+        // over a segment estimates that segment's share, and the shares add up.
+        int segments = _lsh.Segments.Count;
+        var samples = new List<int>[rows, segments];
         var union = new HashSet<long>(exact);
-        for (int r = 0; r < rows; r++)
+        for (int s = 0; s < segments; s++)
         {
-            int n = lsh.Sample(Row(query, g, kvHead, r), sampledRows, out _);
-            samples[r] = new List<int>(n);
-            for (int i = 0; i < n; i++)
+            var lsh = (LshIndex)_lsh.Segments[s][kvHead];
+            var sampledRows = new int[lsh.Count];
+            for (int r = 0; r < rows; r++)
             {
-                long p = lsh.PositionOf(sampledRows[i]);
-                if (!exact.Contains(p))
+                int n = lsh.Sample(Row(query, g, kvHead, r), sampledRows, out _);
+                var kept = new List<int>(n);
+                for (int i = 0; i < n; i++)
                 {
-                    samples[r].Add(sampledRows[i]);
-                    union.Add(p);
+                    long p = lsh.PositionOf(sampledRows[i]);
+                    if (!exact.Contains(p))
+                    {
+                        kept.Add(sampledRows[i]);
+                        union.Add(p);
+                    }
                 }
+
+                samples[r, s] = kept;
             }
         }
 
@@ -157,8 +168,9 @@ public sealed class LshSamplingPlan : IAttentionPlan
         }
 
         var logWeights = new float[(long)rows * positions.Length];
-        var estimator = new LshSamplingEstimator(lsh);
         var metricQuery = new float[d];
+        var dots = new float[1];
+        var weight = new float[1];
         for (int r = 0; r < rows; r++)
         {
             Span<float> w = logWeights.AsSpan(r * positions.Length, positions.Length);
@@ -167,21 +179,23 @@ public sealed class LshSamplingPlan : IAttentionPlan
                 w[j] = exact.Contains(positions[j]) ? 0f : float.NegativeInfinity;
             }
 
-            (double dotMean, double norm) = lsh.PrepareQuery(Row(query, g, kvHead, r), metricQuery);
-            List<int> sample = samples[r];
-            var dots = new float[1];
-            var weight = new float[1];
-            foreach (int row in sample)
+            for (int s = 0; s < segments; s++)
             {
-                long p = lsh.PositionOf(row);
-                if (!column.TryGetValue(p, out int j))
+                var lsh = (LshIndex)_lsh.Segments[s][kvHead];
+                var estimator = new LshSamplingEstimator(lsh);
+                (double dotMean, double norm) = lsh.PrepareQuery(Row(query, g, kvHead, r), metricQuery);
+                foreach (int row in samples[r, s])
                 {
-                    continue; // excluded range
-                }
+                    long p = lsh.PositionOf(row);
+                    if (!column.TryGetValue(p, out int j))
+                    {
+                        continue; // excluded range
+                    }
 
-                RowDotKernel.Scores(metricQuery, keys.AsSpan(keyIndex[p] * d, d), dots);
-                estimator.LogWeights([row], dots, dotMean, norm, weight);
-                w[j] = weight[0];
+                    RowDotKernel.Scores(metricQuery, keys.AsSpan(keyIndex[p] * d, d), dots);
+                    estimator.LogWeights([row], dots, dotMean, norm, weight);
+                    w[j] = weight[0];
+                }
             }
         }
 

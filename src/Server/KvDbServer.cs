@@ -64,6 +64,9 @@ public static class KvDbServer
         builder.Services.AddGrpcReflection();
 
         WebApplication app = builder.Build();
+
+        // Created now, not on the first attention request: with --data its catalog collects unreferenced index files at start.
+        app.Services.GetRequiredService<AttentionExecutor>();
         app.MapGrpcService<ModelsService>();
         app.MapGrpcService<ContextsService>();
         app.MapGrpcService<AttentionService>();

@@ -25,6 +25,10 @@ internal sealed class BlockDirectory
         return b is not null && b.Checksum == checksum && !b.Corrupt && b.TryAddRef() ? b : null;
     }
 
+    /// <summary>True when the published block at <paramref name="address"/> has this content checksum (no reference taken).</summary>
+    public bool Holds(BlockAddress address, ulong checksum) =>
+        Peek(address.Chain, address.Layer) is KvBlock b && b.Checksum == checksum;
+
     /// <summary>The published block at (<paramref name="chain"/>, <paramref name="layer"/>) with a new reference, or null.</summary>
     public KvBlock? Acquire(UInt128 chain, int layer)
     {

@@ -46,6 +46,15 @@ public interface IKvStore : IDisposable
     /// <summary>Longest prefix of <paramref name="tokenIds"/> whose KV is stored in every layer, in that model and namespace.</summary>
     long LookupPrefix(string model, string ns, ReadOnlySpan<int> tokenIds);
 
+    /// <summary>The directory of persistent data (null when memory only); other components keep their files under it.</summary>
+    string? DataDirectory { get; }
+
+    /// <summary>
+    /// True while some context still holds the full block with this address and content checksum (shared or private):
+    /// files derived from a block (index segments) are garbage once it is gone.
+    /// </summary>
+    bool HoldsBlock(BlockAddress address, ulong checksum);
+
     /// <summary>Counters for operators.</summary>
     StoreStats GetStats();
 

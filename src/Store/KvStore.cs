@@ -272,6 +272,40 @@ public partial class KvStore : IKvStore
     }
 
     /// <inheritdoc />
+    public string? DataDirectory => Options.DataDirectory;
+
+    /// <inheritdoc />
+    public bool HoldsBlock(BlockAddress address, ulong checksum)
+    {
+        if (_directory.Holds(address, checksum))
+        {
+            return true;
+        }
+
+        // A private block (its address is published with other bytes) is only reachable through its contexts.
+        foreach (KvContext c in _contexts.Values)
+        {
+            if ((uint)address.Layer >= (uint)c.Model.NumLayers)
+            {
+                continue;
+            }
+
+            lock (c.Gate)
+            {
+                foreach (KvBlock b in c.Layers[address.Layer].Blocks)
+                {
+                    if (b.Address == address && b.Checksum == checksum)
+                    {
+                        return true;
+                    }
+                }
+            }
+        }
+
+        return false;
+    }
+
+    /// <inheritdoc />
     public int[] ReadTokenIds(string contextId, long start, long end)
     {
         KvContext c = Find(contextId);

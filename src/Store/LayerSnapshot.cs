@@ -73,6 +73,26 @@ public sealed class LayerSnapshot : IDisposable
         }
     }
 
+    /// <summary>
+    /// The content identity of block <paramref name="block"/> when it is full and sealed: its address (which
+    /// commits to the model, namespace and every token id up to its end) and its content checksum. False for
+    /// the open tail block and for a full block not sealed yet. Index catalogs key shared indexes by these.
+    /// </summary>
+    public bool TryGetSealed(int block, out BlockAddress address, out ulong checksum)
+    {
+        KvBlock b = _blocks[block];
+        if (_views[block].Tokens == Model.BlockSize && b.Address is BlockAddress a)
+        {
+            address = a;
+            checksum = b.Checksum;
+            return true;
+        }
+
+        address = default;
+        checksum = 0;
+        return false;
+    }
+
     /// <summary>Copies tokens [start, start+count) out in wire layout [count, num_kv_heads, head_dim] for keys and for values.</summary>
     public void ReadRows(long start, int count, Span<byte> keys, Span<byte> values)
     {

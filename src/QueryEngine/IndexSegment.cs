@@ -1,0 +1,195 @@
+using KvDb.Index;
+using KvDb.Kernels;
+using KvDb.Store;
+
+namespace KvDb.QueryEngine;
+
+/// <summary>
+/// One index per KV head over the rows [<see cref="StartToken"/>, <see cref="EndToken"/>) of a layer: a piece
+/// of a <see cref="LayerIndexes"/>. A segment that starts at 0 and ends on a block boundary is named by the
+/// content key of its blocks (<see cref="IndexContentKey"/>) and may be shared by every context whose blocks
+/// start the same way; such a segment is never modified (growth makes an extended copy).
+/// </summary>
+public sealed class IndexSegment : IDisposable
+{
+    private readonly IKeyIndex[] _heads;
+
+    internal IndexSegment(string spec, long startToken, long endToken, IKeyIndex[] heads, int sampleQueries)
+    {
+        QueryGuided = heads.Length > 0 && heads[0] is IQueryGuidedIndex;
+        Spec = spec;
+        StartToken = startToken;
+        EndToken = endToken;
+        _heads = heads;
+        SampleQueries = sampleQueries;
+    }
+
+    /// <summary>The spec every head's index was created from.</summary>
+    public string Spec { get; }
+
+    /// <summary>First position covered.</summary>
+    public long StartToken { get; }
+
+    /// <summary>Positions below this are covered (from <see cref="StartToken"/>).</summary>
+    public long EndToken { get; }
+
+    /// <summary>Rows covered.</summary>
+    public long Tokens => EndToken - StartToken;
+
+    /// <summary>KV heads indexed.</summary>
+    public int KvHeads => _heads.Length;
+
+    /// <summary>True for query-guided families (their structure depends on the sample queries).</summary>
+    public bool QueryGuided { get; }
+
+    /// <summary>Sample queries (per KV head) the query-guided families were built with; 0 for the others.</summary>
+    public int SampleQueries { get; }
+
+    /// <summary>The content key of blocks [0, EndToken) when the segment is shareable (starts at 0, ends on a sealed block), else null.</summary>
+    public UInt128? ContentKey { get; internal set; }
+
+    /// <summary>Address of the last block covered, for shareable segments (files derived from it are garbage once it is gone).</summary>
+    public BlockAddress EndAddress { get; internal set; }
+
+    /// <summary>Content checksum of the last block covered, for shareable segments.</summary>
+    public ulong EndChecksum { get; internal set; }
+
+    /// <summary>The index of one KV head.</summary>
+    public IKeyIndex this[int kvHead] => _heads[kvHead];
+
+    /// <summary>Bytes held by all heads' indexes.</summary>
+    public long MemoryBytes
+    {
+        get
+        {
+            long bytes = 0;
+            foreach (IKeyIndex index in _heads)
+            {
+                bytes += index.MemoryBytes;
+            }
+
+            return bytes;
+        }
+    }
+
+    /// <summary>
+    /// Builds <paramref name="spec"/> for every KV head over rows [<paramref name="start"/>, <paramref name="end"/>)
+    /// of <paramref name="layer"/> (both on block boundaries, or <paramref name="end"/> = the layer's length).
+    /// <paramref name="sampleQueries"/> (f32 [m, num_query_heads, head_dim]; may be empty) guide query-aware
+    /// families: each KV head gets the vectors of its GQA group's query heads.
+    /// </summary>
+    public static IndexSegment Build(LayerSnapshot layer, string spec, long start, long end, ReadOnlySpan<float> sampleQueries = default)
+    {
+        AttentionGeometry g = layer.Model.Geometry;
+        int d = g.HeadDim;
+        ReadOnlySpan<KvBlockRef> blocks = Blocks(layer, start, end);
+        int rows = (int)KvBlockReader.CountRows(blocks);
+        var keys = new float[(long)rows * d];
+        var positions = new long[rows];
+        int samples = sampleQueries.Length / (g.NumQueryHeads * d);
+        var heads = new IKeyIndex[g.NumKvHeads];
+        bool guidedFamily = false;
+        try
+        {
+            for (int kv = 0; kv < g.NumKvHeads; kv++)
+            {
+                KvBlockReader.ReadHeadRows(g, blocks, kv, values: false, keys, positions);
+                heads[kv] = IndexFactory.Create(spec, d);
+                if (heads[kv] is IQueryGuidedIndex guided)
+                {
+                    guidedFamily = true;
+                    if (samples > 0)
+                    {
+                        guided.AddSampleQueries(GroupSamples(g, sampleQueries, samples, kv));
+                    }
+                }
+
+                heads[kv].Build(keys, positions);
+            }
+        }
+        catch
+        {
+            DisposeAll(heads);
+            throw;
+        }
+
+        return new IndexSegment(spec, start, end, heads, guidedFamily ? samples : 0);
+    }
+
+    /// <summary>
+    /// A copy of this segment grown by the rows [EndToken, <paramref name="end"/>) of <paramref name="layer"/>
+    /// through <see cref="IKeyIndex.Extend"/>. The copy is made first (through the family's Save/Load, exact)
+    /// because Extend may not run while other threads search: queries keep using this segment meanwhile.
+    /// </summary>
+    public IndexSegment Extended(LayerSnapshot layer, long end)
+    {
+        AttentionGeometry g = layer.Model.Geometry;
+        int d = g.HeadDim;
+        ReadOnlySpan<KvBlockRef> blocks = Blocks(layer, EndToken, end);
+        int rows = (int)KvBlockReader.CountRows(blocks);
+        var keys = new float[(long)rows * d];
+        var positions = new long[rows];
+        var heads = new IKeyIndex[_heads.Length];
+        try
+        {
+            for (int kv = 0; kv < heads.Length; kv++)
+            {
+                heads[kv] = Copy(_heads[kv]);
+                KvBlockReader.ReadHeadRows(g, blocks, kv, values: false, keys, positions);
+                heads[kv].Extend(keys, positions);
+            }
+        }
+        catch
+        {
+            DisposeAll(heads);
+            throw;
+        }
+
+        return new IndexSegment(Spec, StartToken, end, heads, SampleQueries);
+    }
+
+    /// <summary>Releases every head's index.</summary>
+    public void Dispose() => DisposeAll(_heads);
+
+    private static IKeyIndex Copy(IKeyIndex index)
+    {
+        using var buffer = new MemoryStream();
+        index.Save(buffer);
+        buffer.Position = 0;
+        return IndexFactory.Load(buffer);
+    }
+
+    private static ReadOnlySpan<KvBlockRef> Blocks(LayerSnapshot layer, long start, long end)
+    {
+        int b = layer.Model.BlockSize;
+        if (start < 0 || end < start || end > layer.Tokens || start % b != 0 || (end % b != 0 && end != layer.Tokens))
+        {
+            throw new ArgumentException($"rows [{start}, {end}) are not block-aligned rows of the layer's {layer.Tokens} tokens");
+        }
+
+        int first = (int)(start / b);
+        int last = (int)((end + b - 1) / b);
+        return layer.Blocks[first..last];
+    }
+
+    private static float[] GroupSamples(AttentionGeometry g, ReadOnlySpan<float> sampleQueries, int samples, int kv)
+    {
+        int d = g.HeadDim;
+        int groupWidth = g.GroupSize * d;
+        var group = new float[samples * groupWidth];
+        for (int s = 0; s < samples; s++)
+        {
+            sampleQueries.Slice(((s * g.NumQueryHeads) + (kv * g.GroupSize)) * d, groupWidth).CopyTo(group.AsSpan(s * groupWidth, groupWidth));
+        }
+
+        return group;
+    }
+
+    private static void DisposeAll(IKeyIndex?[] heads)
+    {
+        foreach (IKeyIndex? index in heads)
+        {
+            index?.Dispose();
+        }
+    }
+}
