@@ -136,23 +136,22 @@ internal static class ParityRun
 
         failures += RunChecks(backend, emit, "", CudaParity.RunScoring, CudaParity.RunTopK, CudaParity.RunGpuTier, CudaParity.RunBatched);
 
-        // Gathered attention over blocks has two main loops (block-table entries a tile ahead, the default, or
-        // loaded with the rows): the other one gets the gathered block cases and the batched checks too.
-        CudaRuntime.SetOption(CudaKernelOption.TableAhead, 0);
+        // Gathered attention with the L2 prefetch off (the A/B setting): the gathered cases and the batched checks again.
+        CudaRuntime.SetOption(CudaKernelOption.GatherPrefetch, 0);
         try
         {
-            foreach (ParityCase c in CudaParity.Cases().Where(c => c.Gathered && c.Layout == GpuKvLayout.Blocks))
+            foreach (ParityCase c in CudaParity.Cases().Where(c => c.Gathered))
             {
                 ParityOutcome r = CudaParity.Run(backend, c);
                 failures += r.Passed ? 0 : 1;
-                emit(Json.Line(("kind", "parity"), ("name", c.Name + "_tableahead0"), ("rel_l2_ref", r.RelL2Reference), ("max_lse_err", r.MaxLseError), ("host_path_diff", r.HostPathMaxDiff), ("written", r.AllWritten), ("pass", r.Passed)));
+                emit(Json.Line(("kind", "parity"), ("name", c.Name + "_prefetch0"), ("rel_l2_ref", r.RelL2Reference), ("max_lse_err", r.MaxLseError), ("host_path_diff", r.HostPathMaxDiff), ("written", r.AllWritten), ("pass", r.Passed)));
             }
 
-            failures += RunChecks(backend, emit, "_tableahead0", CudaParity.RunBatched);
+            failures += RunChecks(backend, emit, "_prefetch0", CudaParity.RunBatched);
         }
         finally
         {
-            CudaRuntime.SetOption(CudaKernelOption.TableAhead, 1);
+            CudaRuntime.SetOption(CudaKernelOption.GatherPrefetch, 1);
         }
 
         return failures;
@@ -340,10 +339,12 @@ internal sealed unsafe class Benchmark
             EmitCase("gathered", "contiguous", ctx, gContUs, gatheredBytes, referenceGbps, null);
             failures += CheckSame($"gathered_ctx{ctx}", outA, lseA, outB, lseB, 1e-5);
             failures += CheckGatheredAgainstReference(ctx, keys, values, maxCtx, q, positions, offsets, outB, lseB);
-            CudaRuntime.SetOption(CudaKernelOption.TableAhead, 0);
+            CudaRuntime.SetOption(CudaKernelOption.GatherPrefetch, 0);
             double gPagedOffUs = Median(Time(() => _backend.AttentionAsync(_g, paged, selection, queries.Pointer, 1, 0, 0, outB.Pointer, lseB.Pointer, _o.Splits)));
-            CudaRuntime.SetOption(CudaKernelOption.TableAhead, 1);
-            _emit(Json.Line(("kind", "table_ahead"), ("ctx", ctx), ("blocks_on_us", Math.Round(gPagedUs, 2)), ("blocks_off_us", Math.Round(gPagedOffUs, 2)), ("contiguous_us", Math.Round(gContUs, 2))));
+            double gContOffUs = Median(Time(() => _backend.AttentionAsync(_g, contiguous, selection, queries.Pointer, 1, 0, 0, outA.Pointer, lseA.Pointer, _o.Splits)));
+            CudaRuntime.SetOption(CudaKernelOption.GatherPrefetch, 1);
+            _emit(Json.Line(("kind", "gather_prefetch"), ("ctx", ctx), ("blocks_on_us", Math.Round(gPagedUs, 2)), ("blocks_off_us", Math.Round(gPagedOffUs, 2)),
+                ("contiguous_on_us", Math.Round(gContUs, 2)), ("contiguous_off_us", Math.Round(gContOffUs, 2))));
 
             foreach (int batch in _o.Batches)
             {
@@ -488,13 +489,10 @@ internal sealed unsafe class Benchmark
                 ("achieved_gbps", Math.Round(gbps, 1)), ("reference_gbps", Math.Round(referenceGbps, 1)), ("ratio", Math.Round(gbps / referenceGbps, 3)),
                 ("fraction", _o.Fraction), ("us_per_request", Math.Round(us / batch, 2)),
             };
-            if (layoutName == "blocks")
-            {
-                CudaRuntime.SetOption(CudaKernelOption.TableAhead, 0);
-                double offUs = Median(Time(() => _backend.AttentionBatchAsync(gpuBatch, _o.Splits)));
-                CudaRuntime.SetOption(CudaKernelOption.TableAhead, 1);
-                fields.Add(("table_ahead_off_us", Math.Round(offUs, 2)));
-            }
+            CudaRuntime.SetOption(CudaKernelOption.GatherPrefetch, 0);
+            double offUs = Median(Time(() => _backend.AttentionBatchAsync(gpuBatch, _o.Splits)));
+            CudaRuntime.SetOption(CudaKernelOption.GatherPrefetch, 1);
+            fields.Add(("prefetch_off_us", Math.Round(offUs, 2)));
 
             _emit(Json.Line([.. fields]));
 

@@ -105,22 +105,22 @@ public sealed class CudaParityTests(ITestOutputHelper output) : IDisposable
     public void Gpu_batched_attention_matches_f64_and_single_request_calls()
     {
         Skip.If(_backend is null, $"CUDA unavailable: {CudaRuntime.UnavailableReason}");
-        foreach (bool tableAhead in new[] { true, false })
+        foreach (bool prefetch in new[] { true, false })
         {
-            CudaRuntime.SetOption(CudaKernelOption.TableAhead, tableAhead ? 1 : 0);
+            CudaRuntime.SetOption(CudaKernelOption.GatherPrefetch, prefetch ? 1 : 0);
             try
             {
                 IReadOnlyList<CheckOutcome> results = CudaParity.RunBatched(_backend!);
                 Assert.True(results.Count >= 10, $"{results.Count} batch members checked");
                 foreach (CheckOutcome r in results)
                 {
-                    output.WriteLine($"{r.Name} (table ahead {tableAhead}): {r.Detail}");
+                    output.WriteLine($"{r.Name} (L2 prefetch {prefetch}): {r.Detail}");
                     Assert.True(r.Passed, $"{r.Name}: {r.Detail}");
                 }
             }
             finally
             {
-                CudaRuntime.SetOption(CudaKernelOption.TableAhead, 1);
+                CudaRuntime.SetOption(CudaKernelOption.GatherPrefetch, 1);
             }
         }
     }

@@ -57,6 +57,7 @@ extern "C" KVDB_API int kvdb_attention_batch(kvdb_ctx* ctx, const kvdb_attn_batc
     int g = 1;
     int status = prepare_batch_params(a, p, g);
     if (status != 0) return status;
-    const LaunchShape s{a->dtype, a->head_dim, a->batch * a->num_queries, (int)a->max_rows, a->num_splits, g, a->gathered == 1, a->layout == KVDB_LAYOUT_BLOCKS};
+    p.gather_prefetch = gather_prefetch();
+    const LaunchShape s{a->dtype, a->head_dim, a->batch * a->num_queries, (int)a->max_rows, a->num_splits, g, a->gathered == 1};
     return dispatch_attention<true>(ctx, p, s);
 }

@@ -82,52 +82,32 @@ __device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool va
     asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;" ::"r"(dst), "l"(gmem), "r"(bytes) : "memory");
 }
 
-// 8 bytes through L1 (cp.async's 8-byte form has no L2-only variant).
-__device__ __forceinline__ void cp_async8(void* smem, const void* gmem, bool valid) {
-    const unsigned int dst = (unsigned int)__cvta_generic_to_shared(smem);
-    const int bytes = valid ? 8 : 0;
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;" ::"r"(dst), "l"(gmem), "r"(bytes) : "memory");
-}
-
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 
 template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
 
-// Gathered over blocks, table-ahead: queues the copies of a tile's block-table entries into this thread's
-// shared-memory slots (and stores its positions beside them), one iteration before the tile's rows are loaded.
-template <int U>
-__device__ __forceinline__ void stage_table(const RowSource& src, const int (&pc)[U], unsigned long long (&tb)[U][ATT_THREADS], int (&ps)[U][ATT_THREADS]) {
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-        const int position = pc[u];
-        ps[u][threadIdx.x] = position;
-        unsigned int b = 0u, r;
-        if (position >= 0) src.split(position, b, r);
-        cp_async8(&tb[u][threadIdx.x], src.block_table + b, position >= 0);
-    }
-}
+__device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
 
-// Gathered over blocks, table-ahead: the K/V loads of a tile whose table entries stage_table copied earlier
-// (the caller has waited for them).
-template <int U, int ROW_BYTES>
-__device__ __forceinline__ void load_rows_staged(const RowSource& src, int li, const unsigned long long (&tb)[U][ATT_THREADS], const int (&ps)[U][ATT_THREADS],
-                                                 uint4 (&kr)[U], uint4 (&vr)[U], bool (&ok)[U]) {
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-        const int position = ps[u][threadIdx.x];
-        ok[u] = position >= 0;
-        kr[u] = make_uint4(0u, 0u, 0u, 0u);
-        vr[u] = kr[u];
-        if (ok[u]) {
-            unsigned int b, r;
-            src.split(position, b, r);
-            const char* kp;
-            const char* vp;
-            src.address_at(tb[u][threadIdx.x], r, ROW_BYTES, li * 16, kp, vp);
-            kr[u] = load_stream16(kp);
-            vr[u] = load_stream16(vp);
-        }
+// Gathered mode, at the start of a CTA: asks L2 for the lines its position list [c0, c1) lives in and, for the
+// blocks layout, for this CTA's share of the block table (the CTAs of one query slot split the table's lines),
+// so the main loop's position and table loads hit L2 instead of each waiting for DRAM. Nothing waits on them.
+__device__ __forceinline__ void prefetch_gather_l2(const AttnParams& p, const int* pos, int c0, int c1) {
+    constexpr int LINE = 128;
+    if (c1 > c0) {
+        const long long skew = (long long)(reinterpret_cast<uintptr_t>(pos) % LINE);
+        const char* pbase = reinterpret_cast<const char*>(pos) - skew;
+        const long long first = (skew + 4LL * c0) / LINE;
+        const long long last = (skew + 4LL * c1 + LINE - 1) / LINE;
+        for (long long i = first + threadIdx.x; i < last; i += ATT_THREADS) prefetch_l2(pbase + i * LINE);
+    }
+    if (p.block_table != nullptr) {
+        const long long entries = (p.num_tokens + p.block_capacity - 1) / p.block_capacity;
+        const long long table_lines = (entries * 8 + LINE - 1) / LINE;
+        const long long ctas = (long long)gridDim.x * gridDim.y;
+        const long long cta = (long long)blockIdx.y * gridDim.x + blockIdx.x;
+        const char* tbase = reinterpret_cast<const char*>(p.block_table);
+        for (long long line = cta + (long long)threadIdx.x * ctas; line < table_lines; line += ctas * ATT_THREADS) prefetch_l2(tbase + line * LINE);
     }
 }
 
@@ -229,10 +209,8 @@ __device__ __forceinline__ void process_tile(const float (&q)[G][Elem<DT>::VEC],
 // GATHERED: positions come from p.positions; their loads run one tile ahead of the K/V loads, so a warp
 // never waits on a position before it can issue the rows' loads.
 // ASYNC: K/V go through a cp.async shared-memory ring (ASYNC_STAGES deep) instead of registers.
-// TABLE_AHEAD (gathered over blocks only): block-table entries are copied into shared memory one tile
-// before their rows' loads, so no warp waits on a table entry either.
 // t: the grid's query slot (partials, counters); tq: the query token inside its request (queries, outputs).
-template <int DT, int D, int G, bool GATHERED, bool ASYNC, bool TABLE_AHEAD>
+template <int DT, int D, int G, bool GATHERED, bool ASYNC>
 __device__ __forceinline__ void attention_body(const AttnParams& p, const int t, const int tq) {
     using E = Elem<DT>;
     constexpr int VEC = E::VEC;
@@ -273,6 +251,9 @@ __device__ __forceinline__ void attention_body(const AttnParams& p, const int t,
     const int c0 = (int)min((long long)count, (long long)split * per);
     const int c1 = (int)min((long long)count, (long long)c0 + per);
     const RowSource src = make_source<ROW_BYTES>(p, kvh);
+    if constexpr (GATHERED) {
+        if (p.gather_prefetch) prefetch_gather_l2(p, pos, c0, c1);
+    }
 
     float q[G][VEC];
 #pragma unroll
@@ -297,44 +278,7 @@ __device__ __forceinline__ void attention_body(const AttnParams& p, const int t,
         for (int e = 0; e < VEC; ++e) acc[g][e] = 0.f;
     }
 
-    if constexpr (GATHERED && TABLE_AHEAD && !ASYNC) {
-        // Register pipeline with a block-table stage: at iteration i the rows of tile i+1 are loaded with
-        // table entries copied at i-1, the entries of tile i+2 are copied, the positions of tile i+3 loaded.
-        __shared__ unsigned long long sh_tb[2][U][ATT_THREADS];
-        __shared__ int sh_pos[2][U][ATT_THREADS];
-        uint4 kr[U], vr[U];
-        bool ok[U];
-        int pn[U];
-        int base = c0 + warp * WARP_ROWS;
-        {
-            int pc[U];
-            load_positions<U, RPW>(p, pos, base, c1, lg, pc);
-            load_rows<U, ROW_BYTES>(src, li, pc, kr, vr, ok);
-            load_positions<U, RPW>(p, pos, base + TILE, c1, lg, pc);
-            stage_table<U>(src, pc, sh_tb[1], sh_pos[1]);
-            cp_async_commit();
-            load_positions<U, RPW>(p, pos, base + 2 * TILE, c1, lg, pn);
-        }
-        int slot = 1;  // the slots of tile i+1
-        for (; base < c1; base += TILE) {
-            uint4 kn[U], vn[U];
-            bool okn[U];
-            cp_async_wait<0>();
-            load_rows_staged<U, ROW_BYTES>(src, li, sh_tb[slot], sh_pos[slot], kn, vn, okn);
-            slot ^= 1;
-            stage_table<U>(src, pn, sh_tb[slot], sh_pos[slot]);
-            cp_async_commit();
-            load_positions<U, RPW>(p, pos, base + 3 * TILE, c1, lg, pn);
-            process_tile<DT, G, U, LPR>(q, kr, vr, ok, m, l, acc);
-#pragma unroll
-            for (int u = 0; u < U; ++u) {
-                kr[u] = kn[u];
-                vr[u] = vn[u];
-                ok[u] = okn[u];
-            }
-        }
-        cp_async_wait<0>();
-    } else if constexpr (!ASYNC) {
+    if constexpr (!ASYNC) {
         // Register pipeline: the next tile's loads are in flight while this tile is computed.
         uint4 kr[U], vr[U];
         bool ok[U];
@@ -542,9 +486,10 @@ __device__ __forceinline__ void attention_body(const AttnParams& p, const int t,
 }
 
 // One request per launch: z is the query token.
-template <int DT, int D, int G, bool GATHERED, bool ASYNC, bool TABLE_AHEAD>
+// Min 3 CTAs per SM caps registers at 168: the prefetched tile stays in registers without losing occupancy.
+template <int DT, int D, int G, bool GATHERED, bool ASYNC>
 __global__ void __launch_bounds__(ATT_THREADS, 3) attention_kernel(const AttnParams p) {
-    attention_body<DT, D, G, GATHERED, ASYNC, TABLE_AHEAD>(p, blockIdx.z, blockIdx.z);
+    attention_body<DT, D, G, GATHERED, ASYNC>(p, blockIdx.z, blockIdx.z);
 }
 
 // An 8-byte field of a request descriptor, through the read-only path.
@@ -556,7 +501,7 @@ __device__ __forceinline__ T request_field(const T* field) {
 
 // Many requests per launch: z = request * batch_queries + token. The request's descriptor supplies its
 // K/V, selection, queries, outputs, token count and exclude range; the shape fields of p are shared.
-template <int DT, int D, int G, bool GATHERED, bool TABLE_AHEAD>
+template <int DT, int D, int G, bool GATHERED>
 __global__ void __launch_bounds__(ATT_THREADS, 3) attention_batch_kernel(const AttnParams p) {
     const int r = blockIdx.z / p.batch_queries;
     const int tq = blockIdx.z - r * p.batch_queries;
@@ -590,21 +535,21 @@ __global__ void __launch_bounds__(ATT_THREADS, 3) attention_batch_kernel(const A
     const long long xe = request_field(&rq->exclude_end);
     pr.exclude_start = xe > xs ? xs : 0;  // an empty or inverted range excludes nothing
     pr.exclude_end = xe > xs ? xe : 0;
-    attention_body<DT, D, G, GATHERED, false, TABLE_AHEAD>(pr, blockIdx.z, tq);
+    attention_body<DT, D, G, GATHERED, false>(pr, blockIdx.z, tq);
 }
 
 // Picks the split count (one full wave of CTAs, splits of at least two tiles), sizes the scratch and the
 // arrival counters for grid_z query slots, and launches.
-template <int DT, int D, int G, bool GATHERED, bool ASYNC, bool TABLE_AHEAD, bool BATCHED>
+template <int DT, int D, int G, bool GATHERED, bool ASYNC, bool BATCHED>
 int launch_attention(kvdb_ctx* ctx, AttnParams& p, int grid_z, int rows_max, int requested_splits) {
     constexpr int VEC = Elem<DT>::VEC;
     constexpr int TILE = ATT_WARPS * ATT_U * (32 / (D / VEC));
     constexpr int DYNAMIC_SMEM = ASYNC ? ASYNC_STAGES * ATT_U * 2 * ATT_THREADS * 16 : 0;
     void (*kernel)(AttnParams);
     if constexpr (BATCHED) {
-        kernel = attention_batch_kernel<DT, D, G, GATHERED, TABLE_AHEAD>;
+        kernel = attention_batch_kernel<DT, D, G, GATHERED>;
     } else {
-        kernel = attention_kernel<DT, D, G, GATHERED, ASYNC, TABLE_AHEAD>;
+        kernel = attention_kernel<DT, D, G, GATHERED, ASYNC>;
     }
     static int occupancy = 0;  // per instantiation; every device of a process is assumed alike
     if (occupancy == 0) {
@@ -653,29 +598,26 @@ struct LaunchShape {
     int splits;       // requested split count, 0 = automatic
     int g;            // query heads per CTA
     bool gathered;
-    bool blocks;
 };
 
-template <int DT, int D, bool GATHERED, bool ASYNC, bool TABLE_AHEAD, bool BATCHED>
+template <int DT, int D, bool GATHERED, bool ASYNC, bool BATCHED>
 int dispatch_mode(kvdb_ctx* ctx, AttnParams& p, const LaunchShape& s) {
     switch (s.g) {
-        case 4: return launch_attention<DT, D, 4, GATHERED, ASYNC, TABLE_AHEAD, BATCHED>(ctx, p, s.grid_z, s.rows_max, s.splits);
-        case 2: return launch_attention<DT, D, 2, GATHERED, ASYNC, TABLE_AHEAD, BATCHED>(ctx, p, s.grid_z, s.rows_max, s.splits);
-        default: return launch_attention<DT, D, 1, GATHERED, ASYNC, TABLE_AHEAD, BATCHED>(ctx, p, s.grid_z, s.rows_max, s.splits);
+        case 4: return launch_attention<DT, D, 4, GATHERED, ASYNC, BATCHED>(ctx, p, s.grid_z, s.rows_max, s.splits);
+        case 2: return launch_attention<DT, D, 2, GATHERED, ASYNC, BATCHED>(ctx, p, s.grid_z, s.rows_max, s.splits);
+        default: return launch_attention<DT, D, 1, GATHERED, ASYNC, BATCHED>(ctx, p, s.grid_z, s.rows_max, s.splits);
     }
 }
 
-// Main-loop choice: the cp.async ring (variant 1, one request per launch only), the register pipeline
-// with the block-table stage (gathered over blocks, KVDB_OPTION_TABLE_AHEAD), or the plain register pipeline.
+// Main-loop choice: the cp.async ring (variant 1, one request per launch only) or the register pipeline.
 template <int DT, int D, bool BATCHED>
 int dispatch_variant(kvdb_ctx* ctx, AttnParams& p, const LaunchShape& s) {
     if constexpr (!BATCHED) {
         if (attention_variant() == 1) {
-            return s.gathered ? dispatch_mode<DT, D, true, true, false, false>(ctx, p, s) : dispatch_mode<DT, D, false, true, false, false>(ctx, p, s);
+            return s.gathered ? dispatch_mode<DT, D, true, true, false>(ctx, p, s) : dispatch_mode<DT, D, false, true, false>(ctx, p, s);
         }
     }
-    if (s.gathered && s.blocks && table_ahead()) return dispatch_mode<DT, D, true, false, true, BATCHED>(ctx, p, s);
-    return s.gathered ? dispatch_mode<DT, D, true, false, false, BATCHED>(ctx, p, s) : dispatch_mode<DT, D, false, false, false, BATCHED>(ctx, p, s);
+    return s.gathered ? dispatch_mode<DT, D, true, false, BATCHED>(ctx, p, s) : dispatch_mode<DT, D, false, false, BATCHED>(ctx, p, s);
 }
 
 template <bool BATCHED>

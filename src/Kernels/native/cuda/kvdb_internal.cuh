@@ -34,9 +34,9 @@ namespace kvdb {
 // Which attention main loop runs: 0 = register pipeline, 1 = cp.async shared-memory ring.
 // KVDB_CUDA_ATTN_VARIANT sets it at the first launch; kvdb_set_option changes it.
 int attention_variant();
-// Gathered attention over blocks: 1 = block-table entries copied into shared memory a tile ahead of the
-// rows (KVDB_OPTION_TABLE_AHEAD; KVDB_CUDA_TABLE_AHEAD sets it at the first launch), 0 = loaded with the rows.
-int table_ahead();
+// Gathered attention: 1 = each CTA asks L2 for its positions and its share of the block table at its start
+// (KVDB_OPTION_GATHER_PREFETCH; KVDB_CUDA_GATHER_PREFETCH=0 turns it off at the first launch), 0 = not.
+int gather_prefetch();
 
 // 16 bytes from global memory that no kernel writes while we run: skip L1, ask L2 to fetch 256 B.
 __device__ __forceinline__ uint4 load_stream16(const void* p) {

@@ -186,14 +186,14 @@ int attention_variant() {
     return v;
 }
 
-static int g_table_ahead = -1;
+static int g_gather_prefetch = -1;
 
-int table_ahead() {
-    int v = __atomic_load_n(&g_table_ahead, __ATOMIC_RELAXED);
+int gather_prefetch() {
+    int v = __atomic_load_n(&g_gather_prefetch, __ATOMIC_RELAXED);
     if (v < 0) {
-        const char* env = getenv("KVDB_CUDA_TABLE_AHEAD");
+        const char* env = getenv("KVDB_CUDA_GATHER_PREFETCH");
         v = (env != nullptr && env[0] == '0') ? 0 : 1;
-        __atomic_store_n(&g_table_ahead, v, __ATOMIC_RELAXED);
+        __atomic_store_n(&g_gather_prefetch, v, __ATOMIC_RELAXED);
     }
     return v;
 }
@@ -440,8 +440,8 @@ extern "C" KVDB_API int kvdb_set_option(int option, int value) {
         __atomic_store_n(&kvdb::g_attention_variant, value, __ATOMIC_RELAXED);
         return 0;
     }
-    if (option == KVDB_OPTION_TABLE_AHEAD && (value == 0 || value == 1)) {
-        __atomic_store_n(&kvdb::g_table_ahead, value, __ATOMIC_RELAXED);
+    if (option == KVDB_OPTION_GATHER_PREFETCH && (value == 0 || value == 1)) {
+        __atomic_store_n(&kvdb::g_gather_prefetch, value, __ATOMIC_RELAXED);
         return 0;
     }
     return KVDB_ERR_INVALID_ARGUMENT;
