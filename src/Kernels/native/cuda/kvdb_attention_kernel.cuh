@@ -89,7 +89,7 @@ __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_gr
 
 __device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
 
-// Gathered mode, at the start of a CTA: asks L2 for the lines its position list [c0, c1) lives in and, for the
+// Batched gathered launches, at the start of a CTA: asks L2 for the lines its position list [c0, c1) lives in and, for the
 // blocks layout, for this CTA's share of the block table (the CTAs of one query slot split the table's lines),
 // so the main loop's position and table loads hit L2 instead of each waiting for DRAM. Nothing waits on them.
 __device__ __forceinline__ void prefetch_gather_l2(const AttnParams& p, const int* pos, int c0, int c1) {
@@ -209,8 +209,9 @@ __device__ __forceinline__ void process_tile(const float (&q)[G][Elem<DT>::VEC],
 // GATHERED: positions come from p.positions; their loads run one tile ahead of the K/V loads, so a warp
 // never waits on a position before it can issue the rows' loads.
 // ASYNC: K/V go through a cp.async shared-memory ring (ASYNC_STAGES deep) instead of registers.
+// PREFETCH (batched launches): gathered CTAs may prefetch their positions and block-table share into L2 first.
 // t: the grid's query slot (partials, counters); tq: the query token inside its request (queries, outputs).
-template <int DT, int D, int G, bool GATHERED, bool ASYNC>
+template <int DT, int D, int G, bool GATHERED, bool ASYNC, bool PREFETCH>
 __device__ __forceinline__ void attention_body(const AttnParams& p, const int t, const int tq) {
     using E = Elem<DT>;
     constexpr int VEC = E::VEC;
@@ -251,7 +252,7 @@ __device__ __forceinline__ void attention_body(const AttnParams& p, const int t,
     const int c0 = (int)min((long long)count, (long long)split * per);
     const int c1 = (int)min((long long)count, (long long)c0 + per);
     const RowSource src = make_source<ROW_BYTES>(p, kvh);
-    if constexpr (GATHERED) {
+    if constexpr (GATHERED && PREFETCH) {
         if (p.gather_prefetch) prefetch_gather_l2(p, pos, c0, c1);
     }
 
@@ -489,7 +490,7 @@ __device__ __forceinline__ void attention_body(const AttnParams& p, const int t,
 // Min 3 CTAs per SM caps registers at 168: the prefetched tile stays in registers without losing occupancy.
 template <int DT, int D, int G, bool GATHERED, bool ASYNC>
 __global__ void __launch_bounds__(ATT_THREADS, 3) attention_kernel(const AttnParams p) {
-    attention_body<DT, D, G, GATHERED, ASYNC>(p, blockIdx.z, blockIdx.z);
+    attention_body<DT, D, G, GATHERED, ASYNC, false>(p, blockIdx.z, blockIdx.z);
 }
 
 // An 8-byte field of a request descriptor, through the read-only path.
@@ -535,7 +536,7 @@ __global__ void __launch_bounds__(ATT_THREADS, 3) attention_batch_kernel(const A
     const long long xe = request_field(&rq->exclude_end);
     pr.exclude_start = xe > xs ? xs : 0;  // an empty or inverted range excludes nothing
     pr.exclude_end = xe > xs ? xe : 0;
-    attention_body<DT, D, G, GATHERED, false>(pr, blockIdx.z, tq);
+    attention_body<DT, D, G, GATHERED, false, true>(pr, blockIdx.z, tq);
 }
 
 // Picks the split count (one full wave of CTAs, splits of at least two tiles), sizes the scratch and the
