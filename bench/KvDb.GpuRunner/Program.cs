@@ -136,10 +136,17 @@ internal static class ParityRun
 
         failures += RunChecks(backend, emit, "", CudaParity.RunScoring, CudaParity.RunTopK, CudaParity.RunGpuTier, CudaParity.RunBatched);
 
-        // Batched gathered attention with its L2 prefetch off (the A/B setting of the benchmark): the batched checks again.
+        // Gathered attention with its L2 prefetch off (the A/B setting of the benchmark): the gathered cases and the batched checks again.
         CudaRuntime.SetOption(CudaKernelOption.GatherPrefetch, 0);
         try
         {
+            foreach (ParityCase c in CudaParity.Cases().Where(c => c.Gathered))
+            {
+                ParityOutcome r = CudaParity.Run(backend, c);
+                failures += r.Passed ? 0 : 1;
+                emit(Json.Line(("kind", "parity"), ("name", c.Name + "_prefetch0"), ("rel_l2_ref", r.RelL2Reference), ("max_lse_err", r.MaxLseError), ("host_path_diff", r.HostPathMaxDiff), ("written", r.AllWritten), ("pass", r.Passed)));
+            }
+
             failures += RunChecks(backend, emit, "_prefetch0", CudaParity.RunBatched);
         }
         finally
@@ -332,6 +339,10 @@ internal sealed unsafe class Benchmark
             EmitCase("gathered", "contiguous", ctx, gContUs, gatheredBytes, referenceGbps, null);
             failures += CheckSame($"gathered_ctx{ctx}", outA, lseA, outB, lseB, 1e-5);
             failures += CheckGatheredAgainstReference(ctx, keys, values, maxCtx, q, positions, offsets, outB, lseB);
+            CudaRuntime.SetOption(CudaKernelOption.GatherPrefetch, 0);
+            double gPagedOffUs = Median(Time(() => _backend.AttentionAsync(_g, paged, selection, queries.Pointer, 1, 0, 0, outB.Pointer, lseB.Pointer, _o.Splits)));
+            CudaRuntime.SetOption(CudaKernelOption.GatherPrefetch, 1);
+            _emit(Json.Line(("kind", "gather_prefetch"), ("ctx", ctx), ("blocks_on_us", Math.Round(gPagedUs, 2)), ("blocks_off_us", Math.Round(gPagedOffUs, 2)), ("contiguous_us", Math.Round(gContUs, 2))));
 
             foreach (int batch in _o.Batches)
             {

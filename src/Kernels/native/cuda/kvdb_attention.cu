@@ -8,6 +8,7 @@ extern "C" KVDB_API int kvdb_attention(kvdb_ctx* ctx, const kvdb_attn_args* a) {
     int rows_max = 0, g = 1;
     int status = prepare_params(a, true, p, rows_max, g);
     if (status != 0) return status;
+    p.gather_prefetch = gather_prefetch();
     const LaunchShape s{a->dtype, a->head_dim, a->num_queries, rows_max, a->num_splits, g, p.positions != nullptr};
     return dispatch_attention<false>(ctx, p, s);
 }

@@ -89,10 +89,21 @@ __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_gr
 
 __device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
 
-// Batched gathered launches, at the start of a CTA: asks L2 for the lines its position list [c0, c1) lives in and, for the
-// blocks layout, for this CTA's share of the block table (the CTAs of one query slot split the table's lines),
-// so the main loop's position and table loads hit L2 instead of each waiting for DRAM. Nothing waits on them.
-__device__ __forceinline__ void prefetch_gather_l2(const AttnParams& p, const int* pos, int c0, int c1) {
+// Gathered over blocks, at the start of a CTA: asks L2 for this CTA's share of the block table (the CTAs of one
+// query slot split the table's lines), so the main loop's table loads hit L2 instead of waiting for DRAM.
+// Nothing waits on the prefetches.
+__device__ __forceinline__ void prefetch_table_l2(const AttnParams& p) {
+    constexpr int LINE = 128;
+    const long long entries = (p.num_tokens + p.block_capacity - 1) / p.block_capacity;
+    const long long table_lines = (entries * 8 + LINE - 1) / LINE;
+    const long long ctas = (long long)gridDim.x * gridDim.y;
+    const long long cta = (long long)blockIdx.y * gridDim.x + blockIdx.x;
+    const char* tbase = reinterpret_cast<const char*>(p.block_table);
+    for (long long line = cta + (long long)threadIdx.x * ctas; line < table_lines; line += ctas * ATT_THREADS) prefetch_l2(tbase + line * LINE);
+}
+
+// Batched gathered launches, once a CTA knows its rows: asks L2 for the lines its position list [c0, c1) lives in.
+__device__ __forceinline__ void prefetch_positions_l2(const int* pos, int c0, int c1) {
     constexpr int LINE = 128;
     if (c1 > c0) {
         const long long skew = (long long)(reinterpret_cast<uintptr_t>(pos) % LINE);
@@ -100,14 +111,6 @@ __device__ __forceinline__ void prefetch_gather_l2(const AttnParams& p, const in
         const long long first = (skew + 4LL * c0) / LINE;
         const long long last = (skew + 4LL * c1 + LINE - 1) / LINE;
         for (long long i = first + threadIdx.x; i < last; i += ATT_THREADS) prefetch_l2(pbase + i * LINE);
-    }
-    if (p.block_table != nullptr) {
-        const long long entries = (p.num_tokens + p.block_capacity - 1) / p.block_capacity;
-        const long long table_lines = (entries * 8 + LINE - 1) / LINE;
-        const long long ctas = (long long)gridDim.x * gridDim.y;
-        const long long cta = (long long)blockIdx.y * gridDim.x + blockIdx.x;
-        const char* tbase = reinterpret_cast<const char*>(p.block_table);
-        for (long long line = cta + (long long)threadIdx.x * ctas; line < table_lines; line += ctas * ATT_THREADS) prefetch_l2(tbase + line * LINE);
     }
 }
 
@@ -209,9 +212,10 @@ __device__ __forceinline__ void process_tile(const float (&q)[G][Elem<DT>::VEC],
 // GATHERED: positions come from p.positions; their loads run one tile ahead of the K/V loads, so a warp
 // never waits on a position before it can issue the rows' loads.
 // ASYNC: K/V go through a cp.async shared-memory ring (ASYNC_STAGES deep) instead of registers.
-// PREFETCH (batched launches): gathered CTAs may prefetch their positions and block-table share into L2 first.
+// Gathered launches with p.gather_prefetch set prefetch their block-table share into L2 first; PREFETCH_POSITIONS
+// (batched launches) also their position lists (in the one-request kernel that code made the main loop slower).
 // t: the grid's query slot (partials, counters); tq: the query token inside its request (queries, outputs).
-template <int DT, int D, int G, bool GATHERED, bool ASYNC, bool PREFETCH>
+template <int DT, int D, int G, bool GATHERED, bool ASYNC, bool PREFETCH_POSITIONS>
 __device__ __forceinline__ void attention_body(const AttnParams& p, const int t, const int tq) {
     using E = Elem<DT>;
     constexpr int VEC = E::VEC;
@@ -231,6 +235,10 @@ __device__ __forceinline__ void attention_body(const AttnParams& p, const int t,
     __shared__ float sh_M[G];
     __shared__ float sh_sum[G];
     __shared__ int sh_last;
+
+    if constexpr (GATHERED) {
+        if (p.gather_prefetch && p.block_table != nullptr) prefetch_table_l2(p);
+    }
 
     const int split = blockIdx.x;
     const int y = blockIdx.y;
@@ -252,8 +260,8 @@ __device__ __forceinline__ void attention_body(const AttnParams& p, const int t,
     const int c0 = (int)min((long long)count, (long long)split * per);
     const int c1 = (int)min((long long)count, (long long)c0 + per);
     const RowSource src = make_source<ROW_BYTES>(p, kvh);
-    if constexpr (GATHERED && PREFETCH) {
-        if (p.gather_prefetch) prefetch_gather_l2(p, pos, c0, c1);
+    if constexpr (GATHERED && PREFETCH_POSITIONS) {
+        if (p.gather_prefetch) prefetch_positions_l2(pos, c0, c1);
     }
 
     float q[G][VEC];

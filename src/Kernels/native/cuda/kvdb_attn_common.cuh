@@ -41,7 +41,7 @@ struct AttnParams {
     int num_splits;
     int rows_limit;                         // rows_max: no head's row index reaches it (bounds score writes)
     int batch_queries;                      // batched launches: query tokens per request (grid z = request * this + token)
-    int gather_prefetch;                    // batched gathered: 1 = L2 prefetch of positions and block table at CTA start
+    int gather_prefetch;                    // gathered: 1 = L2 prefetch of the block table (batched: and positions) at CTA start
     float scale;                            // natural units (scores)
     float scale_log2;                       // scale * log2(e) (softmax in base 2)
 };

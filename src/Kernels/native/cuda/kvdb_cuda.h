@@ -45,7 +45,7 @@ extern "C" {
 #define KVDB_LAYOUT_BLOCKS 1
 
 #define KVDB_OPTION_ATTENTION_VARIANT 1 /* 0 = register pipeline, 1 = cp.async shared-memory ring */
-#define KVDB_OPTION_GATHER_PREFETCH 2   /* batched gathered: 1 = each CTA prefetches its positions and a share of the block table into L2 (default), 0 = off */
+#define KVDB_OPTION_GATHER_PREFETCH 2   /* gathered: 1 = each CTA prefetches a share of the block table (batched: and its positions) into L2 (default), 0 = off */
 
 #define KVDB_COPY_HOST_TO_DEVICE 1
 #define KVDB_COPY_DEVICE_TO_HOST 2

@@ -34,7 +34,7 @@ namespace kvdb {
 // Which attention main loop runs: 0 = register pipeline, 1 = cp.async shared-memory ring.
 // KVDB_CUDA_ATTN_VARIANT sets it at the first launch; kvdb_set_option changes it.
 int attention_variant();
-// Batched gathered attention: 1 = each CTA asks L2 for its positions and its share of the block table at its start
+// Gathered attention: 1 = each CTA asks L2 for its share of the block table (batched: and its positions) at its start
 // (KVDB_OPTION_GATHER_PREFETCH; KVDB_CUDA_GATHER_PREFETCH=0 turns it off at the first launch), 0 = not.
 int gather_prefetch();
 
