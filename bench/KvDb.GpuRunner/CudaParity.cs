@@ -38,8 +38,12 @@ public sealed record ParityOutcome(
     public bool Passed => AllWritten && RelL2Reference <= Tolerance && MaxLseError <= Tolerance && RelL2Cpu <= Tolerance && HostPathMaxDiff == 0;
 }
 
-/// <summary>Outcome of a scoring or top-k parity case.</summary>
-public sealed record CheckOutcome(string Name, double MaxError, bool Passed);
+/// <summary>Outcome of a scoring, top-k, tier or batched parity case.</summary>
+public sealed record CheckOutcome(string Name, double MaxError, bool Passed)
+{
+    /// <summary>What was compared, for the report.</summary>
+    public string Detail { get; init; } = "";
+}
 
 /// <summary>
 /// GPU parity cases shared by tests/KvDb.Kernels.Tests (which skip without CUDA) and the GPU runner
@@ -52,6 +56,12 @@ public static unsafe class CudaParity
 {
     /// <summary>f32 arithmetic over f32-widened inputs lands far below this (METHOD.md: f32 ≪ 1e-3).</summary>
     public const double Tolerance = 1e-4;
+
+    /// <summary>
+    /// Batched vs single-request launch with the same split count: the same arithmetic in the same order,
+    /// compiled in two kernel instantiations (any difference would be an FMA-contraction choice, ~1 ulp).
+    /// </summary>
+    public const double BatchVsSingleTolerance = 1e-6;
 
     /// <summary>The matrix: dtypes × GQA 1/2/4/8 × head_dim 64/128 × lengths (incl. non-multiples of the block) × layouts × exclude ranges.</summary>
     public static IReadOnlyList<ParityCase> Cases()
@@ -247,6 +257,164 @@ public static unsafe class CudaParity
             }
 
             results.Add(new CheckOutcome(s.Name, worst, ok && worst <= 1e-4));
+        }
+
+        return results;
+    }
+
+    /// <summary>
+    /// Batched attention (<see cref="CudaAttentionBackend.AttentionBatchAsync"/>): requests of different lengths,
+    /// each with its own K/V, selection, queries and exclude range, in one launch. Each member is checked
+    /// against the f64 reference (automatic splits) and against a single-request <see cref="CudaAttentionBackend.AttentionAsync"/>
+    /// call with the same explicit split count (which must agree to <see cref="BatchVsSingleTolerance"/>).
+    /// </summary>
+    public static IReadOnlyList<CheckOutcome> RunBatched(CudaAttentionBackend backend)
+    {
+        var results = new List<CheckOutcome>();
+        (string Name, KvDType DType, int Hq, int Hkv, int D, GpuKvLayout Layout, int Cap, bool Gathered, int Nq, int[] Lengths)[] cases =
+        [
+            ("batch_bf16_llama_gathered_blocks64", KvDType.BF16, 32, 8, 128, GpuKvLayout.Blocks, 64, true, 1, [1000, 4099, 200, 0, 777]),
+            ("batch_f16_gathered_contiguous_q2", KvDType.F16, 16, 4, 64, GpuKvLayout.Contiguous, 64, true, 2, [300, 1000, 1]),
+            ("batch_f32_gathered_blocks48", KvDType.F32, 8, 8, 128, GpuKvLayout.Blocks, 48, true, 1, [500, 97]),
+            ("batch_f32_dense_contiguous", KvDType.F32, 8, 8, 128, GpuKvLayout.Contiguous, 64, false, 1, [1, 300, 1000]),
+            ("batch_bf16_dense_blocks48_q2", KvDType.BF16, 32, 8, 128, GpuKvLayout.Blocks, 48, false, 2, [5000, 100]),
+        ];
+        foreach (var bc in cases)
+        {
+            var geometry = new AttentionGeometry(bc.Hq, bc.Hkv, bc.D, bc.Cap, bc.DType, 1f / MathF.Sqrt(bc.D));
+            int members = bc.Lengths.Length;
+            var disposables = new List<IDisposable>();
+            try
+            {
+                var requests = new GpuAttentionRequest[members];
+                var refs = new (double[] Output, double[] Lse)[members];
+                var outputs = new (DeviceBuffer Output, DeviceBuffer Lse)[members];
+                var singles = new (GpuKvSource Kv, GpuSelection Selection, nint Queries, long Xs, long Xe)[members];
+                for (int i = 0; i < members; i++)
+                {
+                    int n = bc.Lengths[i];
+                    (long xs, long xe) = i == 1 ? (n / 3, n / 2 + 1) : (0L, 0L);
+                    var pc = new ParityCase($"{bc.Name}_r{i}", bc.DType, bc.Hq, bc.Hkv, bc.D, n, bc.Nq, xs, xe, bc.Layout, bc.Cap, bc.Gathered);
+                    var workload = new SyntheticWorkload(new SyntheticWorkloadOptions
+                    {
+                        Tokens = n,
+                        NumKvHeads = bc.Hkv,
+                        NumQueryHeads = bc.Hq,
+                        HeadDim = bc.D,
+                        Seed = (ulong)StableHash(pc.Name),
+                    });
+                    byte[] kb = workload.KeyBytes(bc.DType, 0, n);
+                    byte[] vb = workload.ValueBytes(bc.DType, 0, n);
+                    float[] keys = Widen(bc.DType, kb);
+                    float[] values = Widen(bc.DType, vb);
+                    float[] queries = workload.Queries(bc.Nq, (ulong)(7 + i));
+                    int[][] rows = bc.Gathered ? Selection(pc, n) : [];
+                    refs[i] = bc.Gathered
+                        ? GatheredReference(keys, values, queries, pc, rows, geometry.Scale)
+                        : ReferenceAttention.Compute(keys, values, queries, bc.Nq, bc.Hq, bc.Hkv, bc.D, geometry.Scale, xs, xe);
+
+                    var host = new HostBlocks(geometry, kb, vb, n);
+                    disposables.Add(host);
+                    var layer = new DeviceLayer(geometry, host, kb, vb, n, bc.Layout);
+                    disposables.Add(layer);
+                    var dq = new DeviceBuffer(Math.Max(16, queries.Length * 4L));
+                    disposables.Add(dq);
+                    dq.Upload<float>(queries);
+                    var dOut = new DeviceBuffer(Math.Max(16, queries.Length * 4L));
+                    var dLse = new DeviceBuffer(Math.Max(16, bc.Nq * bc.Hq * 4L));
+                    disposables.Add(dOut);
+                    disposables.Add(dLse);
+                    outputs[i] = (dOut, dLse);
+                    GpuSelection selection = default;
+                    if (bc.Gathered)
+                    {
+                        int[] positions = [.. rows.SelectMany(r => r)];
+                        int[] offsets = new int[bc.Hkv + 1];
+                        for (int h = 0; h < bc.Hkv; h++)
+                        {
+                            offsets[h + 1] = offsets[h] + rows[h].Length;
+                        }
+
+                        var dPos = new DeviceBuffer(Math.Max(16, positions.Length * 4L));
+                        var dOff = new DeviceBuffer(offsets.Length * 4L);
+                        disposables.Add(dPos);
+                        disposables.Add(dOff);
+                        dPos.Upload<int>(positions);
+                        dOff.Upload<int>(offsets);
+                        selection = new GpuSelection(dPos.Pointer, dOff.Pointer, rows.Max(r => r.Length));
+                    }
+
+                    requests[i] = new GpuAttentionRequest(layer.Source, selection, dq.Pointer, dOut.Pointer, dLse.Pointer, xs, xe);
+                    singles[i] = (layer.Source, selection, dq.Pointer, xs, xe);
+                }
+
+                using var batch = new GpuAttentionBatch(geometry, requests, bc.Nq);
+                int outFloats = bc.Nq * bc.Hq * bc.D;
+                int lseFloats = bc.Nq * bc.Hq;
+
+                // 1. Automatic splits vs f64, outputs poisoned with NaN first.
+                var batchOut = new float[members][];
+                var batchLse = new float[members][];
+                foreach ((DeviceBuffer o, DeviceBuffer l) in outputs)
+                {
+                    CudaRuntime.Memset(o.Pointer, 0xFF, o.Bytes);
+                    CudaRuntime.Memset(l.Pointer, 0xFF, l.Bytes);
+                }
+
+                backend.AttentionBatchAsync(batch);
+                backend.Synchronize();
+                for (int i = 0; i < members; i++)
+                {
+                    batchOut[i] = new float[outFloats];
+                    batchLse[i] = new float[lseFloats];
+                    outputs[i].Output.Download<float>(batchOut[i]);
+                    outputs[i].Lse.Download<float>(batchLse[i]);
+                }
+
+                // 2. The same explicit split count, batched and one request at a time.
+                const int Splits = 3;
+                var fixedOut = new float[members][];
+                var fixedLse = new float[members][];
+                backend.AttentionBatchAsync(batch, Splits);
+                backend.Synchronize();
+                for (int i = 0; i < members; i++)
+                {
+                    fixedOut[i] = new float[outFloats];
+                    fixedLse[i] = new float[lseFloats];
+                    outputs[i].Output.Download<float>(fixedOut[i]);
+                    outputs[i].Lse.Download<float>(fixedLse[i]);
+                }
+
+                for (int i = 0; i < members; i++)
+                {
+                    var (kv, selection, q, xs, xe) = singles[i];
+                    CudaRuntime.Memset(outputs[i].Output.Pointer, 0xFF, outputs[i].Output.Bytes);
+                    CudaRuntime.Memset(outputs[i].Lse.Pointer, 0xFF, outputs[i].Lse.Bytes);
+                    backend.AttentionAsync(geometry, kv, selection, q, bc.Nq, xs, xe, outputs[i].Output.Pointer, outputs[i].Lse.Pointer, Splits);
+                    backend.Synchronize();
+                    float[] singleOut = new float[outFloats];
+                    float[] singleLse = new float[lseFloats];
+                    outputs[i].Output.Download<float>(singleOut);
+                    outputs[i].Lse.Download<float>(singleLse);
+
+                    bool written = !batchOut[i].Any(float.IsNaN) && !batchLse[i].Any(float.IsNaN);
+                    double rel = ReferenceAttention.RelativeL2(batchOut[i], refs[i].Output);
+                    double lseErr = ReferenceAttention.MaxAbsError(batchLse[i], refs[i].Lse);
+                    double vsSingle = MaxAbsDiff(fixedOut[i], singleOut, fixedLse[i], singleLse);
+                    bool pass = written && rel <= Tolerance && lseErr <= Tolerance && vsSingle <= BatchVsSingleTolerance;
+                    results.Add(new CheckOutcome($"{bc.Name}_r{i}_n{bc.Lengths[i]}", Math.Max(Math.Max(rel, lseErr), vsSingle), pass)
+                    {
+                        Detail = $"relL2 vs f64 {rel:E2}, lse err {lseErr:E2}, max diff vs single call (splits {Splits}) {vsSingle:E2}, written {written}",
+                    });
+                }
+            }
+            finally
+            {
+                foreach (IDisposable d in Enumerable.Reverse(disposables))
+                {
+                    d.Dispose();
+                }
+            }
         }
 
         return results;
@@ -502,6 +670,23 @@ public static unsafe class CudaParity
         for (int i = 0; i < la.Length; i++)
         {
             worst = Math.Max(worst, la[i].Equals(lb[i]) ? 0 : double.PositiveInfinity);
+        }
+
+        return double.IsNaN(worst) ? double.PositiveInfinity : worst;
+    }
+
+    /// <summary>Largest |a − b| over outputs and LSEs; equal infinities count as 0, NaN as +∞.</summary>
+    private static double MaxAbsDiff(float[] a, float[] b, float[] la, float[] lb)
+    {
+        double worst = 0;
+        for (int i = 0; i < a.Length; i++)
+        {
+            worst = Math.Max(worst, a[i].Equals(b[i]) ? 0 : Math.Abs((double)a[i] - b[i]));
+        }
+
+        for (int i = 0; i < la.Length; i++)
+        {
+            worst = Math.Max(worst, la[i].Equals(lb[i]) ? 0 : Math.Abs((double)la[i] - lb[i]));
         }
 
         return double.IsNaN(worst) ? double.PositiveInfinity : worst;

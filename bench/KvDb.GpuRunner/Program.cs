@@ -12,7 +12,7 @@ using KvDb.Workload;
 //   --bench                  exact and gathered attention benchmark of a Llama-3-8B layer
 //   --store                  the store's GPU tier: StoreGpuChecks (promotion/eviction/demotion parity) and
 //                            store_gpu_exact timing vs the raw backend at --store-ctx tokens (default 131072; a list)
-//   --contexts 131072,1048576  --iters 30  --fraction 0.02  --splits 0  --sdpa sdpa.jsonl  --out results.jsonl
+//   --contexts 131072,1048576  --batches 1,8,32 (gathered_batch: requests per launch)  --iters 30  --fraction 0.02  --splits 0  --sdpa sdpa.jsonl  --out results.jsonl
 var options = RunnerOptions.Parse(args);
 using var output = options.OutPath is null ? null : new StreamWriter(options.OutPath, append: true);
 void Emit(string line)
@@ -74,13 +74,14 @@ if (options.Store)
 Console.Error.WriteLine(failures == 0 ? "gpurunner: all checks passed" : $"gpurunner: {failures} checks FAILED");
 return failures == 0 ? 0 : 1;
 
-internal sealed record RunnerOptions(bool Parity, bool Bench, bool Store, long[] StoreContexts, long[] Contexts, int Iterations, double Fraction, int Splits, string? SdpaPath, string? OutPath)
+internal sealed record RunnerOptions(bool Parity, bool Bench, bool Store, long[] StoreContexts, long[] Contexts, int[] Batches, int Iterations, double Fraction, int Splits, string? SdpaPath, string? OutPath)
 {
     public static RunnerOptions Parse(string[] args)
     {
         bool parity = false, bench = false, store = false;
         long[] storeContexts = [131_072];
         long[] contexts = [32_768, 131_072, 1_048_576];
+        int[] batches = [1, 8, 32];
         int iters = 30, splits = 0;
         double fraction = 0.02;
         string? sdpa = null, outPath = null;
@@ -94,6 +95,7 @@ internal sealed record RunnerOptions(bool Parity, bool Bench, bool Store, long[]
                 case "--store": store = true; break;
                 case "--store-ctx": storeContexts = [.. Next().Split(',').Select(s => long.Parse(s, CultureInfo.InvariantCulture))]; break;
                 case "--contexts": contexts = [.. Next().Split(',').Select(s => long.Parse(s, CultureInfo.InvariantCulture))]; break;
+                case "--batches": batches = [.. Next().Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture))]; break;
                 case "--iters": iters = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                 case "--fraction": fraction = double.Parse(Next(), CultureInfo.InvariantCulture); break;
                 case "--splits": splits = int.Parse(Next(), CultureInfo.InvariantCulture); break;
@@ -108,7 +110,7 @@ internal sealed record RunnerOptions(bool Parity, bool Bench, bool Store, long[]
             parity = bench = store = true;
         }
 
-        return new RunnerOptions(parity, bench, store, storeContexts, contexts, iters, fraction, splits, sdpa, outPath);
+        return new RunnerOptions(parity, bench, store, storeContexts, contexts, batches, iters, fraction, splits, sdpa, outPath);
     }
 }
 
@@ -132,20 +134,46 @@ internal static class ParityRun
             }
         }
 
-        foreach (Func<CudaAttentionBackend, IReadOnlyList<CheckOutcome>> check in new Func<CudaAttentionBackend, IReadOnlyList<CheckOutcome>>[] { CudaParity.RunScoring, CudaParity.RunTopK, CudaParity.RunGpuTier })
+        failures += RunChecks(backend, emit, "", CudaParity.RunScoring, CudaParity.RunTopK, CudaParity.RunGpuTier, CudaParity.RunBatched);
+
+        // Gathered attention with its L2 prefetch off (the A/B setting of the benchmark): the gathered cases and the batched checks again.
+        CudaRuntime.SetOption(CudaKernelOption.GatherPrefetch, 0);
+        try
+        {
+            foreach (ParityCase c in CudaParity.Cases().Where(c => c.Gathered))
+            {
+                ParityOutcome r = CudaParity.Run(backend, c);
+                failures += r.Passed ? 0 : 1;
+                emit(Json.Line(("kind", "parity"), ("name", c.Name + "_prefetch0"), ("rel_l2_ref", r.RelL2Reference), ("max_lse_err", r.MaxLseError), ("host_path_diff", r.HostPathMaxDiff), ("written", r.AllWritten), ("pass", r.Passed)));
+            }
+
+            failures += RunChecks(backend, emit, "_prefetch0", CudaParity.RunBatched);
+        }
+        finally
+        {
+            CudaRuntime.SetOption(CudaKernelOption.GatherPrefetch, 1);
+        }
+
+        return failures;
+    }
+
+    private static int RunChecks(CudaAttentionBackend backend, Action<string> emit, string suffix, params Func<CudaAttentionBackend, IReadOnlyList<CheckOutcome>>[] checks)
+    {
+        int failures = 0;
+        foreach (Func<CudaAttentionBackend, IReadOnlyList<CheckOutcome>> check in checks)
         {
             try
             {
                 foreach (CheckOutcome r in check(backend))
                 {
                     failures += r.Passed ? 0 : 1;
-                    emit(Json.Line(("kind", "parity"), ("name", r.Name), ("max_err", r.MaxError), ("pass", r.Passed)));
+                    emit(Json.Line(("kind", "parity"), ("name", r.Name + suffix), ("max_err", r.MaxError), ("pass", r.Passed), ("detail", r.Detail)));
                 }
             }
             catch (Exception e)
             {
                 failures++;
-                emit(Json.Line(("kind", "parity"), ("name", check.Method.Name), ("pass", false), ("error", e.Message)));
+                emit(Json.Line(("kind", "parity"), ("name", check.Method.Name + suffix), ("pass", false), ("error", e.ToString())));
             }
         }
 
@@ -311,6 +339,18 @@ internal sealed unsafe class Benchmark
             EmitCase("gathered", "contiguous", ctx, gContUs, gatheredBytes, referenceGbps, null);
             failures += CheckSame($"gathered_ctx{ctx}", outA, lseA, outB, lseB, 1e-5);
             failures += CheckGatheredAgainstReference(ctx, keys, values, maxCtx, q, positions, offsets, outB, lseB);
+            CudaRuntime.SetOption(CudaKernelOption.GatherPrefetch, 0);
+            double gPagedOffUs = Median(Time(() => _backend.AttentionAsync(_g, paged, selection, queries.Pointer, 1, 0, 0, outB.Pointer, lseB.Pointer, _o.Splits)));
+            CudaRuntime.SetOption(CudaKernelOption.GatherPrefetch, 1);
+            _emit(Json.Line(("kind", "gather_prefetch"), ("ctx", ctx), ("blocks_on_us", Math.Round(gPagedUs, 2)), ("blocks_off_us", Math.Round(gPagedOffUs, 2)), ("contiguous_us", Math.Round(gContUs, 2))));
+
+            foreach (int batch in _o.Batches)
+            {
+                foreach ((string layoutName, GpuKvSource source) in new[] { ("contiguous", contiguous), ("blocks", paged) })
+                {
+                    failures += BatchCase(ctx, batch, layoutName, source, referenceGbps, rng);
+                }
+            }
             if (ctx == maxCtx)
             {
                 // Where the gathered time goes: split count, and the floor of one 64-token block per KV head.
@@ -327,7 +367,15 @@ internal sealed unsafe class Benchmark
                 dOff.Upload<int>(oneOff);
                 var tiny = new GpuSelection(dPos.Pointer, dOff.Pointer, oneMax);
                 double floorUs = Median(Time(() => _backend.AttentionAsync(_g, paged, tiny, queries.Pointer, 1, 0, 0, outB.Pointer, lseB.Pointer, _o.Splits)));
-                _emit(Json.Line(("kind", "gathered_floor"), ("ctx", ctx), ("rows_per_head", oneMax), ("p50_us", Math.Round(floorUs, 2))));
+                double floorS2Us = Median(Time(() => _backend.AttentionAsync(_g, paged, tiny, queries.Pointer, 1, 0, 0, outB.Pointer, lseB.Pointer, 2)));
+                dOff.Upload<int>(new int[Hkv + 1]);
+                var empty = new GpuSelection(dPos.Pointer, dOff.Pointer, 0);
+                double emptyUs = Median(Time(() => _backend.AttentionAsync(_g, paged, empty, queries.Pointer, 1, 0, 0, outB.Pointer, lseB.Pointer, _o.Splits)));
+                double zeroUs = Median(Time(() => _backend.AttentionAsync(_g, GpuKvSource.Contiguous(keys.Pointer, values.Pointer, 0, maxCtx), default, queries.Pointer, 1, 0, 0, outA.Pointer, lseA.Pointer, _o.Splits)));
+                // Where the floor goes: an empty selection (launch, offsets, output write), one 64-token block per
+                // head with one split (adds positions -> table -> K/V), the same with two splits (adds the merge).
+                _emit(Json.Line(("kind", "gathered_floor"), ("ctx", ctx), ("rows_per_head", oneMax), ("p50_us", Math.Round(floorUs, 2)), ("splits2_us", Math.Round(floorS2Us, 2)),
+                    ("empty_selection_us", Math.Round(emptyUs, 2)), ("dense_zero_tokens_us", Math.Round(zeroUs, 2))));
 
                 // The same number of rows as the random selection, but the first blocks of each head: one
                 // sequential stream per head. The gap to the random selection is DRAM/TLB locality, not the kernel.
@@ -349,6 +397,145 @@ internal sealed unsafe class Benchmark
         }
 
         return failures;
+    }
+
+    /// <summary>
+    /// gathered_batch: <paramref name="batch"/> decode requests in one launch, each with its own queries, outputs and
+    /// 2% selection of 64-token blocks per KV head. The requests share one K/V buffer (B contexts of 1M tokens do
+    /// not fit in 80 GB) but their selections are disjoint, so no request reads a row another one read (no L2 reuse).
+    /// </summary>
+    private int BatchCase(long ctx, int batch, string layoutName, GpuKvSource source, double referenceGbps, DeterministicRandom rng)
+    {
+        int blocks = (int)(ctx / BlockCap);
+        int pick = Math.Max(1, (int)Math.Round(blocks * _o.Fraction));
+        if ((long)pick * batch > blocks)
+        {
+            _emit(Json.Line(("kernel", "gathered_batch"), ("batch", batch), ("ctx", ctx), ("layout", layoutName), ("skipped", "disjoint selections need more blocks")));
+            return 0;
+        }
+
+        // Per KV head one shuffled block order; request r takes the r-th run of `pick` blocks (sorted).
+        var perRequest = new List<int>[batch];
+        var offsets = new int[batch][];
+        for (int r = 0; r < batch; r++)
+        {
+            perRequest[r] = new List<int>(Hkv * pick * BlockCap);
+            offsets[r] = new int[Hkv + 1];
+        }
+
+        int[] order = new int[blocks];
+        for (int h = 0; h < Hkv; h++)
+        {
+            for (int i = 0; i < blocks; i++)
+            {
+                order[i] = i;
+            }
+
+            for (int i = blocks - 1; i > 0; i--)
+            {
+                int j = rng.NextInt(i + 1);
+                (order[i], order[j]) = (order[j], order[i]);
+            }
+
+            for (int r = 0; r < batch; r++)
+            {
+                int[] chosen = order.AsSpan(r * pick, pick).ToArray();
+                Array.Sort(chosen);
+                foreach (int b in chosen)
+                {
+                    for (int t = 0; t < BlockCap; t++)
+                    {
+                        perRequest[r].Add(b * BlockCap + t);
+                    }
+                }
+
+                offsets[r][h + 1] = perRequest[r].Count;
+            }
+        }
+
+        var buffers = new List<DeviceBuffer>();
+        try
+        {
+            var requests = new GpuAttentionRequest[batch];
+            long bytes = 0;
+            float[] q = new float[Hq * D];
+            for (int r = 0; r < batch; r++)
+            {
+                for (int i = 0; i < q.Length; i++)
+                {
+                    q[i] = (float)rng.NextGaussian();
+                }
+
+                DeviceBuffer dq = Add(buffers, new DeviceBuffer(q.Length * 4L));
+                dq.Upload<float>(q);
+                DeviceBuffer dPos = Add(buffers, new DeviceBuffer(perRequest[r].Count * 4L));
+                dPos.Upload<int>(perRequest[r].ToArray());
+                DeviceBuffer dOff = Add(buffers, new DeviceBuffer((Hkv + 1) * 4L));
+                dOff.Upload<int>(offsets[r]);
+                DeviceBuffer dOut = Add(buffers, new DeviceBuffer(Hq * D * 4L));
+                DeviceBuffer dLse = Add(buffers, new DeviceBuffer(Hq * 4L));
+                requests[r] = new GpuAttentionRequest(source, new GpuSelection(dPos.Pointer, dOff.Pointer, pick * BlockCap), dq.Pointer, dOut.Pointer, dLse.Pointer);
+                bytes += perRequest[r].Count * (2L * RowBytes + 4);
+            }
+
+            using var gpuBatch = new GpuAttentionBatch(_g, requests, 1);
+            double us = Median(Time(() => _backend.AttentionBatchAsync(gpuBatch, _o.Splits)));
+            double gbps = bytes / (us * 1e-6) / 1e9;
+            var fields = new List<(string, object?)>
+            {
+                ("kernel", "gathered_batch"), ("batch", batch), ("layout", layoutName), ("ctx", ctx), ("p50_us", Math.Round(us, 2)), ("bytes", bytes),
+                ("achieved_gbps", Math.Round(gbps, 1)), ("reference_gbps", Math.Round(referenceGbps, 1)), ("ratio", Math.Round(gbps / referenceGbps, 3)),
+                ("fraction", _o.Fraction), ("us_per_request", Math.Round(us / batch, 2)),
+            };
+            CudaRuntime.SetOption(CudaKernelOption.GatherPrefetch, 0);
+            double offUs = Median(Time(() => _backend.AttentionBatchAsync(gpuBatch, _o.Splits)));
+            CudaRuntime.SetOption(CudaKernelOption.GatherPrefetch, 1);
+            fields.Add(("prefetch_off_us", Math.Round(offUs, 2)));
+
+            _emit(Json.Line([.. fields]));
+
+            // The first and the last request against single-request launches (automatic splits on both sides,
+            // which differ, so agreement is to rounding).
+            _backend.AttentionBatchAsync(gpuBatch);
+            _backend.Synchronize();
+            double worst = 0;
+            foreach (int r in new[] { 0, batch - 1 })
+            {
+                float[] a = new float[Hq * D], la = new float[Hq], b = new float[Hq * D], lb = new float[Hq];
+                CudaRuntime.CopyToHost<float>(a, requests[r].Output);
+                CudaRuntime.CopyToHost<float>(la, requests[r].Lse);
+                _backend.AttentionAsync(_g, source, requests[r].Selection, requests[r].Queries, 1, 0, 0, requests[r].Output, requests[r].Lse);
+                _backend.Synchronize();
+                CudaRuntime.CopyToHost<float>(b, requests[r].Output);
+                CudaRuntime.CopyToHost<float>(lb, requests[r].Lse);
+                for (int i = 0; i < a.Length; i++)
+                {
+                    worst = Math.Max(worst, Math.Abs((double)a[i] - b[i]));
+                }
+
+                for (int i = 0; i < la.Length; i++)
+                {
+                    worst = Math.Max(worst, Math.Abs((double)la[i] - lb[i]));
+                }
+            }
+
+            bool pass = worst <= 1e-5;
+            _emit(Json.Line(("kind", "batch_check"), ("name", $"batch{batch}_{layoutName}_ctx{ctx}"), ("max_diff_vs_single", worst), ("pass", pass)));
+            return pass ? 0 : 1;
+        }
+        finally
+        {
+            foreach (DeviceBuffer b in buffers)
+            {
+                b.Dispose();
+            }
+        }
+    }
+
+    private static DeviceBuffer Add(List<DeviceBuffer> list, DeviceBuffer buffer)
+    {
+        list.Add(buffer);
+        return buffer;
     }
 
     private void EmitCase(string kernel, string layout, long ctx, double us, long bytes, double referenceGbps, double? sdpaUs)

@@ -21,6 +21,7 @@ internal static class StoreBench
     private const int Hkv = 8;
     private const int D = 128;
     private const int Chunk = 4096;
+    private const double WarmUpSeconds = 1.0;
 
     public static int Run(long ctx, int iterations, Action<string> emit)
     {
@@ -80,6 +81,18 @@ internal static class StoreBench
         long t0 = Stopwatch.GetTimestamp();
         AttentionResult first = executor.Attend(query);
         double promoteMs = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+        // The first calls run tier-0 JIT code: the runtime recompiles a method optimized only after ~30 calls and a
+        // 100 ms quiet period. A server answers millions of queries, so the figures that count come after a warm-up
+        // of WarmUpSeconds; the p50 of the first iterations (as the earlier runs measured) is reported beside them.
+        var coldUs = new double[iterations];
+        for (int i = 0; i < iterations; i++)
+        {
+            t0 = Stopwatch.GetTimestamp();
+            executor.Attend(query);
+            coldUs[i] = Stopwatch.GetElapsedTime(t0).TotalMicroseconds;
+        }
+
+        WarmUp(() => executor.Attend(query));
         var storeUs = new double[iterations];
         var serverUs = new double[iterations];
         AttentionResult last = first;
@@ -94,6 +107,62 @@ internal static class StoreBench
             }
         }
 
+        // Where the store's time goes: the steps ExactPlan takes, timed one by one (open the snapshot, lease
+        // the layer's device mirrors, attend through them, close the snapshot).
+        var openUs = new double[iterations];
+        var leaseUs = new double[iterations];
+        var attendUs = new double[iterations];
+        var closeUs = new double[iterations];
+        var phaseOut = new float[q.Length];
+        var phaseLse = new float[Hq];
+        for (int i = -3; i < iterations; i++)
+        {
+            if (i == -3)
+            {
+                WarmUp(() =>
+                {
+                    using LayerSnapshot s = store.OpenLayer("bench", 0);
+                    s.TryOpenDevice()?.Attention(q, 1, 0, 0, phaseOut, phaseLse);
+                });
+            }
+
+            long a = Stopwatch.GetTimestamp();
+            LayerSnapshot snap = store.OpenLayer("bench", 0);
+            long b = Stopwatch.GetTimestamp();
+            DeviceLayer device = snap.TryOpenDevice() ?? throw new InvalidOperationException("the layer did not fit the gpu tier: " + snap.DeviceReason);
+            long c = Stopwatch.GetTimestamp();
+            device.Attention(q, 1, 0, 0, phaseOut, phaseLse);
+            long d = Stopwatch.GetTimestamp();
+            snap.Dispose();
+            long e = Stopwatch.GetTimestamp();
+            if (i >= 0)
+            {
+                openUs[i] = Stopwatch.GetElapsedTime(a, b).TotalMicroseconds;
+                leaseUs[i] = Stopwatch.GetElapsedTime(b, c).TotalMicroseconds;
+                attendUs[i] = Stopwatch.GetElapsedTime(c, d).TotalMicroseconds;
+                closeUs[i] = Stopwatch.GetElapsedTime(d, e).TotalMicroseconds;
+            }
+        }
+
+        // The same bookkeeping without the kernel call between (open, lease, close back to back): what it costs
+        // when the CPU caches are not disturbed by the CUDA call and its wait.
+        var bookkeepingUs = new double[iterations];
+        WarmUp(() =>
+        {
+            using LayerSnapshot s = store.OpenLayer("bench", 0);
+            s.TryOpenDevice();
+        });
+        for (int i = 0; i < iterations; i++)
+        {
+            t0 = Stopwatch.GetTimestamp();
+            using (LayerSnapshot s = store.OpenLayer("bench", 0))
+            {
+                s.TryOpenDevice();
+            }
+
+            bookkeepingUs[i] = Stopwatch.GetElapsedTime(t0).TotalMicroseconds;
+        }
+
         // The raw backend on the very same device blocks, and the CPU kernel on the same snapshot.
         var rawUs = new double[iterations];
         double kernelUs;
@@ -106,6 +175,7 @@ internal static class StoreBench
             CudaAttentionBackend backend = device.Backend;
             var o = new float[q.Length];
             var l = new float[Hq];
+            WarmUp(() => backend.Attention(device.Geometry, device.Source, q, 1, 0, 0, o, l));
             for (int i = -3; i < iterations; i++)
             {
                 t0 = Stopwatch.GetTimestamp();
@@ -146,9 +216,20 @@ internal static class StoreBench
         emit(Json.Line(
             ("kernel", "store_gpu_exact"), ("ctx", ctx), ("p50_us", Math.Round(p50, 1)), ("raw_p50_us", Math.Round(raw, 1)), ("ratio", Math.Round(p50 / raw, 3)),
             ("server_p50_us", Math.Round(Median(serverUs), 1)), ("raw_kernel_p50_us", Math.Round(kernelUs, 1)), ("cpu_kernel_p50_us", Math.Round(cpuUs, 1)),
-            ("first_query_ms", Math.Round(promoteMs, 1)), ("tier", last.Stats.Tier), ("explain", last.Stats.Explain), ("bytes_read", last.Stats.BytesRead),
+            ("open_p50_us", Math.Round(Median(openUs), 1)), ("lease_p50_us", Math.Round(Median(leaseUs), 1)), ("attend_p50_us", Math.Round(Median(attendUs), 1)),
+            ("close_p50_us", Math.Round(Median(closeUs), 1)), ("bookkeeping_only_p50_us", Math.Round(Median(bookkeepingUs), 1)), ("cold_p50_us", Math.Round(Median(coldUs), 1)), ("first_query_ms", Math.Round(promoteMs, 1)), ("tier", last.Stats.Tier), ("explain", last.Stats.Explain), ("bytes_read", last.Stats.BytesRead),
             ("gpu_tier_bytes", gpu.Bytes), ("gpu_tier_blocks", gpu.Blocks), ("rel_l2_ref", relRef), ("max_lse_err", lseErr), ("rel_l2_cpu", relCpu), ("pass", pass)));
         return pass ? 0 : 1;
+    }
+
+    /// <summary>Calls <paramref name="action"/> for <see cref="WarmUpSeconds"/> (at most 20000 times), so the timed loop runs optimized code.</summary>
+    private static void WarmUp(Action action)
+    {
+        var clock = Stopwatch.StartNew();
+        for (int i = 0; i < 20_000 && clock.Elapsed.TotalSeconds < WarmUpSeconds; i++)
+        {
+            action();
+        }
     }
 
     /// <summary>p50 of the kernel alone between two events (queries and outputs already on the device).</summary>

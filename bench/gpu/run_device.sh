@@ -25,10 +25,13 @@ fi
 grep -E "warning|spill|registers|built" "$out/build.log" | grep -B1 -E "attention_kernel|spill|warning|built" | head -40
 export KVDB_CUDA_LIBRARY=$build/libkvdbcuda.so
 
-echo "=== PyTorch SDPA reference"
-PYTHONUNBUFFERED=1 timeout 220 python3 bench/gpu/sdpa_reference.py --lib "$KVDB_CUDA_LIBRARY" --contexts "${KVDB_SDPA_CONTEXTS:-32768,131072,524288,1048576}" \
-  --out "$out/sdpa.jsonl" >/dev/null 2>"$out/sdpa.err"
-echo "sdpa rc=$?"
+# KVDB_GPU_SDPA=0 skips the PyTorch reference (kernel-only iterations; no vs_sdpa fields then).
+if [ "${KVDB_GPU_SDPA:-1}" != 0 ]; then
+  echo "=== PyTorch SDPA reference"
+  PYTHONUNBUFFERED=1 timeout 220 python3 bench/gpu/sdpa_reference.py --lib "$KVDB_CUDA_LIBRARY" --contexts "${KVDB_SDPA_CONTEXTS:-32768,131072,524288,1048576}" \
+    --out "$out/sdpa.jsonl" >/dev/null 2>"$out/sdpa.err"
+  echo "sdpa rc=$?"
+fi
 
 runner=artifacts/gpurunner/KvDb.GpuRunner
 chmod +x "$runner" 2>/dev/null
@@ -39,7 +42,7 @@ for variant in ${KVDB_GPU_VARIANTS:-0 1}; do
   KVDB_CUDA_ATTN_VARIANT=$variant timeout 120 "$runner" --parity --out "$out/parity.jsonl" >>"$out/runner.log" 2>&1
   echo "parity rc=$?"
   echo "=== runner --bench (variant $variant)"
-  KVDB_CUDA_ATTN_VARIANT=$variant timeout 150 "$runner" --bench --contexts "$contexts" --sdpa "$out/sdpa.jsonl" --out "$out/bench.jsonl" >>"$out/runner.log" 2>&1
+  KVDB_CUDA_ATTN_VARIANT=$variant timeout 200 "$runner" --bench --contexts "$contexts" ${KVDB_GPU_BENCH_ARGS:-} --sdpa "$out/sdpa.jsonl" --out "$out/bench.jsonl" >>"$out/runner.log" 2>&1
   echo "bench rc=$?"
 done
 
@@ -47,7 +50,7 @@ done
 # the store vs the raw backend at 128K tokens (store_gpu_exact).
 if [ "${KVDB_GPU_STORE:-1}" != 0 ]; then
   echo "=== runner --store"
-  timeout 300 "$runner" --store --out "$out/store.jsonl" >>"$out/runner.log" 2>&1
+  timeout 300 "$runner" --store ${KVDB_GPU_STORE_ARGS:-} --out "$out/store.jsonl" >>"$out/runner.log" 2>&1
   echo "store rc=$?"
 fi
 
@@ -56,7 +59,8 @@ tail -5 "$out/sdpa.err"
 grep -h '"kind": "reference"\|"kind": "splits"' "$out/sdpa.jsonl" 2>/dev/null
 grep -h '"pass":false' "$out/parity.jsonl" "$out/bench.jsonl" 2>/dev/null | head -20
 echo "parity: $(grep -c '"pass":true' "$out/parity.jsonl" 2>/dev/null) passed, $(grep -c '"pass":false' "$out/parity.jsonl" 2>/dev/null) failed"
-grep -v '"kind":"parity"\|layout_check' "$out/bench.jsonl" 2>/dev/null
+grep -v '"kind":"parity"\|layout_check\|batch_check' "$out/bench.jsonl" 2>/dev/null
+grep -h '"batch_check"' "$out/bench.jsonl" 2>/dev/null | grep -c '"pass":true' | sed 's/^/batch checks passed: /' 
 grep -h '"kind":"parity"' "$out/bench.jsonl" 2>/dev/null | cut -c1-160
 echo "store checks: $(grep -c '"kind":"store_parity".*"pass":true' "$out/store.jsonl" 2>/dev/null) passed, $(grep -c '"kind":"store_parity".*"pass":false' "$out/store.jsonl" 2>/dev/null) failed"
 grep -h '"pass":false' "$out/store.jsonl" 2>/dev/null | cut -c1-400

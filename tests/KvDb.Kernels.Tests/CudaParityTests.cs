@@ -101,5 +101,56 @@ public sealed class CudaParityTests(ITestOutputHelper output) : IDisposable
         }
     }
 
+    [SkippableFact]
+    public void Gpu_batched_attention_matches_f64_and_single_request_calls()
+    {
+        Skip.If(_backend is null, $"CUDA unavailable: {CudaRuntime.UnavailableReason}");
+        foreach (bool prefetch in new[] { true, false })
+        {
+            CudaRuntime.SetOption(CudaKernelOption.GatherPrefetch, prefetch ? 1 : 0);
+            try
+            {
+                IReadOnlyList<CheckOutcome> results = CudaParity.RunBatched(_backend!);
+                Assert.True(results.Count >= 10, $"{results.Count} batch members checked");
+                foreach (CheckOutcome r in results)
+                {
+                    output.WriteLine($"{r.Name} (L2 prefetch {prefetch}): {r.Detail}");
+                    Assert.True(r.Passed, $"{r.Name}: {r.Detail}");
+                }
+            }
+            finally
+            {
+                CudaRuntime.SetOption(CudaKernelOption.GatherPrefetch, 1);
+            }
+        }
+    }
+
+    [Fact]
+    public void Batch_rejects_bad_requests_before_any_device_work()
+    {
+        var g = new AttentionGeometry(32, 8, 128, 64, KvDType.BF16, 1f / MathF.Sqrt(128));
+        var kv = GpuKvSource.Contiguous(0x1000, 0x2000, 100);
+        var gathered = new GpuSelection(0x3000, 0x4000, 10);
+        var good = new GpuAttentionRequest(kv, gathered, 0x5000, 0x6000, 0x7000);
+
+        Assert.Contains("at least one request", Assert.Throws<ArgumentException>(() => new GpuAttentionBatch(g, [], 1)).Message);
+        Assert.Throws<ArgumentOutOfRangeException>(() => new GpuAttentionBatch(g, [good], 0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new GpuAttentionBatch(g, [good, good], 40000));
+        Assert.Contains("request 1: layout Blocks", Assert.Throws<ArgumentException>(() => new GpuAttentionBatch(g, [good, good with { Kv = GpuKvSource.Blocks(0x8000, 100) }], 1)).Message);
+        Assert.Contains("request 1: dense", Assert.Throws<ArgumentException>(() => new GpuAttentionBatch(g, [good, good with { Selection = default }], 1)).Message);
+        Assert.Contains("request 0: a contiguous source", Assert.Throws<ArgumentException>(() => new GpuAttentionBatch(g, [good with { Kv = GpuKvSource.Contiguous(0x1008, 0x2000, 100) }], 1)).Message);
+        Assert.Contains("Capacity 50 is below NumTokens 100", Assert.Throws<ArgumentException>(() => new GpuAttentionBatch(g, [good with { Kv = GpuKvSource.Contiguous(0x1000, 0x2000, 100, 50) }], 1)).Message);
+        Assert.Contains("request 0: a block source", Assert.Throws<ArgumentException>(() => new GpuAttentionBatch(g, [good with { Kv = GpuKvSource.Blocks(0, 100) }], 1)).Message);
+        Assert.Contains("16-byte aligned", Assert.Throws<ArgumentException>(() => new GpuAttentionBatch(g, [good, good with { Output = 0x6004 }], 1)).Message);
+        Assert.Contains("device offsets", Assert.Throws<ArgumentException>(() => new GpuAttentionBatch(g, [good with { Selection = new GpuSelection(0x3000, 0, 10) }], 1)).Message);
+        Assert.Contains("NumTokens -1", Assert.Throws<ArgumentException>(() => new GpuAttentionBatch(g, [good with { Kv = GpuKvSource.Contiguous(0x1000, 0x2000, -1) }], 1)).Message);
+        Assert.Throws<ArgumentException>(() => new GpuAttentionBatch(g with { HeadDim = 0 }, [good], 1));
+        if (!CudaRuntime.IsAvailable)
+        {
+            // Valid requests get past the checks and only then need the device.
+            Assert.Throws<InvalidOperationException>(() => new GpuAttentionBatch(g, [good, good], 1));
+        }
+    }
+
     public void Dispose() => _backend?.Dispose();
 }

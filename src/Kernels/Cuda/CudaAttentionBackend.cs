@@ -101,6 +101,39 @@ public sealed unsafe class CudaAttentionBackend : IDisposable
         }
     }
 
+    /// <summary>
+    /// Queues one launch of attention for every request of <paramref name="batch"/> (each request's rows,
+    /// queries and outputs as in <see cref="AttentionAsync"/>). <paramref name="numSplits"/> is per request and
+    /// KV head, 0 = automatic (one wave of CTAs over all requests); with the same explicit split count each
+    /// request's result equals an <see cref="AttentionAsync"/> call on it.
+    /// </summary>
+    public void AttentionBatchAsync(GpuAttentionBatch batch, int numSplits = 0)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        ArgumentOutOfRangeException.ThrowIfNegative(numSplits);
+        AttentionGeometry g = batch.Geometry;
+        var a = new KvdbAttnBatchArgs
+        {
+            Requests = batch.Descriptors,
+            MaxRows = batch.MaxRows,
+            Batch = batch.Count,
+            Gathered = batch.Gathered ? 1 : 0,
+            NumQueryHeads = g.NumQueryHeads,
+            NumKvHeads = g.NumKvHeads,
+            HeadDim = g.HeadDim,
+            DType = (int)g.DType,
+            Layout = (int)batch.Layout,
+            BlockCapacity = g.BlockCapacity,
+            NumQueries = batch.NumQueries,
+            Scale = g.Scale,
+            NumSplits = numSplits,
+        };
+        lock (_gate)
+        {
+            CudaRuntime.Check(CudaRuntime.Native.AttentionBatch(Ctx, &a), "kvdb_attention_batch");
+        }
+    }
+
     /// <summary>Dense attention over device K/V with host queries and outputs (shapes as in <see cref="ExactAttentionKernel.Run"/>).</summary>
     public void Attention(
         in AttentionGeometry geometry,

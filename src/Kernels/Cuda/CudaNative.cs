@@ -11,7 +11,7 @@ namespace KvDb.Kernels.Cuda;
 internal sealed unsafe class CudaNative
 {
     /// <summary>ABI version this binding was written for (KVDB_CUDA_ABI_VERSION).</summary>
-    public const int AbiVersion = 1;
+    public const int AbiVersion = 2;
 
     public const int CopyHostToDevice = 1;
     public const int CopyDeviceToHost = 2;
@@ -33,11 +33,13 @@ internal sealed unsafe class CudaNative
     public readonly delegate* unmanaged<nint, int> CtxSynchronize;
     public readonly delegate* unmanaged<nint, int*, int> CtxMultiprocessors;
     public readonly delegate* unmanaged<nint, KvdbAttnArgs*, int> Attention;
+    public readonly delegate* unmanaged<nint, KvdbAttnBatchArgs*, int> AttentionBatch;
     public readonly delegate* unmanaged<nint, KvdbAttnArgs*, nint, long, int> Score;
     public readonly delegate* unmanaged<nint, nint, int, int, long, int, nint, nint, int> TopK;
     public readonly delegate* unmanaged<nint, nint, long, int, ulong, float, int> FillRandom;
     public readonly delegate* unmanaged<nint, nint, ulong, int> ReadBytes;
     public readonly delegate* unmanaged<nint, int> FlushL2;
+    public readonly delegate* unmanaged<int, int, int> SetOption;
     public readonly delegate* unmanaged<nint*, int> EventCreate;
     public readonly delegate* unmanaged<nint, int> EventDestroy;
     public readonly delegate* unmanaged<nint, nint, int> EventRecord;
@@ -61,11 +63,13 @@ internal sealed unsafe class CudaNative
         CtxSynchronize = (delegate* unmanaged<nint, int>)Export(h, "kvdb_ctx_synchronize");
         CtxMultiprocessors = (delegate* unmanaged<nint, int*, int>)Export(h, "kvdb_ctx_multiprocessors");
         Attention = (delegate* unmanaged<nint, KvdbAttnArgs*, int>)Export(h, "kvdb_attention");
+        AttentionBatch = (delegate* unmanaged<nint, KvdbAttnBatchArgs*, int>)Export(h, "kvdb_attention_batch");
         Score = (delegate* unmanaged<nint, KvdbAttnArgs*, nint, long, int>)Export(h, "kvdb_score");
         TopK = (delegate* unmanaged<nint, nint, int, int, long, int, nint, nint, int>)Export(h, "kvdb_topk");
         FillRandom = (delegate* unmanaged<nint, nint, long, int, ulong, float, int>)Export(h, "kvdb_fill_random");
         ReadBytes = (delegate* unmanaged<nint, nint, ulong, int>)Export(h, "kvdb_read_bytes");
         FlushL2 = (delegate* unmanaged<nint, int>)Export(h, "kvdb_flush_l2");
+        SetOption = (delegate* unmanaged<int, int, int>)Export(h, "kvdb_set_option");
         EventCreate = (delegate* unmanaged<nint*, int>)Export(h, "kvdb_event_create");
         EventDestroy = (delegate* unmanaged<nint, int>)Export(h, "kvdb_event_destroy");
         EventRecord = (delegate* unmanaged<nint, nint, int>)Export(h, "kvdb_event_record");
@@ -154,4 +158,42 @@ internal struct KvdbAttnArgs
     public int MaxPositions;
     public float Scale;
     public int NumSplits;
+}
+
+/// <summary>kvdb_attn_request of kvdb_cuda.h: eight pointers and four int64 (96 bytes), one per request of a batched launch.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct KvdbAttnRequest
+{
+    public nint Keys;
+    public nint Values;
+    public nint BlockTable;
+    public nint Positions;
+    public nint Offsets;
+    public nint Queries;
+    public nint Output;
+    public nint Lse;
+    public long NumTokens;
+    public long KvCapacity;
+    public long ExcludeStart;
+    public long ExcludeEnd;
+}
+
+/// <summary>kvdb_attn_batch_args of kvdb_cuda.h: a pointer, an int64, eleven int32 and a float (64 bytes).</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct KvdbAttnBatchArgs
+{
+    public nint Requests;
+    public long MaxRows;
+    public int Batch;
+    public int Gathered;
+    public int NumQueryHeads;
+    public int NumKvHeads;
+    public int HeadDim;
+    public int DType;
+    public int Layout;
+    public int BlockCapacity;
+    public int NumQueries;
+    public float Scale;
+    public int NumSplits;
+    public int Reserved;
 }

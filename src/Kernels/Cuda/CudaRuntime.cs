@@ -117,6 +117,9 @@ public static unsafe class CudaRuntime
         }
     }
 
+    /// <summary>Sets a process-wide kernel choice (benchmarks and A/B tests; kvdb_set_option).</summary>
+    public static void SetOption(CudaKernelOption option, int value) => Check(Native.SetOption((int)option, value), $"kvdb_set_option({option}, {value})");
+
     /// <summary>Waits for all work on the device.</summary>
     public static void Synchronize() => Check(Native.Synchronize(), "cudaDeviceSynchronize");
 

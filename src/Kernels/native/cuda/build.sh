@@ -2,7 +2,7 @@
 # Builds libkvdbcuda.so, the CUDA backend of src/Kernels, with nvcc (no CMake needed):
 #   bash src/Kernels/native/cuda/build.sh [OUT_DIR]        (default OUT_DIR: src/Kernels/native/cuda/build)
 # KVDB_CUDA_ARCHS="90" (default; space-separated compute capabilities, e.g. "80 90") picks the targets.
-# The three translation units compile in parallel; ptxas resource reports land in OUT_DIR/*.log and on stdout.
+# The translation units compile in parallel; ptxas resource reports land in OUT_DIR/*.log and on stdout.
 # Without nvcc it exits 1 and KvDb runs on the CPU kernels (CudaRuntime.IsAvailable is false).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -17,7 +17,7 @@ gencode=()
 for a in ${KVDB_CUDA_ARCHS:-90}; do gencode+=("-gencode=arch=compute_$a,code=sm_$a"); done
 flags=(-O3 -std=c++17 -lineinfo -Xcompiler -fPIC -Xcompiler -fvisibility=hidden -Xptxas -v)
 pids=()
-units=(kvdb_attention kvdb_score kvdb_runtime)
+units=(kvdb_attention kvdb_attention_batch kvdb_score kvdb_runtime)
 for unit in "${units[@]}"; do
   "$NVCC" "${flags[@]}" "${gencode[@]}" -c "$here/$unit.cu" -o "$out/$unit.o" >"$out/$unit.log" 2>&1 &
   pids+=($!)

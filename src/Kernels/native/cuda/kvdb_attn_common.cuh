@@ -25,7 +25,8 @@ struct AttnParams {
     float* lse;
     float* part_o;                          // [num_queries * Hq][splits][D]
     float* part_lse;                        // [num_queries * Hq][splits], log2 units
-    unsigned int* counters;                 // [num_queries][Hkv * group_chunks]
+    unsigned int* counters;                 // [grid z][Hkv * group_chunks]
+    const kvdb_attn_request* requests;      // batched launches: one descriptor per request, else null
     long long num_tokens;
     long long kv_capacity;
     long long exclude_start;
@@ -39,6 +40,8 @@ struct AttnParams {
     int capacity_shift;
     int num_splits;
     int rows_limit;                         // rows_max: no head's row index reaches it (bounds score writes)
+    int batch_queries;                      // batched launches: query tokens per request (grid z = request * this + token)
+    int gather_prefetch;                    // gathered: 1 = L2 prefetch of the block table (batched: and positions) at CTA start
     float scale;                            // natural units (scores)
     float scale_log2;                       // scale * log2(e) (softmax in base 2)
 };

@@ -32,7 +32,7 @@ extern "C" {
 #define KVDB_API __attribute__((visibility("default")))
 #endif
 
-#define KVDB_CUDA_ABI_VERSION 1
+#define KVDB_CUDA_ABI_VERSION 2
 
 #define KVDB_ERR_INVALID_ARGUMENT (-1)
 #define KVDB_ERR_UNSUPPORTED (-2)
@@ -45,6 +45,7 @@ extern "C" {
 #define KVDB_LAYOUT_BLOCKS 1
 
 #define KVDB_OPTION_ATTENTION_VARIANT 1 /* 0 = register pipeline, 1 = cp.async shared-memory ring */
+#define KVDB_OPTION_GATHER_PREFETCH 2   /* gathered: 1 = each CTA prefetches a share of the block table (batched: and its positions) into L2 (default), 0 = off */
 
 #define KVDB_COPY_HOST_TO_DEVICE 1
 #define KVDB_COPY_DEVICE_TO_HOST 2
@@ -78,6 +79,43 @@ typedef struct kvdb_attn_args {
     int num_splits;                       /* split-K partitions per KV head; 0 = automatic */
 } kvdb_attn_args;
 
+/* One request of a batched launch (kvdb_attention_batch), in device memory: its K/V (the fields of the
+ * batch's layout), its selection (gathered batches: positions + offsets as in kvdb_attn_args), its queries
+ * and outputs (shapes as in kvdb_attn_args with the batch's num_queries), its token count and exclude range.
+ * All 8-byte fields (96 bytes). */
+typedef struct kvdb_attn_request {
+    const void* keys;                     /* contiguous layout */
+    const void* values;                   /* contiguous layout */
+    const unsigned long long* block_table;/* blocks layout */
+    const int* positions;                 /* gathered batches */
+    const int* offsets;                   /* gathered batches: [num_kv_heads + 1] */
+    const float* queries;                 /* f32 [num_queries][num_query_heads][head_dim], 16-byte aligned */
+    float* output;                        /* f32 [num_queries][num_query_heads][head_dim], 16-byte aligned */
+    float* lse;                           /* f32 [num_queries][num_query_heads] */
+    long long num_tokens;                 /* dense: positions 0..num_tokens-1; gathered: bound on positions */
+    long long kv_capacity;                /* contiguous: rows between two KV heads; 0 = num_tokens */
+    long long exclude_start;
+    long long exclude_end;                /* empty when exclude_end <= exclude_start */
+} kvdb_attn_request;
+
+/* A batched launch: the shape every request shares, and the device array of requests (64 bytes). */
+typedef struct kvdb_attn_batch_args {
+    const kvdb_attn_request* requests;    /* device array [batch], 8-byte aligned */
+    long long max_rows;                   /* >= every request's rows per KV head (gathered: count; dense: num_tokens); sizes the grid */
+    int batch;                            /* requests; batch * num_queries <= 65535 */
+    int gathered;                         /* 1: every request is gathered (positions + offsets); 0: every request is dense */
+    int num_query_heads;
+    int num_kv_heads;
+    int head_dim;                         /* 64 or 128 */
+    int dtype;                            /* KVDB_DTYPE_* */
+    int layout;                           /* KVDB_LAYOUT_*, the same for every request */
+    int block_capacity;                   /* blocks layout: rows per block */
+    int num_queries;                      /* query tokens per request */
+    float scale;
+    int num_splits;                       /* split-K partitions per KV head and request; 0 = automatic */
+    int reserved;                         /* 0 */
+} kvdb_attn_batch_args;
+
 /* --- runtime --- */
 KVDB_API int kvdb_cuda_abi_version(void);
 KVDB_API const char* kvdb_cuda_error_string(int status);
@@ -103,6 +141,10 @@ KVDB_API int kvdb_ctx_multiprocessors(kvdb_ctx* context, int* count);
 /* --- kernels --- */
 /* Split-K (flash-decoding) attention with output and LSE. */
 KVDB_API int kvdb_attention(kvdb_ctx* context, const kvdb_attn_args* args);
+/* Attention of many requests in one launch (concurrent decode requests, or layers): request r's rows,
+ * queries and outputs come from requests[r]; results equal kvdb_attention on each request with the same
+ * num_splits. The request array and everything it points to stay unchanged until the launch finishes. */
+KVDB_API int kvdb_attention_batch(kvdb_ctx* context, const kvdb_attn_batch_args* args);
 /* Scores scale * q.k for every query head and attended row: scores[(t * Hq + q) * stride + j] for the
  * j-th row of q's KV head (dense: j = position; excluded rows get -inf; gathered: rows past a head's count are untouched). */
 KVDB_API int kvdb_score(kvdb_ctx* context, const kvdb_attn_args* args, float* scores, long long score_stride);

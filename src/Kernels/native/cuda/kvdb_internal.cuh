@@ -34,6 +34,9 @@ namespace kvdb {
 // Which attention main loop runs: 0 = register pipeline, 1 = cp.async shared-memory ring.
 // KVDB_CUDA_ATTN_VARIANT sets it at the first launch; kvdb_set_option changes it.
 int attention_variant();
+// Gathered attention: 1 = each CTA asks L2 for its share of the block table (batched: and its positions) at its start
+// (KVDB_OPTION_GATHER_PREFETCH; KVDB_CUDA_GATHER_PREFETCH=0 turns it off at the first launch), 0 = not.
+int gather_prefetch();
 
 // 16 bytes from global memory that no kernel writes while we run: skip L1, ask L2 to fetch 256 B.
 __device__ __forceinline__ uint4 load_stream16(const void* p) {
@@ -98,6 +101,24 @@ struct RowSource {
     int block_capacity;
     int capacity_shift;                      // log2(block_capacity) when a power of two, else -1
 
+    // Blocks layout: the block holding position and the row inside it.
+    __device__ __forceinline__ void split(int position, unsigned int& b, unsigned int& r) const {
+        if (capacity_shift >= 0) {
+            b = (unsigned int)position >> capacity_shift;
+            r = (unsigned int)position & (unsigned int)(block_capacity - 1);
+        } else {
+            b = (unsigned int)position / (unsigned int)block_capacity;
+            r = (unsigned int)position - b * (unsigned int)block_capacity;
+        }
+    }
+
+    // Blocks layout: the lane's vectors of row r of the block at block_base (a block-table entry).
+    __device__ __forceinline__ void address_at(unsigned long long block_base, unsigned int r, int row_bytes, int lane_offset, const char*& k,
+                                               const char*& v) const {
+        k = reinterpret_cast<const char*>(block_base) + head_offset + (long long)r * row_bytes + lane_offset;
+        v = k + region_bytes;
+    }
+
     __device__ __forceinline__ void address(int position, int row_bytes, int lane_offset, const char*& k, const char*& v) const {
         if (block_table == nullptr) {
             long long off = (long long)position * row_bytes + lane_offset;
@@ -105,16 +126,8 @@ struct RowSource {
             v = values + off;
         } else {
             unsigned int b, r;
-            if (capacity_shift >= 0) {
-                b = (unsigned int)position >> capacity_shift;
-                r = (unsigned int)position & (unsigned int)(block_capacity - 1);
-            } else {
-                b = (unsigned int)position / (unsigned int)block_capacity;
-                r = (unsigned int)position - b * (unsigned int)block_capacity;
-            }
-            const char* base = reinterpret_cast<const char*>(block_table[b]);
-            k = base + head_offset + (long long)r * row_bytes + lane_offset;
-            v = k + region_bytes;
+            split(position, b, r);
+            address_at(block_table[b], r, row_bytes, lane_offset, k, v);
         }
     }
 };

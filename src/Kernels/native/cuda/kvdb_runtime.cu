@@ -186,6 +186,18 @@ int attention_variant() {
     return v;
 }
 
+static int g_gather_prefetch = -1;
+
+int gather_prefetch() {
+    int v = __atomic_load_n(&g_gather_prefetch, __ATOMIC_RELAXED);
+    if (v < 0) {
+        const char* env = getenv("KVDB_CUDA_GATHER_PREFETCH");
+        v = (env != nullptr && env[0] == '0') ? 0 : 1;
+        __atomic_store_n(&g_gather_prefetch, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+
 // --- top-k: radix select of the k-th largest key, compaction, bitonic sort in shared memory ---
 
 constexpr int TOPK_THREADS = 512;
@@ -426,6 +438,10 @@ extern "C" KVDB_API int kvdb_event_elapsed_ms(void* start, void* stop, float* mi
 extern "C" KVDB_API int kvdb_set_option(int option, int value) {
     if (option == KVDB_OPTION_ATTENTION_VARIANT && (value == 0 || value == 1)) {
         __atomic_store_n(&kvdb::g_attention_variant, value, __ATOMIC_RELAXED);
+        return 0;
+    }
+    if (option == KVDB_OPTION_GATHER_PREFETCH && (value == 0 || value == 1)) {
+        __atomic_store_n(&kvdb::g_gather_prefetch, value, __ATOMIC_RELAXED);
         return 0;
     }
     return KVDB_ERR_INVALID_ARGUMENT;
