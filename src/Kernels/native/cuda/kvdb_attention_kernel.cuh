@@ -154,26 +154,7 @@ __device__ __forceinline__ void process_tile(const float (&q)[G][Elem<DT>::VEC],
     using E = Elem<DT>;
     constexpr int VEC = E::VEC;
     float s[U][G];
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-        float kf[VEC];
-        E::widen(kr[u], kf);
-#pragma unroll
-        for (int g = 0; g < G; ++g) {
-            float d = 0.f;
-#pragma unroll
-            for (int e = 0; e < VEC; ++e) d = fmaf(q[g][e], kf[e], d);
-            s[u][g] = d;
-        }
-    }
-#pragma unroll
-    for (int off = LPR / 2; off > 0; off >>= 1) {
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-#pragma unroll
-            for (int g = 0; g < G; ++g) s[u][g] += __shfl_xor_sync(0xffffffffu, s[u][g], off);
-        }
-    }
+    row_scores<DT, G, U, LPR>(q, kr, s);
 
 #pragma unroll
     for (int g = 0; g < G; ++g) {

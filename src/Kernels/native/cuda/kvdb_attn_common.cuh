@@ -156,4 +156,34 @@ __device__ __forceinline__ bool excluded(const AttnParams& p, int position) {
     return (long long)position >= p.exclude_start && (long long)position < p.exclude_end;
 }
 
+// Scores of U key rows against the G query heads of a GQA group. Each lane holds VEC elements of its row's
+// key and of every (pre-scaled) query; the partial dots are summed over the row's LPR lanes with xor
+// shuffles, so every lane of a row ends with the full scores. One function for attention and scoring, so
+// the scores top-k selects on are bit-identical to the ones attention weighs.
+template <int DT, int G, int U, int LPR>
+__device__ __forceinline__ void row_scores(const float (&q)[G][Elem<DT>::VEC], const uint4 (&kr)[U], float (&s)[U][G]) {
+    using E = Elem<DT>;
+    constexpr int VEC = E::VEC;
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+        float kf[VEC];
+        E::widen(kr[u], kf);
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+            float d = 0.f;
+#pragma unroll
+            for (int e = 0; e < VEC; ++e) d = fmaf(q[g][e], kf[e], d);
+            s[u][g] = d;
+        }
+    }
+#pragma unroll
+    for (int off = LPR / 2; off > 0; off >>= 1) {
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+#pragma unroll
+            for (int g = 0; g < G; ++g) s[u][g] += __shfl_xor_sync(0xffffffffu, s[u][g], off);
+        }
+    }
+}
+
 }  // namespace kvdb

@@ -69,26 +69,7 @@ __global__ void __launch_bounds__(ATT_THREADS) score_kernel(const AttnParams p, 
     }
 
     float s[SCORE_U][G];
-#pragma unroll
-    for (int u = 0; u < SCORE_U; ++u) {
-        float kf[VEC];
-        E::widen(kr[u], kf);
-#pragma unroll
-        for (int g = 0; g < G; ++g) {
-            float d = 0.f;
-#pragma unroll
-            for (int e = 0; e < VEC; ++e) d = fmaf(q[g][e], kf[e], d);
-            s[u][g] = d;
-        }
-    }
-#pragma unroll
-    for (int off = LPR / 2; off > 0; off >>= 1) {
-#pragma unroll
-        for (int u = 0; u < SCORE_U; ++u) {
-#pragma unroll
-            for (int g = 0; g < G; ++g) s[u][g] += __shfl_xor_sync(0xffffffffu, s[u][g], off);
-        }
-    }
+    row_scores<DT, G, SCORE_U, LPR>(q, kr, s);
     if (li == 0) {
 #pragma unroll
         for (int u = 0; u < SCORE_U; ++u) {
