@@ -165,6 +165,79 @@ public sealed class IndexQualityHarness
         }).ToArray();
     }
 
+    /// <summary>
+    /// LSH sampling as <c>LshSamplingPlan</c> runs it, on one head with the engine's local window (the
+    /// <paramref name="window"/> most recent tokens) excluded: both indexes are built over the first
+    /// Tokens − window keys; per test query the deterministic rows are the 4 sinks plus the top
+    /// ⌈<paramref name="heavyFraction"/>·n⌉ candidates of <paramref name="heavySpec"/> (none when null: pure
+    /// MagicPIG), the rest is estimated from <paramref name="sampleSpec"/>'s sample with weights 1/p.
+    /// Reports the rel-L2 error of that remote partial against exact attention over the same keys, and of
+    /// its merge (BRIEF §5) with the exact window partial against exact attention over all tokens.
+    /// </summary>
+    public SamplingReport MeasureSampling(int kvHead, string? heavySpec, string sampleSpec, double heavyFraction, int window)
+    {
+        HeadData head = Head(kvHead);
+        int d = Dimension;
+        int n = Tokens - window;
+        ReadOnlySpan<float> keys = head.Keys.AsSpan(0, n * d);
+        ReadOnlySpan<float> values = head.Values.AsSpan(0, n * d);
+        long[] positions = Positions[..n];
+        using var sample = (LshIndex)IndexFactory.Create(sampleSpec, d);
+        using IKeyIndex? heavy = heavySpec is null ? null : IndexFactory.Create(heavySpec, d);
+        foreach (IKeyIndex index in heavy is null ? [sample] : new[] { sample, heavy })
+        {
+            if (index is IQueryGuidedIndex guided && head.Samples.Length > 0)
+            {
+                guided.AddSampleQueries(head.Samples);
+            }
+
+            index.Build(keys, positions);
+        }
+
+        var estimator = new LshSamplingEstimator(sample);
+        int budget = (int)Math.Min(n, Math.Max(16, (long)Math.Ceiling(n * heavyFraction)));
+        var found = new long[budget];
+        var output = new float[d];
+        double remote = 0, remoteMax = 0, merged = 0, mergedMax = 0, lseError = 0, touched = 0;
+        for (int q = 0; q < head.QueryCount; q++)
+        {
+            ReadOnlySpan<float> query = head.Query(q);
+            var exact = new SortedSet<int> { 0, 1, 2, 3 };
+            if (heavy is not null)
+            {
+                int got = heavy.Candidates(query, new SearchParameters(budget), found, out _);
+                for (int i = 0; i < got; i++)
+                {
+                    exact.Add((int)found[i]);
+                }
+            }
+
+            int attended = estimator.Estimate(query, Scale, keys, values, [.. exact], output, out float lse);
+            (double[] remoteExact, double[] remoteLse) = ReferenceAttention.Compute(keys, values, query, 1, 1, 1, d, Scale);
+            (double[] windowOut, double[] windowLse) = ReferenceAttention.Compute(head.Keys.AsSpan(n * d), head.Values.AsSpan(n * d), query, 1, 1, 1, d, Scale);
+            double m = Math.Max(lse, windowLse[0]);
+            double w1 = Math.Exp(lse - m);
+            double w2 = Math.Exp(windowLse[0] - m);
+            var mergedOut = new float[d];
+            for (int i = 0; i < d; i++)
+            {
+                mergedOut[i] = (float)((w1 * output[i] + w2 * windowOut[i]) / (w1 + w2));
+            }
+
+            double r = ReferenceAttention.RelativeL2(output, remoteExact);
+            double g = ReferenceAttention.RelativeL2(mergedOut, head.ExactOutput(q).Output);
+            remote += r;
+            remoteMax = Math.Max(remoteMax, r);
+            merged += g;
+            mergedMax = Math.Max(mergedMax, g);
+            lseError += Math.Abs(lse - remoteLse[0]);
+            touched += (double)attended / n;
+        }
+
+        int c = head.QueryCount;
+        return new SamplingReport(heavySpec, sample.Spec, n, window, remote / c, remoteMax, merged / c, mergedMax, lseError / c, touched / c);
+    }
+
     private HeadData Head(int kvHead) => _heads.First(x => x.KvHead == kvHead);
 
     private static float[] GroupQueries(float[] queries, int count, int kv, int group, int numQueryHeads, int d)
@@ -300,3 +373,10 @@ public sealed record QualityReport(string Spec, int Tokens, SearchParameters Par
     /// <summary>Index bytes per head (set by <see cref="IndexQualityHarness.Evaluate"/>).</summary>
     public long MemoryBytes { get; init; }
 }
+
+/// <summary>
+/// Quality of LSH sampling on one head (<see cref="IndexQualityHarness.MeasureSampling"/>): mean and worst
+/// rel-L2 of the remote partial over the indexed keys and of its merge with the exact local window, mean
+/// |Δlse| of the remote partial, and the mean fraction of indexed keys attended per query row.
+/// </summary>
+public sealed record SamplingReport(string? HeavySpec, string SampleSpec, int IndexedTokens, int Window, double RemoteRelL2, double RemoteMaxRelL2, double MergedRelL2, double MergedMaxRelL2, double LseError, double TouchedFraction);
