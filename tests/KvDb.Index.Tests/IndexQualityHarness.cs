@@ -115,6 +115,8 @@ public sealed class IndexQualityHarness
         double attended = 0;
         double recall = 0;
         double mass = 0;
+        int needlesFound = 0;
+        IReadOnlyList<long> needles = _workload.NeedlePositions(kvHead);
         for (int q = 0; q < head.QueryCount; q++)
         {
             int got = index.Candidates(head.Query(q), parameters, positions, out SearchStats stats);
@@ -123,10 +125,17 @@ public sealed class IndexQualityHarness
             (double r, double m) = head.Score(q, positions.AsSpan(0, got));
             recall += r;
             mass += m;
+            foreach (long needle in needles)
+            {
+                needlesFound += positions.AsSpan(0, got).Contains(needle) ? 1 : 0;
+            }
         }
 
         int n = head.QueryCount;
-        return new QualityReport(index.Spec, Tokens, parameters, scanned / n / Tokens, attended / n / Tokens, recall / n, mass / n, 0);
+        return new QualityReport(index.Spec, Tokens, parameters, scanned / n / Tokens, attended / n / Tokens, recall / n, mass / n, 0)
+        {
+            NeedlesFound = needles.Count == 0 ? 1 : (double)needlesFound / (n * needles.Count),
+        };
     }
 
     /// <summary>Builds <paramref name="spec"/> for every measured head and averages each parameter set's quality over them.</summary>
@@ -149,6 +158,7 @@ public sealed class IndexQualityHarness
                     AttendedFraction = sums[i].AttendedFraction + r.AttendedFraction,
                     Recall = sums[i].Recall + r.Recall,
                     Mass = sums[i].Mass + r.Mass,
+                    NeedlesFound = sums[i].NeedlesFound + r.NeedlesFound,
                 };
             }
         }
@@ -160,6 +170,7 @@ public sealed class IndexQualityHarness
             AttendedFraction = s.AttendedFraction / heads,
             Recall = s.Recall / heads,
             Mass = s.Mass / heads,
+            NeedlesFound = s.NeedlesFound / heads,
             BuildMicrosPer1K = buildPer1K / heads,
             MemoryBytes = (long)(memory / heads),
         }).ToArray();
@@ -366,12 +377,16 @@ public sealed class IndexQualityHarness
 
 /// <summary>
 /// Quality of one (spec, parameters) on the synthetic workload: fraction of keys scanned (key-sized vectors
-/// scored, summaries included) and attended, top-k recall, softmax mass captured, build µs per 1K tokens.
+/// scored, summaries included) and attended, top-k recall, softmax mass captured, build µs per 1K tokens,
+/// and the share of planted needles found.
 /// </summary>
 public sealed record QualityReport(string Spec, int Tokens, SearchParameters Parameters, double ScannedFraction, double AttendedFraction, double Recall, double Mass, double BuildMicrosPer1K)
 {
     /// <summary>Index bytes per head (set by <see cref="IndexQualityHarness.Evaluate"/>).</summary>
     public long MemoryBytes { get; init; }
+
+    /// <summary>Fraction of (query, planted needle) pairs whose needle was among the candidates.</summary>
+    public double NeedlesFound { get; init; }
 }
 
 /// <summary>
