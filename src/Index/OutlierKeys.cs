@@ -1,5 +1,6 @@
 using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
+using KvDb.Kernels;
 
 namespace KvDb.Index;
 
@@ -7,8 +8,9 @@ namespace KvDb.Index;
 /// Keys far from the key mean (squared distance above <see cref="Factor"/>× the average, at most O‰ of the
 /// keys, farthest first): sinks and needles. They can dominate a query's softmax yet sit where a
 /// query-agnostic structure reaches them badly (an inner-product HNSW graph leaves them poorly linked, an
-/// IVF list's centroid averages them away), so families return them on every search. The first batch fixes
-/// the mean and the average; later batches are judged against them, and the cap grows with the key count.
+/// IVF list's centroid averages them away), so families score them exactly on every search (their f32 keys
+/// are kept here). The first batch fixes the mean and the average; later batches are judged against them,
+/// and the cap grows with the key count.
 /// </summary>
 internal sealed class OutlierKeys
 {
@@ -18,6 +20,7 @@ internal sealed class OutlierKeys
     private readonly int _dimension;
     private readonly int _permille;
     private readonly List<long> _positions = [];
+    private readonly List<float> _keys = [];
     private float[] _mean = [];
     private float _spread;
 
@@ -33,11 +36,17 @@ internal sealed class OutlierKeys
     /// <summary>Positions of the outliers, farthest first within each batch.</summary>
     public ReadOnlySpan<long> Positions => CollectionsMarshal.AsSpan(_positions);
 
-    public long MemoryBytes => (long)_positions.Capacity * sizeof(long) + (long)_mean.Length * sizeof(float);
+    public int Count => _positions.Count;
+
+    public long MemoryBytes => (long)_positions.Capacity * sizeof(long) + ((long)_keys.Capacity + _mean.Length) * sizeof(float);
+
+    /// <summary>Exact q·k of every outlier, in <see cref="Positions"/> order.</summary>
+    public void Scores(ReadOnlySpan<float> query, Span<float> scores) => RowDotKernel.Scores(query, CollectionsMarshal.AsSpan(_keys), scores[.._positions.Count]);
 
     public void Clear()
     {
         _positions.Clear();
+        _keys.Clear();
         _mean = [];
         _spread = 0;
     }
@@ -91,12 +100,17 @@ internal sealed class OutlierKeys
         for (int i = 0; i < far.Count && i < cap; i++)
         {
             _positions.Add(positions[far[i].Row]);
+            foreach (float v in keys.Slice(far[i].Row * d, d))
+            {
+                _keys.Add(v);
+            }
         }
     }
 
     public void Save(BinaryWriter w)
     {
         IndexFormat.WriteArray<long>(w, CollectionsMarshal.AsSpan(_positions));
+        IndexFormat.WriteArray<float>(w, CollectionsMarshal.AsSpan(_keys));
         IndexFormat.WriteArray<float>(w, _mean);
         w.Write(_spread);
     }
@@ -105,9 +119,11 @@ internal sealed class OutlierKeys
     {
         _positions.Clear();
         _positions.AddRange(IndexFormat.ReadArray<long>(r));
+        _keys.Clear();
+        _keys.AddRange(IndexFormat.ReadArray<float>(r));
         _mean = IndexFormat.ReadArray<float>(r);
         _spread = r.ReadSingle();
-        if (_mean.Length is not 0 && _mean.Length != _dimension)
+        if ((_mean.Length is not 0 && _mean.Length != _dimension) || _keys.Count != (long)_positions.Count * _dimension)
         {
             throw new InvalidDataException("index stream: outlier mean does not match the dimension");
         }
