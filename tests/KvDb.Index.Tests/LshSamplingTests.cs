@@ -7,9 +7,9 @@ namespace KvDb.Index.Tests;
 
 /// <summary>
 /// MagicPIG's estimator with vAttention's split, as LshSamplingPlan runs it. On this workload > 99.99% of a
-/// focused head's softmax mass sits on 4 planted needles whose plain-SimHash cosine to the OOD query is only
-/// ≈ 0.2, so pure sampling (sinks exact, everything else sampled with weights 1/p) misses them and is badly
-/// off. The deterministic part — sinks plus the top 1% of a query-shaped LSH index by collision count — holds
+/// focused head's softmax mass sits on 4 planted needles that plain SimHash samples with p ≈ 0.08–0.78
+/// (median 0.42) for the OOD queries, so pure sampling (sinks exact, everything else sampled with weights
+/// 1/p) misses them and is badly off. The deterministic part — sinks plus the top 1% of a query-shaped LSH index by collision count — holds
 /// the needles, and an independent plain-SimHash sample (another seed) estimates the rest without bias.
 /// </summary>
 [Collection(WorkloadCollection.Name)]
