@@ -11,7 +11,10 @@ namespace KvDb.Bench;
 /// 16 decode queries per query head, 512 sample queries per query head for the query-guided families),
 /// one JSON line per (family, budget, ctx): scanned_frac (key-sized vectors scored, summaries included,
 /// over ctx), attended_frac, recall (top-k, k = 1% of ctx), mass (softmax mass of the candidates),
-/// build_us_per_1k, index_bytes. Options: --ctx 32768,131072 --families block,centroid,lsh,graph,faiss
+/// needles (share of (query, planted needle) pairs found), build_us_per_1k, index_bytes. Family
+/// "lsh-sampling" prints one line per KV head and variant (LSH heavy hitters + sample, pure sample) with the
+/// rel-L2 error of the remote partial (indexed context without the 256-token local window) and of its merge
+/// with the exact window. Options: --ctx 32768,131072 --families block,centroid,lsh,graph,faiss,lsh-sampling
 /// --spec SPEC (replaces the default spec of SPEC's family, e.g. --spec graph:R=32).
 /// </summary>
 public static class IndexSuite
@@ -20,7 +23,7 @@ public static class IndexSuite
     public static void Run(string[] args)
     {
         int[] contexts = [32 * 1024, 128 * 1024];
-        string[] families = ["block", "centroid", "lsh", "graph", "faiss"];
+        string[] families = ["block", "centroid", "lsh", "graph", "faiss", "lsh-sampling"];
         string? specOverride = null;
         for (int i = 0; i + 1 < args.Length; i += 2)
         {
@@ -48,7 +51,12 @@ public static class IndexSuite
                 queries: 16,
                 sampleQueries: 512);
             int k = harness.TopK;
-            foreach ((string family, string planned, SearchParameters[] sweep) in Plan(families, ctx, k))
+            if (families.Contains("lsh-sampling"))
+            {
+                Sampling(harness, ctx);
+            }
+
+            foreach ((string family, string planned, SearchParameters[] sweep) in Plan(families.Where(f => f != "lsh-sampling").ToArray(), ctx, k))
             {
                 string spec = specOverride is not null && IndexSpec.Parse(specOverride).Family == family ? specOverride : planned;
                 if (family == "faiss" && !FaissIndex.IsAvailable)
@@ -73,10 +81,42 @@ public static class IndexSuite
                         attended_frac = Math.Round(r.AttendedFraction, 5),
                         recall = Math.Round(r.Recall, 4),
                         mass = Math.Round(r.Mass, 4),
+                        needles = Math.Round(r.NeedlesFound, 4),
                         build_us_per_1k = Math.Round(r.BuildMicrosPer1K, 0),
                         index_bytes = r.MemoryBytes,
                     }));
                 }
+            }
+        }
+    }
+
+    /// <summary>LSH sampling per KV head: LshSamplingPlan's split (query-shaped LSH top 1% exact, plain-SimHash sample of the rest) and pure sampling.</summary>
+    private static void Sampling(IndexQualityHarness harness, int ctx)
+    {
+        const int window = 256;
+        foreach (int kv in harness.KvHeads)
+        {
+            foreach (string? heavy in new[] { "lsh", null })
+            {
+                Console.Error.WriteLine($"index suite: lsh-sampling heavy={heavy ?? "none"} head {kv} @ {ctx}");
+                SamplingReport r = harness.MeasureSampling(kv, heavy, "lsh:Q=0,S=7", heavy is null ? 0 : 0.01, window);
+                Console.WriteLine(JsonSerializer.Serialize(new
+                {
+                    suite = "index",
+                    family = "lsh-sampling",
+                    spec = r.SampleSpec,
+                    heavy = r.HeavySpec ?? "none",
+                    heavy_frac = heavy is null ? 0 : 0.01,
+                    ctx,
+                    kv_head = kv,
+                    window,
+                    touched_frac = Math.Round(r.TouchedFraction, 5),
+                    remote_rel_l2 = Math.Round(r.RemoteRelL2, 5),
+                    remote_max_rel_l2 = Math.Round(r.RemoteMaxRelL2, 5),
+                    merged_rel_l2 = Math.Round(r.MergedRelL2, 5),
+                    merged_max_rel_l2 = Math.Round(r.MergedMaxRelL2, 5),
+                    lse_err = Math.Round(r.LseError, 5),
+                }));
             }
         }
     }
@@ -109,7 +149,7 @@ public static class IndexSuite
 
                     break;
                 default:
-                    throw new ArgumentException($"unknown family {family}; known: block, centroid, lsh, graph, faiss");
+                    throw new ArgumentException($"unknown family {family}; known: block, centroid, lsh, graph, faiss, lsh-sampling");
             }
         }
     }

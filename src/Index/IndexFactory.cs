@@ -3,7 +3,7 @@ namespace KvDb.Index;
 /// <summary>
 /// Builds indexes from spec strings so the optimizer, benchmarks and tests name them the same way:
 /// "block[:B=16,O=5]", "centroid[:L2,C=32,I=4,P=8,U=0]", "lsh[:K=10,L=150,T=2,Q=1]", "graph[:R=24,Q=384,N=0,E=8,C=0]",
-/// "faiss:HNSW32[,efc=40,ef=64]", "faiss:IVF[nlist][,nprobe=8]".
+/// "faiss:HNSW32[,efc=40,ef=64,O=5]", "faiss:IVF[nlist][,nprobe=8,O=5]".
 /// </summary>
 public static class IndexFactory
 {
@@ -29,15 +29,15 @@ public static class IndexFactory
                 s.AllowOnly("R", "Q", "N", "E", "C");
                 return new AttentionGraphIndex(dimension, s.Int("R", 24), s.Int("Q", 384), s.Int("N", 0), s.Int("E", 8), s.Int("C", 0));
             case "faiss":
-                s.AllowOnly("HNSW", "IVF", "efc", "ef", "nprobe");
+                s.AllowOnly("HNSW", "IVF", "efc", "ef", "nprobe", "O");
                 if (s.Has("HNSW") == s.Has("IVF"))
                 {
                     throw new ArgumentException($"faiss spec \"{spec}\" must name exactly one of HNSW<M> or IVF[<nlist>]");
                 }
 
                 return s.Has("HNSW")
-                    ? new FaissIndex(dimension, FaissKind.Hnsw, s.Int("HNSW", 32), s.Int("efc", 40), s.Int("ef", 0))
-                    : new FaissIndex(dimension, FaissKind.Ivf, s.Int("IVF", 0), 40, s.Int("nprobe", 0));
+                    ? new FaissIndex(dimension, FaissKind.Hnsw, s.Int("HNSW", 32), s.Int("efc", 40), s.Int("ef", 0), s.Int("O", 5))
+                    : new FaissIndex(dimension, FaissKind.Ivf, s.Int("IVF", 0), 40, s.Int("nprobe", 0), s.Int("O", 5));
             default:
                 throw new ArgumentException($"unknown index family \"{s.Family}\" in \"{spec}\"; known: block, centroid, lsh, graph, faiss");
         }

@@ -17,7 +17,8 @@ namespace KvDb.Index;
 /// after whitening by Σ^½, which ignores key directions no query uses. On OOD queries this roughly
 /// doubles the cosine of the keys that matter (needles found by collision count at a 2% budget: 35 of
 /// 238 → 237), but also of every other key, so MagicPIG-style sampling takes far more keys (16–27% of
-/// the synthetic workload instead of 1.7%): sampling estimators should use Q=0.
+/// the synthetic workload instead of 1.7%). <see cref="LshSamplingEstimator"/> therefore takes its
+/// heavy hitters from a Q=1 index's collision counts and samples the rest from a Q=0 index with another seed.
 /// Spec: "lsh[:K=10,L=150,T=2,S=seed,Q=0|1,R=ridge%]".
 /// </summary>
 public sealed class LshIndex : IQueryGuidedIndex
@@ -75,6 +76,9 @@ public sealed class LshIndex : IQueryGuidedIndex
 
     /// <summary>Collisions needed for a key to count as sampled (T).</summary>
     public int Threshold => _threshold;
+
+    /// <summary>Seed of the hyperplanes (S). Two indexes hash independently only when their seeds differ.</summary>
+    public ulong Seed => _seed;
 
     /// <summary>The key mean the hashes are centred on.</summary>
     public ReadOnlySpan<float> Mean => _mean;

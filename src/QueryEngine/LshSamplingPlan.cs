@@ -5,21 +5,34 @@ using KvDb.Store;
 namespace KvDb.QueryEngine;
 
 /// <summary>
-/// MagicPIG's estimator as a plan: per query row, the LSH sample (keys colliding in ≥ T tables) is
-/// attended with log-weight −log p (p its inclusion probability), while a deterministic set — the sinks,
-/// the unindexed tail and, when a heavy-hitter index is given, its top candidates (vAttention's split:
-/// exact heavy hitters, sampled tail) — is attended with weight 1 and never through the sample. One
-/// gathered pass per KV head serves the whole GQA group: a position outside a row's sample and outside
-/// the deterministic set gets weight 0 (log-weight −∞) for that row.
+/// MagicPIG's estimator with vAttention's split, all from LSH: per KV head a deterministic set — the sinks,
+/// the unindexed tail and the heavy hitters, by default the top 1% of a query-shaped LSH index by collision
+/// count (<see cref="HeavySpec"/>) for every query row of the GQA group — is attended with weight 1, and the
+/// rest is estimated from an independent LSH sample (<see cref="SampleSpec"/>: keys colliding in ≥ T
+/// tables) attended with log-weight −log p, p the key's inclusion probability. Because the sample's
+/// hyperplanes are independent of the ranking's (different seed), a key outside the deterministic set is
+/// sampled with exactly p whatever the ranking chose, so the weighted sum is unbiased for the remainder and
+/// nothing is counted twice. One gathered pass per KV head serves the whole group: a position outside a
+/// row's sample and outside the deterministic set gets weight 0 (log-weight −∞) for that row.
 /// </summary>
 public sealed class LshSamplingPlan : IAttentionPlan
 {
+    /// <summary>The sampling index the planner builds: plain SimHash planes (query-shaped ones sample far more keys), its own seed.</summary>
+    public const string SampleSpec = "lsh:Q=0,S=7";
+
+    /// <summary>The heavy-hitter index the planner builds: the query-shaped LSH index of LSH_TOP_K, ranked by collision count.</summary>
+    public const string HeavySpec = "lsh";
+
+    /// <summary>Heavy hitters per query row when the request names no budget: 1% of the indexed tokens.</summary>
+    public const double DefaultHeavyFraction = 0.01;
+
     private readonly LayerIndexes _lsh;
     private readonly LayerIndexes? _heavy;
 
     /// <summary>
-    /// Creates the plan over LSH indexes (<see cref="LshIndex"/> per KV head; build them with "lsh:Q=0" —
-    /// query-shaped planes sample far more keys) and optional heavy-hitter indexes of the same layer.
+    /// Creates the plan over sampling indexes (<see cref="LshIndex"/> per KV head, e.g. <see cref="SampleSpec"/>)
+    /// and optional heavy-hitter indexes of the same layer (e.g. <see cref="HeavySpec"/>); an LSH heavy-hitter
+    /// index must use another seed than the sampling one, or the sample would not be independent of it.
     /// </summary>
     public LshSamplingPlan(LayerIndexes lsh, LayerIndexes? heavyHitters = null)
     {
@@ -27,9 +40,22 @@ public sealed class LshSamplingPlan : IAttentionPlan
         {
             for (int kv = 0; kv < segment.KvHeads; kv++)
             {
-                if (segment[kv] is not LshIndex)
+                if (segment[kv] is not LshIndex sample)
                 {
                     throw new ArgumentException($"LSH sampling needs LSH indexes, got \"{lsh.Spec}\"", nameof(lsh));
+                }
+
+                if (heavyHitters is null)
+                {
+                    continue;
+                }
+
+                foreach (IndexSegment heavySegment in heavyHitters.Segments)
+                {
+                    if (kv < heavySegment.KvHeads && heavySegment[kv] is LshIndex ranking && ranking.Seed == sample.Seed)
+                    {
+                        throw new ArgumentException($"the heavy-hitter index \"{heavyHitters.Spec}\" hashes with the sampling index's seed (S={sample.Seed}); build one of them with another S=", nameof(heavyHitters));
+                    }
                 }
             }
         }
@@ -73,7 +99,8 @@ public sealed class LshSamplingPlan : IAttentionPlan
 
     /// <summary>
     /// The union of positions KV head <paramref name="kvHead"/> gathers and the [rows, positions] log-weights
-    /// (rows = query tokens × group); also the keys read to weigh the sample.
+    /// (rows = query tokens × group); also the key-sized vectors the heavy-hitter search scored plus the
+    /// sampled keys read to weigh the sample.
     /// </summary>
     public (long[] Positions, float[] LogWeights, long Scanned) Prepare(LayerSnapshot layer, AttentionQuery query, int kvHead)
     {
@@ -96,10 +123,12 @@ public sealed class LshSamplingPlan : IAttentionPlan
             exact.Add(p);
         }
 
+        long scanned = 0;
         if (_heavy is not null)
         {
+            long budget = query.Plan.Budget > 0 ? query.Plan.Budget : HeavyBudget(_heavy.IndexedTokens);
             var heavy = new IndexedPlan(_heavy);
-            foreach (long p in heavy.Select(layer, query, kvHead, out _))
+            foreach (long p in heavy.Select(layer, query with { Plan = query.Plan with { Budget = budget } }, kvHead, out scanned))
             {
                 exact.Add(p);
             }
@@ -199,8 +228,11 @@ public sealed class LshSamplingPlan : IAttentionPlan
             }
         }
 
-        return (positions, logWeights, sampledPositions.Count);
+        return (positions, logWeights, scanned + sampledPositions.Count);
     }
+
+    /// <summary>Heavy hitters per query row by default: <see cref="DefaultHeavyFraction"/> of <paramref name="indexedTokens"/>, at least 16.</summary>
+    public static int HeavyBudget(long indexedTokens) => (int)Math.Min(indexedTokens, Math.Max(16, (long)Math.Ceiling(indexedTokens * DefaultHeavyFraction)));
 
     private static ReadOnlySpan<float> Row(AttentionQuery query, AttentionGeometry g, int kvHead, int r)
     {

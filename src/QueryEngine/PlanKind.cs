@@ -17,6 +17,6 @@ public enum PlanKind
     LshTopK = 5,
     /// <summary>Attention-aware ANN graph top-k (IndexedPlan over "graph").</summary>
     AnnTopK = 6,
-    /// <summary>MagicPIG importance sampling over SimHash LSH, heavy hitters exact (LshSamplingPlan).</summary>
+    /// <summary>MagicPIG importance sampling over SimHash LSH, heavy hitters (LSH collision-count top 1%) exact (LshSamplingPlan).</summary>
     LshSampling = 7,
 }

@@ -48,11 +48,11 @@ public sealed class QueryPlanner
                     return (_exact, $"{request.Kind}: no index catalog configured; exact over {layer.Tokens} tokens");
                 }
 
-                LayerIndexes? lsh = _catalog.Get(contextId, layer, "lsh:Q=0", out string lshStatus);
-                LayerIndexes? heavy = _catalog.Get(contextId, layer, "graph", out string heavyStatus);
+                LayerIndexes? lsh = _catalog.Get(contextId, layer, LshSamplingPlan.SampleSpec, out string lshStatus);
+                LayerIndexes? heavy = _catalog.Get(contextId, layer, LshSamplingPlan.HeavySpec, out string heavyStatus);
                 return lsh is null || heavy is null
                     ? (_exact, $"{request.Kind}: {(lsh is null ? lshStatus : heavyStatus)}; exact over {layer.Tokens} tokens meanwhile")
-                    : (new LshSamplingPlan(lsh, heavy), $"{request.Kind}: MagicPIG sampling, heavy hitters exact; {lshStatus}");
+                    : (new LshSamplingPlan(lsh, heavy), $"{request.Kind}: LSH heavy hitters exact, MagicPIG sampling of the rest; {lshStatus}");
             }
 
             default:

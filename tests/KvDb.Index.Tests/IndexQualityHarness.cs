@@ -115,6 +115,8 @@ public sealed class IndexQualityHarness
         double attended = 0;
         double recall = 0;
         double mass = 0;
+        int needlesFound = 0;
+        IReadOnlyList<long> needles = _workload.NeedlePositions(kvHead);
         for (int q = 0; q < head.QueryCount; q++)
         {
             int got = index.Candidates(head.Query(q), parameters, positions, out SearchStats stats);
@@ -123,10 +125,17 @@ public sealed class IndexQualityHarness
             (double r, double m) = head.Score(q, positions.AsSpan(0, got));
             recall += r;
             mass += m;
+            foreach (long needle in needles)
+            {
+                needlesFound += positions.AsSpan(0, got).Contains(needle) ? 1 : 0;
+            }
         }
 
         int n = head.QueryCount;
-        return new QualityReport(index.Spec, Tokens, parameters, scanned / n / Tokens, attended / n / Tokens, recall / n, mass / n, 0);
+        return new QualityReport(index.Spec, Tokens, parameters, scanned / n / Tokens, attended / n / Tokens, recall / n, mass / n, 0)
+        {
+            NeedlesFound = needles.Count == 0 ? 1 : (double)needlesFound / (n * needles.Count),
+        };
     }
 
     /// <summary>Builds <paramref name="spec"/> for every measured head and averages each parameter set's quality over them.</summary>
@@ -149,6 +158,7 @@ public sealed class IndexQualityHarness
                     AttendedFraction = sums[i].AttendedFraction + r.AttendedFraction,
                     Recall = sums[i].Recall + r.Recall,
                     Mass = sums[i].Mass + r.Mass,
+                    NeedlesFound = sums[i].NeedlesFound + r.NeedlesFound,
                 };
             }
         }
@@ -160,9 +170,83 @@ public sealed class IndexQualityHarness
             AttendedFraction = s.AttendedFraction / heads,
             Recall = s.Recall / heads,
             Mass = s.Mass / heads,
+            NeedlesFound = s.NeedlesFound / heads,
             BuildMicrosPer1K = buildPer1K / heads,
             MemoryBytes = (long)(memory / heads),
         }).ToArray();
+    }
+
+    /// <summary>
+    /// LSH sampling as <c>LshSamplingPlan</c> runs it, on one head with the engine's local window (the
+    /// <paramref name="window"/> most recent tokens) excluded: both indexes are built over the first
+    /// Tokens − window keys; per test query the deterministic rows are the 4 sinks plus the top
+    /// ⌈<paramref name="heavyFraction"/>·n⌉ candidates of <paramref name="heavySpec"/> (none when null: pure
+    /// MagicPIG), the rest is estimated from <paramref name="sampleSpec"/>'s sample with weights 1/p.
+    /// Reports the rel-L2 error of that remote partial against exact attention over the same keys, and of
+    /// its merge (BRIEF §5) with the exact window partial against exact attention over all tokens.
+    /// </summary>
+    public SamplingReport MeasureSampling(int kvHead, string? heavySpec, string sampleSpec, double heavyFraction, int window)
+    {
+        HeadData head = Head(kvHead);
+        int d = Dimension;
+        int n = Tokens - window;
+        ReadOnlySpan<float> keys = head.Keys.AsSpan(0, n * d);
+        ReadOnlySpan<float> values = head.Values.AsSpan(0, n * d);
+        long[] positions = Positions[..n];
+        using var sample = (LshIndex)IndexFactory.Create(sampleSpec, d);
+        using IKeyIndex? heavy = heavySpec is null ? null : IndexFactory.Create(heavySpec, d);
+        foreach (IKeyIndex index in heavy is null ? [sample] : new[] { sample, heavy })
+        {
+            if (index is IQueryGuidedIndex guided && head.Samples.Length > 0)
+            {
+                guided.AddSampleQueries(head.Samples);
+            }
+
+            index.Build(keys, positions);
+        }
+
+        var estimator = new LshSamplingEstimator(sample);
+        int budget = (int)Math.Min(n, Math.Max(16, (long)Math.Ceiling(n * heavyFraction)));
+        var found = new long[budget];
+        var output = new float[d];
+        double remote = 0, remoteMax = 0, merged = 0, mergedMax = 0, lseError = 0, touched = 0;
+        for (int q = 0; q < head.QueryCount; q++)
+        {
+            ReadOnlySpan<float> query = head.Query(q);
+            var exact = new SortedSet<int> { 0, 1, 2, 3 };
+            if (heavy is not null)
+            {
+                int got = heavy.Candidates(query, new SearchParameters(budget), found, out _);
+                for (int i = 0; i < got; i++)
+                {
+                    exact.Add((int)found[i]);
+                }
+            }
+
+            int attended = estimator.Estimate(query, Scale, keys, values, [.. exact], output, out float lse);
+            (double[] remoteExact, double[] remoteLse) = ReferenceAttention.Compute(keys, values, query, 1, 1, 1, d, Scale);
+            (double[] windowOut, double[] windowLse) = ReferenceAttention.Compute(head.Keys.AsSpan(n * d), head.Values.AsSpan(n * d), query, 1, 1, 1, d, Scale);
+            double m = Math.Max(lse, windowLse[0]);
+            double w1 = Math.Exp(lse - m);
+            double w2 = Math.Exp(windowLse[0] - m);
+            var mergedOut = new float[d];
+            for (int i = 0; i < d; i++)
+            {
+                mergedOut[i] = (float)((w1 * output[i] + w2 * windowOut[i]) / (w1 + w2));
+            }
+
+            double r = ReferenceAttention.RelativeL2(output, remoteExact);
+            double g = ReferenceAttention.RelativeL2(mergedOut, head.ExactOutput(q).Output);
+            remote += r;
+            remoteMax = Math.Max(remoteMax, r);
+            merged += g;
+            mergedMax = Math.Max(mergedMax, g);
+            lseError += Math.Abs(lse - remoteLse[0]);
+            touched += (double)attended / n;
+        }
+
+        int c = head.QueryCount;
+        return new SamplingReport(heavySpec, sample.Spec, n, window, remote / c, remoteMax, merged / c, mergedMax, lseError / c, touched / c);
     }
 
     private HeadData Head(int kvHead) => _heads.First(x => x.KvHead == kvHead);
@@ -293,10 +377,21 @@ public sealed class IndexQualityHarness
 
 /// <summary>
 /// Quality of one (spec, parameters) on the synthetic workload: fraction of keys scanned (key-sized vectors
-/// scored, summaries included) and attended, top-k recall, softmax mass captured, build µs per 1K tokens.
+/// scored, summaries included) and attended, top-k recall, softmax mass captured, build µs per 1K tokens,
+/// and the share of planted needles found.
 /// </summary>
 public sealed record QualityReport(string Spec, int Tokens, SearchParameters Parameters, double ScannedFraction, double AttendedFraction, double Recall, double Mass, double BuildMicrosPer1K)
 {
     /// <summary>Index bytes per head (set by <see cref="IndexQualityHarness.Evaluate"/>).</summary>
     public long MemoryBytes { get; init; }
+
+    /// <summary>Fraction of (query, planted needle) pairs whose needle was among the candidates.</summary>
+    public double NeedlesFound { get; init; }
 }
+
+/// <summary>
+/// Quality of LSH sampling on one head (<see cref="IndexQualityHarness.MeasureSampling"/>): mean and worst
+/// rel-L2 of the remote partial over the indexed keys and of its merge with the exact local window, mean
+/// |Δlse| of the remote partial, and the mean fraction of indexed keys attended per query row.
+/// </summary>
+public sealed record SamplingReport(string? HeavySpec, string SampleSpec, int IndexedTokens, int Window, double RemoteRelL2, double RemoteMaxRelL2, double MergedRelL2, double MergedMaxRelL2, double LseError, double TouchedFraction);

@@ -1,14 +1,16 @@
+using System.Globalization;
+using System.Numerics.Tensors;
 using KvDb.Workload;
 using Xunit.Abstractions;
 
 namespace KvDb.Index.Tests;
 
 /// <summary>
-/// MagicPIG's estimator. On this workload most softmax mass sits on 4 planted needles whose cosine to the
-/// query is only ≈ 0.2 (the OOD query's random part dominates its norm), so SimHash samples them with
-/// p ≈ 0.1–0.4 and pure sampling is badly off (mean rel-L2 ≈ 0.85 with sinks exact). With the heavy
-/// hitters attended deterministically (sinks plus the graph's top-2%, weight 1) and LSH sampling the tail
-/// with weights 1/p — the split vAttention uses — the estimate is within 0.1.
+/// MagicPIG's estimator with vAttention's split, as LshSamplingPlan runs it. On this workload > 99.99% of a
+/// focused head's softmax mass sits on 4 planted needles that plain SimHash samples with p ≈ 0.08–0.78
+/// (median 0.42) for the OOD queries, so pure sampling (sinks exact, everything else sampled with weights
+/// 1/p) misses them and is badly off. The deterministic part — sinks plus the top 1% of a query-shaped LSH index by collision count — holds
+/// the needles, and an independent plain-SimHash sample (another seed) estimates the rest without bias.
 /// </summary>
 [Collection(WorkloadCollection.Name)]
 public sealed class LshSamplingTests
@@ -98,52 +100,116 @@ public sealed class LshSamplingTests
         Assert.Equal(expectedLse, lse, 3);
     }
 
+    /// <summary>The planner's specs (LshSamplingPlan.HeavySpec and SampleSpec).</summary>
+    private const string HeavySpec = "lsh";
+    private const string SampleSpec = "lsh:Q=0,S=7";
+
+    /// <summary>The engine's local window: the most recent tokens, excluded from KvDb's request.</summary>
+    private const int Window = 256;
+
     [Fact]
-    public void Sampled_estimate_is_within_ten_percent_at_under_five_percent_of_tokens()
+    public void Lsh_heavy_hitters_plus_sampled_rest_is_within_ten_percent_at_under_five_percent_of_tokens()
     {
         IndexQualityHarness h = _fixture.Harness;
-        int d = h.Dimension;
-        int heavy = 2 * h.TopK;
-        double errorSum = 0;
-        double lseErrorSum = 0;
-        double attendedSum = 0;
-        double pureErrorSum = 0;
-        int count = 0;
         foreach (int kv in h.KvHeads)
         {
             Assert.False(h.Workload.IsDiffuseHead(kv));
-            var estimator = new LshSamplingEstimator((LshIndex)_fixture.Index("lsh:Q=0", kv));
-            IKeyIndex graph = _fixture.Index("graph", kv);
-            float[] queries = h.Queries(kv);
-            var found = new long[heavy];
-            var output = new float[d];
-            for (int q = 0; q < queries.Length / d; q++)
+            SamplingReport split = h.MeasureSampling(kv, HeavySpec, SampleSpec, 0.01, Window);
+            SamplingReport pure = h.MeasureSampling(kv, null, SampleSpec, 0, Window);
+            _output.WriteLine($"head {kv}: LSH top-1% + sample: remote rel-L2 mean {split.RemoteRelL2:F5} max {split.RemoteMaxRelL2:F5}, merged mean {split.MergedRelL2:F5} max {split.MergedMaxRelL2:F5}, |Δlse| {split.LseError:F5}, tokens {split.TouchedFraction:P2}");
+            _output.WriteLine($"head {kv}: pure sampling: remote rel-L2 mean {pure.RemoteRelL2:F4} max {pure.RemoteMaxRelL2:F4}, merged mean {pure.MergedRelL2:F4}, |Δlse| {pure.LseError:F4}, tokens {pure.TouchedFraction:P2}");
+
+            // The issue's bound, per head, on the remote partial over the indexed context and on the merged answer.
+            Assert.True(split.TouchedFraction <= 0.05, $"head {kv}: attended {split.TouchedFraction:P2} of indexed tokens");
+            Assert.True(split.RemoteRelL2 <= 0.1, $"head {kv}: remote rel-L2 {split.RemoteRelL2:F4}");
+            Assert.True(split.RemoteMaxRelL2 <= 0.1, $"head {kv}: worst remote rel-L2 {split.RemoteMaxRelL2:F4}");
+            Assert.True(split.MergedMaxRelL2 <= 0.1, $"head {kv}: worst merged rel-L2 {split.MergedMaxRelL2:F4}");
+            Assert.True(split.LseError <= 0.1, $"head {kv}: mean |Δlse| {split.LseError:F4}");
+
+            // Without the deterministic part the same sample misses needles: the split is what meets the bound.
+            Assert.True(pure.RemoteRelL2 > 0.2, $"head {kv}: pure sampling rel-L2 {pure.RemoteRelL2:F4} (workload changed?)");
+        }
+    }
+
+    [Fact]
+    public void Sampled_remainder_is_unbiased_over_independent_hash_seeds()
+    {
+        // Σ_{j∈S∖D} e^{s_j}/p_j must average to Σ_{j∉D} e^{s_j} over independent sampling hashes, D fixed by
+        // another index: the keys left out of the deterministic set are neither lost nor counted twice.
+        IndexQualityHarness h = _fixture.Harness;
+        int kv = h.KvHeads[0];
+        int d = h.Dimension;
+        const int n = 4096;
+        const int seeds = 24;
+        ReadOnlySpan<float> keys = h.Keys(kv).AsSpan(0, n * d);
+        long[] positions = h.Positions[..n];
+        using var ranking = (LshIndex)IndexFactory.Create(HeavySpec, d);
+        ranking.AddSampleQueries(h.Samples(kv));
+        ranking.Build(keys, positions);
+        float[] queries = h.Queries(kv);
+        const int queryCount = 4;
+        var exactSets = new HashSet<int>[queryCount];
+        var tails = new double[queryCount];
+        var found = new long[n / 100];
+        for (int q = 0; q < queryCount; q++)
+        {
+            ReadOnlySpan<float> query = queries.AsSpan(q * d, d);
+            int got = ranking.Candidates(query, new SearchParameters(found.Length), found, out _);
+            exactSets[q] = [0, 1, 2, 3, .. found[..got].Select(p => (int)p)];
+            for (int j = 0; j < n; j++)
             {
-                ReadOnlySpan<float> query = queries.AsSpan(q * d, d);
-                int got = graph.Candidates(query, new SearchParameters(heavy, 3 * heavy), found, out _);
-                var exact = new SortedSet<int> { 0, 1, 2, 3 };
-                for (int i = 0; i < got; i++)
-                {
-                    exact.Add((int)found[i]);
-                }
-
-                int attended = estimator.Estimate(query, h.Scale, h.Keys(kv), h.Values(kv), exact.ToArray(), output, out float lse);
-                (double[] expected, double expectedLse) = h.Exact(kv, q);
-                errorSum += ReferenceAttention.RelativeL2(output, expected);
-                lseErrorSum += Math.Abs(lse - expectedLse);
-                attendedSum += (double)attended / h.Tokens;
-
-                estimator.Estimate(query, h.Scale, h.Keys(kv), h.Values(kv), [0, 1, 2, 3], output, out _);
-                pureErrorSum += ReferenceAttention.RelativeL2(output, expected);
-                count++;
+                tails[q] += exactSets[q].Contains(j) ? 0 : Math.Exp(Score(query, keys.Slice(j * d, d), h.Scale));
             }
         }
 
-        double error = errorSum / count;
-        double attendedFraction = attendedSum / count;
-        _output.WriteLine($"heavy hitters + LSH tail: mean rel-L2 {error:F4}, mean |Δlse| {lseErrorSum / count:F4}, tokens {attendedFraction:P2}; sinks + LSH only: mean rel-L2 {pureErrorSum / count:F4}");
-        Assert.True(attendedFraction <= 0.05, $"attended {attendedFraction:P2} of tokens");
-        Assert.True(error <= 0.1, $"mean relative L2 error {error:F4}");
-        Assert.True(lseErrorSum / count <= 0.1, $"mean LSE error {lseErrorSum / count:F4}");
+        var ratios = new double[queryCount];
+        var rows = new int[n];
+        var metricQuery = new float[d];
+        for (int seed = 0; seed < seeds; seed++)
+        {
+            using var sample = new LshIndex(d, seed: (ulong)(1000 + seed));
+            sample.Build(keys, positions);
+            var estimator = new LshSamplingEstimator(sample);
+            for (int q = 0; q < queryCount; q++)
+            {
+                ReadOnlySpan<float> query = queries.AsSpan(q * d, d);
+                int sampled = sample.Sample(query, rows, out _);
+                (double dotMean, double norm) = sample.PrepareQuery(query, metricQuery);
+                double estimate = 0;
+                var one = new float[1];
+                var weight = new float[1];
+                for (int i = 0; i < sampled; i++)
+                {
+                    int j = rows[i];
+                    if (exactSets[q].Contains(j))
+                    {
+                        continue;
+                    }
+
+                    one[0] = TensorPrimitives.Dot(metricQuery, keys.Slice(j * d, d));
+                    estimator.LogWeights([j], one, dotMean, norm, weight);
+                    estimate += Math.Exp(Score(query, keys.Slice(j * d, d), h.Scale) + weight[0]);
+                }
+
+                ratios[q] += estimate / tails[q] / seeds;
+            }
+        }
+
+        _output.WriteLine($"mean estimate / exact remainder over {seeds} seeds: {string.Join(", ", ratios.Select(r => r.ToString("F3", CultureInfo.InvariantCulture)))}");
+        foreach (double ratio in ratios)
+        {
+            Assert.InRange(ratio, 0.8, 1.2);
+        }
+    }
+
+    private static double Score(ReadOnlySpan<float> query, ReadOnlySpan<float> key, float scale)
+    {
+        double dot = 0;
+        for (int i = 0; i < key.Length; i++)
+        {
+            dot += (double)query[i] * key[i];
+        }
+
+        return dot * scale;
     }
 }

@@ -1,9 +1,12 @@
 namespace KvDb.Index.Tests;
 
 /// <summary>
-/// Planted needles are the keys every query of their head is after. Each family must return every needle
-/// that is in the query's exact top-1% (a needle's score has query-dependent noise, so a few needles are
-/// not top for every query; those are no failure of an index) at its default budget.
+/// Planted needles are the keys every query of their head is after: each ranks in the query's exact top 1%
+/// (in fact top 5, with > 99.99% of the softmax mass; the workload asserts the rank in NeedleRankTests and
+/// this test re-checks it), so every family must return every needle for every query at its default
+/// budget. Faiss HNSW is checked with M=16: HNSW32's build takes ≈ 28 s per 16K-token head on a 2-core
+/// machine, and without the outlier list M=16 misses more needles (62 of 256 against 22), so it is the
+/// harder case; the bench reports the needles found by HNSW32.
 /// </summary>
 [Collection(WorkloadCollection.Name)]
 public sealed class NeedleTests
@@ -15,13 +18,16 @@ public sealed class NeedleTests
         _fixture = fixture;
     }
 
-    [Theory]
+    [SkippableTheory]
     [InlineData("block")]
     [InlineData("centroid:L2")]
     [InlineData("lsh")]
     [InlineData("graph")]
-    public void Every_top_needle_is_found_at_the_default_budget(string spec)
+    [InlineData("faiss:HNSW16")]
+    [InlineData("faiss:IVF")]
+    public void Every_needle_is_found_at_the_default_budget(string spec)
     {
+        Skip.If(spec.StartsWith("faiss:", StringComparison.Ordinal) && !FaissIndex.IsAvailable, "libkvfaiss.so is not built (run src/Index/native/build.sh)");
         IndexQualityHarness h = _fixture.Harness;
         int d = h.Dimension;
         SearchParameters parameters = IndexFactory.DefaultParameters(spec, h.Tokens);
@@ -37,15 +43,14 @@ public sealed class NeedleTests
                 var found = new HashSet<long>(positions[..got]);
                 foreach (long needle in h.Workload.NeedlePositions(kv))
                 {
-                    if (h.InExactTopK(kv, q, needle))
-                    {
-                        checkedNeedles++;
-                        Assert.True(found.Contains(needle), $"{spec}: needle at {needle} (KV head {kv}, query {q}) missing from {got} candidates");
-                    }
+                    Assert.True(h.InExactTopK(kv, q, needle), $"needle at {needle} (KV head {kv}, query {q}) is not in the exact top 1%: a workload defect");
+                    checkedNeedles++;
+                    Assert.True(found.Contains(needle), $"{index.Spec}: needle at {needle} (KV head {kv}, query {q}) missing from {got} candidates");
                 }
             }
         }
 
-        Assert.True(checkedNeedles > 100, $"only {checkedNeedles} needles were in a top-1% list; the workload changed");
+        // 2 KV heads × 8 tokens × 4 query heads × 4 needles: every planted needle was checked.
+        Assert.Equal(256, checkedNeedles);
     }
 }

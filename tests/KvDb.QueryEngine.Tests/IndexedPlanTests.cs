@@ -76,37 +76,86 @@ public sealed class IndexedPlanTests : IDisposable
     }
 
     [Fact]
-    public void Lsh_sampling_with_exact_heavy_hitters_matches_exact()
+    public void Lsh_sampling_with_lsh_heavy_hitters_matches_exact_remote_and_merged()
     {
         using LayerSnapshot layer = _store.OpenLayer(_context, 0);
         float[] samples = _workload.Queries(256, 99);
-        using LayerIndexes lsh = LayerIndexes.Build(layer, "lsh:Q=0", samples);
-        using LayerIndexes graph = LayerIndexes.Build(layer, "graph", samples);
+        using LayerIndexes lsh = LayerIndexes.Build(layer, LshSamplingPlan.SampleSpec, samples);
+        using LayerIndexes heavy = LayerIndexes.Build(layer, LshSamplingPlan.HeavySpec, samples);
         const int q = 2;
         float[] queries = _workload.Queries(q, 5);
-        var request = new AttentionQuery(_context, 0, queries, q, 0, 0, new PlanRequest(PlanKind.LshSampling), ReturnSelection: false);
+        var request = new AttentionQuery(_context, 0, queries, q, Tokens - Window, Tokens, new PlanRequest(PlanKind.LshSampling), ReturnSelection: false);
+        var plan = new LshSamplingPlan(lsh, heavy);
         var sampled = new float[queries.Length];
         var sampledLse = new float[q * 8];
-        AttentionCounters counters = new LshSamplingPlan(lsh, graph).Execute(layer, request, sampled, sampledLse);
-        var exact = new float[queries.Length];
-        var exactLse = new float[q * 8];
-        new ExactPlan().Execute(layer, request, exact, exactLse);
-        double error = RelativeL2(sampled, exact);
+        AttentionCounters counters = plan.Execute(layer, request, sampled, sampledLse);
+
+        // KvDb's remote partial against exact attention over the same (window-excluded) tokens.
+        var remote = new float[queries.Length];
+        var remoteLse = new float[q * 8];
+        new ExactPlan().Execute(layer, request, remote, remoteLse);
+        double remoteError = RelativeL2(sampled, remote);
         double lseError = 0;
-        for (int i = 0; i < exactLse.Length; i++)
+        for (int i = 0; i < remoteLse.Length; i++)
         {
-            lseError = Math.Max(lseError, Math.Abs(sampledLse[i] - exactLse[i]));
+            lseError = Math.Max(lseError, Math.Abs(sampledLse[i] - remoteLse[i]));
         }
 
-        double attended = (double)counters.TokensAttended / (2L * q * Tokens);
-        _output.WriteLine($"LSH sampling + graph heavy hitters: rel-L2 {error:F4}, max |Δlse| {lseError:F4}, gathered {attended:P2} of (token, KV head) pairs");
-        Assert.True(error <= 0.1, $"relative L2 error {error:F4}");
-        Assert.True(lseError <= 0.2, $"LSE error {lseError:F4}");
+        // The engine's view: the partial merged with its exact local window, against exact over everything.
+        var window = new float[queries.Length];
+        var windowLse = new float[q * 8];
+        long[] windowPositions = Enumerable.Range(Tokens - Window, Window).Select(i => (long)i).ToArray();
+        for (int kv = 0; kv < 2; kv++)
+        {
+            GatheredAttentionKernel.Run(layer.Model.Geometry, layer.Blocks, kv, windowPositions, queries, q, ReadOnlySpan<float>.Empty, window, windowLse);
+        }
+
+        PartialAttention.MergeInto(sampled, sampledLse, window, windowLse);
+        var exact = new float[queries.Length];
+        new ExactPlan().Execute(layer, request with { ExcludeStart = 0, ExcludeEnd = 0 }, exact, new float[q * 8]);
+        double mergedError = RelativeL2(sampled, exact);
+
+        // Each query row attends its deterministic set and its own sample (the "≤ 5% of tokens");
+        // one gathered pass per KV head serves all q × group rows, so it reads their union.
+        double perRow = 0;
+        for (int kv = 0; kv < 2; kv++)
+        {
+            (long[] positions, float[] logWeights, _) = plan.Prepare(layer, request, kv);
+            int rows = q * 4;
+            for (int r = 0; r < rows; r++)
+            {
+                int finite = 0;
+                foreach (float w in logWeights.AsSpan(r * positions.Length, positions.Length))
+                {
+                    finite += float.IsFinite(w) ? 1 : 0;
+                }
+
+                perRow += (double)finite / (Tokens - Window) / (2 * rows);
+            }
+        }
+
+        double gathered = (double)counters.TokensAttended / (2L * q * (Tokens - Window));
+        _output.WriteLine($"LSH heavy hitters + LSH sample: remote rel-L2 {remoteError:F5}, max |Δlse| {lseError:F5}, merged rel-L2 {mergedError:F5}; per query row {perRow:P2} of the indexed tokens, gathered per KV head (union of {q * 4} rows) {gathered:P2}");
+        Assert.True(remoteError <= 0.1, $"remote relative L2 error {remoteError:F4}");
+        Assert.True(mergedError <= 0.1, $"merged relative L2 error {mergedError:F4}");
+        Assert.True(lseError <= 0.1, $"LSE error {lseError:F4}");
+        Assert.True(perRow <= 0.05, $"attended {perRow:P2} per query row");
+        Assert.True(gathered <= 0.15, $"gathered {gathered:P2} per KV head");
 
         // Without heavy hitters the same plan still runs (sinks exact, everything else sampled).
         var pure = new float[queries.Length];
         new LshSamplingPlan(lsh).Execute(layer, request, pure, new float[q * 8]);
         Assert.All(pure, x => Assert.True(float.IsFinite(x)));
+    }
+
+    [Fact]
+    public void Lsh_sampling_rejects_a_heavy_hitter_index_hashing_with_the_sampling_seed()
+    {
+        using LayerSnapshot layer = _store.OpenLayer(_context, 0);
+        using LayerIndexes lsh = LayerIndexes.Build(layer, "lsh:Q=0,S=7,L=8");
+        using LayerIndexes same = LayerIndexes.Build(layer, "lsh:Q=1,S=7,L=8");
+        ArgumentException e = Assert.Throws<ArgumentException>(() => new LshSamplingPlan(lsh, same));
+        Assert.Contains("seed", e.Message, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -12,12 +12,13 @@ public class NeedleRankTests(ITestOutputHelper log)
     private const double TopFraction = 0.01;
 
     [Theory]
-    [InlineData(42UL, 1UL)]
-    [InlineData(42UL, 2UL)]
-    [InlineData(7UL, 3UL)]
-    public void Needles_RankInTopOnePercent_OnFocusedHeads(ulong seed, ulong querySeed)
+    [InlineData(42UL, 1UL, 8)]
+    [InlineData(42UL, 2UL, 8)]
+    [InlineData(7UL, 3UL, 8)]
+    [InlineData(42UL, 7UL, 2)] // the index tests' and bench's layout: 2 KV heads × 4 query heads, query seed 7
+    public void Needles_RankInTopOnePercent_OnFocusedHeads(ulong seed, ulong querySeed, int kvHeads)
     {
-        var options = new SyntheticWorkloadOptions { Tokens = Tokens, Seed = seed };
+        var options = new SyntheticWorkloadOptions { Tokens = Tokens, Seed = seed, NumKvHeads = kvHeads, NumQueryHeads = 4 * kvHeads };
         var w = new SyntheticWorkload(options);
         int hkv = options.NumKvHeads;
         int hq = options.NumQueryHeads;
