@@ -16,6 +16,7 @@ internal static unsafe class AttentionSegment
     /// Where query rows and accumulators keep logical element <paramref name="index"/>: the fused bf16 loops
     /// widen in a permuted order (see <see cref="BFloat16RowFormat"/>), every other path in place.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int StoredIndex(in AttentionGeometry geometry, bool fused, int index) =>
         fused && geometry.DType == KvDType.BF16 ? BFloat16RowFormat.StoredIndex(index) : index;
 

@@ -4,13 +4,18 @@ using System.Runtime.CompilerServices;
 namespace KvDb.Kernels;
 
 /// <summary>
-/// Exact attention split into token ranges: chunk c covers blocks [c·B, (c+1)·B) and reads them block-major
-/// (for each block, the K and V rows of every KV head in turn), keeping one online-softmax state per KV head.
-/// Reading block-major turns a chunk into two sequential streams, the blocks' key and value regions; reading
-/// one KV head at a time instead jumps between 16 KiB runs 128 KiB apart, which a pure read of the same bytes
-/// already does at about half the bandwidth. Chunks run on any threads in any order; each leaves its
-/// unnormalized state in its own slot and <see cref="Merge"/> combines them in chunk order, so the result does
-/// not depend on how many threads ran or how the chunks were scheduled.
+/// Exact attention split into token ranges: chunk c covers blocks [c·B, (c+1)·B) (1024 tokens, 4 MiB of bf16
+/// K and V for 8 KV heads of d = 128) and passes over them once per KV head, keeping one online-softmax state
+/// per KV head. Splitting by token range rather than by KV head keeps every thread inside a few MiB at a time.
+/// A thread that walks one KV head through a 128K context touches 16 KiB of every 256 KiB, so the page-table
+/// line of each 4 KiB page is fetched again for every head pass over 1 MiB of page tables; that is the likely
+/// reason 128K ran at a lower fraction of the streaming bandwidth than 32K (on 2 MiB pages one measurement
+/// found the two equal). A chunk's pages and page tables are reused by its eight head passes, and 128 chunks
+/// balance two cores that share the machine with others. A head pass keeps that head's state in L1; a
+/// block-major order (every head per block) measured no faster.
+/// Chunks run on any threads in any order; each leaves its unnormalized state in its own slot and
+/// <see cref="Merge"/> combines them in chunk order, so the result does not depend on how many threads ran
+/// or how the chunks were scheduled.
 /// Unsafe: the blocks, queries and the buffer (scaled queries then one slot per chunk) are pinned by the
 /// caller for the lifetime of the job; a chunk writes only its own slot.
 /// </summary>
@@ -65,6 +70,7 @@ internal sealed unsafe class ExactAttentionChunks
     /// Writes the queries, scaled and in the fused loops' element order, grouped by the KV head that serves
     /// them: [kvHead, rows, d] with row r = (query token r / group, member r % group).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void ScaleQueries(float* queries)
     {
         int d = _g.HeadDim;
@@ -110,32 +116,32 @@ internal sealed unsafe class ExactAttentionChunks
         int rowBytes = _g.RowBytes;
         int first = chunk * _blocksPerChunk;
         int end = Math.Min(_numBlocks, first + _blocksPerChunk);
-        for (int bi = first; bi < end; bi++)
+        for (int h = 0; h < hkv; h++)
         {
-            KvBlockRef block = _blocks[bi];
-            long blockEnd = block.Start + block.Tokens;
-
-            // The exclude range splits a block into at most two live segments.
-            int a0 = 0;
-            int b0 = block.Tokens;
-            int a1 = 0;
-            int b1 = 0;
-            if (_xe > block.Start && _xs < blockEnd)
+            long headOffset = h * headStride;
+            float* q = _q + (h * rows * (long)d);
+            float* hAcc = acc + (h * rows * (long)d);
+            float* hMax = max + ((long)h * rows);
+            float* hSum = sum + ((long)h * rows);
+            for (int bi = first; bi < end; bi++)
             {
-                b0 = (int)Math.Max(0, _xs - block.Start);
-                a1 = (int)Math.Min(block.Tokens, _xe - block.Start);
-                b1 = block.Tokens;
-            }
+                KvBlockRef block = _blocks[bi];
+                long blockEnd = block.Start + block.Tokens;
 
-            nint nextBlockKeys = bi + 1 < end ? _blocks[bi + 1].Keys : 0;
-            for (int h = 0; h < hkv; h++)
-            {
-                long headOffset = h * headStride;
-                nint next = h + 1 < hkv ? (nint)(block.Keys + headOffset + headStride) : nextBlockKeys;
-                float* q = _q + (h * rows * (long)d);
-                float* hAcc = acc + (h * rows * (long)d);
-                float* hMax = max + ((long)h * rows);
-                float* hSum = sum + ((long)h * rows);
+                // The exclude range splits a block into at most two live segments.
+                int a0 = 0;
+                int b0 = block.Tokens;
+                int a1 = 0;
+                int b1 = 0;
+                if (_xe > block.Start && _xs < blockEnd)
+                {
+                    b0 = (int)Math.Max(0, _xs - block.Start);
+                    a1 = (int)Math.Min(block.Tokens, _xe - block.Start);
+                    b1 = block.Tokens;
+                }
+
+                // The next segment this pass reads: the same head in the next block, or the next head's first block.
+                nint next = bi + 1 < end ? (nint)(_blocks[bi + 1].Keys + headOffset) : h + 1 < hkv ? (nint)(_blocks[first].Keys + headOffset + headStride) : 0;
                 if (b0 > a0)
                 {
                     AttentionSegment.Fold(_g, _fused, (nint)(block.Keys + headOffset + ((long)a0 * rowBytes)), (nint)(block.Values + headOffset + ((long)a0 * rowBytes)), next, b0 - a0, rows, q, hAcc, hMax, hSum, scores, kBuf, vBuf);
@@ -155,6 +161,7 @@ internal sealed unsafe class ExactAttentionChunks
     /// acc = Σ_c e^(max_c − M)·acc_c, sum = Σ_c e^(max_c − M)·sum_c, then o = acc / sum and
     /// lse = M + log(sum). A chunk that saw no rows (max −∞) adds nothing; a row no chunk saw gives o = 0, lse = −∞.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Merge(float* output, float* lse)
     {
         int d = _g.HeadDim;

@@ -10,8 +10,8 @@ namespace KvDb.Kernels;
 /// Every row of K and V is read from memory once per query and shared by all query rows of its GQA group:
 /// with AVX-512 and head dims that are multiples of 32 through the fused, register-blocked loops of
 /// <see cref="FusedAttentionSegment"/>; otherwise each segment is widened to f32 once and fed to
-/// TensorPrimitives row by row. Full attention splits the context into token ranges read block-major and
-/// merged by LSE (<see cref="ExactAttentionChunks"/>); a selection runs one KV head per task.
+/// TensorPrimitives row by row. Full attention splits the context into token ranges merged by LSE
+/// (<see cref="ExactAttentionChunks"/>); a selection runs one KV head per task.
 /// </summary>
 public static unsafe class ExactAttentionKernel
 {

@@ -3,7 +3,7 @@ using Xunit.Abstractions;
 namespace KvDb.Kernels.Tests;
 
 /// <summary>
-/// Full exact attention split into token-range chunks (read block-major, merged by LSE) against the f64
+/// Full exact attention split into token-range chunks (one pass per KV head, merged by LSE) against the f64
 /// reference: chunk lengths of one block, several blocks and not a whole number of blocks, odd block sizes,
 /// tiny contexts, contexts shorter than one chunk, and exclude ranges that empty whole chunks.
 /// </summary>
