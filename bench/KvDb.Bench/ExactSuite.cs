@@ -7,7 +7,8 @@ namespace KvDb.Bench;
 /// <summary>
 /// Suite "exact": one decode step of exact attention (bf16, 8 KV heads, 32 query heads, d = 128, blocks of
 /// 64) over 32K and 128K tokens, against a plain streaming read of the same bytes. Exact attention reads
-/// every byte once, so it is memory-bound at best and the ratio of the two is the kernel's efficiency.
+/// every byte once, so it is memory-bound at best and the ratio of the two is the kernel's efficiency. The
+/// kernel and the reference (best of 1 and all threads) are timed in interleaved rounds.
 /// </summary>
 internal static class ExactSuite
 {
@@ -38,18 +39,18 @@ internal static class ExactSuite
         var lse = new float[geometry.NumQueryHeads];
         KvBlockRef[] blocks = context.Blocks;
         AttentionCounters counters = default;
-        double kernelUs = Measure(iterations, () => counters = ExactAttentionKernel.Run(geometry, blocks, queries, 1, 0, 0, attention, lse));
 
         // The kernel reads only the rows a block holds; so does the baseline, since every block here is full.
         long regionBytes = (long)geometry.NumKvHeads * geometry.BlockCapacity * geometry.RowBytes;
-        double streamUs = double.MaxValue;
-        foreach (int threads in new[] { 1, Environment.ProcessorCount })
-        {
-            ulong checksum = 0;
-            double us = Measure(iterations, () => checksum += StreamingRead.Run(blocks, regionBytes, threads));
-            Console.Error.WriteLine($"exact: streaming read, {threads} thread(s): p50 {us:F0} us (checksum {checksum:X})");
-            streamUs = Math.Min(streamUs, us);
-        }
+        ulong checksum = 0;
+        double[] us = MeasureInterleaved(
+            iterations,
+            () => counters = ExactAttentionKernel.Run(geometry, blocks, queries, 1, 0, 0, attention, lse),
+            () => checksum += StreamingRead.Run(blocks, regionBytes, 1),
+            () => checksum += StreamingRead.Run(blocks, regionBytes, Environment.ProcessorCount));
+        double kernelUs = us[0];
+        Console.Error.WriteLine($"exact: streaming read p50 {us[1]:F0} us on 1 thread, {us[2]:F0} us on {Environment.ProcessorCount} (checksum {checksum:X})");
+        double streamUs = Math.Min(us[1], us[2]);
 
         long streamBytes = blocks.Length * 2L * regionBytes;
         double achieved = counters.BytesRead / (kernelUs * 1e3);
@@ -63,6 +64,41 @@ internal static class ExactSuite
             .Add("stream_read_gbps", stream, 2)
             .Add("ratio", achieved / stream, 3)
             .WriteTo(output);
+    }
+
+    /// <summary>
+    /// Median wall time of each action over <paramref name="rounds"/> rounds that call every action once, after
+    /// a warm-up, in microseconds. On a shared machine the load changes from second to second; interleaving
+    /// lets a kernel and its streaming-read reference see the same load, so their ratio means something even
+    /// when the absolute times drift.
+    /// </summary>
+    internal static double[] MeasureInterleaved(int rounds, params Action[] actions)
+    {
+        for (int i = 0; i < WarmupIterations; i++)
+        {
+            foreach (Action action in actions)
+            {
+                action();
+            }
+        }
+
+        var samples = new double[actions.Length][];
+        for (int a = 0; a < actions.Length; a++)
+        {
+            samples[a] = new double[rounds];
+        }
+
+        for (int i = 0; i < rounds; i++)
+        {
+            for (int a = 0; a < actions.Length; a++)
+            {
+                long start = Stopwatch.GetTimestamp();
+                actions[a]();
+                samples[a][i] = Stopwatch.GetElapsedTime(start).TotalMicroseconds;
+            }
+        }
+
+        return Array.ConvertAll(samples, Percentile.Median);
     }
 
     /// <summary>Median wall time of <paramref name="iterations"/> calls after a warm-up, in microseconds.</summary>

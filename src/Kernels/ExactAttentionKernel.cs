@@ -1,4 +1,4 @@
-using System.Numerics.Tensors;
+using System.Buffers;
 using System.Runtime.CompilerServices;
 
 namespace KvDb.Kernels;
@@ -10,12 +10,23 @@ namespace KvDb.Kernels;
 /// Every row of K and V is read from memory once per query and shared by all query rows of its GQA group:
 /// with AVX-512 and head dims that are multiples of 32 through the fused, register-blocked loops of
 /// <see cref="FusedAttentionSegment"/>; otherwise each segment is widened to f32 once and fed to
-/// TensorPrimitives row by row.
+/// TensorPrimitives row by row. Full attention splits the context into token ranges merged by LSE
+/// (<see cref="ExactAttentionChunks"/>); a selection runs one KV head per task.
 /// </summary>
 public static unsafe class ExactAttentionKernel
 {
     /// <summary>Below this many (token, KV head) pairs a parallel loop costs more than it saves.</summary>
     private const long ParallelThreshold = 16 * 1024;
+
+    /// <summary>
+    /// Tokens per chunk of full attention: 4 MiB of bf16 K and V for 8 KV heads of d = 128, long enough to
+    /// amortize a chunk's state, short enough that 128K tokens make 128 chunks and two busy cores finish
+    /// together even when one of them is shared with another process.
+    /// </summary>
+    private const int ChunkTokens = 1024;
+
+    /// <summary>Cap on all chunk states together (16 MiB): many query tokens make each state large.</summary>
+    private const long MaxChunkStateFloats = 4L << 20;
 
     /// <summary>
     /// Computes attention for <paramref name="numQueries"/> query tokens. <paramref name="queries"/> is
@@ -36,7 +47,8 @@ public static unsafe class ExactAttentionKernel
     /// <summary>
     /// <see cref="Run(in AttentionGeometry, ReadOnlySpan{KvBlockRef}, ReadOnlySpan{float}, int, long, long, Span{float}, Span{float})"/>
     /// with the fused Vector512 loops optionally turned off, so tests can pin the portable path on machines
-    /// that would never take it.
+    /// that would never take it, and with the chunk length optionally forced (<paramref name="chunkTokens"/>
+    /// &gt; 0), so tests can split small contexts.
     /// </summary>
     internal static AttentionCounters Run(
         in AttentionGeometry geometry,
@@ -47,7 +59,8 @@ public static unsafe class ExactAttentionKernel
         long excludeEnd,
         Span<float> output,
         Span<float> lse,
-        bool allowFused)
+        bool allowFused,
+        int chunkTokens = 0)
     {
         geometry.Validate();
         int hq = geometry.NumQueryHeads;
@@ -74,23 +87,43 @@ public static unsafe class ExactAttentionKernel
         }
 
         AttentionGeometry g = geometry;
-        fixed (KvBlockRef* pBlocks = blocks)
-        fixed (float* pQueries = queries)
-        fixed (float* pOutput = output)
-        fixed (float* pLse = lse)
+        bool fused = allowFused && FusedAttentionSegment.Supports(g.HeadDim);
+        int blocksPerChunk = BlocksPerChunk(g, blocks.Length, numQueries, rowsPerHead, chunkTokens);
+        int chunks = Math.Max(1, (blocks.Length + blocksPerChunk - 1) / blocksPerChunk);
+        long bufferFloats = ExactAttentionChunks.BufferFloats(g, numQueries, chunks);
+
+        // Pooled, so a decode step allocates nothing once the pool holds a buffer of this size; 16 floats of
+        // slack let the state start on a 64-byte boundary.
+        float[] rented = ArrayPool<float>.Shared.Rent(checked((int)(bufferFloats + 16)));
+        try
         {
-            var job = new HeadJob(g, pBlocks, blocks.Length, pQueries, numQueries, excludeStart, excludeEnd, pOutput, pLse, allowFused && FusedAttentionSegment.Supports(g.HeadDim));
-            if (rowsPerHead * g.NumKvHeads >= ParallelThreshold && g.NumKvHeads > 1 && Environment.ProcessorCount > 1)
+            fixed (KvBlockRef* pBlocks = blocks)
+            fixed (float* pQueries = queries)
+            fixed (float* pOutput = output)
+            fixed (float* pLse = lse)
+            fixed (float* pRented = rented)
             {
-                Parallel.For(0, g.NumKvHeads, job.Run);
-            }
-            else
-            {
-                for (int h = 0; h < g.NumKvHeads; h++)
+                float* buffer = (float*)(((nint)pRented + 63) & ~(nint)63);
+                var job = new ExactAttentionChunks(g, pBlocks, blocks.Length, blocksPerChunk, numQueries, excludeStart, excludeEnd, fused, buffer);
+                job.ScaleQueries(pQueries);
+                if (job.ChunkCount > 1 && Environment.ProcessorCount > 1)
                 {
-                    job.Run(h);
+                    Parallel.For(0, job.ChunkCount, job.Run);
                 }
+                else
+                {
+                    for (int c = 0; c < job.ChunkCount; c++)
+                    {
+                        job.Run(c);
+                    }
+                }
+
+                job.Merge(pOutput, pLse);
             }
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(rented);
         }
 
         long pairs = rowsPerHead * g.NumKvHeads * numQueries;
@@ -155,7 +188,7 @@ public static unsafe class ExactAttentionKernel
         fixed (float* pOutput = output)
         fixed (float* pLse = lse)
         {
-            var job = new HeadJob(g, pBlocks, blocks.Length, pQueries, numQueries, long.MinValue, long.MinValue, pOutput, pLse, FusedAttentionSegment.Supports(g.HeadDim), pRuns, pOffsets);
+            var job = new HeadJob(g, pBlocks, pQueries, numQueries, pOutput, pLse, FusedAttentionSegment.Supports(g.HeadDim), pRuns, pOffsets);
             if (rowsTotal >= ParallelThreshold / 4 && g.NumKvHeads > 1 && Environment.ProcessorCount > 1)
             {
                 Parallel.For(0, g.NumKvHeads, job.Run);
@@ -203,11 +236,34 @@ public static unsafe class ExactAttentionKernel
         fixed (float* pOutput = output)
         fixed (float* pLse = lse)
         {
-            new HeadJob(geometry, pBlocks, blocks.Length, pQueries, numQueries, long.MinValue, long.MinValue, pOutput, pLse, FusedAttentionSegment.Supports(geometry.HeadDim), pRuns, pOffsets).Run(kvHead);
+            new HeadJob(geometry, pBlocks, pQueries, numQueries, pOutput, pLse, FusedAttentionSegment.Supports(geometry.HeadDim), pRuns, pOffsets).Run(kvHead);
         }
 
         long pairs = rowsTotal * numQueries;
         return new AttentionCounters(pairs, pairs, rowsTotal * 2L * geometry.RowBytes);
+    }
+
+    /// <summary>
+    /// Blocks per chunk of full attention. The split depends only on the data, never on the number of cores,
+    /// so a query gives the same bits on every machine: one chunk below the parallel threshold, else chunks
+    /// of <see cref="ChunkTokens"/> tokens, longer where the chunk states would outgrow their cap.
+    /// </summary>
+    private static int BlocksPerChunk(in AttentionGeometry g, int numBlocks, int numQueries, long rowsPerHead, int chunkTokens)
+    {
+        int cap = g.BlockCapacity;
+        if (chunkTokens > 0)
+        {
+            return Math.Max(1, chunkTokens / cap);
+        }
+
+        if (rowsPerHead * g.NumKvHeads < ParallelThreshold || numBlocks <= 1)
+        {
+            return Math.Max(1, numBlocks);
+        }
+
+        long maxChunks = Math.Max(1, MaxChunkStateFloats / ExactAttentionChunks.SlotFloats(g, numQueries));
+        long byMemory = (numBlocks + maxChunks - 1) / maxChunks;
+        return (int)Math.Max(Math.Max(1, ChunkTokens / cap), byMemory);
     }
 
     private static int OverlapWithExclude(long start, int tokens, long xs, long xe)
@@ -217,34 +273,28 @@ public static unsafe class ExactAttentionKernel
         return hi > lo ? (int)(hi - lo) : 0;
     }
 
-    /// <summary>One KV head's share of a query; a class so Parallel.For can call it without capturing spans.</summary>
+    /// <summary>One KV head's share of a selection; a class so Parallel.For can call it without capturing spans.</summary>
     private sealed class HeadJob
     {
         private readonly AttentionGeometry _g;
         private readonly KvBlockRef* _blocks;
-        private readonly int _numBlocks;
         private readonly float* _queries;
         private readonly int _numQueries;
-        private readonly long _xs;
-        private readonly long _xe;
         private readonly float* _output;
         private readonly float* _lse;
         private readonly bool _fused;
         private readonly KvRowRun* _runs;
         private readonly int* _runOffsets;
 
-        public HeadJob(AttentionGeometry g, KvBlockRef* blocks, int numBlocks, float* queries, int numQueries, long xs, long xe, float* output, float* lse, bool fused, KvRowRun* runs = null, int* runOffsets = null)
+        public HeadJob(AttentionGeometry g, KvBlockRef* blocks, float* queries, int numQueries, float* output, float* lse, bool fused, KvRowRun* runs, int* runOffsets)
         {
             _fused = fused;
             _runs = runs;
             _runOffsets = runOffsets;
             _g = g;
             _blocks = blocks;
-            _numBlocks = numBlocks;
             _queries = queries;
             _numQueries = numQueries;
-            _xs = xs;
-            _xe = xe;
             _output = output;
             _lse = lse;
         }
@@ -279,7 +329,7 @@ public static unsafe class ExactAttentionKernel
                     float* dst = q + ((long)r * d);
                     for (int i = 0; i < d; i++)
                     {
-                        dst[StoredIndex(i)] = src[i] * _g.Scale;
+                        dst[AttentionSegment.StoredIndex(_g, _fused, i)] = src[i] * _g.Scale;
                     }
                 }
             }
@@ -290,51 +340,19 @@ public static unsafe class ExactAttentionKernel
 
             long headOffset = kvHead * _g.HeadStrideBytes;
             int rowBytes = _g.RowBytes;
-            if (_runs != null)
+            int end = _runOffsets[kvHead + 1];
+            for (int ri = _runOffsets[kvHead]; ri < end; ri++)
             {
-                int end = _runOffsets[kvHead + 1];
-                for (int ri = _runOffsets[kvHead]; ri < end; ri++)
+                KvRowRun run = _runs[ri];
+                KvBlockRef block = _blocks[run.Block];
+                nint next = 0;
+                if (ri + 1 < end)
                 {
-                    KvRowRun run = _runs[ri];
-                    KvBlockRef block = _blocks[run.Block];
-                    nint next = 0;
-                    if (ri + 1 < end)
-                    {
-                        KvRowRun following = _runs[ri + 1];
-                        next = (nint)(_blocks[following.Block].Keys + headOffset + (long)following.First * rowBytes);
-                    }
-
-                    Segment((nint)(block.Keys + headOffset + (long)run.First * rowBytes), (nint)(block.Values + headOffset + (long)run.First * rowBytes), next, run.Count, rows, q, acc, max, sum, scores, kBuf, vBuf);
-                }
-            }
-
-            for (int bi = 0; _runs == null && bi < _numBlocks; bi++)
-            {
-                KvBlockRef block = _blocks[bi];
-                long blockEnd = block.Start + block.Tokens;
-
-                // The exclude range splits a block into at most two live segments.
-                int a0 = 0;
-                int b0 = block.Tokens;
-                int a1 = 0;
-                int b1 = 0;
-                if (_xe > block.Start && _xs < blockEnd)
-                {
-                    b0 = (int)Math.Max(0, _xs - block.Start);
-                    a1 = (int)Math.Min(block.Tokens, _xe - block.Start);
-                    b1 = block.Tokens;
+                    KvRowRun following = _runs[ri + 1];
+                    next = (nint)(_blocks[following.Block].Keys + headOffset + (long)following.First * rowBytes);
                 }
 
-                nint next = bi + 1 < _numBlocks ? (nint)(_blocks[bi + 1].Keys + headOffset) : 0;
-                if (b0 > a0)
-                {
-                    Segment((nint)(block.Keys + headOffset + (long)a0 * rowBytes), (nint)(block.Values + headOffset + (long)a0 * rowBytes), next, b0 - a0, rows, q, acc, max, sum, scores, kBuf, vBuf);
-                }
-
-                if (b1 > a1)
-                {
-                    Segment((nint)(block.Keys + headOffset + (long)a1 * rowBytes), (nint)(block.Values + headOffset + (long)a1 * rowBytes), next, b1 - a1, rows, q, acc, max, sum, scores, kBuf, vBuf);
-                }
+                AttentionSegment.Fold(_g, _fused, (nint)(block.Keys + headOffset + (long)run.First * rowBytes), (nint)(block.Values + headOffset + (long)run.First * rowBytes), next, run.Count, rows, q, acc, max, sum, scores, kBuf, vBuf);
             }
 
             for (int t = 0; t < _numQueries; t++)
@@ -350,7 +368,7 @@ public static unsafe class ExactAttentionKernel
                         float inv = 1f / sum[r];
                         for (int i = 0; i < d; i++)
                         {
-                            dst[i] = ar[StoredIndex(i)] * inv;
+                            dst[i] = ar[AttentionSegment.StoredIndex(_g, _fused, i)] * inv;
                         }
 
                         _lse[head] = max[r] + MathF.Log(sum[r]);
@@ -362,84 +380,6 @@ public static unsafe class ExactAttentionKernel
                     }
                 }
             }
-        }
-
-        /// <summary>Where the fused loops keep logical element i of query and accumulator rows.</summary>
-        private int StoredIndex(int i) => _fused && _g.DType == KvDType.BF16 ? BFloat16RowFormat.StoredIndex(i) : i;
-
-        private void Segment(nint keys, nint values, nint nextKeys, int count, int rows, float* q, float* acc, float* max, float* sum, float* scores, float* kBuf, float* vBuf)
-        {
-            if (!_fused)
-            {
-                PortableSegment(keys, values, count, rows, q, acc, max, sum, scores, kBuf, vBuf);
-                return;
-            }
-
-            int d = _g.HeadDim;
-            switch (_g.DType)
-            {
-                case KvDType.BF16:
-                    FusedAttentionSegment.Run<BFloat16RowFormat>((byte*)keys, (byte*)values, (byte*)nextKeys, count, d, rows, q, acc, max, sum, scores, count);
-                    break;
-                case KvDType.F32:
-                    FusedAttentionSegment.Run<F32RowFormat>((byte*)keys, (byte*)values, (byte*)nextKeys, count, d, rows, q, acc, max, sum, scores, count);
-                    break;
-                default:
-                    // No Vector512 path widens f16 in registers; widening the segment once still feeds all rows.
-                    // The next segment is not prefetched: the fused loops would size its rows as f32.
-                    float* k = Widen(keys, count * d, kBuf);
-                    float* v = Widen(values, count * d, vBuf);
-                    FusedAttentionSegment.Run<F32RowFormat>((byte*)k, (byte*)v, null, count, d, rows, q, acc, max, sum, scores, count);
-                    break;
-            }
-        }
-
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private void PortableSegment(nint keys, nint values, int count, int rows, float* q, float* acc, float* max, float* sum, float* scores, float* kBuf, float* vBuf)
-        {
-            int d = _g.HeadDim;
-            int elems = count * d;
-            float* k = Widen(keys, elems, kBuf);
-
-            for (int r = 0; r < rows; r++)
-            {
-                var qr = new ReadOnlySpan<float>(q + (long)r * d, d);
-                float* sr = scores + (long)r * count;
-                for (int j = 0; j < count; j++)
-                {
-                    sr[j] = TensorPrimitives.Dot(qr, new ReadOnlySpan<float>(k + (long)j * d, d));
-                }
-
-                var s = new Span<float>(sr, count);
-                float blockMax = TensorPrimitives.Max(s);
-                float newMax = OnlineSoftmax.Raise(max, sum, acc, r, d, blockMax);
-
-                TensorPrimitives.Subtract(s, newMax, s);
-                TensorPrimitives.Exp(s, s);
-                sum[r] += TensorPrimitives.Sum(s);
-            }
-
-            float* v = Widen(values, elems, vBuf);
-            for (int j = 0; j < count; j++)
-            {
-                var vj = new ReadOnlySpan<float>(v + (long)j * d, d);
-                for (int r = 0; r < rows; r++)
-                {
-                    var ar = new Span<float>(acc + (long)r * d, d);
-                    TensorPrimitives.MultiplyAdd(vj, scores[(long)r * count + j], ar, ar);
-                }
-            }
-        }
-
-        private float* Widen(nint source, int elems, float* buffer)
-        {
-            if (_g.DType == KvDType.F32)
-            {
-                return (float*)source;
-            }
-
-            ElementConversion.ToSingle(_g.DType, new ReadOnlySpan<byte>((void*)source, elems * KvDTypeInfo.SizeOf(_g.DType)), new Span<float>(buffer, elems));
-            return buffer;
         }
     }
 }

@@ -86,20 +86,23 @@ internal sealed class AttentionCase
             first);
     }
 
-    /// <summary>Runs the kernel; <paramref name="allowFused"/> false pins the portable path the kernel takes without AVX-512.</summary>
-    public KernelResult Run(int capacity, long excludeStart = 0, long excludeEnd = 0, bool allowFused = true)
+    /// <summary>
+    /// Runs the kernel; <paramref name="allowFused"/> false pins the portable path the kernel takes without
+    /// AVX-512, <paramref name="chunkTokens"/> &gt; 0 forces the token-range split at that chunk length.
+    /// </summary>
+    public KernelResult Run(int capacity, long excludeStart = 0, long excludeEnd = 0, bool allowFused = true, int chunkTokens = 0)
     {
         using NativeKvBlocks blocks = Layout(capacity);
-        return Run(blocks.Blocks, capacity, excludeStart, excludeEnd, allowFused);
+        return Run(blocks.Blocks, capacity, excludeStart, excludeEnd, allowFused, chunkTokens);
     }
 
-    public KernelResult Run(KvBlockRef[] blocks, int capacity, long excludeStart = 0, long excludeEnd = 0, bool allowFused = true)
+    public KernelResult Run(KvBlockRef[] blocks, int capacity, long excludeStart = 0, long excludeEnd = 0, bool allowFused = true, int chunkTokens = 0)
     {
         var output = new float[Queries.Length];
         var lse = new float[NumQueries * NumQueryHeads];
-        AttentionCounters counters = allowFused
+        AttentionCounters counters = allowFused && chunkTokens == 0
             ? ExactAttentionKernel.Run(Geometry(capacity), blocks, Queries, NumQueries, excludeStart, excludeEnd, output, lse)
-            : ExactAttentionKernel.Run(Geometry(capacity), blocks, Queries, NumQueries, excludeStart, excludeEnd, output, lse, allowFused: false);
+            : ExactAttentionKernel.Run(Geometry(capacity), blocks, Queries, NumQueries, excludeStart, excludeEnd, output, lse, allowFused, chunkTokens);
         return new KernelResult(output, lse, counters);
     }
 
