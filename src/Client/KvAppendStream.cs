@@ -38,6 +38,27 @@ public sealed class KvAppendStream : IDisposable
         return _call.RequestStream.WriteAsync(request);
     }
 
+    /// <summary>
+    /// Sends <paramref name="queries"/> (f32 [m, numQueryHeads, headDim], e.g. the prefill's queries of this layer) as
+    /// sample queries for query-guided indexes (graph, lsh Q=1); they take effect when the stream commits.
+    /// </summary>
+    public Task WriteSampleQueriesAsync(int layer, ReadOnlySpan<float> queries, int numQueryHeads, int headDim)
+    {
+        int rowFloats = numQueryHeads * headDim;
+        if (rowFloats <= 0 || queries.Length == 0 || queries.Length % rowFloats != 0)
+        {
+            throw new ArgumentException($"queries must hold m ≥ 1 rows of {numQueryHeads} × {headDim} floats, got {queries.Length}", nameof(queries));
+        }
+
+        var request = new AppendKvRequest
+        {
+            ContextId = _contextId,
+            Layer = layer,
+            SampleQueries = TensorCodec.FromSingles(queries, queries.Length / rowFloats, numQueryHeads, headDim),
+        };
+        return _call.RequestStream.WriteAsync(request);
+    }
+
     /// <summary>Writes a layer's tokens split into messages of at most <paramref name="chunkTokens"/> tokens.</summary>
     public async Task WriteLayerAsync(int layer, int[] tokenIds, ReadOnlyMemory<byte> keys, ReadOnlyMemory<byte> values, KvDType dtype, int numKvHeads, int headDim, int chunkTokens = KvDbClient.DefaultChunkTokens)
     {

@@ -29,6 +29,23 @@ public sealed class AttentionExecutor : IDisposable
     /// <summary>Waits for background index builds; dispose the executor before the store it reads.</summary>
     public void Dispose() => _catalog.Dispose();
 
+    /// <summary>
+    /// Remembers <paramref name="queries"/> (f32 [m, num_query_heads, head_dim], e.g. the prefill's) as sample
+    /// queries of the context's layer, for query-guided index builds; throws <see cref="KvDbException"/> for bad input.
+    /// </summary>
+    public void AddSampleQueries(string contextId, int layer, float[] queries)
+    {
+        ModelSchema m = _store.GetModel(_store.GetContext(contextId).Model);
+        m.CheckLayer(layer);
+        int rowFloats = m.NumQueryHeads * m.HeadDim;
+        if (queries.Length == 0 || queries.Length % rowFloats != 0)
+        {
+            throw KvDbException.Invalid($"sample queries must have shape [m ≥ 1, {m.NumQueryHeads}, {m.HeadDim}] for model \"{m.Name}\", got {queries.Length} values");
+        }
+
+        _catalog.Observe(contextId, layer, queries, rowFloats);
+    }
+
     /// <summary>Answers one request; throws <see cref="KvDbException"/> for bad input.</summary>
     public AttentionResult Attend(AttentionQuery query)
     {

@@ -91,9 +91,15 @@ public sealed class LayerIndexCatalog : IDisposable
     public IReadOnlyCollection<string> Problems => [.. _problems];
 
     /// <summary>Remembers a request's queries (f32 [q, num_query_heads, head_dim]) as sample queries of its layer.</summary>
-    public void Observe(AttentionQuery query, int queryFloats)
+    public void Observe(AttentionQuery query, int queryFloats) => Observe(query.ContextId, query.Layer, query.Queries, queryFloats);
+
+    /// <summary>
+    /// Remembers <paramref name="queries"/> (f32 [m, num_query_heads, head_dim], e.g. the prefill's queries sent
+    /// with AppendKv) as sample queries of the context's layer, up to <see cref="MaxSampleQueries"/>.
+    /// </summary>
+    public void Observe(string contextId, int layer, float[] queries, int queryFloats)
     {
-        if (_samples.Count >= 4 * MaxEntries && !_samples.ContainsKey((query.ContextId, query.Layer)))
+        if (_samples.Count >= 4 * MaxEntries && !_samples.ContainsKey((contextId, layer)))
         {
             // Bounded like the views: forget an arbitrary layer's samples (its next build just has fewer).
             foreach ((string, int) k in _samples.Keys)
@@ -103,9 +109,13 @@ public sealed class LayerIndexCatalog : IDisposable
             }
         }
 
-        SampleQueries samples = _samples.GetOrAdd((query.ContextId, query.Layer), _ => new SampleQueries());
-        samples.Add(query.Queries, queryFloats);
+        SampleQueries samples = _samples.GetOrAdd((contextId, layer), _ => new SampleQueries());
+        samples.Add(queries, queryFloats);
     }
+
+    /// <summary>Sample queries remembered for the context's layer (what its next query-guided build will use).</summary>
+    public int SampleQueryCount(string contextId, int layer) =>
+        _samples.TryGetValue((contextId, layer), out SampleQueries? s) ? s.Count : 0;
 
     /// <summary>
     /// The ready indexes of <paramref name="spec"/> for the snapshot's layer, or null while the first ones are
@@ -586,15 +596,38 @@ public sealed class LayerIndexCatalog : IDisposable
         private readonly List<float> _values = [];
         private int _count;
 
+        public int Count
+        {
+            get
+            {
+                lock (_values)
+                {
+                    return _count;
+                }
+            }
+        }
+
         public void Add(float[] queries, int queryFloats)
         {
             lock (_values)
             {
-                for (int start = 0; start + queryFloats <= queries.Length && _count < MaxSampleQueries; start += queryFloats)
+                int offered = queries.Length / queryFloats;
+                int room = MaxSampleQueries - _count;
+                if (offered <= 0 || room <= 0)
                 {
-                    _values.AddRange(queries.AsSpan(start, queryFloats));
-                    _count++;
+                    return;
                 }
+
+                // A prefill sends thousands of rows: keep evenly spaced ones rather than only its first tokens,
+                // so the samples cover the whole prompt's query distribution.
+                int take = Math.Min(offered, room);
+                for (int i = 0; i < take; i++)
+                {
+                    long row = (long)i * offered / take;
+                    _values.AddRange(queries.AsSpan((int)(row * queryFloats), queryFloats));
+                }
+
+                _count += take;
             }
         }
 

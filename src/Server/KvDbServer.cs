@@ -88,6 +88,6 @@ public static class KvDbServer
 
         string address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         address = address.Replace("[::]", "127.0.0.1", StringComparison.Ordinal).Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal);
-        return new KvDbServerHandle(app, store, address, loggerFactory);
+        return new KvDbServerHandle(app, store, app.Services.GetRequiredService<AttentionExecutor>(), address, loggerFactory);
     }
 }

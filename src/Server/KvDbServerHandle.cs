@@ -1,3 +1,4 @@
+using KvDb.QueryEngine;
 using KvDb.Store;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.Hosting;
@@ -11,8 +12,9 @@ public sealed class KvDbServerHandle : IAsyncDisposable
     private readonly WebApplication _app;
     private readonly ILoggerFactory _loggerFactory;
 
-    internal KvDbServerHandle(WebApplication app, IKvStore store, string address, ILoggerFactory loggerFactory)
+    internal KvDbServerHandle(WebApplication app, IKvStore store, AttentionExecutor executor, string address, ILoggerFactory loggerFactory)
     {
+        Executor = executor;
         _app = app;
         _loggerFactory = loggerFactory;
         Store = store;
@@ -24,6 +26,9 @@ public sealed class KvDbServerHandle : IAsyncDisposable
 
     /// <summary>The store behind the server.</summary>
     public IKvStore Store { get; }
+
+    /// <summary>The server's query executor (its index catalog, counters and sample queries).</summary>
+    public AttentionExecutor Executor { get; }
 
     /// <summary>Completes when the server stops.</summary>
     public Task WaitForShutdownAsync() => _app.WaitForShutdownAsync();

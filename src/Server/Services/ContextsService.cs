@@ -1,6 +1,7 @@
 using Grpc.Core;
 using KvDb.Protocol;
 using KvDb.Protocol.V1;
+using KvDb.QueryEngine;
 using KvDb.Store;
 
 namespace KvDb.Server.Services;
@@ -12,11 +13,13 @@ public sealed class ContextsService : Contexts.ContextsBase
     private const int ReadChunkBytes = 4 << 20;
 
     private readonly IKvStore _store;
+    private readonly AttentionExecutor _executor;
 
-    /// <summary>Creates the service over the store.</summary>
-    public ContextsService(IKvStore store)
+    /// <summary>Creates the service over the store; the executor receives the sample queries appends carry.</summary>
+    public ContextsService(IKvStore store, AttentionExecutor executor)
     {
         _store = store;
+        _executor = executor;
     }
 
     /// <inheritdoc />
@@ -47,6 +50,7 @@ public sealed class ContextsService : Contexts.ContextsBase
         IAppendTransaction? tx = null;
         string? contextId = null;
         ModelSchema? model = null;
+        var samples = new List<(int Layer, float[] Queries)>();
         try
         {
             int index = 0;
@@ -64,6 +68,18 @@ public sealed class ContextsService : Contexts.ContextsBase
                 }
 
                 model!.CheckLayer(chunk.Layer);
+                if (chunk.SampleQueries is not null)
+                {
+                    TensorCodec.CheckShape("sample_queries", chunk.SampleQueries, null, model.NumQueryHeads, model.HeadDim);
+                    samples.Add((chunk.Layer, TensorCodec.ToFiniteSingles("sample_queries", chunk.SampleQueries)));
+                    if (chunk.Keys is null && chunk.Values is null && chunk.TokenIds.Count == 0)
+                    {
+                        // A message may carry only sample queries (e.g. sent after the layer's KV).
+                        index++;
+                        continue;
+                    }
+                }
+
                 int n = TensorCodec.CheckShape("keys", chunk.Keys, model!.DType, model.NumKvHeads, model.HeadDim);
                 int nv = TensorCodec.CheckShape("values", chunk.Values, model.DType, model.NumKvHeads, model.HeadDim);
                 if (nv != n || chunk.TokenIds.Count != n)
@@ -72,7 +88,7 @@ public sealed class ContextsService : Contexts.ContextsBase
                 }
 
                 int[] ids = [.. chunk.TokenIds];
-                tx!.Append(chunk.Layer, ids, chunk.Keys.Data.Span, chunk.Values.Data.Span);
+                tx!.Append(chunk.Layer, ids, chunk.Keys!.Data.Span, chunk.Values!.Data.Span);
                 index++;
             }
 
@@ -82,6 +98,12 @@ public sealed class ContextsService : Contexts.ContextsBase
             }
 
             ContextInfo info = await tx.CommitAsync().ConfigureAwait(false);
+
+            // Samples count only once the KV they describe is committed (a rejected stream leaves no trace).
+            foreach ((int layer, float[] queries) in samples)
+            {
+                _executor.AddSampleQueries(contextId!, layer, queries);
+            }
             var response = new AppendKvResponse { NumTokens = info.NumTokens };
             response.LayerTokens.Add(info.LayerTokens);
             return response;
