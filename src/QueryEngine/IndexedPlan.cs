@@ -9,7 +9,9 @@ namespace KvDb.QueryEngine;
 /// query row of its GQA group (one selection serves the whole group), adds the attention sinks (first
 /// <see cref="SinkTokens"/> positions) and the unindexed tail, drops the exclude range, and runs exact
 /// attention over the gathered rows for output and LSE. The request's budget (tokens per query row and
-/// KV head; 0 = the family default) is what each index search may return.
+/// KV head; 0 = the family default) bounds what each query row selects from the indexed tokens: a view
+/// of several segments (a shared base and a suffix) searches each with the whole budget and keeps the
+/// budget's best candidates by exact score.
 /// </summary>
 public sealed class IndexedPlan : IAttentionPlan
 {
@@ -70,6 +72,30 @@ public sealed class IndexedPlan : IAttentionPlan
         return ([.. all], counts);
     }
 
+    /// <summary>
+    /// Cuts <paramref name="candidates"/> to the <paramref name="budget"/> with the highest exact q·k (the order of
+    /// q·k is that of the scaled scores); returns the keys read to score them.
+    /// </summary>
+    private static long KeepBest(LayerSnapshot layer, int kvHead, ReadOnlySpan<float> q, List<long> candidates, int budget)
+    {
+        int d = layer.Model.HeadDim;
+        candidates.Sort();
+        long[] positions = [.. candidates];
+        var keys = new float[positions.Length * d];
+        KvBlockReader.ReadHeadRowsAt(layer.Model.Geometry, layer.Blocks, kvHead, values: false, positions, keys);
+        var scores = new float[positions.Length];
+        RowDotKernel.Scores(q, keys, scores);
+        var best = new int[budget];
+        int kept = TopKSelector.Select(scores, budget, best);
+        candidates.Clear();
+        for (int i = 0; i < kept; i++)
+        {
+            candidates.Add(positions[best[i]]);
+        }
+
+        return positions.Length;
+    }
+
     /// <summary>Positions KV head <paramref name="kvHead"/> attends for <paramref name="query"/>, ascending.</summary>
     public long[] Select(LayerSnapshot layer, AttentionQuery query, int kvHead, out long scanned)
     {
@@ -77,8 +103,8 @@ public sealed class IndexedPlan : IAttentionPlan
         int d = g.HeadDim;
 
         // Every segment gets the budget an index over all indexed tokens would get, so a key that would be a
-        // top candidate of one whole-layer index is one of its own segment's (a plan over a shared base and a
-        // suffix attends at most twice the budget, plus sinks and tail).
+        // top candidate of one whole-layer index is one of its own segment's; the segments' candidates are then
+        // cut back to the budget by exact score, so a shared base plus a suffix attends what one index would.
         SearchParameters parameters = query.Plan.Budget > 0
             ? new SearchParameters((int)Math.Min(int.MaxValue, query.Plan.Budget))
             : IndexFactory.DefaultParameters(_indexes.Spec, _indexes.IndexedTokens);
@@ -86,21 +112,37 @@ public sealed class IndexedPlan : IAttentionPlan
         long xe = query.ExcludeEnd > query.ExcludeStart ? query.ExcludeEnd : 0;
         var chosen = new HashSet<long>();
         var found = new long[parameters.Budget];
+        var rowCandidates = new List<long>();
+        var rowSeen = new HashSet<long>();
         scanned = 0;
-        foreach (IndexSegment segment in _indexes.Segments)
+        for (int t = 0; t < query.NumQueries; t++)
         {
-            IKeyIndex index = segment[kvHead];
-            for (int t = 0; t < query.NumQueries; t++)
+            for (int gi = 0; gi < g.GroupSize; gi++)
             {
-                for (int gi = 0; gi < g.GroupSize; gi++)
+                ReadOnlySpan<float> q = query.Queries.AsSpan(((t * g.NumQueryHeads) + (kvHead * g.GroupSize) + gi) * d, d);
+                rowCandidates.Clear();
+                rowSeen.Clear();
+                foreach (IndexSegment segment in _indexes.Segments)
                 {
-                    ReadOnlySpan<float> q = query.Queries.AsSpan(((t * g.NumQueryHeads) + (kvHead * g.GroupSize) + gi) * d, d);
-                    int got = index.Candidates(q, parameters, found, out SearchStats stats);
+                    int got = segment[kvHead].Candidates(q, parameters, found, out SearchStats stats);
                     scanned += stats.VectorsScanned;
                     for (int i = 0; i < got; i++)
                     {
-                        chosen.Add(found[i]);
+                        if (rowSeen.Add(found[i]))
+                        {
+                            rowCandidates.Add(found[i]);
+                        }
                     }
+                }
+
+                if (rowCandidates.Count > parameters.Budget)
+                {
+                    scanned += KeepBest(layer, kvHead, q, rowCandidates, parameters.Budget);
+                }
+
+                foreach (long p in rowCandidates)
+                {
+                    chosen.Add(p);
                 }
             }
         }

@@ -87,6 +87,69 @@ public sealed class IndexLifecycleTests : IDisposable
         }
     }
 
+    [Theory]
+    [InlineData("block")]
+    [InlineData("centroid:L2")]
+    public void A_base_and_a_suffix_select_no_more_than_the_budget_per_query_row_keeping_the_best_by_exact_score(string spec)
+    {
+        const int tokens = 5120;
+        const int budget = 48;
+        using var store = new InMemoryKvStore(new StoreOptions { CpuBudgetBytes = 256L << 20 });
+        store.CreateModel(_model);
+        string a = store.CreateContext("life", "t", "a", []).Id;
+        Append(store, a, _a, 0, tokens);
+        using LayerSnapshot layer = store.OpenLayer(a, 0);
+        using IndexSegment prefix = IndexSegment.Build(layer, spec, 0, 4096);
+        using IndexSegment suffix = IndexSegment.Build(layer, spec, 4096, tokens);
+        using var view = new LayerIndexes(spec, [prefix, suffix], ownsSegments: false);
+        float[] q = _a.Queries(1, 11);
+        var query = new AttentionQuery(a, 0, q, 1, 0, 0, new PlanRequest(PlanKind.BlockTopK, budget), false);
+        var plan = new IndexedPlan(view);
+        int group = QueryHeads / KvHeads;
+        var keys = new float[tokens * HeadDim];
+        var positions = new long[tokens];
+        for (int kv = 0; kv < KvHeads; kv++)
+        {
+            long[] selected = plan.Select(layer, query, kv, out _);
+            Assert.True(selected.Length <= (group * budget) + IndexedPlan.SinkTokens, $"{spec}: {selected.Length} positions for {group} rows at budget {budget}");
+            var chosen = new HashSet<long>(selected);
+            KvBlockReader.ReadHeadRows(layer.Model.Geometry, layer.Blocks, kv, values: false, keys, positions);
+
+            // Per row: whatever the segments offered beyond the budget, the best offered by exact q·k (f64) are kept.
+            for (int r = 0; r < group; r++)
+            {
+                ReadOnlySpan<float> row = q.AsSpan(((kv * group) + r) * HeadDim, HeadDim);
+                var offered = new HashSet<long>();
+                var found = new long[budget];
+                foreach (IndexSegment segment in view.Segments)
+                {
+                    int got = segment[kv].Candidates(row, new Index.SearchParameters(budget), found, out _);
+                    offered.UnionWith(found.AsSpan(0, got).ToArray());
+                }
+
+                Assert.True(offered.Count > budget, $"{spec}: the two segments offered only {offered.Count} candidates; the cut is not exercised");
+                var ranked = new List<(double Score, long Position)>();
+                foreach (long p in offered)
+                {
+                    double s = 0;
+                    for (int i = 0; i < HeadDim; i++)
+                    {
+                        s += (double)row[i] * keys[(p * HeadDim) + i];
+                    }
+
+                    ranked.Add((s, p));
+                }
+
+                ranked.Sort((x, y) => y.Score.CompareTo(x.Score));
+                for (int i = 0; i < budget - 1; i++)
+                {
+                    // One rank of slack: f32 and f64 may order two nearly equal scores differently.
+                    Assert.Contains(ranked[i].Position, chosen);
+                }
+            }
+        }
+    }
+
     [Fact]
     public void Lsh_sampling_over_a_base_and_a_suffix_matches_exact()
     {
