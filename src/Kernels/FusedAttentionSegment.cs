@@ -151,6 +151,45 @@ internal static unsafe class FusedAttentionSegment
         return z.GetLower() + z.GetUpper();
     }
 
+    /// <summary>
+    /// Sums of sixteen vectors at once, x[h, r] for four heads h and four key rows r, into one vector whose
+    /// 128-bit lane h holds the sums of rows 0..3 of head h: a transposing tree of unpacks and lane shuffles
+    /// that shares every shuffle among the sums, about three instructions per sum.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Sum16(
+        Vector512<float> x00, Vector512<float> x01, Vector512<float> x02, Vector512<float> x03,
+        Vector512<float> x10, Vector512<float> x11, Vector512<float> x12, Vector512<float> x13,
+        Vector512<float> x20, Vector512<float> x21, Vector512<float> x22, Vector512<float> x23,
+        Vector512<float> x30, Vector512<float> x31, Vector512<float> x32, Vector512<float> x33)
+    {
+        Vector512<float> u0 = LaneSums(x00, x01, x02, x03);
+        Vector512<float> u1 = LaneSums(x10, x11, x12, x13);
+        Vector512<float> u2 = LaneSums(x20, x21, x22, x23);
+        Vector512<float> u3 = LaneSums(x30, x31, x32, x33);
+
+        // Lanes [0, 2] + [1, 3] of two vectors at a time, twice, leaves lane h = the full sums of u_h.
+        Vector512<float> v01 = Avx512F.Shuffle4x128(u0, u1, 0x88) + Avx512F.Shuffle4x128(u0, u1, 0xDD);
+        Vector512<float> v23 = Avx512F.Shuffle4x128(u2, u3, 0x88) + Avx512F.Shuffle4x128(u2, u3, 0xDD);
+        return Avx512F.Shuffle4x128(v01, v23, 0x88) + Avx512F.Shuffle4x128(v01, v23, 0xDD);
+    }
+
+    /// <summary>Every 128-bit lane of the result holds [Σ a, Σ b, Σ c, Σ d] over that lane of the inputs.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> LaneSums(Vector512<float> a, Vector512<float> b, Vector512<float> c, Vector512<float> d)
+    {
+        // Per lane: [a0 + a2, b0 + b2, a1 + a3, b1 + b3] and the same for c, d; then pairs of doubles
+        // interleave those into [a, b, c, d] halves.
+        Vector512<float> ab = Avx512F.UnpackLow(a, b) + Avx512F.UnpackHigh(a, b);
+        Vector512<float> cd = Avx512F.UnpackLow(c, d) + Avx512F.UnpackHigh(c, d);
+        return Avx512F.UnpackLow(ab.AsDouble(), cd.AsDouble()).AsSingle() + Avx512F.UnpackHigh(ab.AsDouble(), cd.AsDouble()).AsSingle();
+    }
+
+    /// <summary>
+    /// Scores of four query rows against the segment's keys, four key rows at a time: each query vector loaded
+    /// feeds eight FMAs (two halves of four rows) instead of two, which takes the loop off the load port, and
+    /// the sixteen dot products of a step are reduced together by <see cref="Sum16"/>.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Scores4<TFormat>(byte* keys, int count, int rowBytes, int headDim, float* q0, float* s0, int scoreStride, byte* prefetchA, byte* prefetchB)
         where TFormat : struct, IVectorRowFormat
@@ -158,8 +197,81 @@ internal static unsafe class FusedAttentionSegment
         float* q1 = q0 + headDim;
         float* q2 = q1 + headDim;
         float* q3 = q2 + headDim;
+        float* s1 = s0 + scoreStride;
+        float* s2 = s1 + scoreStride;
+        float* s3 = s2 + scoreStride;
         int chunkBytes = Chunk * TFormat.ElementSize;
-        for (int j = 0; j < count; j++)
+        int j = 0;
+        for (; j + 4 <= count; j += 4)
+        {
+            if (prefetchA != null)
+            {
+                PrefetchRow(prefetchA + ((long)j * rowBytes), 4 * rowBytes);
+                PrefetchRow(prefetchB + ((long)j * rowBytes), 4 * rowBytes);
+            }
+
+            byte* k = keys + ((long)j * rowBytes);
+            Vector512<float> a00 = Vector512<float>.Zero, a01 = Vector512<float>.Zero, a02 = Vector512<float>.Zero, a03 = Vector512<float>.Zero;
+            Vector512<float> a10 = Vector512<float>.Zero, a11 = Vector512<float>.Zero, a12 = Vector512<float>.Zero, a13 = Vector512<float>.Zero;
+            Vector512<float> a20 = Vector512<float>.Zero, a21 = Vector512<float>.Zero, a22 = Vector512<float>.Zero, a23 = Vector512<float>.Zero;
+            Vector512<float> a30 = Vector512<float>.Zero, a31 = Vector512<float>.Zero, a32 = Vector512<float>.Zero, a33 = Vector512<float>.Zero;
+            for (int o = 0; o < headDim; o += Chunk, k += chunkBytes)
+            {
+                TFormat.Load32(k, out Vector512<float> k0a, out Vector512<float> k0b);
+                TFormat.Load32(k + rowBytes, out Vector512<float> k1a, out Vector512<float> k1b);
+                TFormat.Load32(k + (2 * rowBytes), out Vector512<float> k2a, out Vector512<float> k2b);
+                TFormat.Load32(k + (3 * rowBytes), out Vector512<float> k3a, out Vector512<float> k3b);
+
+                Vector512<float> q0a = Vector512.Load(q0 + o);
+                Vector512<float> q0b = Vector512.Load(q0 + o + Half);
+                a00 = Vector512.FusedMultiplyAdd(q0a, k0a, a00);
+                a01 = Vector512.FusedMultiplyAdd(q0a, k1a, a01);
+                a02 = Vector512.FusedMultiplyAdd(q0a, k2a, a02);
+                a03 = Vector512.FusedMultiplyAdd(q0a, k3a, a03);
+                a00 = Vector512.FusedMultiplyAdd(q0b, k0b, a00);
+                a01 = Vector512.FusedMultiplyAdd(q0b, k1b, a01);
+                a02 = Vector512.FusedMultiplyAdd(q0b, k2b, a02);
+                a03 = Vector512.FusedMultiplyAdd(q0b, k3b, a03);
+                Vector512<float> q1a = Vector512.Load(q1 + o);
+                Vector512<float> q1b = Vector512.Load(q1 + o + Half);
+                a10 = Vector512.FusedMultiplyAdd(q1a, k0a, a10);
+                a11 = Vector512.FusedMultiplyAdd(q1a, k1a, a11);
+                a12 = Vector512.FusedMultiplyAdd(q1a, k2a, a12);
+                a13 = Vector512.FusedMultiplyAdd(q1a, k3a, a13);
+                a10 = Vector512.FusedMultiplyAdd(q1b, k0b, a10);
+                a11 = Vector512.FusedMultiplyAdd(q1b, k1b, a11);
+                a12 = Vector512.FusedMultiplyAdd(q1b, k2b, a12);
+                a13 = Vector512.FusedMultiplyAdd(q1b, k3b, a13);
+                Vector512<float> q2a = Vector512.Load(q2 + o);
+                Vector512<float> q2b = Vector512.Load(q2 + o + Half);
+                a20 = Vector512.FusedMultiplyAdd(q2a, k0a, a20);
+                a21 = Vector512.FusedMultiplyAdd(q2a, k1a, a21);
+                a22 = Vector512.FusedMultiplyAdd(q2a, k2a, a22);
+                a23 = Vector512.FusedMultiplyAdd(q2a, k3a, a23);
+                a20 = Vector512.FusedMultiplyAdd(q2b, k0b, a20);
+                a21 = Vector512.FusedMultiplyAdd(q2b, k1b, a21);
+                a22 = Vector512.FusedMultiplyAdd(q2b, k2b, a22);
+                a23 = Vector512.FusedMultiplyAdd(q2b, k3b, a23);
+                Vector512<float> q3a = Vector512.Load(q3 + o);
+                Vector512<float> q3b = Vector512.Load(q3 + o + Half);
+                a30 = Vector512.FusedMultiplyAdd(q3a, k0a, a30);
+                a31 = Vector512.FusedMultiplyAdd(q3a, k1a, a31);
+                a32 = Vector512.FusedMultiplyAdd(q3a, k2a, a32);
+                a33 = Vector512.FusedMultiplyAdd(q3a, k3a, a33);
+                a30 = Vector512.FusedMultiplyAdd(q3b, k0b, a30);
+                a31 = Vector512.FusedMultiplyAdd(q3b, k1b, a31);
+                a32 = Vector512.FusedMultiplyAdd(q3b, k2b, a32);
+                a33 = Vector512.FusedMultiplyAdd(q3b, k3b, a33);
+            }
+
+            Vector512<float> dots = Sum16(a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31, a32, a33);
+            Avx512F.ExtractVector128(dots, 0).Store(s0 + j);
+            Avx512F.ExtractVector128(dots, 1).Store(s1 + j);
+            Avx512F.ExtractVector128(dots, 2).Store(s2 + j);
+            Avx512F.ExtractVector128(dots, 3).Store(s3 + j);
+        }
+
+        for (; j < count; j++)
         {
             if (prefetchA != null)
             {
@@ -172,28 +284,20 @@ internal static unsafe class FusedAttentionSegment
             Vector512<float> a1 = Vector512<float>.Zero;
             Vector512<float> a2 = Vector512<float>.Zero;
             Vector512<float> a3 = Vector512<float>.Zero;
-            Vector512<float> b0 = Vector512<float>.Zero;
-            Vector512<float> b1 = Vector512<float>.Zero;
-            Vector512<float> b2 = Vector512<float>.Zero;
-            Vector512<float> b3 = Vector512<float>.Zero;
             for (int o = 0; o < headDim; o += Chunk, k += chunkBytes)
             {
                 TFormat.Load32(k, out Vector512<float> ka, out Vector512<float> kb);
-                a0 = Vector512.FusedMultiplyAdd(Vector512.Load(q0 + o), ka, a0);
-                b0 = Vector512.FusedMultiplyAdd(Vector512.Load(q0 + o + Half), kb, b0);
-                a1 = Vector512.FusedMultiplyAdd(Vector512.Load(q1 + o), ka, a1);
-                b1 = Vector512.FusedMultiplyAdd(Vector512.Load(q1 + o + Half), kb, b1);
-                a2 = Vector512.FusedMultiplyAdd(Vector512.Load(q2 + o), ka, a2);
-                b2 = Vector512.FusedMultiplyAdd(Vector512.Load(q2 + o + Half), kb, b2);
-                a3 = Vector512.FusedMultiplyAdd(Vector512.Load(q3 + o), ka, a3);
-                b3 = Vector512.FusedMultiplyAdd(Vector512.Load(q3 + o + Half), kb, b3);
+                a0 = Vector512.FusedMultiplyAdd(Vector512.Load(q0 + o + Half), kb, Vector512.FusedMultiplyAdd(Vector512.Load(q0 + o), ka, a0));
+                a1 = Vector512.FusedMultiplyAdd(Vector512.Load(q1 + o + Half), kb, Vector512.FusedMultiplyAdd(Vector512.Load(q1 + o), ka, a1));
+                a2 = Vector512.FusedMultiplyAdd(Vector512.Load(q2 + o + Half), kb, Vector512.FusedMultiplyAdd(Vector512.Load(q2 + o), ka, a2));
+                a3 = Vector512.FusedMultiplyAdd(Vector512.Load(q3 + o + Half), kb, Vector512.FusedMultiplyAdd(Vector512.Load(q3 + o), ka, a3));
             }
 
-            Vector128<float> dots = Sum4(a0 + b0, a1 + b1, a2 + b2, a3 + b3);
+            Vector128<float> dots = Sum4(a0, a1, a2, a3);
             s0[j] = dots.GetElement(0);
-            s0[scoreStride + j] = dots.GetElement(1);
-            s0[(2 * scoreStride) + j] = dots.GetElement(2);
-            s0[(3 * scoreStride) + j] = dots.GetElement(3);
+            s1[j] = dots.GetElement(1);
+            s2[j] = dots.GetElement(2);
+            s3[j] = dots.GetElement(3);
         }
     }
 
