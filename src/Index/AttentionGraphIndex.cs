@@ -119,11 +119,14 @@ public sealed class AttentionGraphIndex : IQueryGuidedIndex
             return;
         }
 
-        int[] hits = AddQueryGuidedEdges();
-        AddKeyNeighborEdges();
+        // Construction scores over a transient f32 widening of the bf16 copy (the rows searches score);
+        // only the copy is kept.
+        float[] widened = _rows.ToSingle();
+        int[] hits = AddQueryGuidedEdges(widened);
+        AddKeyNeighborEdges(widened);
         AddReverseEdges();
-        ChooseEntries(hits);
-        ClusterSampleQueries();
+        ChooseEntries(hits, widened);
+        ClusterSampleQueries(widened);
     }
 
     /// <inheritdoc />
@@ -143,12 +146,13 @@ public sealed class AttentionGraphIndex : IQueryGuidedIndex
         Array.Resize(ref _adjacency, Count * _degree);
         Array.Fill(_adjacency, -1, first * _degree, (Count - first) * _degree);
         var entries = new List<int>(_entries);
-        LinkToSampleQueries(first, entries);
+        var key = new float[Dimension];
+        LinkToSampleQueries(first, entries, key);
         int links = Math.Max(1, _degree / 2);
         var found = new long[links];
         for (int row = first; row < Count; row++)
         {
-            int got = Search(_rows.Row(row), links, 8 * _degree, 2 * links, true, found, out _, row);
+            int got = Search(_rows.Row(row, key), links, 8 * _degree, 2 * links, true, found, out _, row);
             for (int i = 0; i < got; i++)
             {
                 int other = (int)found[i];
@@ -285,7 +289,7 @@ public sealed class AttentionGraphIndex : IQueryGuidedIndex
                 Visit(e, visited, seen, ref count, scan);
             }
 
-            RowDotKernel.GatheredScores(query, _rows.Keys, seen[..count], seenScores[..count]);
+            RowDotKernel.GatheredScoresBFloat16(query, _rows.Keys, seen[..count], seenScores[..count]);
             for (int i = 0; i < count; i++)
             {
                 frontier.Push(seen[i], seenScores[i]);
@@ -310,7 +314,7 @@ public sealed class AttentionGraphIndex : IQueryGuidedIndex
                         break;
                     }
 
-                    RowDotKernel.GatheredScores(query, _rows.Keys, seen[batchStart..count], seenScores[batchStart..count]);
+                    RowDotKernel.GatheredScoresBFloat16(query, _rows.Keys, seen[batchStart..count], seenScores[batchStart..count]);
                     for (int i = batchStart; i < count; i++)
                     {
                         frontier.Push(seen[i], seenScores[i]);
@@ -343,7 +347,7 @@ public sealed class AttentionGraphIndex : IQueryGuidedIndex
                     }
                 }
 
-                RowDotKernel.GatheredScores(query, _rows.Keys, seen[batch..count], seenScores[batch..count]);
+                RowDotKernel.GatheredScoresBFloat16(query, _rows.Keys, seen[batch..count], seenScores[batch..count]);
                 for (int i = batch; i < count; i++)
                 {
                     frontier.Push(seen[i], seenScores[i]);
@@ -394,11 +398,10 @@ public sealed class AttentionGraphIndex : IQueryGuidedIndex
     /// Finds each sample query's exact top-Q keys and links every key to the keys it most often shares a
     /// top list with; returns per key how many sample top lists it is in.
     /// </summary>
-    private int[] AddQueryGuidedEdges()
+    private int[] AddQueryGuidedEdges(float[] keys)
     {
         int n = Count;
         int d = Dimension;
-        ReadOnlySpan<float> keys = _rows.Keys;
         float[] samples = [.. _samples];
         int m = samples.Length / d;
         if (m == 0)
@@ -408,7 +411,7 @@ public sealed class AttentionGraphIndex : IQueryGuidedIndex
             samples = new float[m * d];
             for (int s = 0; s < m; s++)
             {
-                keys.Slice((int)((long)s * n / m) * d, d).CopyTo(samples.AsSpan(s * d, d));
+                keys.AsSpan((int)((long)s * n / m) * d, d).CopyTo(samples.AsSpan(s * d, d));
             }
         }
 
@@ -509,7 +512,7 @@ public sealed class AttentionGraphIndex : IQueryGuidedIndex
     private static float Weight(int together, int hits) => together / MathF.Sqrt(hits);
 
     /// <summary>Links each key to its nearest keys (L2) inside its fine k-means cluster, so every key has out-edges.</summary>
-    private void AddKeyNeighborEdges()
+    private void AddKeyNeighborEdges(float[] keys)
     {
         if (_keyNeighbors == 0)
         {
@@ -517,12 +520,11 @@ public sealed class AttentionGraphIndex : IQueryGuidedIndex
         }
 
         int d = Dimension;
-        ReadOnlySpan<float> keys = _rows.Keys;
         var clusters = HierarchicalClustering.Build(keys, Count, d, 2, 64, 3, 0x6EA9);
         var norms = new float[Count];
         for (int i = 0; i < Count; i++)
         {
-            ReadOnlySpan<float> k = _rows.Row(i);
+            ReadOnlySpan<float> k = keys.AsSpan(i * d, d);
             norms[i] = TensorPrimitives.Dot(k, k);
         }
 
@@ -539,7 +541,7 @@ public sealed class AttentionGraphIndex : IQueryGuidedIndex
             var dots = new float[size];
             for (int a = 0; a < size; a++)
             {
-                RowDotKernel.GatheredScores(_rows.Row(ids[a]), keys, ids, dots);
+                RowDotKernel.GatheredScores(keys.AsSpan(ids[a] * d, d), keys, ids, dots);
                 for (int b = 0; b < size; b++)
                 {
                     // Larger is nearer: −‖x − y‖² + ‖x‖² = 2x·y − ‖y‖²; the key itself is excluded.
@@ -574,7 +576,7 @@ public sealed class AttentionGraphIndex : IQueryGuidedIndex
         }
     }
 
-    private void ChooseEntries(int[] hits)
+    private void ChooseEntries(int[] hits, float[] keys)
     {
         int n = Count;
         var entries = new List<int>();
@@ -596,7 +598,7 @@ public sealed class AttentionGraphIndex : IQueryGuidedIndex
 
         for (int i = 0; i < n; i++)
         {
-            weights[i] = TensorPrimitives.Norm(_rows.Row(i));
+            weights[i] = TensorPrimitives.Norm(keys.AsSpan(i * Dimension, Dimension));
             if (_rows.Positions[i] < SinkPositions && !entries.Contains(i))
             {
                 entries.Add(i);
@@ -628,7 +630,7 @@ public sealed class AttentionGraphIndex : IQueryGuidedIndex
     }
 
     /// <summary>Clusters the sample queries and keeps each centroid's exact top keys as search seeds.</summary>
-    private void ClusterSampleQueries()
+    private void ClusterSampleQueries(float[] keys)
     {
         int d = Dimension;
         int m = _samples.Count / d;
@@ -648,7 +650,7 @@ public sealed class AttentionGraphIndex : IQueryGuidedIndex
         var scores = new float[Count];
         for (int c = 0; c < clusters; c++)
         {
-            RowDotKernel.Scores(_queryCentroids.AsSpan(c * d, d), _rows.Keys, scores);
+            RowDotKernel.Scores(_queryCentroids.AsSpan(c * d, d), keys, scores);
             Span<int> list = _clusterEntries.AsSpan(c * ClusterSeeds, ClusterSeeds);
             int got = TopKSelector.Select(scores, seeds, list);
             list[got..].Fill(list[0]);
@@ -660,7 +662,7 @@ public sealed class AttentionGraphIndex : IQueryGuidedIndex
     /// is linked both ways with that query's best key (evicting the pivot's weakest link when full), and a
     /// key in the top lists of half the sample queries or more (a new needle or sink) becomes an entry point.
     /// </summary>
-    private void LinkToSampleQueries(int first, List<int> entries)
+    private void LinkToSampleQueries(int first, List<int> entries, float[] key)
     {
         int m = _sampleThresholds.Length;
         if (m == 0)
@@ -673,7 +675,7 @@ public sealed class AttentionGraphIndex : IQueryGuidedIndex
         var scores = new float[m];
         for (int row = first; row < Count; row++)
         {
-            RowDotKernel.Scores(_rows.Row(row), samples, scores);
+            RowDotKernel.Scores(_rows.Row(row, key), samples, scores);
             int hits = 0;
             for (int s = 0; s < m; s++)
             {

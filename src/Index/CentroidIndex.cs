@@ -115,9 +115,11 @@ public sealed class CentroidIndex : IKeyIndex
         _rows.Append(keys, positions);
         int d = Dimension;
         Span<int> one = stackalloc int[1];
+        // The stored bf16 row, not the f32 one given, is what searches score, so boxes must cover it.
+        var row = new float[d];
         for (int i = 0; i < positions.Length; i++)
         {
-            ReadOnlySpan<float> k = keys.Slice(i * d, d);
+            ReadOnlySpan<float> k = _rows.Row(first + i, row);
             int coarse = 0;
             if (CoarseCount > 1)
             {
@@ -233,7 +235,7 @@ public sealed class CentroidIndex : IKeyIndex
             }
 
             Span<float> memberScores = floats.AsSpan(coarseCount + 2 * fineCount + 2 * Dimension, taken);
-            RowDotKernel.GatheredScores(query, _rows.Keys, rows[..taken], memberScores);
+            RowDotKernel.GatheredScoresBFloat16(query, _rows.Keys, rows[..taken], memberScores);
             Span<int> best = ints.AsSpan(coarseCount + 2 * fineCount + Count, budget);
             int written = TopKSelector.Select(memberScores, budget, best);
             for (int i = 0; i < written; i++)
@@ -304,13 +306,15 @@ public sealed class CentroidIndex : IKeyIndex
 
     private void Cluster()
     {
-        var clusters = HierarchicalClustering.Build(_rows.Keys, _rows.Count, Dimension, _levels, _clusterSize, _iterations, 0x5EED);
+        // Clustering runs over a transient f32 widening of the bf16 copy; only the copy is kept.
+        float[] keys = _rows.ToSingle();
+        var clusters = HierarchicalClustering.Build(keys, _rows.Count, Dimension, _levels, _clusterSize, _iterations, 0x5EED);
         _coarse = clusters.Coarse;
         _fineStart = clusters.FineStart;
         _fine = clusters.Fine;
         _members = clusters.Members;
         int d = Dimension;
-        SplitOutliers();
+        SplitOutliers(keys);
         _fineMin = new float[_fine.Length];
         _fineMax = new float[_fine.Length];
         for (int f = 0; f < _members.Length; f++)
@@ -321,7 +325,7 @@ public sealed class CentroidIndex : IKeyIndex
             max.Fill(float.NegativeInfinity);
             foreach (int row in _members[f])
             {
-                Widen(f, _rows.Row(row));
+                Widen(f, keys.AsSpan(row * d, d));
             }
         }
     }
@@ -335,12 +339,12 @@ public sealed class CentroidIndex : IKeyIndex
     /// query costs a fraction of a percent. Coarse rather than fine distances, because k-means++ likes to
     /// give an outlier a fine cluster of its own, where it is at distance 0.
     /// </summary>
-    private void SplitOutliers()
+    private void SplitOutliers(float[] keys)
     {
         int d = Dimension;
         int coarseCount = CoarseCount;
         _coarseSpread = new float[coarseCount];
-        _anchor = _coarse.Length > 0 ? [] : KeyMean();
+        _anchor = _coarse.Length > 0 ? [] : KeyMean(keys);
         float[] anchors = _coarse.Length > 0 ? _coarse : _anchor;
         var far = new List<(float Excess, int Row, int Fine)>();
         for (int c = 0; c < coarseCount; c++)
@@ -352,7 +356,7 @@ public sealed class CentroidIndex : IKeyIndex
             {
                 foreach (int row in _members[f])
                 {
-                    float dist = TensorPrimitives.Distance(_rows.Row(row), anchor);
+                    float dist = TensorPrimitives.Distance(keys.AsSpan(row * d, d), anchor);
                     sum += dist * dist;
                     count++;
                 }
@@ -363,7 +367,7 @@ public sealed class CentroidIndex : IKeyIndex
             {
                 foreach (int row in _members[f])
                 {
-                    float dist = TensorPrimitives.Distance(_rows.Row(row), anchor);
+                    float dist = TensorPrimitives.Distance(keys.AsSpan(row * d, d), anchor);
                     if (dist * dist > OutlierFactor * _coarseSpread[c])
                     {
                         far.Add((dist * dist / _coarseSpread[c], row, f));
@@ -382,13 +386,13 @@ public sealed class CentroidIndex : IKeyIndex
         }
     }
 
-    private float[] KeyMean()
+    private float[] KeyMean(float[] keys)
     {
         int d = Dimension;
         var mean = new float[d];
         for (int i = 0; i < Count; i++)
         {
-            TensorPrimitives.Add(mean, _rows.Row(i), mean);
+            TensorPrimitives.Add(mean, keys.AsSpan(i * d, d), mean);
         }
 
         TensorPrimitives.Multiply(mean, 1f / Math.Max(1, Count), mean);

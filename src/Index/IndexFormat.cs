@@ -5,12 +5,21 @@ namespace KvDb.Index;
 
 /// <summary>
 /// The persisted layout shared by every family: magic, format version, canonical spec, dimension, then
-/// the family's payload of little-endian arrays. Loading re-creates the family from the spec.
+/// the family's payload of little-endian arrays. Loading re-creates the family from the spec. The version
+/// is per family, so a change to one family's payload refuses only that family's old files.
 /// </summary>
 internal static class IndexFormat
 {
     public const uint Magic = 0x5844494B; // "KIDX"
+
+    /// <summary>The payload version of families whose payload never changed.</summary>
     public const int Version = 1;
+
+    /// <summary>centroid and graph: version 2 keeps the key copy as bf16 (version 1 files held f32 keys).</summary>
+    public const int KeyRowsVersion = 2;
+
+    /// <summary>The payload version written and accepted for <paramref name="family"/>.</summary>
+    public static int VersionOf(string family) => family is "centroid" or "graph" ? KeyRowsVersion : Version;
 
     public static BinaryWriter Writer(Stream stream) => new(stream, Encoding.UTF8, leaveOpen: true);
 
@@ -19,7 +28,7 @@ internal static class IndexFormat
     public static void WriteHeader(BinaryWriter w, string spec, int dimension)
     {
         w.Write(Magic);
-        w.Write(Version);
+        w.Write(VersionOf(IndexSpec.Parse(spec).Family));
         w.Write(spec);
         w.Write(dimension);
     }
@@ -32,12 +41,18 @@ internal static class IndexFormat
         }
 
         int version = r.ReadInt32();
-        if (version != Version)
+        if (version is not (Version or KeyRowsVersion))
         {
-            throw new InvalidDataException($"index format version {version} is not supported (expected {Version})");
+            throw new InvalidDataException($"index format version {version} is not supported (expected {Version} or {KeyRowsVersion})");
         }
 
         string spec = r.ReadString();
+        int expected = VersionOf(IndexSpec.Parse(spec).Family);
+        if (version != expected)
+        {
+            throw new InvalidDataException($"index format version {version} of \"{spec}\" is not supported (expected {expected}); rebuild the index");
+        }
+
         int dimension = r.ReadInt32();
         return (spec, dimension);
     }

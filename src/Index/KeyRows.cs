@@ -1,13 +1,17 @@
+using KvDb.Kernels;
+
 namespace KvDb.Index;
 
 /// <summary>
-/// The f32 copy of indexed keys and their positions that families scoring keys exactly keep: row i of
-/// <see cref="Keys"/> is the key at <see cref="Positions"/>[i]. Grows by doubling; readers see a
-/// consistent prefix because rows are only ever appended.
+/// The bf16 copy of indexed keys and their positions that families scoring keys exactly keep: row i of
+/// <see cref="Keys"/> (raw bf16 bits) is the key at <see cref="Positions"/>[i]. bf16 rather than f32 so the
+/// copy costs no more than the store's bf16 keys: for bf16 models (what the store usually holds) it is
+/// exact, and for f32 models it only ranks candidates, since plans attend the store's exact rows. Grows by
+/// doubling; readers see a consistent prefix because rows are only ever appended.
 /// </summary>
 internal sealed class KeyRows
 {
-    private float[] _keys = [];
+    private ushort[] _keys = [];
     private long[] _positions = [];
 
     public KeyRows(int dimension)
@@ -19,13 +23,31 @@ internal sealed class KeyRows
 
     public int Count { get; private set; }
 
-    public ReadOnlySpan<float> Keys => _keys.AsSpan(0, Count * Dimension);
+    /// <summary>The rows as raw bf16 bits, [Count, Dimension].</summary>
+    public ReadOnlySpan<ushort> Keys => _keys.AsSpan(0, Count * Dimension);
 
     public ReadOnlySpan<long> Positions => _positions.AsSpan(0, Count);
 
-    public long MemoryBytes => (long)_keys.Length * sizeof(float) + (long)_positions.Length * sizeof(long);
+    public long MemoryBytes => (long)_keys.Length * sizeof(ushort) + (long)_positions.Length * sizeof(long);
 
-    public ReadOnlySpan<float> Row(int i) => _keys.AsSpan(i * Dimension, Dimension);
+    /// <summary>Widens row <paramref name="i"/> into <paramref name="destination"/> and returns that row's span of it.</summary>
+    public ReadOnlySpan<float> Row(int i, Span<float> destination)
+    {
+        Span<float> row = destination[..Dimension];
+        ElementConversion.BFloat16ToSingle(_keys.AsSpan(i * Dimension, Dimension), row);
+        return row;
+    }
+
+    /// <summary>
+    /// All rows widened to a new f32 array, [Count, Dimension]: for builds (k-means, graph construction),
+    /// which may take transient memory; searches score the bf16 rows directly.
+    /// </summary>
+    public float[] ToSingle()
+    {
+        var keys = new float[Count * Dimension];
+        ElementConversion.BFloat16ToSingle(Keys, keys);
+        return keys;
+    }
 
     public void Clear() => Count = 0;
 
@@ -45,7 +67,7 @@ internal sealed class KeyRows
             Array.Resize(ref _keys, capacity * Dimension);
         }
 
-        keys.CopyTo(_keys.AsSpan(Count * Dimension));
+        ElementConversion.SingleToBFloat16(keys, _keys.AsSpan(Count * Dimension));
         positions.CopyTo(_positions.AsSpan(Count));
         Count = need;
     }
@@ -58,7 +80,7 @@ internal sealed class KeyRows
 
     public void Load(BinaryReader r)
     {
-        float[] keys = IndexFormat.ReadArray<float>(r);
+        ushort[] keys = IndexFormat.ReadArray<ushort>(r);
         long[] positions = IndexFormat.ReadArray<long>(r);
         if (keys.Length != (long)positions.Length * Dimension)
         {

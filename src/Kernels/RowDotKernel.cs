@@ -5,7 +5,7 @@ using System.Runtime.Intrinsics;
 namespace KvDb.Kernels;
 
 /// <summary>
-/// Inner products of one query with many f32 rows (contiguous or gathered by index): the scoring step of
+/// Inner products of one query with many f32 or bf16 rows (contiguous or gathered by index): the scoring step of
 /// every index search. Four rows share each query load, so the query stays in registers while the rows stream.
 /// </summary>
 public static unsafe class RowDotKernel
@@ -68,6 +68,43 @@ public static unsafe class RowDotKernel
             {
                 Check(idx[j], rowCount);
                 s[j] = Dot(q, r + (long)idx[j] * d, d);
+            }
+        }
+    }
+
+    /// <summary>
+    /// scores[j] = query · rows[indices[j]] for bf16 rows (raw bits, laid out [*, query.Length]), each
+    /// element widened to f32 exactly; the index families keep their key copies this way at half the bytes.
+    /// </summary>
+    public static void GatheredScoresBFloat16(ReadOnlySpan<float> query, ReadOnlySpan<ushort> rows, ReadOnlySpan<int> indices, Span<float> scores)
+    {
+        int d = query.Length;
+        int n = indices.Length;
+        if (d == 0 || scores.Length < n)
+        {
+            throw new ArgumentException("scores must hold one float per index");
+        }
+
+        long rowCount = rows.Length / d;
+        fixed (float* q = query)
+        fixed (ushort* r = rows)
+        fixed (int* idx = indices)
+        fixed (float* s = scores)
+        {
+            int j = 0;
+            for (; j <= n - 4; j += 4)
+            {
+                Check(idx[j], rowCount);
+                Check(idx[j + 1], rowCount);
+                Check(idx[j + 2], rowCount);
+                Check(idx[j + 3], rowCount);
+                DotBFloat16x4(q, r + (long)idx[j] * d, r + (long)idx[j + 1] * d, r + (long)idx[j + 2] * d, r + (long)idx[j + 3] * d, d, s + j);
+            }
+
+            for (; j < n; j++)
+            {
+                Check(idx[j], rowCount);
+                s[j] = DotBFloat16(q, r + (long)idx[j] * d, d);
             }
         }
     }
@@ -147,6 +184,142 @@ public static unsafe class RowDotKernel
         output[2] = Dot(q, k2, d);
         output[3] = Dot(q, k3, d);
     }
+
+    /// <summary>
+    /// Four bf16 rows against one f32 query. bf16 is the top half of an f32, so a zero-extend to 32 bits and a
+    /// 16-bit shift widens it exactly; the low and high halves of each 32-element chunk feed separate
+    /// accumulators so consecutive FMAs do not wait on each other.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void DotBFloat16x4(float* q, ushort* k0, ushort* k1, ushort* k2, ushort* k3, int d, float* output)
+    {
+        float s0 = 0;
+        float s1 = 0;
+        float s2 = 0;
+        float s3 = 0;
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated && d >= 32)
+        {
+            Vector512<float> a0 = Vector512<float>.Zero;
+            Vector512<float> b0 = Vector512<float>.Zero;
+            Vector512<float> a1 = Vector512<float>.Zero;
+            Vector512<float> b1 = Vector512<float>.Zero;
+            Vector512<float> a2 = Vector512<float>.Zero;
+            Vector512<float> b2 = Vector512<float>.Zero;
+            Vector512<float> a3 = Vector512<float>.Zero;
+            Vector512<float> b3 = Vector512<float>.Zero;
+            for (; i <= d - 32; i += 32)
+            {
+                Vector512<float> qlo = Vector512.Load(q + i);
+                Vector512<float> qhi = Vector512.Load(q + i + 16);
+                Accumulate(qlo, qhi, k0 + i, ref a0, ref b0);
+                Accumulate(qlo, qhi, k1 + i, ref a1, ref b1);
+                Accumulate(qlo, qhi, k2 + i, ref a2, ref b2);
+                Accumulate(qlo, qhi, k3 + i, ref a3, ref b3);
+            }
+
+            s0 = Vector512.Sum(a0 + b0);
+            s1 = Vector512.Sum(a1 + b1);
+            s2 = Vector512.Sum(a2 + b2);
+            s3 = Vector512.Sum(a3 + b3);
+        }
+        else if (Vector256.IsHardwareAccelerated && d >= 16)
+        {
+            Vector256<float> a0 = Vector256<float>.Zero;
+            Vector256<float> b0 = Vector256<float>.Zero;
+            Vector256<float> a1 = Vector256<float>.Zero;
+            Vector256<float> b1 = Vector256<float>.Zero;
+            Vector256<float> a2 = Vector256<float>.Zero;
+            Vector256<float> b2 = Vector256<float>.Zero;
+            Vector256<float> a3 = Vector256<float>.Zero;
+            Vector256<float> b3 = Vector256<float>.Zero;
+            for (; i <= d - 16; i += 16)
+            {
+                Vector256<float> qlo = Vector256.Load(q + i);
+                Vector256<float> qhi = Vector256.Load(q + i + 8);
+                Accumulate(qlo, qhi, k0 + i, ref a0, ref b0);
+                Accumulate(qlo, qhi, k1 + i, ref a1, ref b1);
+                Accumulate(qlo, qhi, k2 + i, ref a2, ref b2);
+                Accumulate(qlo, qhi, k3 + i, ref a3, ref b3);
+            }
+
+            s0 = Vector256.Sum(a0 + b0);
+            s1 = Vector256.Sum(a1 + b1);
+            s2 = Vector256.Sum(a2 + b2);
+            s3 = Vector256.Sum(a3 + b3);
+        }
+
+        for (; i < d; i++)
+        {
+            s0 += q[i] * Widen(k0[i]);
+            s1 += q[i] * Widen(k1[i]);
+            s2 += q[i] * Widen(k2[i]);
+            s3 += q[i] * Widen(k3[i]);
+        }
+
+        output[0] = s0;
+        output[1] = s1;
+        output[2] = s2;
+        output[3] = s3;
+    }
+
+    /// <summary>query · row for <paramref name="d"/> f32 query elements and bf16 row elements.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float DotBFloat16(float* q, ushort* k, int d)
+    {
+        float sum = 0;
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated && d >= 32)
+        {
+            Vector512<float> a = Vector512<float>.Zero;
+            Vector512<float> b = Vector512<float>.Zero;
+            for (; i <= d - 32; i += 32)
+            {
+                Accumulate(Vector512.Load(q + i), Vector512.Load(q + i + 16), k + i, ref a, ref b);
+            }
+
+            sum = Vector512.Sum(a + b);
+        }
+        else if (Vector256.IsHardwareAccelerated && d >= 16)
+        {
+            Vector256<float> a = Vector256<float>.Zero;
+            Vector256<float> b = Vector256<float>.Zero;
+            for (; i <= d - 16; i += 16)
+            {
+                Accumulate(Vector256.Load(q + i), Vector256.Load(q + i + 8), k + i, ref a, ref b);
+            }
+
+            sum = Vector256.Sum(a + b);
+        }
+
+        for (; i < d; i++)
+        {
+            sum += q[i] * Widen(k[i]);
+        }
+
+        return sum;
+    }
+
+    /// <summary>Widens the 32 bf16 elements at <paramref name="k"/> and adds their products with the query halves.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Accumulate(Vector512<float> qlo, Vector512<float> qhi, ushort* k, ref Vector512<float> lo, ref Vector512<float> hi)
+    {
+        (Vector512<uint> wideLo, Vector512<uint> wideHi) = Vector512.Widen(Vector512.Load(k));
+        lo = Vector512.FusedMultiplyAdd(qlo, Vector512.ShiftLeft(wideLo, 16).AsSingle(), lo);
+        hi = Vector512.FusedMultiplyAdd(qhi, Vector512.ShiftLeft(wideHi, 16).AsSingle(), hi);
+    }
+
+    /// <summary>Widens the 16 bf16 elements at <paramref name="k"/> and adds their products with the query halves.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Accumulate(Vector256<float> qlo, Vector256<float> qhi, ushort* k, ref Vector256<float> lo, ref Vector256<float> hi)
+    {
+        (Vector256<uint> wideLo, Vector256<uint> wideHi) = Vector256.Widen(Vector256.Load(k));
+        lo = Vector256.FusedMultiplyAdd(qlo, Vector256.ShiftLeft(wideLo, 16).AsSingle(), lo);
+        hi = Vector256.FusedMultiplyAdd(qhi, Vector256.ShiftLeft(wideHi, 16).AsSingle(), hi);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Widen(ushort bits) => BitConverter.UInt32BitsToSingle((uint)bits << 16);
 
     private static void Check(int index, long rowCount)
     {

@@ -33,6 +33,45 @@ public sealed class RowDotKernelTests
         Assert.Throws<ArgumentOutOfRangeException>(() => RowDotKernel.GatheredScores(query, rows, [n], new float[1]));
     }
 
+    [Theory]
+    [InlineData(7)]
+    [InlineData(16)]
+    [InlineData(48)]
+    [InlineData(128)]
+    [InlineData(130)]
+    public void Gathered_bf16_scores_match_an_f64_dot_of_the_widened_rows(int d)
+    {
+        const int n = 37;
+        var rng = new DeterministicRandom((ulong)(d + 500));
+        float[] exact = Random(ref rng, n * d);
+        float[] query = Random(ref rng, d);
+        var rows = new ushort[n * d];
+        ElementConversion.SingleToBFloat16(exact, rows);
+        // Every 4-row group, the single-row tail, repeats and the last row.
+        int[] indices = [5, 0, 36, 5, 17, 2, 9, 36, 1, 30, 30];
+        var scores = new float[indices.Length];
+        RowDotKernel.GatheredScoresBFloat16(query, rows, indices, scores);
+        for (int j = 0; j < indices.Length; j++)
+        {
+            double expected = 0;
+            double magnitude = 0;
+            for (int i = 0; i < d; i++)
+            {
+                double k = ElementConversion.BFloat16ToSingle(rows[indices[j] * d + i]);
+                expected += query[i] * k;
+                magnitude += Math.Abs(query[i] * k);
+            }
+
+            // f32 accumulation of d products: error bounded by a few ulps of the absolute sum.
+            Assert.Equal(expected, scores[j], 4e-7 * d * magnitude + 1e-6);
+            // bf16 keeps 8 significant bits, so the dot stays within ~2^-8 of the f32 rows' dot.
+            Assert.Equal(Dot(query, exact.AsSpan(indices[j] * d, d)), scores[j], magnitude / 128);
+        }
+
+        Assert.Throws<ArgumentOutOfRangeException>(() => RowDotKernel.GatheredScoresBFloat16(query, rows, [0, 1, 2, n], new float[4]));
+        Assert.Throws<ArgumentOutOfRangeException>(() => RowDotKernel.GatheredScoresBFloat16(query, rows, [-1], new float[1]));
+    }
+
     [Fact]
     public void KMeans_assignment_picks_the_nearest_centroid()
     {
