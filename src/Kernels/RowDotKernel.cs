@@ -39,44 +39,20 @@ public static unsafe class RowDotKernel
     }
 
     /// <summary>scores[j] = query · rows[indices[j]] for rows laid out [*, query.Length].</summary>
-    public static void GatheredScores(ReadOnlySpan<float> query, ReadOnlySpan<float> rows, ReadOnlySpan<int> indices, Span<float> scores)
-    {
-        int d = query.Length;
-        int n = indices.Length;
-        if (d == 0 || scores.Length < n)
-        {
-            throw new ArgumentException("scores must hold one float per index");
-        }
-
-        long rowCount = rows.Length / d;
-        fixed (float* q = query)
-        fixed (float* r = rows)
-        fixed (int* idx = indices)
-        fixed (float* s = scores)
-        {
-            int j = 0;
-            for (; j <= n - 4; j += 4)
-            {
-                Check(idx[j], rowCount);
-                Check(idx[j + 1], rowCount);
-                Check(idx[j + 2], rowCount);
-                Check(idx[j + 3], rowCount);
-                Dot4(q, r + (long)idx[j] * d, r + (long)idx[j + 1] * d, r + (long)idx[j + 2] * d, r + (long)idx[j + 3] * d, d, s + j);
-            }
-
-            for (; j < n; j++)
-            {
-                Check(idx[j], rowCount);
-                s[j] = Dot(q, r + (long)idx[j] * d, d);
-            }
-        }
-    }
+    public static void GatheredScores(ReadOnlySpan<float> query, ReadOnlySpan<float> rows, ReadOnlySpan<int> indices, Span<float> scores) =>
+        Gathered<float, SingleRows>(query, rows, indices, scores);
 
     /// <summary>
     /// scores[j] = query · rows[indices[j]] for bf16 rows (raw bits, laid out [*, query.Length]), each
     /// element widened to f32 exactly; the index families keep their key copies this way at half the bytes.
     /// </summary>
-    public static void GatheredScoresBFloat16(ReadOnlySpan<float> query, ReadOnlySpan<ushort> rows, ReadOnlySpan<int> indices, Span<float> scores)
+    public static void GatheredScoresBFloat16(ReadOnlySpan<float> query, ReadOnlySpan<ushort> rows, ReadOnlySpan<int> indices, Span<float> scores) =>
+        Gathered<ushort, BFloat16Rows>(query, rows, indices, scores);
+
+    /// <summary>One driver for every row element type: four rows per step (their loads overlap), then single rows.</summary>
+    private static void Gathered<T, TRows>(ReadOnlySpan<float> query, ReadOnlySpan<T> rows, ReadOnlySpan<int> indices, Span<float> scores)
+        where T : unmanaged
+        where TRows : IRowElements<T>
     {
         int d = query.Length;
         int n = indices.Length;
@@ -87,7 +63,7 @@ public static unsafe class RowDotKernel
 
         long rowCount = rows.Length / d;
         fixed (float* q = query)
-        fixed (ushort* r = rows)
+        fixed (T* r = rows)
         fixed (int* idx = indices)
         fixed (float* s = scores)
         {
@@ -98,13 +74,13 @@ public static unsafe class RowDotKernel
                 Check(idx[j + 1], rowCount);
                 Check(idx[j + 2], rowCount);
                 Check(idx[j + 3], rowCount);
-                DotBFloat16x4(q, r + (long)idx[j] * d, r + (long)idx[j + 1] * d, r + (long)idx[j + 2] * d, r + (long)idx[j + 3] * d, d, s + j);
+                TRows.Dot4(q, r + (long)idx[j] * d, r + (long)idx[j + 1] * d, r + (long)idx[j + 2] * d, r + (long)idx[j + 3] * d, d, s + j);
             }
 
             for (; j < n; j++)
             {
                 Check(idx[j], rowCount);
-                s[j] = DotBFloat16(q, r + (long)idx[j] * d, d);
+                s[j] = TRows.Dot(q, r + (long)idx[j] * d, d);
             }
         }
     }
@@ -327,5 +303,28 @@ public static unsafe class RowDotKernel
         {
             throw new ArgumentOutOfRangeException(nameof(index), index, $"row index must be in [0, {rowCount})");
         }
+    }
+
+    /// <summary>Dot products of an f32 query with rows of one element type (static dispatch, no virtual calls).</summary>
+    private interface IRowElements<T>
+        where T : unmanaged
+    {
+        static abstract float Dot(float* q, T* row, int d);
+
+        static abstract void Dot4(float* q, T* r0, T* r1, T* r2, T* r3, int d, float* output);
+    }
+
+    private readonly struct SingleRows : IRowElements<float>
+    {
+        public static float Dot(float* q, float* row, int d) => RowDotKernel.Dot(q, row, d);
+
+        public static void Dot4(float* q, float* r0, float* r1, float* r2, float* r3, int d, float* output) => RowDotKernel.Dot4(q, r0, r1, r2, r3, d, output);
+    }
+
+    private readonly struct BFloat16Rows : IRowElements<ushort>
+    {
+        public static float Dot(float* q, ushort* row, int d) => DotBFloat16(q, row, d);
+
+        public static void Dot4(float* q, ushort* r0, ushort* r1, ushort* r2, ushort* r3, int d, float* output) => DotBFloat16x4(q, r0, r1, r2, r3, d, output);
     }
 }
