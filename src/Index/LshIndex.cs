@@ -35,7 +35,6 @@ public sealed class LshIndex : IQueryGuidedIndex
     private float[] _metric = [];     // [dim, dim] query covariance Σ, empty = identity
     private readonly List<float> _samples = [];
     private float[] _norms = [];      // ‖k − μ‖ per row
-    private ushort[] _codes = [];     // [n, tables]
     private long[] _positions = [];
     private int[] _bucketStart = [];  // [tables, 2^bits + 1]
     private int[] _bucketRows = [];   // [tables, n]
@@ -85,7 +84,7 @@ public sealed class LshIndex : IQueryGuidedIndex
 
     /// <inheritdoc />
     public long MemoryBytes =>
-        (_planes.Length + _mean.Length + _norms.Length) * (long)sizeof(float) + _codes.Length * (long)sizeof(ushort)
+        (_planes.Length + _mean.Length + _norms.Length) * (long)sizeof(float)
         + _positions.Length * (long)sizeof(long) + (_bucketStart.Length + _bucketRows.Length) * (long)sizeof(int);
 
     /// <summary>Sample queries held for the next build.</summary>
@@ -165,7 +164,8 @@ public sealed class LshIndex : IQueryGuidedIndex
 
         _count = 0;
         _maxNorm = 1e-6f;
-        _codes = [];
+        _bucketStart = [];
+        _bucketRows = [];
         _norms = [];
         _positions = [];
         Append(keys, positions);
@@ -330,7 +330,7 @@ public sealed class LshIndex : IQueryGuidedIndex
         IndexFormat.WriteArray<float>(w, _mean);
         IndexFormat.WriteArray<float>(w, _metric);
         IndexFormat.WriteArray<float>(w, _norms.AsSpan(0, _count));
-        IndexFormat.WriteArray<ushort>(w, _codes.AsSpan(0, _count * _tables));
+        IndexFormat.WriteArray<ushort>(w, CodesFromBuckets());
         IndexFormat.WriteArray<long>(w, _positions.AsSpan(0, _count));
     }
 
@@ -342,15 +342,24 @@ public sealed class LshIndex : IQueryGuidedIndex
         _mean = IndexFormat.ReadArray<float>(r);
         _metric = IndexFormat.ReadArray<float>(r);
         _norms = IndexFormat.ReadArray<float>(r);
-        _codes = IndexFormat.ReadArray<ushort>(r);
+        ushort[] codes = IndexFormat.ReadArray<ushort>(r);
         _positions = IndexFormat.ReadArray<long>(r);
-        if (_planes.Length != Dimension * _bits * _tables || (_metric.Length != 0 && _metric.Length != Dimension * Dimension) || _norms.Length != _count || _codes.Length != _count * _tables || _positions.Length != _count)
+        if (_planes.Length != Dimension * _bits * _tables || (_metric.Length != 0 && _metric.Length != Dimension * Dimension) || _norms.Length != _count || codes.Length != _count * _tables || _positions.Length != _count)
         {
             throw new InvalidDataException("lsh index stream: tables do not match the spec");
         }
 
+        int buckets = 1 << _bits;
+        foreach (ushort code in codes)
+        {
+            if (code >= buckets)
+            {
+                throw new InvalidDataException($"lsh index stream: a code ({code}) has more than {_bits} bits");
+            }
+        }
+
         _maxNorm = _count == 0 ? 1 : Math.Max(1e-6f, TensorPrimitives.Max(_norms.AsSpan(0, _count)));
-        RebuildBuckets();
+        AppendToBuckets(codes, 0, _count);
     }
 
     /// <inheritdoc />
@@ -396,7 +405,6 @@ public sealed class LshIndex : IQueryGuidedIndex
         int d = Dimension;
         int n = positions.Length;
         int total = _count + n;
-        Array.Resize(ref _codes, total * _tables);
         Array.Resize(ref _norms, total);
         Array.Resize(ref _positions, total);
         var centred = new float[n * d];
@@ -416,46 +424,98 @@ public sealed class LshIndex : IQueryGuidedIndex
             }
         }
 
-        SimHashKernel.Hash(centred, n, d, _planes, _bits, _tables, _codes.AsSpan(_count * _tables));
+        var codes = new ushort[n * _tables];
+        SimHashKernel.Hash(centred, n, d, _planes, _bits, _tables, codes);
         if (total > 0)
         {
             _maxNorm = Math.Max(_maxNorm, TensorPrimitives.Max(_norms.AsSpan(0, total)));
         }
         positions.CopyTo(_positions.AsSpan(_count));
+        AppendToBuckets(codes, _count, n);
         _count = total;
-        RebuildBuckets();
     }
 
-    /// <summary>Counting sort of rows by code, per table: CSR bucket lists rebuilt in O(n·L).</summary>
-    private void RebuildBuckets()
+    /// <summary>
+    /// Adds rows oldCount … oldCount + added − 1 (their codes [added, tables]) to the CSR bucket lists: per table
+    /// a counting sort of the new rows placed behind each bucket's old rows, so rows stay ascending within a
+    /// bucket exactly as a full rebuild would leave them. The per-row codes are not kept afterwards (they would
+    /// cost 2 bytes × tables per key; the bucket lists already say which bucket each row is in).
+    /// </summary>
+    private void AppendToBuckets(ReadOnlySpan<ushort> codes, int oldCount, int added)
     {
         int buckets = 1 << _bits;
-        _bucketStart = new int[_tables * (buckets + 1)];
-        _bucketRows = new int[_tables * _count];
-        for (int t = 0; t < _tables; t++)
+        int total = oldCount + added;
+        var start = new int[_tables * (buckets + 1)];
+        var rows = new int[_tables * total];
+        int[] fill = ArrayPool<int>.Shared.Rent(buckets);
+        try
         {
-            Span<int> start = _bucketStart.AsSpan(t * (buckets + 1), buckets + 1);
-            for (int i = 0; i < _count; i++)
+            for (int t = 0; t < _tables; t++)
             {
-                start[_codes[i * _tables + t] + 1]++;
-            }
+                Span<int> s = start.AsSpan(t * (buckets + 1), buckets + 1);
+                ReadOnlySpan<int> oldStart = oldCount == 0 ? default : _bucketStart.AsSpan(t * (buckets + 1), buckets + 1);
+                ReadOnlySpan<int> oldRows = oldCount == 0 ? default : _bucketRows.AsSpan(t * oldCount, oldCount);
+                for (int b = 0; b < buckets; b++)
+                {
+                    s[b + 1] = oldCount == 0 ? 0 : oldStart[b + 1] - oldStart[b];
+                }
 
-            for (int b = 0; b < buckets; b++)
-            {
-                start[b + 1] += start[b];
-            }
+                for (int i = 0; i < added; i++)
+                {
+                    s[codes[(i * _tables) + t] + 1]++;
+                }
 
-            Span<int> rows = _bucketRows.AsSpan(t * _count, _count);
-            int[] fill = ArrayPool<int>.Shared.Rent(buckets);
-            start[..buckets].CopyTo(fill);
-            for (int i = 0; i < _count; i++)
-            {
-                int code = _codes[i * _tables + t];
-                rows[fill[code]++] = i;
-            }
+                for (int b = 0; b < buckets; b++)
+                {
+                    s[b + 1] += s[b];
+                }
 
+                Span<int> r = rows.AsSpan(t * total, total);
+                for (int b = 0; b < buckets; b++)
+                {
+                    int before = oldCount == 0 ? 0 : oldStart[b + 1] - oldStart[b];
+                    if (before > 0)
+                    {
+                        oldRows.Slice(oldStart[b], before).CopyTo(r.Slice(s[b], before));
+                    }
+
+                    fill[b] = s[b] + before;
+                }
+
+                for (int i = 0; i < added; i++)
+                {
+                    r[fill[codes[(i * _tables) + t]]++] = oldCount + i;
+                }
+            }
+        }
+        finally
+        {
             ArrayPool<int>.Shared.Return(fill);
         }
+
+        _bucketStart = start;
+        _bucketRows = rows;
+    }
+
+    /// <summary>The per-row codes [n, tables] read back from the bucket lists (for Save; the file format keeps codes).</summary>
+    private ushort[] CodesFromBuckets()
+    {
+        int buckets = 1 << _bits;
+        var codes = new ushort[_count * _tables];
+        for (int t = 0; t < _tables && _count > 0; t++)
+        {
+            ReadOnlySpan<int> s = _bucketStart.AsSpan(t * (buckets + 1), buckets + 1);
+            ReadOnlySpan<int> r = _bucketRows.AsSpan(t * _count, _count);
+            for (int b = 0; b < buckets; b++)
+            {
+                for (int k = s[b]; k < s[b + 1]; k++)
+                {
+                    codes[(r[k] * _tables) + t] = (ushort)b;
+                }
+            }
+        }
+
+        return codes;
     }
 
     /// <summary>Σ = QᵀQ/m over the sample queries plus a ridge of R% of its mean eigenvalue (so directions no sample used still hash), [dim, dim].</summary>
