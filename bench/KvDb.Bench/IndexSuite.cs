@@ -99,7 +99,7 @@ public static class IndexSuite
             foreach (string? heavy in new[] { "lsh", null })
             {
                 Console.Error.WriteLine($"index suite: lsh-sampling heavy={heavy ?? "none"} head {kv} @ {ctx}");
-                SamplingReport r = harness.MeasureSampling(kv, heavy, "lsh:Q=0,S=7", heavy is null ? 0 : 0.01, window);
+                SamplingReport r = harness.MeasureSampling(kv, heavy, "lsh:K=10,L=150,Q=0,S=7", heavy is null ? 0 : 0.01, window);
                 Console.WriteLine(JsonSerializer.Serialize(new
                 {
                     suite = "index",

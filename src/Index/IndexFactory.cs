@@ -2,7 +2,7 @@ namespace KvDb.Index;
 
 /// <summary>
 /// Builds indexes from spec strings so the optimizer, benchmarks and tests name them the same way:
-/// "block[:B=16,O=5]", "centroid[:L2,C=32,I=4,P=8,U=0]", "lsh[:K=10,L=150,T=2,Q=1]", "graph[:R=24,Q=384,N=0,E=8,C=0]",
+/// "block[:B=16,O=5]", "centroid[:L2,C=32,I=4,P=8,U=0]", "lsh[:K=8,L=75,T=2,Q=1]", "graph[:R=24,Q=384,N=0,E=8,C=0]",
 /// "faiss:HNSW32[,efc=40,ef=64,O=5]", "faiss:IVF[nlist][,nprobe=8,O=5]".
 /// </summary>
 public static class IndexFactory
@@ -24,7 +24,7 @@ public static class IndexFactory
                 return new CentroidIndex(dimension, s.Int("L", 2), s.Int("C", 32), s.Int("I", 4), s.Int("P", 8), s.Int("U", 0) != 0);
             case "lsh":
                 s.AllowOnly("K", "L", "T", "S", "Q", "R");
-                return new LshIndex(dimension, s.Int("K", 10), s.Int("L", 150), s.Int("T", 2), (ulong)s.Int("S", 0x51A4), s.Int("Q", 1) != 0, s.Int("R", 100));
+                return new LshIndex(dimension, s.Int("K", 8), s.Int("L", 75), s.Int("T", 2), (ulong)s.Int("S", 0x51A4), s.Int("Q", 1) != 0, s.Int("R", 100));
             case "graph":
                 s.AllowOnly("R", "Q", "N", "E", "C");
                 return new AttentionGraphIndex(dimension, s.Int("R", 24), s.Int("Q", 384), s.Int("N", 0), s.Int("E", 8), s.Int("C", 0));

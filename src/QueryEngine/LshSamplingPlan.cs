@@ -17,8 +17,12 @@ namespace KvDb.QueryEngine;
 /// </summary>
 public sealed class LshSamplingPlan : IAttentionPlan
 {
-    /// <summary>The sampling index the planner builds: plain SimHash planes (query-shaped ones sample far more keys), its own seed.</summary>
-    public const string SampleSpec = "lsh:Q=0,S=7";
+    /// <summary>
+    /// The sampling index the planner builds: plain SimHash planes (query-shaped ones sample far more keys), its own
+    /// seed, and MagicPIG's larger setting (K=10, L=150: more tables keep the estimator's variance down; the
+    /// top-k default K=8, L=75 is for ranking).
+    /// </summary>
+    public const string SampleSpec = "lsh:K=10,L=150,Q=0,S=7";
 
     /// <summary>The heavy-hitter index the planner builds: the query-shaped LSH index of LSH_TOP_K, ranked by collision count.</summary>
     public const string HeavySpec = "lsh";

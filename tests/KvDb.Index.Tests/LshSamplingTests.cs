@@ -102,7 +102,7 @@ public sealed class LshSamplingTests
 
     /// <summary>The planner's specs (LshSamplingPlan.HeavySpec and SampleSpec).</summary>
     private const string HeavySpec = "lsh";
-    private const string SampleSpec = "lsh:Q=0,S=7";
+    private const string SampleSpec = "lsh:K=10,L=150,Q=0,S=7";
 
     /// <summary>The engine's local window: the most recent tokens, excluded from KvDb's request.</summary>
     private const int Window = 256;
