@@ -10,7 +10,7 @@ namespace KvDb.Index;
 /// its mean key and per-dimension min and max. Since q·k = Σ_d q_d·k_d and each k_d lies in [min_d, max_d],
 /// Σ_d max(q_d·min_d, q_d·max_d) bounds every score in the block from above; the search returns whole
 /// blocks in order of that bound until the budget is filled. Summaries cost 3 vectors per block and no keys.
-/// Outlier keys (squared distance to the key mean above <see cref="OutlierFactor"/>× the average, at most
+/// Outlier keys (squared distance to the key mean above <see cref="OutlierKeys.Factor"/>× the average, at most
 /// O‰ of keys: sinks, needles) are returned before any block: in 128 dimensions a needle lifts its
 /// block's bound far less than its own score, so pure Quest found only 221 of 238 top-1% needles at a 2%
 /// budget on the synthetic workload (O=0 turns this off).
@@ -18,9 +18,6 @@ namespace KvDb.Index;
 /// </summary>
 public sealed class BlockSummaryIndex : IKeyIndex
 {
-    /// <summary>A key is an outlier when its squared distance to the mean is this many times the average.</summary>
-    private const float OutlierFactor = 2.5f;
-
     private readonly int _blockSize;
     private readonly int _outlierPermille;
     private readonly List<int> _outliers = [];
@@ -225,58 +222,13 @@ public sealed class BlockSummaryIndex : IKeyIndex
     {
     }
 
-    /// <summary>
-    /// Flags the rows of a new batch (rows Count..) far from the key mean; the first batch fixes the mean
-    /// and the average squared distance, later batches are judged against them.
-    /// </summary>
+    /// <summary>Flags the rows of a new batch (rows Count..) far from the key mean (<see cref="OutlierKeys.FarRows"/>).</summary>
     private void FindOutliers(ReadOnlySpan<float> keys, int n)
     {
-        int d = Dimension;
-        if (_outlierPermille == 0 || n == 0)
+        foreach (int row in OutlierKeys.FarRows(keys, n, Dimension, ref _mean, ref _spread, _outliers.Count, Count, _outlierPermille))
         {
-            return;
-        }
-
-        var distances = new float[n];
-        if (_mean.Length == 0)
-        {
-            _mean = new float[d];
-            for (int i = 0; i < n; i++)
-            {
-                TensorPrimitives.Add(_mean, keys.Slice(i * d, d), _mean);
-            }
-
-            TensorPrimitives.Multiply(_mean, 1f / n, _mean);
-        }
-
-        double sum = 0;
-        for (int i = 0; i < n; i++)
-        {
-            float dist = TensorPrimitives.Distance(keys.Slice(i * d, d), _mean);
-            distances[i] = dist * dist;
-            sum += distances[i];
-        }
-
-        if (_spread == 0)
-        {
-            _spread = (float)(sum / n);
-        }
-
-        var far = new List<(float Distance, int Row)>();
-        for (int i = 0; i < n; i++)
-        {
-            if (distances[i] > OutlierFactor * _spread)
-            {
-                far.Add((distances[i], Count + i));
-            }
-        }
-
-        far.Sort((a, b) => b.Distance.CompareTo(a.Distance));
-        int cap = (int)Math.Max(1, (long)(Count + n) * _outlierPermille / 1000) - _outliers.Count;
-        for (int i = 0; i < far.Count && i < cap; i++)
-        {
-            _outliers.Add(far[i].Row);
-            _outlierRows.Add(far[i].Row);
+            _outliers.Add(Count + row);
+            _outlierRows.Add(Count + row);
         }
     }
 

@@ -55,56 +55,73 @@ internal sealed class OutlierKeys
     public void Add(ReadOnlySpan<float> keys, ReadOnlySpan<long> positions, int indexedBefore)
     {
         int d = _dimension;
-        int n = positions.Length;
-        if (_permille == 0 || n == 0)
+        foreach (int row in FarRows(keys, positions.Length, d, ref _mean, ref _spread, _positions.Count, indexedBefore, _permille))
         {
-            return;
+            _positions.Add(positions[row]);
+            foreach (float v in keys.Slice(row * d, d))
+            {
+                _keys.Add(v);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The rows of a batch of <paramref name="n"/> keys (0-based in the batch) whose squared distance to the key
+    /// mean is above <see cref="Factor"/>× the average, farthest first, as many as keep the total at most
+    /// <paramref name="permille"/>‰ of all keys (<paramref name="keptBefore"/> are already kept). The first batch
+    /// fixes <paramref name="mean"/> and <paramref name="spread"/> (the average); later batches are judged against them.
+    /// </summary>
+    internal static List<int> FarRows(ReadOnlySpan<float> keys, int n, int dimension, ref float[] mean, ref float spread, int keptBefore, int indexedBefore, int permille)
+    {
+        int d = dimension;
+        var rows = new List<int>();
+        if (permille == 0 || n == 0)
+        {
+            return rows;
         }
 
-        if (_mean.Length == 0)
+        if (mean.Length == 0)
         {
-            _mean = new float[d];
+            mean = new float[d];
             for (int i = 0; i < n; i++)
             {
-                TensorPrimitives.Add(_mean, keys.Slice(i * d, d), _mean);
+                TensorPrimitives.Add(mean, keys.Slice(i * d, d), mean);
             }
 
-            TensorPrimitives.Multiply(_mean, 1f / n, _mean);
+            TensorPrimitives.Multiply(mean, 1f / n, mean);
         }
 
         var distances = new float[n];
         double sum = 0;
         for (int i = 0; i < n; i++)
         {
-            float distance = TensorPrimitives.Distance(keys.Slice(i * d, d), _mean);
+            float distance = TensorPrimitives.Distance(keys.Slice(i * d, d), mean);
             distances[i] = distance * distance;
             sum += distances[i];
         }
 
-        if (_spread == 0)
+        if (spread == 0)
         {
-            _spread = (float)(sum / n);
+            spread = (float)(sum / n);
         }
 
         var far = new List<(float Distance, int Row)>();
         for (int i = 0; i < n; i++)
         {
-            if (distances[i] > Factor * _spread)
+            if (distances[i] > Factor * spread)
             {
                 far.Add((distances[i], i));
             }
         }
 
         far.Sort((a, b) => b.Distance.CompareTo(a.Distance));
-        int cap = (int)Math.Max(1, (long)(indexedBefore + n) * _permille / 1000) - _positions.Count;
+        int cap = (int)Math.Max(1, (long)(indexedBefore + n) * permille / 1000) - keptBefore;
         for (int i = 0; i < far.Count && i < cap; i++)
         {
-            _positions.Add(positions[far[i].Row]);
-            foreach (float v in keys.Slice(far[i].Row * d, d))
-            {
-                _keys.Add(v);
-            }
+            rows.Add(far[i].Row);
         }
+
+        return rows;
     }
 
     public void Save(BinaryWriter w)

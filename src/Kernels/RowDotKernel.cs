@@ -227,10 +227,10 @@ public static unsafe class RowDotKernel
 
         for (; i < d; i++)
         {
-            s0 += q[i] * Widen(k0[i]);
-            s1 += q[i] * Widen(k1[i]);
-            s2 += q[i] * Widen(k2[i]);
-            s3 += q[i] * Widen(k3[i]);
+            s0 += q[i] * ElementConversion.BFloat16ToSingle(k0[i]);
+            s1 += q[i] * ElementConversion.BFloat16ToSingle(k1[i]);
+            s2 += q[i] * ElementConversion.BFloat16ToSingle(k2[i]);
+            s3 += q[i] * ElementConversion.BFloat16ToSingle(k3[i]);
         }
 
         output[0] = s0;
@@ -270,7 +270,7 @@ public static unsafe class RowDotKernel
 
         for (; i < d; i++)
         {
-            sum += q[i] * Widen(k[i]);
+            sum += q[i] * ElementConversion.BFloat16ToSingle(k[i]);
         }
 
         return sum;
@@ -293,9 +293,6 @@ public static unsafe class RowDotKernel
         lo = Vector256.FusedMultiplyAdd(qlo, Vector256.ShiftLeft(wideLo, 16).AsSingle(), lo);
         hi = Vector256.FusedMultiplyAdd(qhi, Vector256.ShiftLeft(wideHi, 16).AsSingle(), hi);
     }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Widen(ushort bits) => BitConverter.UInt32BitsToSingle((uint)bits << 16);
 
     private static void Check(int index, long rowCount)
     {
