@@ -22,14 +22,7 @@ static int prepare_batch_params(const kvdb_attn_batch_args* a, AttnParams& p, in
     p = AttnParams{};
     if (a->layout == KVDB_LAYOUT_BLOCKS) {
         if (a->block_capacity <= 0) return KVDB_ERR_INVALID_ARGUMENT;
-        p.block_capacity = a->block_capacity;
-        int shift = -1;
-        if ((a->block_capacity & (a->block_capacity - 1)) == 0) {
-            shift = 0;
-            while ((1 << shift) < a->block_capacity) ++shift;
-        }
-        p.capacity_shift = shift;
-        p.region_bytes = (long long)a->num_kv_heads * a->block_capacity * row_bytes;  // > 0 marks the blocks layout
+        set_block_geometry(p, a->block_capacity, a->num_kv_heads, row_bytes);
     } else if (a->layout != KVDB_LAYOUT_CONTIGUOUS) {
         return KVDB_ERR_INVALID_ARGUMENT;
     }

@@ -48,6 +48,19 @@ struct AttnParams {
 
 inline bool aligned16(const void* p) { return ((uintptr_t)p & 15u) == 0; }
 
+// The blocks layout's geometry, for the single and the batched launch alike: a power-of-two capacity lets
+// the kernels shift instead of divide (capacity_shift −1 = divide); region_bytes > 0 marks the layout.
+inline void set_block_geometry(AttnParams& p, int block_capacity, int num_kv_heads, long long row_bytes) {
+    p.block_capacity = block_capacity;
+    int shift = -1;
+    if ((block_capacity & (block_capacity - 1)) == 0) {
+        shift = 0;
+        while ((1 << shift) < block_capacity) ++shift;
+    }
+    p.capacity_shift = shift;
+    p.region_bytes = (long long)num_kv_heads * block_capacity * row_bytes;
+}
+
 // Checks the arguments and fills everything in p except the scratch pointers and the split count.
 // rows_max: the most rows any KV head attends (sizes the grid). g: query heads a CTA handles.
 inline int prepare_params(const kvdb_attn_args* a, bool need_outputs, AttnParams& p, int& rows_max, int& g) {
@@ -75,14 +88,7 @@ inline int prepare_params(const kvdb_attn_args* a, bool need_outputs, AttnParams
     } else if (a->layout == KVDB_LAYOUT_BLOCKS) {
         if (a->block_table == nullptr || a->block_capacity <= 0) return KVDB_ERR_INVALID_ARGUMENT;
         p.block_table = a->block_table;
-        p.block_capacity = a->block_capacity;
-        int shift = -1;
-        if ((a->block_capacity & (a->block_capacity - 1)) == 0) {
-            shift = 0;
-            while ((1 << shift) < a->block_capacity) ++shift;
-        }
-        p.capacity_shift = shift;
-        p.region_bytes = (long long)a->num_kv_heads * a->block_capacity * row_bytes;
+        set_block_geometry(p, a->block_capacity, a->num_kv_heads, row_bytes);
     } else {
         return KVDB_ERR_INVALID_ARGUMENT;
     }
