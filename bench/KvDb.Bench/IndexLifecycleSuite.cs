@@ -2,8 +2,11 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using KvDb.Index;
+using KvDb.Index.Catalog;
 using KvDb.Kernels;
 using KvDb.QueryEngine;
+using KvDb.QueryEngine.Execution;
+using KvDb.QueryEngine.Explain;
 using KvDb.Store;
 using KvDb.Workload;
 
@@ -200,7 +203,7 @@ public static class IndexLifecycleSuite
         AttentionResult r = executor.Attend(request);
         if (!r.Stats.Plan.StartsWith("indexed:", StringComparison.Ordinal))
         {
-            throw new InvalidOperationException($"the index was not ready after its build: {r.Stats.Explain}");
+            throw new InvalidOperationException($"the index was not ready after its build: {ExplainText.Render(r.Stats.Explain)}");
         }
 
         return millis;

@@ -2,6 +2,9 @@ using System.Diagnostics;
 using KvDb.Kernels;
 using KvDb.Kernels.Cuda;
 using KvDb.QueryEngine;
+using KvDb.QueryEngine.Execution;
+using KvDb.QueryEngine.Explain;
+using KvDb.QueryEngine.Plans;
 using KvDb.Store;
 using KvDb.Workload;
 
@@ -217,7 +220,7 @@ internal static class StoreBench
             ("kernel", "store_gpu_exact"), ("ctx", ctx), ("p50_us", Math.Round(p50, 1)), ("raw_p50_us", Math.Round(raw, 1)), ("ratio", Math.Round(p50 / raw, 3)),
             ("server_p50_us", Math.Round(Median(serverUs), 1)), ("raw_kernel_p50_us", Math.Round(kernelUs, 1)), ("cpu_kernel_p50_us", Math.Round(cpuUs, 1)),
             ("open_p50_us", Math.Round(Median(openUs), 1)), ("lease_p50_us", Math.Round(Median(leaseUs), 1)), ("attend_p50_us", Math.Round(Median(attendUs), 1)),
-            ("close_p50_us", Math.Round(Median(closeUs), 1)), ("bookkeeping_only_p50_us", Math.Round(Median(bookkeepingUs), 1)), ("cold_p50_us", Math.Round(Median(coldUs), 1)), ("first_query_ms", Math.Round(promoteMs, 1)), ("tier", last.Stats.Tier), ("explain", last.Stats.Explain), ("bytes_read", last.Stats.BytesRead),
+            ("close_p50_us", Math.Round(Median(closeUs), 1)), ("bookkeeping_only_p50_us", Math.Round(Median(bookkeepingUs), 1)), ("cold_p50_us", Math.Round(Median(coldUs), 1)), ("first_query_ms", Math.Round(promoteMs, 1)), ("tier", last.Stats.Tier), ("explain", ExplainText.Render(last.Stats.Explain)), ("bytes_read", last.Stats.BytesRead),
             ("gpu_tier_bytes", gpu.Bytes), ("gpu_tier_blocks", gpu.Blocks), ("rel_l2_ref", relRef), ("max_lse_err", lseErr), ("rel_l2_cpu", relCpu), ("pass", pass)));
         return pass ? 0 : 1;
     }

@@ -24,10 +24,10 @@ namespace KvDb.Index;
 /// 0.897; Q=256 → 384 to 0.911). Spec: "graph[:R=24,Q=384,N=0,E=8,C=0]" (R max degree, Q sample top
 /// list, N key-neighbour edges, E hub entry points, C sample-query clusters seeding the search).
 /// </summary>
-public sealed class AttentionGraphIndex : IQueryGuidedIndex
+public sealed class AttentionGraphIndex : IQueryGuidedIndex, IIndexPayload
 {
     /// <summary>Positions below this are attention sinks and always entry points.</summary>
-    private const long SinkPositions = 4;
+    private const long SinkPositions = AttentionSinks.Count;
 
     /// <summary>Query clusters probed per search and seeds kept per cluster.</summary>
     private const int ClusterProbes = 2;
@@ -216,7 +216,7 @@ public sealed class AttentionGraphIndex : IQueryGuidedIndex
     }
 
     /// <summary>Reads the payload written by <see cref="Save"/> after the header.</summary>
-    internal void LoadPayload(BinaryReader r)
+    void IIndexPayload.LoadPayload(BinaryReader r)
     {
         _rows.Load(r);
         _adjacency = IndexFormat.ReadArray<int>(r);

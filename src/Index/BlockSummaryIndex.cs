@@ -16,7 +16,7 @@ namespace KvDb.Index;
 /// budget on the synthetic workload (O=0 turns this off).
 /// Spec: "block[:B=16,O=5]".
 /// </summary>
-public sealed class BlockSummaryIndex : IKeyIndex
+public sealed class BlockSummaryIndex : IRangeSearchIndex, IIndexPayload
 {
     private readonly int _blockSize;
     private readonly int _outlierPermille;
@@ -181,6 +181,57 @@ public sealed class BlockSummaryIndex : IKeyIndex
     }
 
     /// <inheritdoc />
+    /// <remarks>
+    /// Exact by construction: a block's bound is at least every score in it, so a key at or above the threshold
+    /// lies in a block whose bound is too (outlier keys included: their blocks' min/max cover them).
+    /// </remarks>
+    public int AtLeast(ReadOnlySpan<float> query, float threshold, Span<long> positions, out int total, out SearchStats stats)
+    {
+        CheckQuery(query);
+        int blocks = BlockCount;
+        int d = Dimension;
+        float[] scratch = ArrayPool<float>.Shared.Rent(2 * d);
+        try
+        {
+            Span<float> lo = scratch.AsSpan(0, d);
+            Span<float> hi = scratch.AsSpan(d, d);
+            ReadOnlySpan<float> mins = CollectionsMarshal.AsSpan(_min);
+            ReadOnlySpan<float> maxs = CollectionsMarshal.AsSpan(_max);
+            ReadOnlySpan<long> all = CollectionsMarshal.AsSpan(_positions);
+            int written = 0;
+            total = 0;
+            for (int b = 0; b < blocks; b++)
+            {
+                TensorPrimitives.Multiply(query, mins.Slice(b * d, d), lo);
+                TensorPrimitives.Multiply(query, maxs.Slice(b * d, d), hi);
+                TensorPrimitives.Max(lo, hi, lo);
+                if (TensorPrimitives.Sum(lo) < threshold)
+                {
+                    continue;
+                }
+
+                int first = b * _blockSize;
+                int last = Math.Min(Count, first + _blockSize);
+                for (int r = first; r < last; r++)
+                {
+                    total++;
+                    if (written < positions.Length)
+                    {
+                        positions[written++] = all[r];
+                    }
+                }
+            }
+
+            stats = new SearchStats(0, 2L * blocks, 0);
+            return written;
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(scratch);
+        }
+    }
+
+    /// <inheritdoc />
     public void Save(Stream stream)
     {
         using BinaryWriter w = IndexFormat.Writer(stream);
@@ -195,7 +246,7 @@ public sealed class BlockSummaryIndex : IKeyIndex
     }
 
     /// <summary>Reads the payload written by <see cref="Save"/> after the header.</summary>
-    internal void LoadPayload(BinaryReader r)
+    void IIndexPayload.LoadPayload(BinaryReader r)
     {
         _min.Clear();
         _min.AddRange(IndexFormat.ReadArray<float>(r));

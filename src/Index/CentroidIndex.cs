@@ -17,7 +17,7 @@ namespace KvDb.Index;
 /// Spec: "centroid[:L2][,C=32][,I=4][,P=8][,U=0]" (L levels 1–2, C keys per fine cluster, I Lloyd
 /// iterations, P coarse over-probe factor, U bound ranking).
 /// </summary>
-public sealed class CentroidIndex : IKeyIndex
+public sealed class CentroidIndex : IKeyIndex, IIndexPayload
 {
     /// <summary>A key is an outlier when its squared distance to its coarse centroid is this many times the cluster's mean.</summary>
     private const float OutlierFactor = 2.5f;
@@ -275,7 +275,7 @@ public sealed class CentroidIndex : IKeyIndex
     }
 
     /// <summary>Reads the payload written by <see cref="Save"/> after the header.</summary>
-    internal void LoadPayload(BinaryReader r)
+    void IIndexPayload.LoadPayload(BinaryReader r)
     {
         _rows.Load(r);
         _coarse = IndexFormat.ReadArray<float>(r);

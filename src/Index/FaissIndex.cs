@@ -16,7 +16,7 @@ namespace KvDb.Index;
 /// the pure baseline.
 /// Spec: "faiss:HNSW32[,efc=40,ef=64,O=5]" or "faiss:IVF[nlist][,nprobe=8,O=5]" (nlist 0 or absent = 4·√n).
 /// </summary>
-public sealed class FaissIndex : IKeyIndex
+public sealed class FaissIndex : IKeyIndex, IIndexPayload
 {
     private static readonly Lock StatsLock = new();
 
@@ -229,7 +229,7 @@ public sealed class FaissIndex : IKeyIndex
     }
 
     /// <summary>Reads the payload written by <see cref="Save"/> after the header.</summary>
-    internal void LoadPayload(BinaryReader r)
+    void IIndexPayload.LoadPayload(BinaryReader r)
     {
         _lists = r.ReadInt32();
         _positions.Clear();

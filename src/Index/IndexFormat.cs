@@ -12,14 +12,19 @@ internal static class IndexFormat
 {
     public const uint Magic = 0x5844494B; // "KIDX"
 
-    /// <summary>The payload version of families whose payload never changed.</summary>
-    public const int Version = 1;
+    /// <summary>The payload version written and accepted for <paramref name="family"/> (registered in <see cref="IndexFamilies"/>).</summary>
+    public static int VersionOf(string family) => IndexFamilies.Get(family).FormatVersion;
 
-    /// <summary>centroid and graph: version 2 keeps the key copy as bf16 (version 1 files held f32 keys).</summary>
-    public const int KeyRowsVersion = 2;
+    private static int MaxVersion()
+    {
+        int max = 1;
+        foreach (IndexFamily f in IndexFamilies.All)
+        {
+            max = Math.Max(max, f.FormatVersion);
+        }
 
-    /// <summary>The payload version written and accepted for <paramref name="family"/>.</summary>
-    public static int VersionOf(string family) => family is "centroid" or "graph" ? KeyRowsVersion : Version;
+        return max;
+    }
 
     public static BinaryWriter Writer(Stream stream) => new(stream, Encoding.UTF8, leaveOpen: true);
 
@@ -41,13 +46,22 @@ internal static class IndexFormat
         }
 
         int version = r.ReadInt32();
-        if (version is not (Version or KeyRowsVersion))
+        if (version < 1 || version > MaxVersion())
         {
-            throw new InvalidDataException($"index format version {version} is not supported (expected {Version} or {KeyRowsVersion})");
+            throw new InvalidDataException($"index format version {version} is not supported (expected 1 to {MaxVersion()})");
         }
 
         string spec = r.ReadString();
-        int expected = VersionOf(IndexSpec.Parse(spec).Family);
+        int expected;
+        try
+        {
+            expected = VersionOf(IndexSpec.Parse(spec).Family);
+        }
+        catch (ArgumentException e)
+        {
+            throw new InvalidDataException($"index stream names an unknown spec \"{spec}\": {e.Message}", e);
+        }
+
         if (version != expected)
         {
             throw new InvalidDataException($"index format version {version} of \"{spec}\" is not supported (expected {expected}); rebuild the index");

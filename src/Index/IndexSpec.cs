@@ -10,11 +10,15 @@ public sealed class IndexSpec
 {
     private readonly Dictionary<string, string> _options;
 
-    private IndexSpec(string family, Dictionary<string, string> options)
+    private IndexSpec(string text, string family, Dictionary<string, string> options)
     {
+        Text = text;
         Family = family;
         _options = options;
     }
+
+    /// <summary>The spec as it was written.</summary>
+    public string Text { get; }
 
     /// <summary>Family name, lower case: block, centroid, lsh, graph, faiss.</summary>
     public string Family { get; }
@@ -55,7 +59,7 @@ public sealed class IndexSpec
             }
         }
 
-        return new IndexSpec(family, options);
+        return new IndexSpec(spec, family, options);
     }
 
     /// <summary>True when the option is present (with or without a value).</summary>
@@ -94,14 +98,27 @@ public sealed class IndexSpec
     }
 
     /// <summary>Throws when an option outside <paramref name="allowed"/> is present, so typos fail loudly.</summary>
-    public void AllowOnly(params string[] allowed)
+    public void AllowOnly(IReadOnlyList<string> allowed)
     {
         foreach (string key in _options.Keys)
         {
-            if (Array.FindIndex(allowed, a => string.Equals(a, key, StringComparison.OrdinalIgnoreCase)) < 0)
+            if (!Allowed(allowed, key))
             {
                 throw new ArgumentException($"index family {Family} has no option \"{key}\"; known: {string.Join(", ", allowed)}");
             }
         }
+    }
+
+    private static bool Allowed(IReadOnlyList<string> allowed, string key)
+    {
+        foreach (string a in allowed)
+        {
+            if (string.Equals(a, key, StringComparison.OrdinalIgnoreCase))
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 }

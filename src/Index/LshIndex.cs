@@ -21,7 +21,7 @@ namespace KvDb.Index;
 /// heavy hitters from a Q=1 index's collision counts and samples the rest from a Q=0 index with another seed.
 /// Spec: "lsh[:K=8,L=75,T=2,S=seed,Q=0|1,R=ridge%]" (MagicPIG uses K=8–10, L=75–150; K=8, L=75 ranks as well as K=10, L=150 on the synthetic workload at half the memory).
 /// </summary>
-public sealed class LshIndex : IQueryGuidedIndex
+public sealed class LshIndex : IQueryGuidedIndex, ISamplingIndex, IIndexPayload
 {
 
     private readonly int _bits;
@@ -335,7 +335,7 @@ public sealed class LshIndex : IQueryGuidedIndex
     }
 
     /// <summary>Reads the payload written by <see cref="Save"/> after the header; bucket tables are rebuilt.</summary>
-    internal void LoadPayload(BinaryReader r)
+    void IIndexPayload.LoadPayload(BinaryReader r)
     {
         _count = r.ReadInt32();
         _planes = IndexFormat.ReadArray<float>(r);

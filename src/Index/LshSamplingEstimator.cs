@@ -5,7 +5,7 @@ namespace KvDb.Index;
 
 /// <summary>
 /// MagicPIG's importance-sampling estimate of attention. A key j is in the LSH sample with probability
-/// p_j (<see cref="LshIndex.InclusionProbability"/>), so Σ_{j∈S} e^{s_j}·v_j / p_j and Σ_{j∈S} e^{s_j} / p_j
+/// p_j (<see cref="ISamplingIndex.InclusionProbability"/>), so Σ_{j∈S} e^{s_j}·v_j / p_j and Σ_{j∈S} e^{s_j} / p_j
 /// are unbiased (Horvitz–Thompson) for the full numerator and denominator. Rows the caller attends exactly
 /// (sinks, heavy hitters) enter with weight 1 and are dropped from the sample, so nothing is counted twice;
 /// the sum stays unbiased for the remaining keys when the exact rows were chosen independently of this
@@ -23,10 +23,10 @@ public sealed class LshSamplingEstimator
     /// <summary>Floor on p so a key sampled against the odds cannot blow the estimate up to infinity.</summary>
     private const double MinProbability = 1e-12;
 
-    private readonly LshIndex _index;
+    private readonly ISamplingIndex _index;
 
     /// <summary>Creates an estimator over <paramref name="index"/>.</summary>
-    public LshSamplingEstimator(LshIndex index)
+    public LshSamplingEstimator(ISamplingIndex index)
     {
         _index = index;
     }
@@ -73,7 +73,7 @@ public sealed class LshSamplingEstimator
 
     /// <summary>
     /// −log p_j for sampled <paramref name="rows"/>, given Σq·k_j in <paramref name="metricDots"/> and the
-    /// pair <see cref="LshIndex.PrepareQuery"/> returned; add to the scaled scores to turn plain attention
+    /// pair <see cref="ISamplingIndex.PrepareQuery"/> returned; add to the scaled scores to turn plain attention
     /// over the sample into the estimator.
     /// </summary>
     public void LogWeights(ReadOnlySpan<int> rows, ReadOnlySpan<float> metricDots, double metricQueryDotMean, double metricQueryNorm, Span<float> logWeights)

@@ -12,6 +12,17 @@ public readonly record struct AttentionGeometry(
     /// <summary>Query heads served by one KV head; query head h reads KV head h / GroupSize.</summary>
     public int GroupSize => NumQueryHeads / NumKvHeads;
 
+    /// <summary>
+    /// Query head of row <paramref name="groupRow"/> of KV head <paramref name="kvHead"/>'s GQA group for query token
+    /// <paramref name="token"/>: the head index into [q, num_query_heads] (times <see cref="HeadDim"/> for the float offset
+    /// into [q, num_query_heads, head_dim]). Group rows are numbered token-major: row r = t·GroupSize + g.
+    /// </summary>
+    public long QueryHead(int token, int kvHead, int groupRow) => ((long)token * NumQueryHeads) + ((long)kvHead * GroupSize) + groupRow;
+
+    /// <summary>The query vector of group row <paramref name="row"/> (= token · GroupSize + g) of KV head <paramref name="kvHead"/>.</summary>
+    public ReadOnlySpan<float> GroupRow(ReadOnlySpan<float> queries, int kvHead, int row) =>
+        queries.Slice((int)(QueryHead(row / GroupSize, kvHead, row % GroupSize) * HeadDim), HeadDim);
+
     /// <summary>Bytes of one row (one token, one KV head) of keys or of values.</summary>
     public int RowBytes => HeadDim * KvDTypeInfo.SizeOf(DType);
 

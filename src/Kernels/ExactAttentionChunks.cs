@@ -80,7 +80,7 @@ internal sealed unsafe class ExactAttentionChunks
             for (int r = 0; r < _rows; r++)
             {
                 int t = r / group;
-                float* src = queries + ((((long)t * _g.NumQueryHeads) + (h * group) + (r % group)) * d);
+                float* src = queries + (_g.QueryHead(t, h, r % group) * d);
                 float* dst = _q + ((((long)h * _rows) + r) * d);
                 for (int i = 0; i < d; i++)
                 {
@@ -171,7 +171,7 @@ internal sealed unsafe class ExactAttentionChunks
         {
             int h = (int)(hr / _rows);
             int r = (int)(hr % _rows);
-            long head = ((long)(r / group) * _g.NumQueryHeads) + (h * group) + (r % group);
+            long head = _g.QueryHead(r / group, h, r % group);
             float* dst = output + (head * d);
 
             float m = float.NegativeInfinity;

@@ -325,7 +325,7 @@ public static unsafe class ExactAttentionKernel
                 for (int gi = 0; gi < group; gi++)
                 {
                     int r = t * group + gi;
-                    float* src = _queries + (((long)t * _g.NumQueryHeads) + (kvHead * group) + gi) * d;
+                    float* src = _queries + (_g.QueryHead(t, kvHead, gi) * d);
                     float* dst = q + ((long)r * d);
                     for (int i = 0; i < d; i++)
                     {
@@ -360,7 +360,7 @@ public static unsafe class ExactAttentionKernel
                 for (int gi = 0; gi < group; gi++)
                 {
                     int r = t * group + gi;
-                    long head = (long)t * _g.NumQueryHeads + kvHead * group + gi;
+                    long head = _g.QueryHead(t, kvHead, gi);
                     float* dst = _output + (head * d);
                     float* ar = acc + ((long)r * d);
                     if (sum[r] > 0)

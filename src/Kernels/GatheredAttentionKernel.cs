@@ -77,7 +77,7 @@ public static unsafe class GatheredAttentionKernel
             {
                 for (int gi = 0; gi < group; gi++)
                 {
-                    var src = new ReadOnlySpan<float>(pQueries + ((long)t * hq + kvHead * group + gi) * d, d);
+                    var src = new ReadOnlySpan<float>(pQueries + (geometry.QueryHead(t, kvHead, gi) * d), d);
                     TensorPrimitives.Multiply(src, geometry.Scale, new Span<float>(q + (long)(t * group + gi) * d, d));
                 }
             }
@@ -107,7 +107,7 @@ public static unsafe class GatheredAttentionKernel
             {
                 for (int gi = 0; gi < group; gi++)
                 {
-                    long head = (long)t * hq + kvHead * group + gi;
+                    long head = geometry.QueryHead(t, kvHead, gi);
                     Finish(acc, max, sum, t * group + gi, d, output.Slice((int)(head * d), d), out lse[(int)head]);
                 }
             }

@@ -12,4 +12,8 @@ public sealed record AttentionQuery(
     long ExcludeStart,
     long ExcludeEnd,
     PlanRequest Plan,
-    bool ReturnSelection);
+    bool ReturnSelection)
+{
+    /// <summary>The exclude range.</summary>
+    public ExcludeRange Exclude => new(ExcludeStart, ExcludeEnd);
+}

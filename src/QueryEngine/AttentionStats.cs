@@ -1,8 +1,10 @@
+using KvDb.QueryEngine.Explain;
+
 namespace KvDb.QueryEngine;
 
-/// <summary>What answering a request cost: plan, (token, KV head) pairs scored and attended, bytes, server time, and why.</summary>
-public sealed record AttentionStats(string Plan, long TokensScored, long TokensAttended, long BytesRead, double ServerMicros, string Explain)
+/// <summary>What answering a request cost: plan, (token, KV head) pairs scored and attended, bytes, server time, and why (<see cref="AttentionExplain"/>).</summary>
+public sealed record AttentionStats(string Plan, long TokensScored, long TokensAttended, long BytesRead, double ServerMicros, AttentionExplain Explain)
 {
     /// <summary>The tier the K/V bytes were read from by the kernel: "gpu" (device mirrors) or "cpu".</summary>
-    public string Tier { get; init; } = "cpu";
+    public string Tier => Explain.Site == ExecutionSite.Gpu ? "gpu" : "cpu";
 }

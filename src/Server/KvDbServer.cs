@@ -1,5 +1,6 @@
 using System.Net;
 using KvDb.QueryEngine;
+using KvDb.QueryEngine.Execution;
 using KvDb.Server.Services;
 using KvDb.Store;
 using Microsoft.AspNetCore.Builder;

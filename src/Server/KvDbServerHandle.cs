@@ -1,4 +1,5 @@
 using KvDb.QueryEngine;
+using KvDb.QueryEngine.Execution;
 using KvDb.Store;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.Hosting;

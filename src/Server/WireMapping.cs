@@ -49,6 +49,6 @@ internal static class WireMapping
             throw KvDbException.Invalid("plan.budget and plan.beta must be ≥ 0 (0 = the plan's default)");
         }
 
-        return new PlanRequest((QueryEngine.PlanKind)(int)p.Kind, p.Budget, p.Beta);
+        return new PlanRequest((QueryEngine.PlanKind)(int)p.Kind, p.Budget);
     }
 }

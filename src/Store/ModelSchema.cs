@@ -40,6 +40,18 @@ public sealed record ModelSchema(
         }
     }
 
+    /// <summary>
+    /// The one check of query vectors against the model: <paramref name="floats"/> values must be
+    /// [<paramref name="numQueries"/> ≥ 1, num_query_heads, head_dim]; throws INVALID_ARGUMENT naming <paramref name="field"/> otherwise.
+    /// </summary>
+    public void CheckQueries(string field, long floats, long numQueries)
+    {
+        if (numQueries <= 0 || floats != numQueries * NumQueryHeads * HeadDim)
+        {
+            throw KvDbException.Invalid($"{field} must have shape [q ≥ 1, {NumQueryHeads}, {HeadDim}] for model \"{Name}\", got {floats} values for {numQueries} queries");
+        }
+    }
+
     /// <summary>Fills server defaults (block size, softmax scale) and checks every field; throws INVALID_ARGUMENT naming the bad field.</summary>
     public static ModelSchema Normalize(ModelSchema m)
     {

@@ -1,4 +1,5 @@
 using KvDb.Kernels;
+using KvDb.QueryEngine.Execution;
 using KvDb.QueryEngine;
 using KvDb.Store;
 using KvDb.Workload;
@@ -48,7 +49,9 @@ public sealed class AttentionExecutorTests : IDisposable
         Assert.Equal("exact", r.Stats.Plan);
         Assert.Equal(live * 2 * 2, r.Stats.TokensAttended);
         Assert.Equal(live * 2 * 2 * 16 * 4, r.Stats.BytesRead);
-        Assert.Contains("exact", r.Stats.Explain, StringComparison.Ordinal);
+        Assert.Equal("exact", r.Stats.Explain.Plan);
+        Assert.All(r.Stats.Explain.Heads, h => Assert.Equal(live, h.Attended));
+        Assert.Equal(r.Stats.BytesRead, r.Stats.Explain.Estimated.Bytes);
         Assert.Equal([(int)live, (int)live], r.SelectionCounts!);
         Assert.Equal(live * 2, r.Selected!.Length);
         Assert.DoesNotContain(r.Selected, p => p >= xs && p < xe && xe > xs);

@@ -1,6 +1,8 @@
 using KvDb.GpuRunner;
 using KvDb.Kernels;
 using KvDb.Kernels.Cuda;
+using KvDb.QueryEngine.Execution;
+using KvDb.QueryEngine.Explain;
 using KvDb.Store;
 using KvDb.Workload;
 using Xunit.Abstractions;
@@ -30,7 +32,7 @@ public sealed class GpuTierTests(ITestOutputHelper output)
         using var executor = new AttentionExecutor(store);
         AttentionResult r = executor.Attend(new AttentionQuery(ctx, 0, q, 1, 0, 0, new PlanRequest(PlanKind.Exact), false));
         Assert.Equal("cpu", r.Stats.Tier);
-        Assert.EndsWith("on cpu (the gpu tier is off)", r.Stats.Explain, StringComparison.Ordinal);
+        Assert.Equal((ExecutionSite.Cpu, "the gpu tier is off"), (r.Stats.Explain.Site, r.Stats.Explain.DeviceReason));
 
         using LayerSnapshot layer = store.OpenLayer(ctx, 0);
         Assert.Null(layer.TryOpenDevice());
@@ -47,7 +49,7 @@ public sealed class GpuTierTests(ITestOutputHelper output)
         using var executor = new AttentionExecutor(store);
         AttentionResult r = executor.Attend(new AttentionQuery(ctx, 0, w.Queries(1, 5), 1, 0, 0, PlanRequest.Auto, false));
         Assert.Equal("cpu", r.Stats.Tier);
-        Assert.Contains("on cpu", r.Stats.Explain, StringComparison.Ordinal);
+        Assert.Equal(ExecutionSite.Cpu, r.Stats.Explain.Site);
     }
 
     [SkippableFact]

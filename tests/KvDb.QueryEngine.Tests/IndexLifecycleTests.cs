@@ -1,6 +1,11 @@
 using System.IO.Hashing;
 using System.Runtime.InteropServices;
+using KvDb.Index;
+using KvDb.Index.Catalog;
 using KvDb.Kernels;
+using KvDb.QueryEngine.Execution;
+using KvDb.QueryEngine.Explain;
+using KvDb.QueryEngine.Plans;
 using KvDb.Store;
 using KvDb.Workload;
 using Xunit.Abstractions;
@@ -61,9 +66,10 @@ public sealed class IndexLifecycleTests : IDisposable
         Assert.Equal(2, afterForks.SharedReuses);
         Assert.Equal(afterA.Builds + 2, afterForks.Builds); // one suffix each
         Assert.Equal(afterA.BuiltTokens + (2 * (Prefix + Own - 4096)), afterForks.BuiltTokens);
-        Assert.Contains("base 4096 shared", sharedB.Stats.Explain, StringComparison.Ordinal);
-        Assert.Contains("own suffix 1024", sharedB.Stats.Explain, StringComparison.Ordinal);
-        Assert.Contains($"covers {Prefix + Own} of {Prefix + Own}", sharedC.Stats.Explain, StringComparison.Ordinal);
+        IndexStatus statusB = Status(sharedB);
+        Assert.Equal((4096L, SegmentOrigin.Shared, 1024L), (statusB.BaseTokens, statusB.BaseOrigin, statusB.SuffixTokens));
+        Assert.Equal((long)(Prefix + Own), Status(sharedC).IndexedTokens);
+        Assert.Equal((long)(Prefix + Own), Status(sharedC).LayerTokens);
 
         // The same answer as with the same segments built for b alone, and both close to the f64 reference.
         using (LayerSnapshot layer = store.OpenLayer(b, 0))
@@ -110,8 +116,8 @@ public sealed class IndexLifecycleTests : IDisposable
         var positions = new long[tokens];
         for (int kv = 0; kv < KvHeads; kv++)
         {
-            long[] selected = plan.Select(layer, query, kv, out _);
-            Assert.True(selected.Length <= (group * budget) + IndexedPlan.SinkTokens, $"{spec}: {selected.Length} positions for {group} rows at budget {budget}");
+            long[] selected = plan.Select(layer, query, kv).Positions;
+            Assert.True(selected.Length <= (group * budget) + AttentionSinks.Count, $"{spec}: {selected.Length} positions for {group} rows at budget {budget}");
             var chosen = new HashSet<long>(selected);
             KvBlockReader.ReadHeadRows(layer.Model.Geometry, layer.Blocks, kv, values: false, keys, positions);
 
@@ -213,8 +219,7 @@ public sealed class IndexLifecycleTests : IDisposable
         Assert.Equal(before.Builds, after.Builds);
         Assert.Equal(before.Extends + 1, after.Extends);
         Assert.Equal(512, after.ExtendedTokens - before.ExtendedTokens);
-        Assert.Contains("covers 5120 of 5120", grown.Stats.Explain, StringComparison.Ordinal);
-        Assert.Contains("own suffix 1024", grown.Stats.Explain, StringComparison.Ordinal);
+        Assert.Equal((5120L, 5120L, 1024L), (Status(grown).IndexedTokens, Status(grown).LayerTokens, Status(grown).SuffixTokens));
 
         // Nothing is tail any more, so a new position in the selection came from the extended index.
         Assert.Contains(4096L + 700, grown.Selected!);
@@ -237,14 +242,15 @@ public sealed class IndexLifecycleTests : IDisposable
             _a.FillTokenIds(4096, ids);
             tx.Append(0, ids, _a.KeyBytes(KvDType.F32, 4096, 1024), _a.ValueBytes(KvDType.F32, 4096, 1024));
             AttentionResult seen = await Settle(executor, a, q, PlanKind.BlockTopK, "block");
-            Assert.Contains("covers 5120 of 5120", seen.Stats.Explain, StringComparison.Ordinal);
+            Assert.Equal((5120L, 5120L), (Status(seen).IndexedTokens, Status(seen).LayerTokens));
         }
 
         Append(store, a, _b, 4096, 1024);
         IndexCatalogCounters before = executor.Indexes.Counters;
         AttentionResult rewritten = executor.Attend(new AttentionQuery(a, 0, q, 1, 0, 0, new PlanRequest(PlanKind.BlockTopK), false));
         Assert.Equal("exact", rewritten.Stats.Plan);
-        Assert.Contains("the layer changed below what the indexes covered", rewritten.Stats.Explain, StringComparison.Ordinal);
+        Assert.True(Status(rewritten).Stale);
+        Assert.Equal(PlanDecision.IndexNotReady, rewritten.Stats.Explain.Decision);
 
         AttentionResult settled = await Settle(executor, a, q, PlanKind.BlockTopK, "block");
         IndexCatalogCounters after = executor.Indexes.Counters;
@@ -278,7 +284,7 @@ public sealed class IndexLifecycleTests : IDisposable
             IndexCatalogCounters counters = executor.Indexes.Counters;
             Assert.Equal(1, counters.Loads);
             Assert.Equal(0, counters.Builds);
-            Assert.Contains("base 4096 loaded from disk", after.Stats.Explain, StringComparison.Ordinal);
+            Assert.Equal((4096L, SegmentOrigin.LoadedFromDisk), (Status(after).BaseTokens, Status(after).BaseOrigin));
             Assert.Equal(before.Output, after.Output);
             Assert.Equal(before.Lse, after.Lse);
         }
@@ -321,10 +327,12 @@ public sealed class IndexLifecycleTests : IDisposable
             Assert.Equal(1, counters.CorruptFiles);
             Assert.Equal(0, counters.Loads);
             Assert.Equal(1, counters.Builds);
-            Assert.Contains("unreadable", r.Stats.Explain, StringComparison.Ordinal);
-            Assert.Contains(reason, r.Stats.Explain, StringComparison.Ordinal);
-            Assert.Contains("moved aside", r.Stats.Explain, StringComparison.Ordinal);
-            Assert.Contains(reason, Assert.Single(executor.Indexes.Problems), StringComparison.Ordinal);
+            IndexFileProblem problem = Status(r).Problem!;
+            Assert.Equal(IndexFileProblemKind.Unreadable, problem.Kind);
+            Assert.Equal(Path.GetFileName(file), problem.File);
+            Assert.NotNull(problem.MovedAsideTo);
+            Assert.Contains(reason, problem.Reason, StringComparison.Ordinal);
+            Assert.Equal(problem, Assert.Single(executor.Indexes.Problems));
             Assert.Equal("indexed:block", r.Stats.Plan);
         }
 
@@ -393,12 +401,14 @@ public sealed class IndexLifecycleTests : IDisposable
         await stop.CancelAsync();
         await queries.WaitAsync(Patience);
         AttentionResult last = await Settle(executor, a, q, PlanKind.BlockTopK, "block");
-        Assert.Contains("covers 6144 of 6144", last.Stats.Explain, StringComparison.Ordinal);
+        Assert.Equal((6144L, 6144L), (Status(last).IndexedTokens, Status(last).LayerTokens));
         Assert.True(executor.Indexes.Counters.Extends >= 1, $"extends {executor.Indexes.Counters.Extends}");
         Assert.True(sparse > 0);
         (double[] o, _) = Reference(_a, q, 6144);
         Assert.True(ReferenceAttention.RelativeL2(last.Output, o) <= 0.35);
     }
+
+    private static IndexStatus Status(AttentionResult r) => Assert.Single(r.Stats.Explain.Indexes);
 
     public void Dispose()
     {

@@ -1,4 +1,8 @@
+using KvDb.Index.Catalog;
 using KvDb.Kernels;
+using KvDb.QueryEngine.Execution;
+using KvDb.QueryEngine.Planning;
+using KvDb.QueryEngine.Plans;
 using KvDb.Store;
 using KvDb.Workload;
 using Xunit.Abstractions;
@@ -38,7 +42,7 @@ public sealed class IndexedPlanTests : IDisposable
     public void Sparse_answer_merged_with_the_local_window_matches_exact(PlanKind kind)
     {
         using LayerSnapshot layer = _store.OpenLayer(_context, 0);
-        using LayerIndexes indexes = LayerIndexes.Build(layer, IndexedPlan.SpecFor(kind), _workload.Queries(256, 99));
+        using LayerIndexes indexes = LayerIndexes.Build(layer, PlanRegistry.Default.SpecOf(kind), _workload.Queries(256, 99));
         var plan = new IndexedPlan(indexes);
         const int q = 2;
         float[] queries = _workload.Queries(q, 5);
@@ -60,7 +64,7 @@ public sealed class IndexedPlanTests : IDisposable
         PartialAttention.MergeInto(sparse, sparseLse, window, windowLse);
         var exact = new float[queries.Length];
         var exactLse = new float[q * 8];
-        new ExactPlan().Execute(layer, request with { ExcludeStart = 0, ExcludeEnd = 0 }, exact, exactLse);
+        ExactPlan.Instance.Execute(layer, request with { ExcludeStart = 0, ExcludeEnd = 0 }, exact, exactLse);
 
         double error = RelativeL2(sparse, exact);
         double attended = (double)counters.TokensAttended / (2L * q * Tokens);
@@ -68,7 +72,9 @@ public sealed class IndexedPlanTests : IDisposable
         Assert.True(error <= 0.25, $"{kind}: merged relative L2 error {error:F4}");
         Assert.True(attended <= 0.10, $"{kind}: attended {attended:P2}");
 
-        (long[] selected, int[] counts) = plan.Selection(layer, request);
+        HeadSelection[] heads = plan.SelectAll(layer, request);
+        long[] selected = heads.SelectMany(h => h.Positions).ToArray();
+        int[] counts = heads.Select(h => h.Positions.Length).ToArray();
         Assert.Equal(2, counts.Length);
         Assert.Equal(selected.Length, counts.Sum());
         Assert.Contains(0L, selected);
@@ -80,8 +86,8 @@ public sealed class IndexedPlanTests : IDisposable
     {
         using LayerSnapshot layer = _store.OpenLayer(_context, 0);
         float[] samples = _workload.Queries(256, 99);
-        using LayerIndexes lsh = LayerIndexes.Build(layer, LshSamplingPlan.SampleSpec, samples);
-        using LayerIndexes heavy = LayerIndexes.Build(layer, LshSamplingPlan.HeavySpec, samples);
+        using LayerIndexes lsh = LayerIndexes.Build(layer, PlanRegistry.LshSampleSpec, samples);
+        using LayerIndexes heavy = LayerIndexes.Build(layer, PlanRegistry.LshHeavySpec, samples);
         const int q = 2;
         float[] queries = _workload.Queries(q, 5);
         var request = new AttentionQuery(_context, 0, queries, q, Tokens - Window, Tokens, new PlanRequest(PlanKind.LshSampling), ReturnSelection: false);
@@ -93,7 +99,7 @@ public sealed class IndexedPlanTests : IDisposable
         // KvDb's remote partial against exact attention over the same (window-excluded) tokens.
         var remote = new float[queries.Length];
         var remoteLse = new float[q * 8];
-        new ExactPlan().Execute(layer, request, remote, remoteLse);
+        ExactPlan.Instance.Execute(layer, request, remote, remoteLse);
         double remoteError = RelativeL2(sampled, remote);
         double lseError = 0;
         for (int i = 0; i < remoteLse.Length; i++)
@@ -112,7 +118,7 @@ public sealed class IndexedPlanTests : IDisposable
 
         PartialAttention.MergeInto(sampled, sampledLse, window, windowLse);
         var exact = new float[queries.Length];
-        new ExactPlan().Execute(layer, request with { ExcludeStart = 0, ExcludeEnd = 0 }, exact, new float[q * 8]);
+        ExactPlan.Instance.Execute(layer, request with { ExcludeStart = 0, ExcludeEnd = 0 }, exact, new float[q * 8]);
         double mergedError = RelativeL2(sampled, exact);
 
         // Each query row attends its deterministic set and its own sample (the "≤ 5% of tokens");
@@ -120,7 +126,8 @@ public sealed class IndexedPlanTests : IDisposable
         double perRow = 0;
         for (int kv = 0; kv < 2; kv++)
         {
-            (long[] positions, float[] logWeights, _) = plan.Prepare(layer, request, kv);
+            HeadSelection head = plan.Select(layer, request, kv);
+            (long[] positions, float[] logWeights) = (head.Positions, head.LogWeights!);
             int rows = q * 4;
             for (int r = 0; r < rows; r++)
             {
@@ -179,7 +186,7 @@ public sealed class IndexedPlanTests : IDisposable
             using LayerSnapshot after = _store.OpenLayer(_context, 0);
             var plan = new IndexedPlan(indexes);
             var request = new AttentionQuery(_context, 0, _workload.Queries(1, 3), 1, 0, 0, new PlanRequest(PlanKind.BlockTopK, Budget: 64), ReturnSelection: true);
-            long[] positions = plan.Select(after, request, 0, out _);
+            long[] positions = plan.Select(after, request, 0).Positions;
             for (long p = Tokens; p < Tokens + 100; p++)
             {
                 Assert.Contains(p, positions);

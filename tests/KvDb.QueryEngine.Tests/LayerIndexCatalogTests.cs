@@ -1,4 +1,8 @@
+using KvDb.Index.Catalog;
 using KvDb.Kernels;
+using KvDb.QueryEngine.Execution;
+using KvDb.QueryEngine.Explain;
+using KvDb.QueryEngine.Planning;
 using KvDb.Store;
 using KvDb.Workload;
 
@@ -29,13 +33,15 @@ public sealed class LayerIndexCatalogTests : IDisposable
         var request = new AttentionQuery(_context, 0, q, 1, 0, 0, new PlanRequest(kind), false);
         AttentionResult first = executor.Attend(request);
         Assert.Equal("exact", first.Stats.Plan);
-        Assert.Contains("being built", first.Stats.Explain, StringComparison.Ordinal);
+        Assert.Equal(PlanDecision.IndexNotReady, first.Stats.Explain.Decision);
+        Assert.Equal(IndexState.Building, Assert.Single(first.Stats.Explain.Indexes).State);
         Assert.Equal(2L * Tokens, first.Stats.TokensAttended);
 
         await executor.Indexes.WhenIdle(_context, 0, spec).WaitAsync(TimeSpan.FromSeconds(60));
         AttentionResult sparse = executor.Attend(request);
         Assert.Equal($"indexed:{spec}", sparse.Stats.Plan);
-        Assert.Contains($"covers {Tokens} of {Tokens}", sparse.Stats.Explain, StringComparison.Ordinal);
+        IndexStatus covered = Assert.Single(sparse.Stats.Explain.Indexes);
+        Assert.Equal((IndexState.Ready, Tokens, Tokens), (covered.State, covered.IndexedTokens, covered.LayerTokens));
         Assert.True(sparse.Stats.TokensAttended < first.Stats.TokensAttended / 5, $"attended {sparse.Stats.TokensAttended}");
         double error = RelativeL2(sparse.Output, first.Output);
         Assert.True(error <= 0.35, $"sparse vs exact rel-L2 {error:F3}");
@@ -44,7 +50,8 @@ public sealed class LayerIndexCatalogTests : IDisposable
         Append(Tokens, 64);
         AttentionResult grown = executor.Attend(request);
         Assert.Equal($"indexed:{spec}", grown.Stats.Plan);
-        Assert.Contains($"covers {Tokens} of {Tokens + 64}", grown.Stats.Explain, StringComparison.Ordinal);
+        IndexStatus grownStatus = Assert.Single(grown.Stats.Explain.Indexes);
+        Assert.Equal((IndexState.Ready, Tokens, Tokens + 64), (grownStatus.State, grownStatus.IndexedTokens, grownStatus.LayerTokens));
         Assert.True(grown.Stats.TokensAttended >= sparse.Stats.TokensAttended + (2 * 64));
     }
 
@@ -55,7 +62,9 @@ public sealed class LayerIndexCatalogTests : IDisposable
         float[] q = _workload.Queries(1, 4);
         AttentionResult r = executor.Attend(new AttentionQuery(_context, 0, q, 1, 0, 0, new PlanRequest(PlanKind.LshSampling), false));
         Assert.Equal("exact", r.Stats.Plan);
-        Assert.Contains("LshSampling", r.Stats.Explain, StringComparison.Ordinal);
+        Assert.Equal(PlanKind.LshSampling, r.Stats.Explain.Requested);
+        Assert.Equal(PlanDecision.IndexNotReady, r.Stats.Explain.Decision);
+        Assert.Equal([PlanRegistry.LshSampleSpec, PlanRegistry.LshHeavySpec], r.Stats.Explain.Indexes.Select(s => s.Spec));
         KvDbException e = Assert.Throws<KvDbException>(() => executor.Attend(new AttentionQuery(_context, 0, q, 1, 0, 0, new PlanRequest((PlanKind)42), false)));
         Assert.Equal(KvDbErrorCode.InvalidArgument, e.Code);
     }

@@ -1,5 +1,6 @@
 using Grpc.Core;
 using KvDb.Client;
+using KvDb.Index.Catalog;
 using KvDb.Kernels;
 using KvDb.Protocol.V1;
 using KvDb.QueryEngine;
@@ -54,7 +55,7 @@ public sealed class SampleQueryTests : IClassFixture<ServerFixture>
             await stream.CompleteAsync();
         }
 
-        Assert.Equal(LayerIndexCatalog.MaxSampleQueries, _fx.Server.Executor.Indexes.SampleQueryCount(c.Id, 1));
+        Assert.Equal(SampleQueryLog.MaxPerLayer, _fx.Server.Executor.Indexes.SampleQueryCount(c.Id, 1));
         Assert.Equal(40, (await client.GetContextAsync(c.Id)).NumTokens);
     }
 

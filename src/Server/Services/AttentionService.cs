@@ -2,6 +2,8 @@ using Grpc.Core;
 using KvDb.Protocol;
 using KvDb.Protocol.V1;
 using KvDb.QueryEngine;
+using KvDb.QueryEngine.Execution;
+using KvDb.QueryEngine.Explain;
 using KvDb.Store;
 
 namespace KvDb.Server.Services;
@@ -59,7 +61,7 @@ public sealed class AttentionService : Attention.AttentionBase
                 TokensAttended = result.Stats.TokensAttended,
                 BytesRead = result.Stats.BytesRead,
                 ServerMicros = result.Stats.ServerMicros,
-                Explain = result.Stats.Explain,
+                Explain = ExplainText.Render(result.Stats.Explain),
             },
         };
         if (result.Selected is not null)

@@ -2,6 +2,7 @@ using Grpc.Core;
 using KvDb.Protocol;
 using KvDb.Protocol.V1;
 using KvDb.QueryEngine;
+using KvDb.QueryEngine.Execution;
 using KvDb.Store;
 
 namespace KvDb.Server.Services;

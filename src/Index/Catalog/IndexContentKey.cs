@@ -2,7 +2,7 @@ using System.Buffers.Binary;
 using System.Security.Cryptography;
 using KvDb.Store;
 
-namespace KvDb.QueryEngine;
+namespace KvDb.Index.Catalog;
 
 /// <summary>
 /// Names the content of a layer's first n full blocks, so an index over them can be found by any context

@@ -1,6 +1,6 @@
 using KvDb.Store;
 
-namespace KvDb.QueryEngine;
+namespace KvDb.Index.Catalog;
 
 /// <summary>
 /// The indexes a sparse plan searches for one layer: contiguous <see cref="IndexSegment"/>s from position 0

@@ -1,8 +1,7 @@
 using System.Collections.Concurrent;
-using KvDb.Index;
 using KvDb.Store;
 
-namespace KvDb.QueryEngine;
+namespace KvDb.Index.Catalog;
 
 /// <summary>
 /// The indexes the sparse plans search, per (context, layer, family spec), kept current in the background:
@@ -27,9 +26,6 @@ namespace KvDb.QueryEngine;
 /// </summary>
 public sealed class LayerIndexCatalog : IDisposable
 {
-    /// <summary>Query vectors remembered per (context, layer) as samples for query-guided builds.</summary>
-    public const int MaxSampleQueries = 256;
-
     /// <summary>Default grid of base segment ends, in tokens.</summary>
     public const int DefaultSegmentTokens = 4096;
 
@@ -38,10 +34,10 @@ public sealed class LayerIndexCatalog : IDisposable
     private readonly IKvStore _store;
     private readonly IndexSegmentFiles? _files;
     private readonly ConcurrentDictionary<(string Context, int Layer, string Spec), Entry> _entries = new();
-    private readonly ConcurrentDictionary<(string Context, int Layer), SampleQueries> _samples = new();
+    private readonly SampleQueryLog _samples = new(4 * MaxEntries);
     private readonly ConcurrentDictionary<(UInt128 Key, int Layer, string Spec), SharedSegment> _shared = new();
-    private readonly ConcurrentQueue<string> _problems = new();
-    private readonly ConcurrentDictionary<string, string> _movedAside = new(StringComparer.Ordinal);
+    private readonly ConcurrentQueue<IndexFileProblem> _problems = new();
+    private readonly ConcurrentDictionary<string, IndexFileProblem> _movedAside = new(StringComparer.Ordinal);
     private readonly List<Task> _background = []; // background updates and collections, for Dispose
     private long _clock;
     private long _builds;
@@ -88,41 +84,58 @@ public sealed class LayerIndexCatalog : IDisposable
         Interlocked.Read(ref _collectedFiles));
 
     /// <summary>Problems met with index files (unreadable, moved aside, not saved), oldest first.</summary>
-    public IReadOnlyCollection<string> Problems => [.. _problems];
+    public IReadOnlyCollection<IndexFileProblem> Problems => [.. _problems];
 
-    /// <summary>Remembers a request's queries (f32 [q, num_query_heads, head_dim]) as sample queries of its layer.</summary>
-    public void Observe(AttentionQuery query, int queryFloats) => Observe(query.ContextId, query.Layer, query.Queries, queryFloats);
+    /// <summary>Sample queries per (context, layer) that query-guided builds use.</summary>
+    public SampleQueryLog SampleQueries => _samples;
 
     /// <summary>
     /// Remembers <paramref name="queries"/> (f32 [m, num_query_heads, head_dim], e.g. the prefill's queries sent
-    /// with AppendKv) as sample queries of the context's layer, up to <see cref="MaxSampleQueries"/>.
+    /// with AppendKv, or decode queries) as sample queries of the context's layer, up to <see cref="SampleQueryLog.MaxPerLayer"/>.
     /// </summary>
-    public void Observe(string contextId, int layer, float[] queries, int queryFloats)
-    {
-        if (_samples.Count >= 4 * MaxEntries && !_samples.ContainsKey((contextId, layer)))
-        {
-            // Bounded like the views: forget an arbitrary layer's samples (its next build just has fewer).
-            foreach ((string, int) k in _samples.Keys)
-            {
-                _samples.TryRemove(k, out _);
-                break;
-            }
-        }
-
-        SampleQueries samples = _samples.GetOrAdd((contextId, layer), _ => new SampleQueries());
-        samples.Add(queries, queryFloats);
-    }
+    public void Observe(string contextId, int layer, ReadOnlySpan<float> queries, int queryFloats) => _samples.Add(contextId, layer, queries, queryFloats);
 
     /// <summary>Sample queries remembered for the context's layer (what its next query-guided build will use).</summary>
-    public int SampleQueryCount(string contextId, int layer) =>
-        _samples.TryGetValue((contextId, layer), out SampleQueries? s) ? s.Count : 0;
+    public int SampleQueryCount(string contextId, int layer) => _samples.Count(contextId, layer);
 
     /// <summary>
-    /// The ready indexes of <paramref name="spec"/> for the snapshot's layer, or null while the first ones are
-    /// being made (an update is started when none is under way and the layer grew by <see cref="ExtendStep"/>).
-    /// <paramref name="status"/> says which, for the explain line.
+    /// Where the <paramref name="spec"/> index of the snapshot's layer stands, and its ready view (null unless
+    /// <see cref="IndexState.Ready"/>). Changes nothing: no entry is created, no build started (see <see cref="RequestUpdate"/>).
+    /// A view built before the layer was rolled back and rewritten below it is never returned (status Stale).
     /// </summary>
-    public LayerIndexes? Get(string contextId, LayerSnapshot layer, string spec, out string status)
+    public IndexStatus Probe(string contextId, LayerSnapshot layer, string spec, out LayerIndexes? view)
+    {
+        view = null;
+        if (!_entries.TryGetValue((contextId, layer.Layer, spec), out Entry? entry))
+        {
+            return new IndexStatus(IndexState.Absent, spec, layer.Layer, layer.Tokens);
+        }
+
+        lock (entry)
+        {
+            LayerIndexes? current = entry.Current;
+            bool stale = current is not null && !StillDescribes(entry, layer);
+            if (current is null || stale)
+            {
+                IndexState state = entry.Pending is not null ? IndexState.Building : entry.Error is not null ? IndexState.Failed : IndexState.Absent;
+                return new IndexStatus(state, spec, layer.Layer, layer.Tokens, Stale: stale, Error: entry.Error, Problem: entry.Problem);
+            }
+
+            view = current;
+            return new IndexStatus(
+                IndexState.Ready, spec, layer.Layer, layer.Tokens, current.IndexedTokens,
+                entry.Base?.Tokens ?? 0, entry.Base is null ? SegmentOrigin.None : entry.BaseOrigin, entry.Suffix?.Tokens ?? 0,
+                Problem: entry.Problem);
+        }
+    }
+
+    /// <summary>
+    /// Asks the catalog to keep the <paramref name="spec"/> index of the snapshot's layer current: starts one
+    /// background update when none is under way and there is no view yet, the view no longer describes the layer, or
+    /// the unindexed full-block rows reached <see cref="ExtendStep"/>. Returns at once; <see cref="Probe"/> then says
+    /// where it stands.
+    /// </summary>
+    public void RequestUpdate(string contextId, LayerSnapshot layer, string spec)
     {
         var key = (contextId, layer.Layer, spec);
         if (!_entries.ContainsKey(key) && _entries.Count >= MaxEntries)
@@ -135,35 +148,20 @@ public sealed class LayerIndexCatalog : IDisposable
         {
             entry.LastUse = Interlocked.Increment(ref _clock);
             LayerIndexes? current = entry.Current;
-            string stale = string.Empty;
             if (current is not null && !StillDescribes(entry, layer))
             {
-                // The context was rolled back and rewritten below what the indexes cover: never serve them.
                 current = null;
-                stale = " (the layer changed below what the indexes covered)";
             }
 
             long fullTokens = layer.Tokens / layer.Model.BlockSize * layer.Model.BlockSize;
             bool wantUpdate = current is null || fullTokens - current.IndexedTokens >= ExtendStep(entry, layer.Model.BlockSize);
             if (wantUpdate && entry.Pending is null && !Volatile.Read(ref _disposed))
             {
-                float[] samples = _samples.TryGetValue((contextId, layer.Layer), out SampleQueries? s) ? s.Snapshot() : [];
+                float[] samples = _samples.Snapshot(contextId, layer.Layer);
                 Task update = Task.Run(() => UpdateAsync(entry, contextId, layer.Layer, spec, samples));
                 entry.Pending = update;
                 Track(update);
             }
-
-            string note = entry.Note is null ? string.Empty : $"; {entry.Note}";
-            if (current is null)
-            {
-                status = entry.Error is null
-                    ? $"index \"{spec}\" for layer {layer.Layer} is being built in the background{stale}{note}"
-                    : $"index \"{spec}\" for layer {layer.Layer} failed to build ({entry.Error}); retrying{note}";
-                return null;
-            }
-
-            status = $"index \"{spec}\" covers {current.IndexedTokens} of {layer.Tokens} tokens ({entry.Describe()}), the tail is scanned exactly{note}";
-            return current;
         }
     }
 
@@ -205,7 +203,7 @@ public sealed class LayerIndexCatalog : IDisposable
         {
             // Reported now, and again in the explain line of the first context that needs the segment.
             Interlocked.Increment(ref _corruptFiles);
-            string problem = $"index file {name} was unreadable ({reason}); moved aside to {aside} and rebuilt";
+            var problem = new IndexFileProblem(IndexFileProblemKind.Unreadable, name, reason, aside);
             _problems.Enqueue(problem);
             _movedAside[name] = problem;
         });
@@ -286,14 +284,14 @@ public sealed class LayerIndexCatalog : IDisposable
                 covered = 0;
             }
 
-            string? note = entry.Note;
-            string baseOrigin = entry.BaseOrigin;
+            IndexFileProblem? note = entry.Problem;
+            SegmentOrigin baseOrigin = entry.BaseOrigin;
             long baseEnd = baseSegment?.EndToken ?? 0;
             bool rebase = baseSegment is null && suffix is null
                 || fullTokens - baseEnd >= Math.Max(GridBlocks(b) * (long)b, baseEnd);
             if (rebase)
             {
-                (IndexSegment? found, string origin, string? problem) = await BaseFor(entry, layer, spec, samples).ConfigureAwait(false);
+                (IndexSegment? found, SegmentOrigin origin, IndexFileProblem? problem) = await BaseFor(entry, layer, spec, samples).ConfigureAwait(false);
                 note = problem ?? note;
                 if (!ReferenceEquals(found, baseSegment) || found is null)
                 {
@@ -350,7 +348,7 @@ public sealed class LayerIndexCatalog : IDisposable
                 entry.EndAddress = endAddress;
                 entry.EndChecksum = endChecksum;
                 entry.Current = view;
-                entry.Note = note;
+                entry.Problem = note;
                 entry.Error = null;
                 entry.Pending = null;
             }
@@ -366,7 +364,7 @@ public sealed class LayerIndexCatalog : IDisposable
             if (e is KvDbException { Code: KvDbErrorCode.NotFound })
             {
                 _entries.TryRemove((contextId, layerIndex, spec), out _);
-                _samples.TryRemove((contextId, layerIndex), out _);
+                _samples.Forget(contextId, layerIndex);
                 StartGarbageCollection();
             }
         }
@@ -377,7 +375,7 @@ public sealed class LayerIndexCatalog : IDisposable
     /// blocks that leaves a suffix shorter than max(grid, base); otherwise a new one at its last grid point.
     /// Null when the context has no full grid step yet. Also returns a problem met on the way (corrupt file).
     /// </summary>
-    private async Task<(IndexSegment? Segment, string Origin, string? Problem)> BaseFor(Entry entry, LayerSnapshot layer, string spec, float[] samples)
+    private async Task<(IndexSegment? Segment, SegmentOrigin Origin, IndexFileProblem? Problem)> BaseFor(Entry entry, LayerSnapshot layer, string spec, float[] samples)
     {
         int b = layer.Model.BlockSize;
         int grid = GridBlocks(b);
@@ -385,7 +383,7 @@ public sealed class LayerIndexCatalog : IDisposable
         int top = full / grid * grid;
         if (top == 0)
         {
-            return (null, string.Empty, null);
+            return (null, SegmentOrigin.None, null);
         }
 
         for (int end = top; end >= grid && full - end < Math.Max(grid, end); end -= grid)
@@ -394,7 +392,7 @@ public sealed class LayerIndexCatalog : IDisposable
             bool known = _shared.ContainsKey(key);
             if (known || _files?.Has(key.Item1, key.Layer, spec) == true)
             {
-                (IndexSegment segment, string origin, string? problem) = await Shared(key, layer, end, spec, samples).ConfigureAwait(false);
+                (IndexSegment segment, SegmentOrigin origin, IndexFileProblem? problem) = await Shared(key, layer, end, spec, samples).ConfigureAwait(false);
                 return (segment, origin, problem);
             }
         }
@@ -403,7 +401,7 @@ public sealed class LayerIndexCatalog : IDisposable
     }
 
     /// <summary>The shared segment for <paramref name="key"/>, loading or building it once however many contexts ask at the same time.</summary>
-    private async Task<(IndexSegment Segment, string Origin, string? Problem)> Shared((UInt128 Key, int Layer, string Spec) key, LayerSnapshot layer, int endBlock, string spec, float[] samples)
+    private async Task<(IndexSegment Segment, SegmentOrigin Origin, IndexFileProblem? Problem)> Shared((UInt128 Key, int Layer, string Spec) key, LayerSnapshot layer, int endBlock, string spec, float[] samples)
     {
         if (!_shared.ContainsKey(key) && _shared.Count >= MaxShared)
         {
@@ -417,7 +415,7 @@ public sealed class LayerIndexCatalog : IDisposable
             return new SharedSegment();
         });
         mine = false;
-        Task<(IndexSegment, string, string?)> task;
+        Task<(IndexSegment, SegmentOrigin, IndexFileProblem?)> task;
         lock (shared)
         {
             shared.LastUse = Interlocked.Increment(ref _clock);
@@ -432,11 +430,11 @@ public sealed class LayerIndexCatalog : IDisposable
 
         try
         {
-            (IndexSegment segment, string origin, string? problem) = await task.ConfigureAwait(false);
+            (IndexSegment segment, SegmentOrigin origin, IndexFileProblem? problem) = await task.ConfigureAwait(false);
             if (!mine)
             {
                 Interlocked.Increment(ref _sharedReuses);
-                return (segment, "shared", problem);
+                return (segment, SegmentOrigin.Shared, problem);
             }
 
             return (segment, origin, problem);
@@ -448,17 +446,17 @@ public sealed class LayerIndexCatalog : IDisposable
         }
     }
 
-    private (IndexSegment Segment, string Origin, string? Problem) LoadOrBuild((UInt128 Key, int Layer, string Spec) key, LayerSnapshot layer, int endBlock, string spec, float[] samples)
+    private (IndexSegment Segment, SegmentOrigin Origin, IndexFileProblem? Problem) LoadOrBuild((UInt128 Key, int Layer, string Spec) key, LayerSnapshot layer, int endBlock, string spec, float[] samples)
     {
         string name = IndexSegmentFiles.FileName(key.Key, key.Layer, spec);
-        string? problem = null;
+        IndexFileProblem? problem = null;
         if (_files is not null && _files.Has(key.Key, key.Layer, spec))
         {
             try
             {
                 IndexSegment loaded = _files.Load(key.Key, key.Layer, spec, layer.Model);
                 Interlocked.Increment(ref _loads);
-                return (loaded, "loaded from disk", null);
+                return (loaded, SegmentOrigin.LoadedFromDisk, null);
             }
             catch (Exception e) when (e is InvalidDataException or EndOfStreamException or IOException or ArgumentException)
             {
@@ -466,14 +464,14 @@ public sealed class LayerIndexCatalog : IDisposable
                 {
                     string aside = _files.MoveAside(key.Key, key.Layer, spec);
                     Interlocked.Increment(ref _corruptFiles);
-                    problem = $"index file {name} was unreadable ({e.Message}); moved aside to {aside} and rebuilt";
+                    problem = new IndexFileProblem(IndexFileProblemKind.Unreadable, name, e.Message, aside);
                     _problems.Enqueue(problem);
                 }
             }
         }
 
         // The startup collection may have moved this very file aside (it records that before the file leaves the set).
-        if (_movedAside.TryRemove(name, out string? collected))
+        if (_movedAside.TryRemove(name, out IndexFileProblem? collected))
         {
             problem = collected;
         }
@@ -495,13 +493,13 @@ public sealed class LayerIndexCatalog : IDisposable
             }
             catch (IOException e)
             {
-                string failed = $"index file {IndexSegmentFiles.FileName(key.Key, key.Layer, spec)} could not be saved ({e.Message}); it will be rebuilt after a restart";
+                var failed = new IndexFileProblem(IndexFileProblemKind.NotSaved, name, e.Message);
                 _problems.Enqueue(failed);
                 problem ??= failed;
             }
         }
 
-        return (built, "built", problem);
+        return (built, SegmentOrigin.Built, problem);
     }
 
     private void ForgetOldestShared()
@@ -536,7 +534,7 @@ public sealed class LayerIndexCatalog : IDisposable
             }
             catch (IOException e)
             {
-                _problems.Enqueue($"index file garbage collection failed: {e.Message}");
+                _problems.Enqueue(new IndexFileProblem(IndexFileProblemKind.CollectionFailed, _files.DirectoryPath, e.Message));
             }
         }));
     }
@@ -564,79 +562,23 @@ public sealed class LayerIndexCatalog : IDisposable
 
         public ulong EndChecksum { get; set; }
 
-        public string BaseOrigin { get; set; } = string.Empty;
+        public SegmentOrigin BaseOrigin { get; set; }
 
         public Task? Pending { get; set; }
 
         public string? Error { get; set; }
 
-        public string? Note { get; set; }
+        public IndexFileProblem? Problem { get; set; }
 
         public long LastUse { get; set; }
 
         public BlockContentKeys Keys { get; } = new();
-
-        public string Describe()
-        {
-            string b = Base is null ? "no base" : $"base {Base.Tokens} {BaseOrigin}";
-            string s = Suffix is null ? "no suffix" : $"own suffix {Suffix.Tokens}";
-            return $"{b}, {s}";
-        }
     }
 
     private sealed class SharedSegment
     {
-        public Task<(IndexSegment, string, string?)>? Task { get; set; }
+        public Task<(IndexSegment, SegmentOrigin, IndexFileProblem?)>? Task { get; set; }
 
         public long LastUse { get; set; }
-    }
-
-    private sealed class SampleQueries
-    {
-        private readonly List<float> _values = [];
-        private int _count;
-
-        public int Count
-        {
-            get
-            {
-                lock (_values)
-                {
-                    return _count;
-                }
-            }
-        }
-
-        public void Add(float[] queries, int queryFloats)
-        {
-            lock (_values)
-            {
-                int offered = queries.Length / queryFloats;
-                int room = MaxSampleQueries - _count;
-                if (offered <= 0 || room <= 0)
-                {
-                    return;
-                }
-
-                // A prefill sends thousands of rows: keep evenly spaced ones rather than only its first tokens,
-                // so the samples cover the whole prompt's query distribution.
-                int take = Math.Min(offered, room);
-                for (int i = 0; i < take; i++)
-                {
-                    long row = (long)i * offered / take;
-                    _values.AddRange(queries.AsSpan((int)(row * queryFloats), queryFloats));
-                }
-
-                _count += take;
-            }
-        }
-
-        public float[] Snapshot()
-        {
-            lock (_values)
-            {
-                return [.. _values];
-            }
-        }
     }
 }

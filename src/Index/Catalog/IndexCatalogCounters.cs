@@ -1,4 +1,4 @@
-namespace KvDb.QueryEngine;
+namespace KvDb.Index.Catalog;
 
 /// <summary>
 /// What a <see cref="LayerIndexCatalog"/> did: segment builds (and the rows they indexed), extensions of a

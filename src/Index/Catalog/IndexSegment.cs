@@ -1,8 +1,7 @@
-using KvDb.Index;
 using KvDb.Kernels;
 using KvDb.Store;
 
-namespace KvDb.QueryEngine;
+namespace KvDb.Index.Catalog;
 
 /// <summary>
 /// One index per KV head over the rows [<see cref="StartToken"/>, <see cref="EndToken"/>) of a layer: a piece
@@ -179,7 +178,7 @@ public sealed class IndexSegment : IDisposable
         var group = new float[samples * groupWidth];
         for (int s = 0; s < samples; s++)
         {
-            sampleQueries.Slice(((s * g.NumQueryHeads) + (kv * g.GroupSize)) * d, groupWidth).CopyTo(group.AsSpan(s * groupWidth, groupWidth));
+            sampleQueries.Slice((int)(g.QueryHead(s, kv, 0) * d), groupWidth).CopyTo(group.AsSpan(s * groupWidth, groupWidth));
         }
 
         return group;

@@ -1,6 +1,6 @@
 using KvDb.Store;
 
-namespace KvDb.QueryEngine;
+namespace KvDb.Index.Catalog;
 
 /// <summary>
 /// The <see cref="IndexContentKey"/> of every leading sealed block of one context layer, kept between

@@ -1,0 +1,104 @@
+using KvDb.Kernels;
+using KvDb.Kernels.Cuda;
+using KvDb.QueryEngine.Explain;
+using KvDb.QueryEngine.Plans;
+using KvDb.Store;
+
+namespace KvDb.QueryEngine.Execution;
+
+/// <summary>
+/// The attend phase: runs the kernels over the selections the plans made, one per KV head, and counts what they
+/// read. A layer whose every head is dense runs the exact kernel once for all heads — on the GPU tier's mirrors
+/// when the store has the layer there (a CUDA failure falls back to the CPU: the CPU copy is authoritative),
+/// otherwise on the CPU; gathered heads run the gathered kernel with their positions and log-weights.
+/// </summary>
+public static class SelectionAttention
+{
+    /// <summary>
+    /// Fills <paramref name="output"/> [q, num_query_heads, head_dim] and <paramref name="lse"/> [q, num_query_heads];
+    /// returns the kernels' counters plus what the selections read, and where it ran.
+    /// </summary>
+    public static AttentionCounters Run(LayerSnapshot layer, AttentionQuery query, IReadOnlyList<HeadSelection> heads, Span<float> output, Span<float> lse, out DeviceOutcome device)
+    {
+        AttentionGeometry g = layer.Model.Geometry;
+        if (heads.Count != g.NumKvHeads)
+        {
+            throw new ArgumentException($"need one selection per KV head ({g.NumKvHeads}), got {heads.Count}", nameof(heads));
+        }
+
+        (long xs, long xe) = query.Exclude.Normalized;
+        if (AllDense(heads))
+        {
+            if (TryDevice(layer, query, output, lse, out AttentionCounters onDevice, out device))
+            {
+                return onDevice;
+            }
+
+            return ExactAttentionKernel.Run(g, layer.Blocks, query.Queries, query.NumQueries, xs, xe, output, lse);
+        }
+
+        device = new DeviceOutcome(ExecutionSite.Cpu, 0, 0, layer.DeviceReason);
+        var counters = default(AttentionCounters);
+        for (int kv = 0; kv < g.NumKvHeads; kv++)
+        {
+            HeadSelection head = heads[kv];
+
+            // A dense head among gathered ones (a per-head plan mix) is gathered over all its positions.
+            long[] positions = head.IsDense ? DensePositions(layer.Tokens, query.Exclude) : head.Positions;
+            counters += GatheredAttentionKernel.Run(g, layer.Blocks, kv, positions, query.Queries, query.NumQueries, head.LogWeights ?? ReadOnlySpan<float>.Empty, output, lse);
+            counters += new AttentionCounters(head.Scanned, 0, head.ScannedBytes);
+        }
+
+        return counters;
+    }
+
+    /// <summary>Every position of a layer of <paramref name="tokens"/> tokens outside <paramref name="exclude"/>, ascending.</summary>
+    public static long[] DensePositions(long tokens, ExcludeRange exclude)
+    {
+        var positions = new long[tokens - exclude.CountWithin(tokens)];
+        int k = 0;
+        for (long p = 0; p < tokens; p++)
+        {
+            if (!exclude.Contains(p))
+            {
+                positions[k++] = p;
+            }
+        }
+
+        return positions;
+    }
+
+    private static bool AllDense(IReadOnlyList<HeadSelection> heads)
+    {
+        foreach (HeadSelection h in heads)
+        {
+            if (!h.IsDense)
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    private static bool TryDevice(LayerSnapshot layer, AttentionQuery query, Span<float> output, Span<float> lse, out AttentionCounters counters, out DeviceOutcome device)
+    {
+        counters = default;
+        if (layer.TryOpenDevice() is DeviceLayer mirrors)
+        {
+            try
+            {
+                counters = mirrors.Attention(query.Queries, query.NumQueries, query.ExcludeStart, query.ExcludeEnd, output, lse);
+                device = new DeviceOutcome(ExecutionSite.Gpu, mirrors.Promoted, mirrors.Blocks, string.Empty);
+                return true;
+            }
+            catch (CudaException)
+            {
+                // The CPU copy is authoritative: answer from it.
+            }
+        }
+
+        device = new DeviceOutcome(ExecutionSite.Cpu, 0, 0, layer.DeviceReason);
+        return false;
+    }
+}
