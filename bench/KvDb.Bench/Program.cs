@@ -24,6 +24,9 @@ switch (suite)
     case "index":
         IndexSuite.Run(rest);
         return 0;
+    case "attend":
+        await AttendSuite.RunAsync(rest);
+        return 0;
     case "index-lifecycle":
         await IndexLifecycleSuite.RunAsync(rest);
         return 0;
@@ -36,6 +39,7 @@ switch (suite)
         Console.Error.WriteLine("  prefix            LookupPrefix latency of a 128K-token prefix");
         Console.Error.WriteLine("  recovery          restart time after a crash with ~1 GB stored");
         Console.Error.WriteLine("  index [--ctx N,M] [--spec S]   index quality: scanned fraction, recall@1%, softmax mass, build time per family and budget");
+        Console.Error.WriteLine("  attend [--ctx N] [--kinds exact,block,…]   one decode step per plan kind through the executor: p50, vs exact, bytes allocated per Attend");
         Console.Error.WriteLine("  index-lifecycle [--ctx N] [--families a,b]   build vs extend vs load per 1K keys when a layer grows by ctx/4; restart: load vs rebuild");
         return 2;
 }

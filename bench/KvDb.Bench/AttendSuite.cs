@@ -1,0 +1,119 @@
+using System.Diagnostics;
+using KvDb.Kernels;
+using KvDb.QueryEngine;
+using KvDb.QueryEngine.Execution;
+using KvDb.QueryEngine.Planning;
+using KvDb.Store;
+using KvDb.Workload;
+
+namespace KvDb.Bench;
+
+/// <summary>
+/// Suite "attend": one decode step (1 query token, Llama-3-8B layer shape: 32 query heads, 8 KV heads, d = 128,
+/// bf16) through the query engine's executor over an in-memory store, per plan kind: latency and the bytes one
+/// Attend allocates — on the calling thread (GC.GetAllocatedBytesForCurrentThread) and in the whole process
+/// (GC.GetTotalAllocatedBytes, which also counts the kernel's worker threads). The result arrays (output and
+/// LSE, <c>result_bytes</c>) are the floor; everything above it is the query path's own. Indexes are built and
+/// settled before timing, so no background build runs meanwhile. Exact is the same-run baseline.
+/// </summary>
+internal static class AttendSuite
+{
+    private const int Iterations = 20;
+
+    public static async Task RunAsync(string[] args)
+    {
+        long ctx = SuiteOptions.Get(args, "ctx", 32 * 1024);
+        string kindsArg = SuiteOptions.Get(args, "kinds", "exact,block,centroid,lsh,lsh-sampling");
+        var model = new ModelSchema("bench", 1, 32, 8, 128, KvDType.BF16, 64, 0);
+        var workload = new SyntheticWorkload(new SyntheticWorkloadOptions { Tokens = ctx, NumKvHeads = 8, NumQueryHeads = 32, HeadDim = 128 });
+        using var store = new InMemoryKvStore(new StoreOptions { CpuBudgetBytes = 8L << 30, MaintenanceInterval = TimeSpan.Zero });
+        store.CreateModel(model);
+        string context = store.CreateContext("bench", "", null, ReadOnlySpan<int>.Empty).Id;
+        Console.Error.WriteLine($"attend: loading {ctx} tokens");
+        const int chunk = 4096;
+        for (long start = 0; start < ctx; start += chunk)
+        {
+            int n = (int)Math.Min(chunk, ctx - start);
+            var ids = new int[n];
+            workload.FillTokenIds(start, ids);
+            using IAppendTransaction tx = store.BeginAppend(context);
+            tx.Append(0, ids, workload.KeyBytes(KvDType.BF16, start, n), workload.ValueBytes(KvDType.BF16, start, n));
+            tx.Commit();
+        }
+
+        using var executor = new AttentionExecutor(store);
+        float[] samples = workload.Queries(128, 77);
+        executor.AddSampleQueries(context, 0, samples);
+        float[] queries = workload.Queries(1, 5);
+        double exactUs = 0;
+        foreach (string name in kindsArg.Split(',', StringSplitOptions.RemoveEmptyEntries))
+        {
+            PlanKind kind = Kind(name);
+            var query = new AttentionQuery(context, 0, queries, 1, 0, 0, new PlanRequest(kind), false);
+            IPlanFactory factory = PlanRegistry.Default.Get(kind);
+            executor.Attend(query);
+            foreach (string spec in factory.IndexSpecs)
+            {
+                Console.Error.WriteLine($"attend: building {spec}");
+                await executor.Indexes.WhenIdle(context, 0, spec).ConfigureAwait(false);
+            }
+
+            AttentionResult result = executor.Attend(query);
+            for (int i = 0; i < 3; i++)
+            {
+                executor.Attend(query);
+            }
+
+            var micros = new double[Iterations];
+            var threadBytes = new long[Iterations];
+            var totalBytes = new long[Iterations];
+            for (int i = 0; i < Iterations; i++)
+            {
+                long thread0 = GC.GetAllocatedBytesForCurrentThread();
+                long total0 = GC.GetTotalAllocatedBytes(precise: true);
+                long t0 = Stopwatch.GetTimestamp();
+                result = executor.Attend(query);
+                micros[i] = Stopwatch.GetElapsedTime(t0).TotalMicroseconds;
+                threadBytes[i] = GC.GetAllocatedBytesForCurrentThread() - thread0;
+                totalBytes[i] = GC.GetTotalAllocatedBytes(precise: true) - total0;
+            }
+
+            double p50 = Percentile.Median(micros);
+            if (kind == PlanKind.Exact)
+            {
+                exactUs = p50;
+            }
+
+            Array.Sort(threadBytes);
+            Array.Sort(totalBytes);
+            long resultBytes = (result.Output.Length + result.Lse.Length) * sizeof(float);
+            new JsonLine()
+                .Add("suite", "attend")
+                .Add("ctx", ctx)
+                .Add("kind", name)
+                .Add("plan", result.Stats.Plan)
+                .Add("p50_us", p50, 0)
+                .Add("vs_exact", exactUs > 0 ? p50 / exactUs : double.NaN, 3)
+                .Add("attended_fraction", result.Stats.TokensAttended / (double)(ctx * model.NumKvHeads), 4)
+                .Add("alloc_thread_bytes", threadBytes[Iterations / 2])
+                .Add("alloc_total_bytes", totalBytes[Iterations / 2])
+                .Add("result_bytes", resultBytes)
+                .Add("alloc_per_token_bytes", (totalBytes[Iterations / 2] - resultBytes) / (double)ctx, 3)
+                .Add("simd", Simd())
+                .WriteTo(Console.Out);
+        }
+    }
+
+    private static string Simd() => System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated ? "avx512" : System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated ? "avx2" : "scalar";
+
+    private static PlanKind Kind(string name) => name switch
+    {
+        "exact" => PlanKind.Exact,
+        "block" => PlanKind.BlockTopK,
+        "centroid" => PlanKind.CentroidTopK,
+        "lsh" => PlanKind.LshTopK,
+        "graph" => PlanKind.AnnTopK,
+        "lsh-sampling" => PlanKind.LshSampling,
+        _ => throw new ArgumentException($"unknown kind \"{name}\"; use exact, block, centroid, lsh, graph, lsh-sampling"),
+    };
+}
