@@ -23,9 +23,12 @@ run_tests() {
   set +e
   dotnet test KvDb.sln -c Release --no-build --logger trx --results-directory TestResults "$@"
   local rc=$?
-  # The kernels again with AVX-512 switched off, so the Vector256 (AVX2) paths are tested too.
+  # The kernels and the core dtype conversion again with AVX-512 switched off, so the Vector256 (AVX2) paths are tested too.
   DOTNET_EnableAVX512=0 dotnet test tests/KvDb.Kernels.Tests -c Release --no-build --logger trx --results-directory TestResults/avx2 "$@"
   local rc2=$?
+  [ "$rc" -ne 0 ] || rc=$rc2
+  DOTNET_EnableAVX512=0 dotnet test tests/KvDb.Core.Tests -c Release --no-build --logger trx --results-directory TestResults/avx2-core "$@"
+  rc2=$?
   [ "$rc" -ne 0 ] || rc=$rc2
   set -e
   local passed=0 failed=0 files=0

@@ -34,8 +34,8 @@ public static class PrefixSuite
         }
 
         var w = new SyntheticWorkload(new SyntheticWorkloadOptions { Tokens = 16 * 1024, NumKvHeads = kvHeads, NumQueryHeads = 32, HeadDim = headDim });
-        ByteString k = ByteString.CopyFrom(w.KeyBytes(Kernels.KvDType.BF16, 0, 1024));
-        ByteString v = ByteString.CopyFrom(w.ValueBytes(Kernels.KvDType.BF16, 0, 1024));
+        ByteString k = ByteString.CopyFrom(w.KeyBytes(KvDType.BF16, 0, 1024));
+        ByteString v = ByteString.CopyFrom(w.ValueBytes(KvDType.BF16, 0, 1024));
         using (AsyncClientStreamingCall<AppendKvRequest, AppendKvResponse> call = client.Contexts.AppendKv())
         {
             for (int layer = 0; layer < layers; layer++)

@@ -67,8 +67,8 @@ public static class RecoverySuite
             {
                 await client.CreateModelAsync(new Model { Name = "bench", NumLayers = layers, NumQueryHeads = 32, NumKvHeads = kvHeads, HeadDim = headDim, Dtype = DType.Bf16 }).ConfigureAwait(false);
                 var w = new SyntheticWorkload(new SyntheticWorkloadOptions { Tokens = 16 * 1024, NumKvHeads = kvHeads, NumQueryHeads = 32, HeadDim = headDim });
-                ByteString k = ByteString.CopyFrom(w.KeyBytes(Kernels.KvDType.BF16, 0, 1024));
-                ByteString v = ByteString.CopyFrom(w.ValueBytes(Kernels.KvDType.BF16, 0, 1024));
+                ByteString k = ByteString.CopyFrom(w.KeyBytes(KvDType.BF16, 0, 1024));
+                ByteString v = ByteString.CopyFrom(w.ValueBytes(KvDType.BF16, 0, 1024));
 
                 // Eight contexts of an eighth each, so recovery rebuilds several manifests.
                 for (int c = 0; c < 8; c++)

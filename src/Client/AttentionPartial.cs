@@ -1,4 +1,3 @@
-using KvDb.Kernels;
 using KvDb.Protocol.V1;
 
 namespace KvDb.Client;

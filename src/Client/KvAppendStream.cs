@@ -1,5 +1,4 @@
 using Grpc.Core;
-using KvDb.Kernels;
 using KvDb.Protocol;
 using KvDb.Protocol.V1;
 

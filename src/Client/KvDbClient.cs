@@ -1,6 +1,5 @@
 using Grpc.Core;
 using Grpc.Net.Client;
-using KvDb.Kernels;
 using KvDb.Protocol;
 using KvDb.Protocol.V1;
 

@@ -1,5 +1,4 @@
 using Google.Protobuf;
-using KvDb.Kernels;
 using KvDb.Protocol.V1;
 
 namespace KvDb.Protocol;

@@ -1,6 +1,5 @@
 using Grpc.Core;
 using KvDb.Client;
-using KvDb.Kernels;
 using KvDb.Protocol.V1;
 using Xunit.Abstractions;
 

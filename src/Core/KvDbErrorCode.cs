@@ -1,4 +1,4 @@
-namespace KvDb.Store;
+namespace KvDb.Core;
 
 /// <summary>What kind of failure a <see cref="KvDbException"/> reports; the server maps each to one gRPC status code.</summary>
 public enum KvDbErrorCode

@@ -1,4 +1,4 @@
-namespace KvDb.Kernels;
+namespace KvDb.Core;
 
 /// <summary>
 /// The LSE merge of BRIEF section 5: two partial attentions over disjoint token sets combine into the

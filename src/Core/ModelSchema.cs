@@ -1,6 +1,4 @@
-using KvDb.Kernels;
-
-namespace KvDb.Store;
+namespace KvDb.Core;
 
 /// <summary>A model's attention schema; immutable once created, referenced by every context of the model.</summary>
 public sealed record ModelSchema(

@@ -3,7 +3,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
-namespace KvDb.Kernels;
+namespace KvDb.Core;
 
 /// <summary>Widening of stored f16/bf16/f32 elements to f32 and narrowing back, vectorized.</summary>
 public static class ElementConversion

@@ -1,4 +1,6 @@
-namespace KvDb.Kernels.Tests;
+using KvDb.Kernels.Tests;
+
+namespace KvDb.Core.Tests;
 
 public class ElementConversionTests
 {

@@ -1,4 +1,4 @@
-namespace KvDb.Kernels;
+namespace KvDb.Core;
 
 /// <summary>Element type of stored keys/values and of wire tensors; numbering matches kvdb.v1.DType.</summary>
 public enum KvDType

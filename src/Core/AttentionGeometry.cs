@@ -1,4 +1,4 @@
-namespace KvDb.Kernels;
+namespace KvDb.Core;
 
 /// <summary>Shape of one layer's attention: heads (GQA), head size, block layout, dtype and scale.</summary>
 public readonly record struct AttentionGeometry(

@@ -1,4 +1,4 @@
-namespace KvDb.Store;
+namespace KvDb.Core;
 
 /// <summary>A domain error whose message says what was wrong and what to send instead.</summary>
 public sealed class KvDbException : Exception
