@@ -1,6 +1,3 @@
-using System.Buffers;
-using KvDb.Kernels;
-
 namespace KvDb.Index;
 
 /// <summary>
@@ -16,96 +13,23 @@ namespace KvDb.Index;
 /// numerator and denominator largely cancel), and the LSE is the log of the denominator, biased low by
 /// Jensen; merging partials weights each by exp(LSE), i.e. by the unbiased denominator, so the merged
 /// numerator and denominator stay unbiased. The attention kernel computes exactly this when each sampled
-/// score gets the log-weight −log p_j.
+/// score gets the log-weight −log p_j, which is what this class computes; the query engine's LSH sampling plan is
+/// the one implementation of the estimate.
 /// </summary>
-public sealed class LshSamplingEstimator
+public static class LshSamplingEstimator
 {
     /// <summary>Floor on p so a key sampled against the odds cannot blow the estimate up to infinity.</summary>
     private const double MinProbability = 1e-12;
 
-    private readonly ISamplingIndex _index;
-
-    /// <summary>Creates an estimator over <paramref name="index"/>.</summary>
-    public LshSamplingEstimator(ISamplingIndex index)
-    {
-        _index = index;
-    }
-
     /// <summary>
-    /// Estimates attention of <paramref name="query"/> over all indexed rows. <paramref name="keys"/> and
-    /// <paramref name="values"/> are f32 [Count, Dimension] in the index's row order; <paramref name="exactRows"/>
-    /// (ascending) are attended with weight 1. Returns the rows attended (sample ∪ exact).
+    /// −log p for sampled row <paramref name="row"/> of <paramref name="index"/>, given Σq·k of its key in
+    /// <paramref name="metricDot"/> and the pair <see cref="ISamplingIndex.PrepareQuery"/> returned; add it to the
+    /// scaled score to turn plain attention over the sample into the estimator.
     /// </summary>
-    public int Estimate(
-        ReadOnlySpan<float> query,
-        float scale,
-        ReadOnlySpan<float> keys,
-        ReadOnlySpan<float> values,
-        ReadOnlySpan<int> exactRows,
-        Span<float> output,
-        out float lse)
+    public static float LogWeight(ISamplingIndex index, int row, double metricDot, double metricQueryDotMean, double metricQueryNorm)
     {
-        int n = _index.Count;
-        int[] rowsArray = ArrayPool<int>.Shared.Rent(n + exactRows.Length);
-        float[] floats = ArrayPool<float>.Shared.Rent(2 * (n + exactRows.Length) + query.Length);
-        try
-        {
-            int sampled = _index.Sample(query, rowsArray, out _);
-            int kept = RemoveExact(rowsArray.AsSpan(0, sampled), exactRows);
-            Span<int> rows = rowsArray.AsSpan(0, kept + exactRows.Length);
-            exactRows.CopyTo(rows[kept..]);
-            Span<float> dots = floats.AsSpan(0, kept);
-            Span<float> logWeights = floats.AsSpan(n + exactRows.Length, rows.Length);
-            Span<float> metricQuery = floats.AsSpan(2 * (n + exactRows.Length), query.Length);
-            (double dotMean, double norm) = _index.PrepareQuery(query, metricQuery);
-            RowDotKernel.GatheredScores(metricQuery, keys, rows[..kept], dots);
-            LogWeights(rows[..kept], dots, dotMean, norm, logWeights[..kept]);
-            logWeights[kept..].Clear();
-            GatheredAttentionKernel.RunRows(query, scale, keys, values, rows, logWeights, output, out lse);
-            return rows.Length;
-        }
-        finally
-        {
-            ArrayPool<int>.Shared.Return(rowsArray);
-            ArrayPool<float>.Shared.Return(floats);
-        }
-    }
-
-    /// <summary>
-    /// −log p_j for sampled <paramref name="rows"/>, given Σq·k_j in <paramref name="metricDots"/> and the
-    /// pair <see cref="ISamplingIndex.PrepareQuery"/> returned; add to the scaled scores to turn plain attention
-    /// over the sample into the estimator.
-    /// </summary>
-    public void LogWeights(ReadOnlySpan<int> rows, ReadOnlySpan<float> metricDots, double metricQueryDotMean, double metricQueryNorm, Span<float> logWeights)
-    {
-        for (int i = 0; i < rows.Length; i++)
-        {
-            double cosine = _index.CenteredCosine(rows[i], metricDots[i], metricQueryDotMean, metricQueryNorm);
-            double p = Math.Max(MinProbability, _index.InclusionProbability(cosine));
-            logWeights[i] = (float)-Math.Log(p);
-        }
-    }
-
-    /// <summary>Drops rows present in the ascending <paramref name="exact"/> list; both inputs ascend. Returns the kept count.</summary>
-    private static int RemoveExact(Span<int> sampled, ReadOnlySpan<int> exact)
-    {
-        int kept = 0;
-        int e = 0;
-        foreach (int row in sampled)
-        {
-            while (e < exact.Length && exact[e] < row)
-            {
-                e++;
-            }
-
-            if (e < exact.Length && exact[e] == row)
-            {
-                continue;
-            }
-
-            sampled[kept++] = row;
-        }
-
-        return kept;
+        double cosine = index.CenteredCosine(row, metricDot, metricQueryDotMean, metricQueryNorm);
+        double p = Math.Max(MinProbability, index.InclusionProbability(cosine));
+        return (float)-Math.Log(p);
     }
 }

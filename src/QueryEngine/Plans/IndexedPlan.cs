@@ -1,3 +1,4 @@
+using System.Buffers;
 using KvDb.Index;
 using KvDb.Index.Catalog;
 using KvDb.Kernels;
@@ -59,92 +60,133 @@ public sealed class IndexedPlan : IAttentionPlan
     internal long[] SelectPositions(LayerSnapshot layer, AttentionQuery query, int kvHead, SearchParameters parameters, out long scanned)
     {
         AttentionGeometry g = layer.Model.Geometry;
-
-        // Every segment gets the budget an index over all indexed tokens would get, so a key that would be a
-        // top candidate of one whole-layer index is one of its own segment's; the segments' candidates are then
-        // cut back to the budget by exact score, so a shared base plus a suffix attends what one index would.
-        var chosen = new HashSet<long>();
-        // Candidates writes at most min(budget, keys in the segment): a huge budget needs no huge buffer.
-        var found = new long[(int)Math.Min(parameters.Budget, Math.Max(1, _indexes.IndexedTokens))];
-        var rowCandidates = new List<long>();
-        var rowSeen = new HashSet<long>();
-        scanned = 0;
         int groupRows = query.NumQueries * g.GroupSize;
-        for (int r = 0; r < groupRows; r++)
+        long sinks = AttentionSinks.End(layer.Tokens);
+        long tail = layer.Tokens - _indexes.IndexedTokens;
+
+        // Candidates writes at most min(budget, keys in the segment): a huge budget needs no huge buffer. Segments
+        // cover disjoint positions, so a row's candidates from all segments are distinct without a set.
+        int perSegment = (int)Math.Min(parameters.Budget, Math.Max(1, _indexes.IndexedTokens));
+        int perRow = (int)Math.Min((long)perSegment * _indexes.Segments.Count, Math.Max(1, _indexes.IndexedTokens));
+        long capacity = ((long)groupRows * Math.Min(parameters.Budget, perRow)) + sinks + tail;
+        long[] all = ArrayPool<long>.Shared.Rent((int)Math.Min(int.MaxValue - 64, capacity));
+        long[] row = ArrayPool<long>.Shared.Rent(perRow);
+        try
         {
-            ReadOnlySpan<float> q = g.GroupRow(query.Queries, kvHead, r);
-            rowCandidates.Clear();
-            rowSeen.Clear();
-            foreach (IndexSegment segment in _indexes.Segments)
+            int count = 0;
+            scanned = 0;
+            for (int r = 0; r < groupRows; r++)
             {
-                int got = segment[kvHead].Candidates(q, parameters, found, out SearchStats stats);
-                scanned += stats.VectorsScanned;
-                for (int i = 0; i < got; i++)
+                ReadOnlySpan<float> q = g.GroupRow(query.Queries, kvHead, r);
+                int found = 0;
+                foreach (IndexSegment segment in _indexes.Segments)
                 {
-                    if (rowSeen.Add(found[i]))
-                    {
-                        rowCandidates.Add(found[i]);
-                    }
+                    found += segment[kvHead].Candidates(q, parameters, row.AsSpan(found, Math.Min(perSegment, perRow - found)), out SearchStats stats);
+                    scanned += stats.VectorsScanned;
                 }
+
+                found = Distinct(row.AsSpan(0, found));
+
+                // Every segment got the budget an index over all indexed tokens would get, so a key that would be a top
+                // candidate of one whole-layer index is one of its own segment's; the union is then cut back to the
+                // budget by exact score, so a shared base plus a suffix attends what one index would.
+                if (found > parameters.Budget)
+                {
+                    scanned += KeepBest(layer, kvHead, q, row.AsSpan(0, found), parameters.Budget);
+                    found = parameters.Budget;
+                }
+
+                row.AsSpan(0, found).CopyTo(all.AsSpan(count));
+                count += found;
             }
 
-            if (rowCandidates.Count > parameters.Budget)
+            for (long p = 0; p < sinks; p++)
             {
-                scanned += KeepBest(layer, kvHead, q, rowCandidates, parameters.Budget);
+                all[count++] = p;
             }
 
-            foreach (long p in rowCandidates)
+            for (long p = _indexes.IndexedTokens; p < layer.Tokens; p++)
             {
-                chosen.Add(p);
+                all[count++] = p;
             }
-        }
 
-        for (long p = 0; p < AttentionSinks.End(layer.Tokens); p++)
+            return SortedDistinct(all.AsSpan(0, count), layer.Tokens, query.Exclude);
+        }
+        finally
         {
-            chosen.Add(p);
+            ArrayPool<long>.Shared.Return(all);
+            ArrayPool<long>.Shared.Return(row);
         }
+    }
 
-        for (long p = _indexes.IndexedTokens; p < layer.Tokens; p++)
-        {
-            chosen.Add(p);
-        }
-
-        ExcludeRange exclude = query.Exclude;
-        var positions = new List<long>(chosen.Count);
-        foreach (long p in chosen)
-        {
-            if (p >= 0 && p < layer.Tokens && !exclude.Contains(p))
-            {
-                positions.Add(p);
-            }
-        }
-
+    /// <summary>Sorts <paramref name="positions"/> and moves its distinct values to the front; returns how many.</summary>
+    private static int Distinct(Span<long> positions)
+    {
         positions.Sort();
-        return [.. positions];
+        int kept = 0;
+        for (int i = 0; i < positions.Length; i++)
+        {
+            if (kept == 0 || positions[kept - 1] != positions[i])
+            {
+                positions[kept++] = positions[i];
+            }
+        }
+
+        return kept;
+    }
+
+    /// <summary>The distinct positions of <paramref name="positions"/> in [0, tokens) outside <paramref name="exclude"/>, ascending (sorts in place).</summary>
+    internal static long[] SortedDistinct(Span<long> positions, long tokens, ExcludeRange exclude)
+    {
+        positions.Sort();
+        int kept = 0;
+        for (int i = 0; i < positions.Length; i++)
+        {
+            long p = positions[i];
+            if ((kept > 0 && positions[kept - 1] == p) || p < 0 || p >= tokens || exclude.Contains(p))
+            {
+                continue;
+            }
+
+            positions[kept++] = p;
+        }
+
+        return positions[..kept].ToArray();
     }
 
     /// <summary>
-    /// Cuts <paramref name="candidates"/> to the <paramref name="budget"/> with the highest exact q·k (the order of
-    /// q·k is that of the scaled scores); returns the keys read to score them.
+    /// Keeps in <paramref name="candidates"/>[..budget] the <paramref name="budget"/> with the highest exact q·k (the order
+    /// of q·k is that of the scaled scores); returns the keys read to score them.
     /// </summary>
-    private static long KeepBest(LayerSnapshot layer, int kvHead, ReadOnlySpan<float> q, List<long> candidates, int budget)
+    private static long KeepBest(LayerSnapshot layer, int kvHead, ReadOnlySpan<float> q, Span<long> candidates, int budget)
     {
         int d = layer.Model.HeadDim;
+        int n = candidates.Length;
         candidates.Sort();
-        long[] positions = [.. candidates];
-        var keys = new float[positions.Length * d];
-        KvBlockReader.ReadHeadRowsAt(layer.Model.Geometry, layer.Blocks, kvHead, values: false, positions, keys);
-        var scores = new float[positions.Length];
-        RowDotKernel.Scores(q, keys, scores);
-        var best = new int[budget];
-        int kept = TopKSelector.Select(scores, budget, best);
-        candidates.Clear();
-        for (int i = 0; i < kept; i++)
+        long[] positions = ArrayPool<long>.Shared.Rent(n);
+        float[] keys = ArrayPool<float>.Shared.Rent(n * d);
+        float[] scores = ArrayPool<float>.Shared.Rent(n);
+        int[] best = ArrayPool<int>.Shared.Rent(budget);
+        try
         {
-            candidates.Add(positions[best[i]]);
-        }
+            candidates.CopyTo(positions);
+            KvBlockReader.ReadHeadRowsAt(layer.Model.Geometry, layer.Blocks, kvHead, values: false, positions.AsSpan(0, n), keys.AsSpan(0, n * d));
+            RowDotKernel.Scores(q, keys.AsSpan(0, n * d), scores.AsSpan(0, n));
+            int kept = TopKSelector.Select(scores.AsSpan(0, n), budget, best.AsSpan(0, budget));
+            for (int i = 0; i < kept; i++)
+            {
+                candidates[i] = positions[best[i]];
+            }
 
-        return positions.Length;
+            return n;
+        }
+        finally
+        {
+            ArrayPool<long>.Shared.Return(positions);
+            ArrayPool<float>.Shared.Return(keys);
+            ArrayPool<float>.Shared.Return(scores);
+            ArrayPool<int>.Shared.Return(best);
+        }
     }
 
     private void CheckBuiltFor(LayerSnapshot layer)

@@ -1,3 +1,4 @@
+using System.Buffers;
 using KvDb.Index;
 using KvDb.Index.Catalog;
 using KvDb.Kernels;
@@ -92,125 +93,134 @@ public sealed class LshSamplingPlan : IAttentionPlan
         AttentionGeometry g = layer.Model.Geometry;
         int d = g.HeadDim;
         int rows = query.NumQueries * g.GroupSize;
-        ExcludeRange exclude = query.Exclude;
 
-        // The deterministic set: sinks, unindexed tail, heavy hitters of every row of the group.
-        var exact = new HashSet<long>();
-        for (long p = 0; p < AttentionSinks.End(layer.Tokens); p++)
+        // The deterministic set, sorted: sinks, unindexed tail, heavy hitters of every row of the group.
+        long scanned = 0;
+        long[] heavy = _heavy is null ? [] : _heavy.SelectPositions(layer, query, kvHead, new SearchParameters((int)HeavyBudgetFor(query)), out scanned);
+        long sinks = AttentionSinks.End(layer.Tokens);
+        var exactList = new long[heavy.Length + sinks + (layer.Tokens - _sample.IndexedTokens)];
+        heavy.CopyTo(exactList, 0);
+        int e = heavy.Length;
+        for (long p = 0; p < sinks; p++)
         {
-            exact.Add(p);
+            exactList[e++] = p;
         }
 
         for (long p = _sample.IndexedTokens; p < layer.Tokens; p++)
         {
-            exact.Add(p);
+            exactList[e++] = p;
         }
 
-        long scanned = 0;
-        if (_heavy is not null)
-        {
-            foreach (long p in _heavy.SelectPositions(layer, query, kvHead, new SearchParameters((int)HeavyBudgetFor(query)), out scanned))
-            {
-                exact.Add(p);
-            }
-        }
+        long[] exact = IndexedPlan.SortedDistinct(exactList, long.MaxValue, default);
 
-        // Each segment is sampled by its own index, with its own inclusion probabilities: the weighted sum
-        // over a segment estimates that segment's share, and the shares add up.
+        // Each segment is sampled by its own index, with its own inclusion probabilities: the weighted sum over a
+        // segment estimates that segment's share, and the shares add up. A sample is (group row, segment, index row).
         int segments = _sample.Segments.Count;
-        var samples = new List<int>[rows, segments];
-        var union = new HashSet<long>(exact);
-        for (int s = 0; s < segments; s++)
+        int maxCount = 1;
+        foreach (IndexSegment segment in _sample.Segments)
         {
-            var index = (ISamplingIndex)_sample.Segments[s][kvHead];
-            var sampledRows = new int[index.Count];
+            maxCount = Math.Max(maxCount, segment[kvHead].Count);
+        }
+
+        int[] sampledRows = ArrayPool<int>.Shared.Rent(maxCount);
+        var samples = new List<(int Row, int Segment, int IndexRow, long Position)>();
+        try
+        {
             for (int r = 0; r < rows; r++)
             {
-                int n = index.Sample(g.GroupRow(query.Queries, kvHead, r), sampledRows, out _);
-                var kept = new List<int>(n);
-                for (int i = 0; i < n; i++)
+                ReadOnlySpan<float> q = g.GroupRow(query.Queries, kvHead, r);
+                for (int s = 0; s < segments; s++)
                 {
-                    long p = index.PositionOf(sampledRows[i]);
-                    if (!exact.Contains(p))
+                    var index = (ISamplingIndex)_sample.Segments[s][kvHead];
+                    int n = index.Sample(q, sampledRows, out _);
+                    for (int i = 0; i < n; i++)
                     {
-                        kept.Add(sampledRows[i]);
-                        union.Add(p);
+                        long p = index.PositionOf(sampledRows[i]);
+                        if (Array.BinarySearch(exact, p) < 0)
+                        {
+                            samples.Add((r, s, sampledRows[i], p));
+                        }
                     }
                 }
-
-                samples[r, s] = kept;
             }
         }
-
-        var positionList = new List<long>(union.Count);
-        foreach (long p in union)
+        finally
         {
-            if (p >= 0 && p < layer.Tokens && !exclude.Contains(p))
-            {
-                positionList.Add(p);
-            }
+            ArrayPool<int>.Shared.Return(sampledRows);
         }
 
-        positionList.Sort();
-        long[] positions = [.. positionList];
-        var column = new Dictionary<long, int>(positions.Length);
-        for (int j = 0; j < positions.Length; j++)
+        var union = new long[exact.Length + samples.Count];
+        exact.CopyTo(union, 0);
+        for (int i = 0; i < samples.Count; i++)
         {
-            column[positions[j]] = j;
+            union[exact.Length + i] = samples[i].Position;
         }
+
+        long[] positions = IndexedPlan.SortedDistinct(union, layer.Tokens, query.Exclude);
 
         // Weights need Σq·k of each sampled key: read the sampled keys once, in position order.
-        var sampledPositions = new List<long>();
-        foreach (long p in positions)
+        var isExact = new bool[positions.Length];
+        int sampledCount = 0;
+        for (int j = 0; j < positions.Length; j++)
         {
-            if (!exact.Contains(p))
+            isExact[j] = Array.BinarySearch(exact, positions[j]) >= 0;
+            sampledCount += isExact[j] ? 0 : 1;
+        }
+
+        var sampledPositions = new long[sampledCount];
+        for (int j = 0, k = 0; j < positions.Length; j++)
+        {
+            if (!isExact[j])
             {
-                sampledPositions.Add(p);
+                sampledPositions[k++] = positions[j];
             }
         }
 
-        var keys = new float[sampledPositions.Count * d];
-        KvBlockReader.ReadHeadRowsAt(g, layer.Blocks, kvHead, values: false, sampledPositions.ToArray(), keys);
-        var keyIndex = new Dictionary<long, int>(sampledPositions.Count);
-        for (int i = 0; i < sampledPositions.Count; i++)
+        float[] keys = ArrayPool<float>.Shared.Rent(Math.Max(1, sampledCount * d));
+        try
         {
-            keyIndex[sampledPositions[i]] = i;
-        }
-
-        var logWeights = new float[(long)rows * positions.Length];
-        var metricQuery = new float[d];
-        var dots = new float[1];
-        var weight = new float[1];
-        for (int r = 0; r < rows; r++)
-        {
-            Span<float> w = logWeights.AsSpan(r * positions.Length, positions.Length);
-            for (int j = 0; j < positions.Length; j++)
+            KvBlockReader.ReadHeadRowsAt(g, layer.Blocks, kvHead, values: false, sampledPositions, keys.AsSpan(0, sampledCount * d));
+            var logWeights = new float[(long)rows * positions.Length];
+            for (int r = 0; r < rows; r++)
             {
-                w[j] = exact.Contains(positions[j]) ? 0f : float.NegativeInfinity;
-            }
-
-            for (int s = 0; s < segments; s++)
-            {
-                var index = (ISamplingIndex)_sample.Segments[s][kvHead];
-                var estimator = new LshSamplingEstimator(index);
-                (double dotMean, double norm) = index.PrepareQuery(g.GroupRow(query.Queries, kvHead, r), metricQuery);
-                foreach (int row in samples[r, s])
+                Span<float> w = logWeights.AsSpan(r * positions.Length, positions.Length);
+                for (int j = 0; j < positions.Length; j++)
                 {
-                    long p = index.PositionOf(row);
-                    if (!column.TryGetValue(p, out int j))
-                    {
-                        continue; // excluded range
-                    }
-
-                    RowDotKernel.Scores(metricQuery, keys.AsSpan(keyIndex[p] * d, d), dots);
-                    estimator.LogWeights([row], dots, dotMean, norm, weight);
-                    w[j] = weight[0];
+                    w[j] = isExact[j] ? 0f : float.NegativeInfinity;
                 }
             }
-        }
 
-        scanned += sampledPositions.Count;
-        return HeadSelection.Gathered(positions, logWeights, scanned, scanned * g.RowBytes);
+            Span<float> metricQuery = stackalloc float[d];
+            Span<float> dot = stackalloc float[1];
+            int preparedRow = -1;
+            int preparedSegment = -1;
+            (double DotMean, double Norm) prepared = default;
+            foreach ((int r, int s, int indexRow, long p) in samples)
+            {
+                int j = Array.BinarySearch(positions, p);
+                if (j < 0)
+                {
+                    continue; // excluded range
+                }
+
+                var index = (ISamplingIndex)_sample.Segments[s][kvHead];
+                if (r != preparedRow || s != preparedSegment)
+                {
+                    prepared = index.PrepareQuery(g.GroupRow(query.Queries, kvHead, r), metricQuery);
+                    (preparedRow, preparedSegment) = (r, s);
+                }
+
+                RowDotKernel.Scores(metricQuery, keys.AsSpan(Array.BinarySearch(sampledPositions, p) * d, d), dot);
+                logWeights[((long)r * positions.Length) + j] = LshSamplingEstimator.LogWeight(index, indexRow, dot[0], prepared.DotMean, prepared.Norm);
+            }
+
+            scanned += sampledCount;
+            return HeadSelection.Gathered(positions, logWeights, scanned, scanned * g.RowBytes);
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(keys);
+        }
     }
 
     private long HeavyBudgetFor(AttentionQuery query) => query.Plan.Budget > 0 ? Math.Min(int.MaxValue, query.Plan.Budget) : HeavyBudget(_heavyIndexed);
