@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using KvDb.Kernels;
+using KvDb.QueryEngine.Execution;
 using KvDb.Store;
 
 namespace KvDb.QueryEngine;
@@ -10,6 +11,7 @@ public sealed class AttentionExecutor : IDisposable
     private readonly IKvStore _store;
     private readonly QueryPlanner _planner;
     private readonly LayerIndexCatalog _catalog;
+    private readonly DeviceAttention _device = new();
 
     /// <summary>
     /// Creates an executor over <paramref name="store"/> with its own index catalog; a persistent store keeps the
@@ -20,14 +22,18 @@ public sealed class AttentionExecutor : IDisposable
         ArgumentNullException.ThrowIfNull(store);
         _store = store;
         _catalog = new LayerIndexCatalog(store, store.DataDirectory is string data ? Path.Combine(data, "indexes") : null, segmentTokens);
-        _planner = new QueryPlanner(_catalog);
+        _planner = new QueryPlanner(_catalog, _device);
     }
 
     /// <summary>The background-built indexes the sparse plans use.</summary>
     public LayerIndexCatalog Indexes => _catalog;
 
-    /// <summary>Waits for background index builds; dispose the executor before the store it reads.</summary>
-    public void Dispose() => _catalog.Dispose();
+    /// <summary>Waits for background index builds and frees the device backends; dispose the executor before the store it reads.</summary>
+    public void Dispose()
+    {
+        _catalog.Dispose();
+        _device.Dispose();
+    }
 
     /// <summary>
     /// Remembers <paramref name="queries"/> (f32 [m, num_query_heads, head_dim], e.g. the prefill's) as sample
@@ -76,9 +82,10 @@ public sealed class AttentionExecutor : IDisposable
         }
 
         // Which kernel read the K/V: the device tier's, when the plan ran on the layer's mirrors.
-        string tier = layer.Device is { Runs: > 0 } ? "gpu" : "cpu";
-        explain = layer.Device is { Runs: > 0 } d ? $"{explain} on gpu (promoted {d.Promoted} of {d.Blocks} blocks)"
-            : layer.DeviceReason.Length == 0 ? $"{explain} on cpu" : $"{explain} on cpu ({layer.DeviceReason})";
+        DeviceRun run = _device.RunOf(layer);
+        string tier = run.OnDevice ? "gpu" : "cpu";
+        explain = run.OnDevice ? $"{explain} on gpu (promoted {run.Promoted} of {run.Blocks} blocks)"
+            : run.Reason.Length == 0 ? $"{explain} on cpu" : $"{explain} on cpu ({run.Reason})";
         double micros = Stopwatch.GetElapsedTime(started).TotalMicroseconds;
         var stats = new AttentionStats(plan.Name, counters.TokensScored, counters.TokensAttended, counters.BytesRead, micros, explain) { Tier = tier };
         return new AttentionResult(output, lse, stats, selected, counts);

@@ -1,32 +1,34 @@
 using KvDb.Kernels;
-using KvDb.Kernels.Cuda;
+using KvDb.QueryEngine.Execution;
 using KvDb.Store;
 
 namespace KvDb.QueryEngine;
 
 /// <summary>
 /// Attends to every stored token outside the exclude range: the reference every sparse plan is judged against.
-/// With the store's GPU tier on, the layer's blocks are mirrored there and the CUDA kernel reads them in place
-/// (block-paged layout); when they do not all fit, or a CUDA call fails, the CPU kernel runs instead.
+/// With the store's GPU tier on and a <see cref="DeviceAttention"/> given, the layer's blocks are mirrored there
+/// and the CUDA kernel reads them in place (block-paged layout); when they do not all fit, or a CUDA call fails,
+/// the CPU kernel runs instead.
 /// </summary>
 public sealed class ExactPlan : IAttentionPlan
 {
+    private readonly DeviceAttention? _device;
+
+    /// <summary>An exact plan; without <paramref name="device"/> it always runs the CPU kernel.</summary>
+    public ExactPlan(DeviceAttention? device = null)
+    {
+        _device = device;
+    }
+
     /// <inheritdoc />
     public string Name => "exact";
 
     /// <inheritdoc />
     public AttentionCounters Execute(LayerSnapshot layer, AttentionQuery query, Span<float> output, Span<float> lse)
     {
-        if (layer.TryOpenDevice() is DeviceLayer device)
+        if (_device is not null && _device.TryRun(layer, query.Queries, query.NumQueries, query.ExcludeStart, query.ExcludeEnd, output, lse, out AttentionCounters counters, out _))
         {
-            try
-            {
-                return device.Attention(query.Queries, query.NumQueries, query.ExcludeStart, query.ExcludeEnd, output, lse);
-            }
-            catch (CudaException)
-            {
-                // The CPU copy is authoritative: answer from it.
-            }
+            return counters;
         }
 
         return ExactAttentionKernel.Run(layer.Model.Geometry, layer.Blocks, query.Queries, query.NumQueries, query.ExcludeStart, query.ExcludeEnd, output, lse);

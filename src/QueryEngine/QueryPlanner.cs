@@ -1,3 +1,4 @@
+using KvDb.QueryEngine.Execution;
 using KvDb.Store;
 
 namespace KvDb.QueryEngine;
@@ -9,13 +10,14 @@ namespace KvDb.QueryEngine;
 /// </summary>
 public sealed class QueryPlanner
 {
-    private readonly ExactPlan _exact = new();
+    private readonly ExactPlan _exact;
     private readonly LayerIndexCatalog? _catalog;
 
-    /// <summary>Creates a planner; without a catalog every sparse kind is answered exactly.</summary>
-    public QueryPlanner(LayerIndexCatalog? catalog = null)
+    /// <summary>Creates a planner; without a catalog every sparse kind is answered exactly, without <paramref name="device"/> exact plans run on the CPU.</summary>
+    public QueryPlanner(LayerIndexCatalog? catalog = null, DeviceAttention? device = null)
     {
         _catalog = catalog;
+        _exact = new ExactPlan(device);
     }
 
     /// <summary>Returns the plan to run and a one-line explanation.</summary>

@@ -1,0 +1,117 @@
+using System.Runtime.CompilerServices;
+using KvDb.Kernels;
+using KvDb.Kernels.Cuda;
+using KvDb.Store;
+
+namespace KvDb.QueryEngine.Execution;
+
+/// <summary>
+/// Runs exact attention on the GPU over a layer's mirrors in the store's GPU tier. The store owns the device
+/// memory (<see cref="DeviceLayer"/>: block table, slots); this object owns the kernels' side: one
+/// <see cref="CudaAttentionBackend"/> per device ordinal, made on first use and kept until Dispose. A backend
+/// serializes its calls on one stream, as the store's single backend per device did before. Thread-safe.
+/// </summary>
+public sealed class DeviceAttention : IDisposable
+{
+    private readonly Lock _gate = new();
+    private readonly Dictionary<int, CudaAttentionBackend> _backends = [];
+
+    // Runs are remembered per snapshot (as the snapshot's own run count was) so the executor can explain where
+    // a plan read the K/V without every plan having to hand the outcome back; entries die with the snapshot.
+    private readonly ConditionalWeakTable<LayerSnapshot, StrongBox<DeviceRun>> _runs = [];
+    private bool _disposed;
+
+    /// <summary>
+    /// Exact attention of host queries over every token of <paramref name="layer"/> outside [excludeStart,
+    /// excludeEnd), on the device that mirrors it: same shapes, semantics and counters as
+    /// <see cref="ExactAttentionKernel.Run"/>. False, with nothing written, when the layer is not on the device
+    /// (no GPU tier, the layer does not fit) or a CUDA call fails: the CPU copy is authoritative, answer from it.
+    /// </summary>
+    public bool TryRun(
+        LayerSnapshot layer,
+        ReadOnlySpan<float> queries,
+        int numQueries,
+        long excludeStart,
+        long excludeEnd,
+        Span<float> output,
+        Span<float> lse,
+        out AttentionCounters counters,
+        out DeviceRun run)
+    {
+        ArgumentNullException.ThrowIfNull(layer);
+        counters = default;
+        if (layer.TryOpenDevice() is not DeviceLayer device)
+        {
+            run = DeviceRun.NotRun(layer.DeviceReason);
+            return false;
+        }
+
+        try
+        {
+            ObjectDisposedException.ThrowIf(device.IsDisposed, device);
+            GetBackend(device.Device).Attention(device.Geometry, device.Source, queries, numQueries, excludeStart, excludeEnd, output, lse);
+        }
+        catch (CudaException)
+        {
+            // The layer was mirrored, so the snapshot reports no reason; the explain says "on cpu" alone, as before.
+            run = DeviceRun.NotRun(layer.DeviceReason);
+            return false;
+        }
+
+        long tokens = device.Source.NumTokens;
+        long excluded = excludeEnd > excludeStart ? Math.Max(0, Math.Min(excludeEnd, tokens) - Math.Max(excludeStart, 0)) : 0;
+        long rowsPerHead = tokens - excluded;
+        long pairs = rowsPerHead * device.Geometry.NumKvHeads * numQueries;
+        long bytes = rowsPerHead * device.Geometry.NumKvHeads * 2L * device.Geometry.RowBytes;
+        counters = new AttentionCounters(pairs, pairs, bytes);
+        run = new DeviceRun(true, device.Promoted, device.Blocks, "");
+        _runs.AddOrUpdate(layer, new StrongBox<DeviceRun>(run));
+        return true;
+    }
+
+    /// <summary>
+    /// Where attention over <paramref name="layer"/> read its K/V: a successful device run on this
+    /// snapshot, else not run, with the snapshot's reason for not being on the device ("" when it is or nobody asked).
+    /// </summary>
+    public DeviceRun RunOf(LayerSnapshot layer)
+    {
+        ArgumentNullException.ThrowIfNull(layer);
+        return _runs.TryGetValue(layer, out StrongBox<DeviceRun>? box) ? box.Value : DeviceRun.NotRun(layer.DeviceReason);
+    }
+
+    /// <summary>The backend this object runs on CUDA device <paramref name="device"/>, made on first use (benchmarks compare against it).</summary>
+    public CudaAttentionBackend GetBackend(int device)
+    {
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (!_backends.TryGetValue(device, out CudaAttentionBackend? backend))
+            {
+                backend = new CudaAttentionBackend(device);
+                _backends.Add(device, backend);
+            }
+
+            return backend;
+        }
+    }
+
+    /// <summary>Frees every backend's context (the store's device memory is not affected).</summary>
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            _disposed = true;
+            foreach (CudaAttentionBackend backend in _backends.Values)
+            {
+                backend.Dispose();
+            }
+
+            _backends.Clear();
+        }
+    }
+}
