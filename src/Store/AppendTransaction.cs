@@ -4,10 +4,11 @@ using KvDb.Store.Durability;
 namespace KvDb.Store;
 
 /// <summary>
-/// One AppendKv stream against a <see cref="KvStore"/> (through <see cref="IAppendHost"/>). Each chunk is applied under the context's gate and then
-/// written to the log as Chunk records of this transaction; a full block is sealed (checksummed, addressed and
-/// deduplicated against the directory) as soon as it fills. Commit logs a Commit record, publishes the new full
-/// blocks and waits until the log is durable; Dispose without commit rolls back and logs an Abort record.
+/// One AppendKv stream against a <see cref="KvStore"/>, which it reaches only through <see cref="IAppendHost"/>.
+/// Each chunk is applied under the context's gate and then written to the log as Chunk records of this
+/// transaction; a full block is sealed (checksummed, addressed and deduplicated against the directory) as soon
+/// as it fills. Commit logs a Commit record, publishes the new full blocks and waits until the log is durable;
+/// Dispose without commit rolls back and logs an Abort record.
 /// </summary>
 internal sealed class AppendTransaction : IAppendTransaction
 {
