@@ -134,7 +134,7 @@ internal static class ParityRun
             }
         }
 
-        failures += RunChecks(backend, emit, "", CudaParity.RunScoring, CudaParity.RunTopK, CudaParity.RunGpuTier, CudaParity.RunBatched);
+        failures += RunChecks(backend, emit, "", CudaParity.RunScoring, CudaParity.RunTopK, CudaParity.RunBatched);
 
         // Gathered attention with its L2 prefetch off (the A/B setting of the benchmark): the gathered cases and the batched checks again.
         CudaRuntime.SetOption(CudaKernelOption.GatherPrefetch, 0);

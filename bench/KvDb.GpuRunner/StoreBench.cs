@@ -14,7 +14,7 @@ namespace KvDb.GpuRunner;
 /// Exact decode attention of one Llama-3-8B layer (32 query heads, 8 KV heads, d = 128, bf16, 64-token blocks,
 /// one query token) through the store: <see cref="AttentionExecutor"/> over a <see cref="KvStore"/> whose GPU
 /// tier holds the layer, against the raw <see cref="CudaAttentionBackend"/> on the same device blocks (host
-/// queries in, host outputs back: the same call the plan makes, minus the store) and the kernel alone
+/// queries in, host outputs back: the call <see cref="DeviceAttention"/> makes for the plan, minus the store) and the kernel alone
 /// (events). Wall-clock p50 of each; ratio = store / raw. Also the first query's promotion time, the CPU
 /// kernel on the same snapshot, and parity of the store's answer with the CPU kernel and the f64 reference.
 /// </summary>
@@ -110,8 +110,9 @@ internal static class StoreBench
             }
         }
 
-        // Where the store's time goes: the steps ExactPlan takes, timed one by one (open the snapshot, lease
-        // the layer's device mirrors, attend through them, close the snapshot).
+        // Where the time goes: the steps an exact Attend takes, timed one by one (open the snapshot, lease the
+        // layer's device mirrors, attend through them with the executor's own DeviceAttention, close the snapshot).
+        DeviceAttention deviceAttention = executor.Device;
         var openUs = new double[iterations];
         var leaseUs = new double[iterations];
         var attendUs = new double[iterations];
@@ -125,16 +126,20 @@ internal static class StoreBench
                 WarmUp(() =>
                 {
                     using LayerSnapshot s = store.OpenLayer("bench", 0);
-                    s.TryOpenDevice()?.Attention(q, 1, 0, 0, phaseOut, phaseLse);
+                    deviceAttention.TryRun(s, q, 1, 0, 0, phaseOut, phaseLse, out _, out _);
                 });
             }
 
             long a = Stopwatch.GetTimestamp();
             LayerSnapshot snap = store.OpenLayer("bench", 0);
             long b = Stopwatch.GetTimestamp();
-            DeviceLayer device = snap.TryOpenDevice() ?? throw new InvalidOperationException("the layer did not fit the gpu tier: " + snap.DeviceReason);
+            _ = snap.TryOpenDevice() ?? throw new InvalidOperationException("the layer did not fit the gpu tier: " + snap.DeviceReason);
             long c = Stopwatch.GetTimestamp();
-            device.Attention(q, 1, 0, 0, phaseOut, phaseLse);
+            if (!deviceAttention.TryRun(snap, q, 1, 0, 0, phaseOut, phaseLse, out _, out DeviceOutcome run))
+            {
+                throw new InvalidOperationException("attention did not run on the device: " + run.Reason);
+            }
+
             long d = Stopwatch.GetTimestamp();
             snap.Dispose();
             long e = Stopwatch.GetTimestamp();
@@ -166,7 +171,7 @@ internal static class StoreBench
             bookkeepingUs[i] = Stopwatch.GetElapsedTime(t0).TotalMicroseconds;
         }
 
-        // The raw backend on the very same device blocks, and the CPU kernel on the same snapshot.
+        // The raw backend (the one DeviceAttention runs) on the very same device blocks, and the CPU kernel on the same snapshot.
         var rawUs = new double[iterations];
         double kernelUs;
         double cpuUs;
@@ -175,7 +180,7 @@ internal static class StoreBench
         using (LayerSnapshot snap = store.OpenLayer("bench", 0))
         {
             DeviceLayer device = snap.TryOpenDevice() ?? throw new InvalidOperationException("the layer did not fit the gpu tier: " + snap.DeviceReason);
-            CudaAttentionBackend backend = device.Backend;
+            CudaAttentionBackend backend = deviceAttention.GetBackend(device.Device);
             var o = new float[q.Length];
             var l = new float[Hq];
             WarmUp(() => backend.Attention(device.Geometry, device.Source, q, 1, 0, 0, o, l));

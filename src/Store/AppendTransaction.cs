@@ -4,20 +4,21 @@ using KvDb.Store.Durability;
 namespace KvDb.Store;
 
 /// <summary>
-/// One AppendKv stream against a <see cref="KvStore"/>. Each chunk is applied under the context's gate and then
-/// written to the log as Chunk records of this transaction; a full block is sealed (checksummed, addressed and
-/// deduplicated against the directory) as soon as it fills. Commit logs a Commit record, publishes the new full
-/// blocks and waits until the log is durable; Dispose without commit rolls back and logs an Abort record.
+/// One AppendKv stream against a <see cref="KvStore"/>, which it reaches only through <see cref="IAppendHost"/>.
+/// Each chunk is applied under the context's gate and then written to the log as Chunk records of this
+/// transaction; a full block is sealed (checksummed, addressed and deduplicated against the directory) as soon
+/// as it fills. Commit logs a Commit record, publishes the new full blocks and waits until the log is durable;
+/// Dispose without commit rolls back and logs an Abort record.
 /// </summary>
 internal sealed class AppendTransaction : IAppendTransaction
 {
-    private readonly KvStore _store;
+    private readonly IAppendHost _store;
     private readonly KvContext _context;
     private readonly long[] _startLengths;
     private readonly bool _logged;
     private bool _done;
 
-    public AppendTransaction(KvStore store, KvContext context, long id, bool logged)
+    public AppendTransaction(IAppendHost store, KvContext context, long id, bool logged)
     {
         _store = store;
         _context = context;
@@ -90,7 +91,7 @@ internal sealed class AppendTransaction : IAppendTransaction
                     KvBlock tail;
                     if (l.Blocks.Count == 0 || l.Blocks[^1].Count == m.BlockSize)
                     {
-                        tail = _store.Blocks.Allocate(m, layer);
+                        tail = _store.AllocateBlock(m, layer);
                         l.Blocks.Add(tail);
                     }
                     else
@@ -117,7 +118,7 @@ internal sealed class AppendTransaction : IAppendTransaction
             catch
             {
                 Failed = logging;
-                l.Truncate(pos, m.BlockSize, _store.Blocks);
+                _store.Truncate(l, pos, m.BlockSize);
                 long maxLength = 0;
                 foreach (ContextLayer other in _context.Layers)
                 {
@@ -172,14 +173,14 @@ internal sealed class AppendTransaction : IAppendTransaction
             long maxLength = 0;
             for (int i = 0; i < _startLengths.Length; i++)
             {
-                _context.Layers[i].Truncate(_startLengths[i], _context.Model.BlockSize, _store.Blocks);
+                _store.Truncate(_context.Layers[i], _startLengths[i], _context.Model.BlockSize);
                 maxLength = Math.Max(maxLength, _context.Layers[i].Length);
             }
 
             _context.TrimTokens(maxLength);
             if (_logged && FirstAddress >= 0)
             {
-                _store.LogRecord(WalRecordType.Abort, WalCodec.End(Id, _context.Id));
+                _store.Log(new AbortRecord(Id, _context.Id));
             }
         }
     }
@@ -192,7 +193,7 @@ internal sealed class AppendTransaction : IAppendTransaction
             throw new KvDbException(KvDbErrorCode.FailedPrecondition, "an earlier chunk of this AppendKv stream failed, so it cannot commit; open a new stream and send the chunks again");
         }
 
-        lock (_store.OpLock)
+        lock (_store.MetadataLock)
         {
             lock (_context.Gate)
             {
@@ -202,24 +203,8 @@ internal sealed class AppendTransaction : IAppendTransaction
                     throw KvDbException.NotFound($"context \"{_context.Id}\" was deleted during the append");
                 }
 
-                long address = _logged && FirstAddress >= 0 ? _store.LogRecord(WalRecordType.Commit, WalCodec.End(Id, _context.Id)) : -1;
-                int b = _context.Model.BlockSize;
-                for (int layer = 0; layer < _context.Layers.Length; layer++)
-                {
-                    ContextLayer l = _context.Layers[layer];
-                    for (long i = _startLengths[layer] / b; i < l.Length / b; i++)
-                    {
-                        KvBlock block = l.Blocks[(int)i];
-                        if (!block.Published && block.Address is not null)
-                        {
-                            _store.Directory.Publish(block);
-                        }
-                    }
-
-                    _context.CommittedLengths[layer] = l.Length;
-                }
-
-                _store.RegisterCommitted(_context);
+                long address = _logged && FirstAddress >= 0 ? _store.Log(new CommitRecord(Id, _context.Id)) : -1;
+                _store.PublishCommitted(_context, _startLengths);
                 _done = true;
                 _context.OpenTransaction = null;
                 return (_context.Info(), address);
@@ -233,18 +218,17 @@ internal sealed class AppendTransaction : IAppendTransaction
         KvBlock block = l.Blocks[index];
         ulong checksum = block.ComputeChecksum();
         var address = new BlockAddress(_context.Chain[index], layer);
-        KvBlock? same = _store.Directory.AcquireSame(address, checksum);
+        KvBlock? same = _store.AcquireIdentical(address, checksum);
         if (same is not null)
         {
             l.Blocks[index] = same;
             block.Release();
-            _store.CountDedupe();
             return;
         }
 
         block.Address = address;
         block.Checksum = checksum;
-        _store.Blocks.MarkFull(block);
+        _store.MarkFull(block);
     }
 
     /// <summary>Writes the chunk as Chunk records no larger than a log page allows.</summary>
@@ -256,9 +240,7 @@ internal sealed class AppendTransaction : IAppendTransaction
         {
             int count = Math.Min(perRecord, ids.Length - off);
             int o = off;
-            long address = _store.LogRecord(
-                WalRecordType.Chunk,
-                WalCodec.Chunk(Id, _context.Id, layer, pos + o, ids.Slice(o, count), keys.Slice(o * tokenBytes, count * tokenBytes), values.Slice(o * tokenBytes, count * tokenBytes)));
+            long address = _store.LogChunk(Id, _context.Id, layer, pos + o, ids.Slice(o, count), keys.Slice(o * tokenBytes, count * tokenBytes), values.Slice(o * tokenBytes, count * tokenBytes));
             if (FirstAddress < 0)
             {
                 FirstAddress = address;

@@ -11,6 +11,7 @@ namespace KvDb.Store;
 /// <see cref="DeviceLayer"/> holds is evicted. A block that is freed or demoted from the CPU tier drops its
 /// mirror. Mirrors are copies; the CPU block stays authoritative. Slabs are not returned to the device until
 /// the tier is disposed, so with several models (slot sizes) one model's slabs are not reused by another.
+/// The tier owns device memory only; it runs no kernels (the query engine attends over a <see cref="DeviceLayer"/>).
 /// Hot path: a block finds its mirror through a field (no lookup), recency is a logical clock (eviction sorts
 /// the candidates once per promotion batch), and a layer whose slots did not change reuses its device block
 /// table without a copy. Thread-safe: one lock guards the mirrors; copies to the device happen under it.
@@ -38,9 +39,10 @@ public sealed class CudaDeviceTier : IDeviceTier, IDisposable
     public CudaDeviceTier(long budgetBytes, int device = 0)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(budgetBytes);
+        // Fails here, not at the first query, when CUDA is unavailable or the ordinal names no usable device.
+        _ = CudaRuntime.MemoryInfo(device);
         BudgetBytes = budgetBytes;
         Device = device;
-        Backend = new CudaAttentionBackend(device);
     }
 
     /// <inheritdoc />
@@ -51,9 +53,6 @@ public sealed class CudaDeviceTier : IDeviceTier, IDisposable
 
     /// <summary>The CUDA device.</summary>
     public int Device { get; }
-
-    /// <summary>The attention backend on <see cref="Device"/> that reads the mirrors.</summary>
-    public CudaAttentionBackend Backend { get; }
 
     /// <summary>Device bytes reserved by slabs so far.</summary>
     public long ReservedBytes
@@ -251,7 +250,7 @@ public sealed class CudaDeviceTier : IDeviceTier, IDisposable
 
                 Table table = TableFor(slots);
                 reason = "";
-                return new DeviceLayer(model.Geometry, GpuKvSource.Blocks(table.Buffer.Pointer, tokens), Backend, blocks.Count, promoted, () => Release(held, table));
+                return new DeviceLayer(model.Geometry, GpuKvSource.Blocks(table.Buffer.Pointer, tokens), Device, blocks.Count, promoted, () => Release(held, table));
             }
             catch (CudaException e)
             {
@@ -262,7 +261,7 @@ public sealed class CudaDeviceTier : IDeviceTier, IDisposable
         }
     }
 
-    /// <summary>Frees every slab and the backend; mirrors are gone (the CPU copies are not affected).</summary>
+    /// <summary>Frees every slab and block table; mirrors are gone (the CPU copies are not affected).</summary>
     public void Dispose()
     {
         lock (_gate)
@@ -292,7 +291,6 @@ public sealed class CudaDeviceTier : IDeviceTier, IDisposable
 
             _pools.Clear();
             _mirroredBytes = 0;
-            Backend.Dispose();
         }
     }
 

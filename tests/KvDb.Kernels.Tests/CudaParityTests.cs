@@ -91,17 +91,6 @@ public sealed class CudaParityTests(ITestOutputHelper output) : IDisposable
     }
 
     [SkippableFact]
-    public void Gpu_tier_promotes_evicts_and_demotes()
-    {
-        Skip.If(_backend is null, $"CUDA unavailable: {CudaRuntime.UnavailableReason}");
-        foreach (CheckOutcome r in CudaParity.RunGpuTier(_backend!))
-        {
-            output.WriteLine($"{r.Name}: {r.MaxError:E2}");
-            Assert.True(r.Passed, r.ToString());
-        }
-    }
-
-    [SkippableFact]
     public void Gpu_batched_attention_matches_f64_and_single_request_calls()
     {
         Skip.If(_backend is null, $"CUDA unavailable: {CudaRuntime.UnavailableReason}");

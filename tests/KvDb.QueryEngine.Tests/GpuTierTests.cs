@@ -38,6 +38,15 @@ public sealed class GpuTierTests(ITestOutputHelper output)
         Assert.Null(layer.TryOpenDevice());
         Assert.Null(layer.Device);
         Assert.Equal("the gpu tier is off", layer.DeviceReason);
+
+        // Device execution lives in the query engine: without the store's mirrors it declines, writes nothing and says why.
+        using var device = new DeviceAttention();
+        var o = new float[q.Length];
+        var lse = new float[4];
+        Assert.False(device.TryRun(layer, q, 1, 0, 0, o, lse, out AttentionCounters counters, out DeviceOutcome run));
+        Assert.Equal(default, counters);
+        Assert.Equal(DeviceOutcome.OnCpu("the gpu tier is off"), run);
+        Assert.All(o, x => Assert.Equal(0f, x));
     }
 
     [Fact]

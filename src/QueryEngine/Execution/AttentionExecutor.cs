@@ -17,6 +17,7 @@ public sealed class AttentionExecutor : IDisposable
     private readonly IKvStore _store;
     private readonly QueryPlanner _planner;
     private readonly LayerIndexCatalog _catalog;
+    private readonly DeviceAttention _device = new();
 
     /// <summary>
     /// Creates an executor over <paramref name="store"/> with its own index catalog; a persistent store keeps the
@@ -33,8 +34,15 @@ public sealed class AttentionExecutor : IDisposable
     /// <summary>The background-built indexes the sparse plans use.</summary>
     public LayerIndexCatalog Indexes => _catalog;
 
-    /// <summary>Waits for background index builds; dispose the executor before the store it reads.</summary>
-    public void Dispose() => _catalog.Dispose();
+    /// <summary>Runs exact attention on the GPU tier's mirrors when the store has one.</summary>
+    public DeviceAttention Device => _device;
+
+    /// <summary>Waits for background index builds, then frees the GPU backends; dispose the executor before the store it reads.</summary>
+    public void Dispose()
+    {
+        _catalog.Dispose();
+        _device.Dispose();
+    }
 
     /// <summary>
     /// Remembers <paramref name="queries"/> (f32 [m, num_query_heads, head_dim], e.g. the prefill's) as sample
@@ -74,7 +82,7 @@ public sealed class AttentionExecutor : IDisposable
 
         var output = new float[query.Queries.Length];
         var lse = new float[query.NumQueries * m.NumQueryHeads];
-        AttentionCounters counters = SelectionAttention.Run(layer, query, heads, output, lse, out DeviceOutcome device);
+        AttentionCounters counters = SelectionAttention.Run(layer, query, heads, _device, output, lse, out DeviceOutcome device);
         (long[] Selected, int[] Counts)? selection = query.ReturnSelection ? Selection(layer, query, heads) : null;
 
         var explain = new AttentionExplain(

@@ -19,7 +19,7 @@ public static class AttentionPlanExtensions
         return heads;
     }
 
-    /// <summary>Selects with <paramref name="plan"/> and attends; fills <paramref name="output"/> and <paramref name="lse"/> and returns what was read.</summary>
+    /// <summary>Selects with <paramref name="plan"/> and attends on the CPU; fills <paramref name="output"/> and <paramref name="lse"/> and returns what was read.</summary>
     public static AttentionCounters Execute(this IAttentionPlan plan, LayerSnapshot layer, AttentionQuery query, Span<float> output, Span<float> lse) =>
-        SelectionAttention.Run(layer, query, plan.SelectAll(layer, query), output, lse, out _);
+        SelectionAttention.Run(layer, query, plan.SelectAll(layer, query), gpu: null, output, lse, out _);
 }

@@ -1,5 +1,4 @@
 using KvDb.Kernels;
-using KvDb.Kernels.Cuda;
 using KvDb.QueryEngine.Explain;
 using KvDb.QueryEngine.Plans;
 using KvDb.Store;
@@ -16,9 +15,9 @@ public static class SelectionAttention
 {
     /// <summary>
     /// Fills <paramref name="output"/> [q, num_query_heads, head_dim] and <paramref name="lse"/> [q, num_query_heads];
-    /// returns the kernels' counters plus what the selections read, and where it ran.
+    /// returns the kernels' counters plus what the selections read, and where it ran. Without <paramref name="gpu"/> it runs on the CPU.
     /// </summary>
-    public static AttentionCounters Run(LayerSnapshot layer, AttentionQuery query, IReadOnlyList<HeadSelection> heads, Span<float> output, Span<float> lse, out DeviceOutcome device)
+    public static AttentionCounters Run(LayerSnapshot layer, AttentionQuery query, IReadOnlyList<HeadSelection> heads, DeviceAttention? gpu, Span<float> output, Span<float> lse, out DeviceOutcome device)
     {
         AttentionGeometry g = layer.Model.Geometry;
         if (heads.Count != g.NumKvHeads)
@@ -29,15 +28,17 @@ public static class SelectionAttention
         (long xs, long xe) = query.Exclude.Normalized;
         if (AllDense(heads))
         {
-            if (TryDevice(layer, query, output, lse, out AttentionCounters onDevice, out device))
+            if (gpu is not null && gpu.TryRun(layer, query.Queries, query.NumQueries, xs, xe, output, lse, out AttentionCounters onDevice, out device))
             {
                 return onDevice;
             }
 
+            device = DeviceOutcome.OnCpu(layer.DeviceReason);
+
             return ExactAttentionKernel.Run(g, layer.Blocks, query.Queries, query.NumQueries, xs, xe, output, lse);
         }
 
-        device = new DeviceOutcome(ExecutionSite.Cpu, 0, 0, layer.DeviceReason);
+        device = DeviceOutcome.OnCpu(layer.DeviceReason);
         var counters = default(AttentionCounters);
         for (int kv = 0; kv < g.NumKvHeads; kv++)
         {
@@ -79,26 +80,5 @@ public static class SelectionAttention
         }
 
         return true;
-    }
-
-    private static bool TryDevice(LayerSnapshot layer, AttentionQuery query, Span<float> output, Span<float> lse, out AttentionCounters counters, out DeviceOutcome device)
-    {
-        counters = default;
-        if (layer.TryOpenDevice() is DeviceLayer mirrors)
-        {
-            try
-            {
-                counters = mirrors.Attention(query.Queries, query.NumQueries, query.ExcludeStart, query.ExcludeEnd, output, lse);
-                device = new DeviceOutcome(ExecutionSite.Gpu, mirrors.Promoted, mirrors.Blocks, string.Empty);
-                return true;
-            }
-            catch (CudaException)
-            {
-                // The CPU copy is authoritative: answer from it.
-            }
-        }
-
-        device = new DeviceOutcome(ExecutionSite.Cpu, 0, 0, layer.DeviceReason);
-        return false;
     }
 }

@@ -1,3 +1,4 @@
+using KvDb.QueryEngine.Execution;
 using KvDb.Store;
 
 namespace KvDb.QueryEngine.Plans;

@@ -17,6 +17,9 @@ internal ref struct RecordReader
 
     public readonly bool AtEnd => _offset == _data.Length;
 
+    /// <summary>Bytes read so far (a field just read ends here).</summary>
+    public readonly int Position => _offset;
+
     public byte ReadByte() => Take(1)[0];
 
     public int ReadInt32() => BinaryPrimitives.ReadInt32LittleEndian(Take(4));

@@ -54,7 +54,7 @@ internal sealed class WriteAheadLog : IDisposable
             using FasterLogScanIterator it = _log.Scan(Math.Max(from, _log.BeginAddress), _log.TailAddress);
             while (it.GetNext(out byte[] entry, out int length, out long address))
             {
-                visit(address, entry.AsSpan(0, length));
+                visit(address, entry.AsMemory(0, length));
             }
 
             return true;
@@ -81,6 +81,6 @@ internal sealed class WriteAheadLog : IDisposable
         _device.Dispose();
     }
 
-    /// <summary>Receives one scanned record.</summary>
-    public delegate void RecordVisitor(long address, ReadOnlySpan<byte> record);
+    /// <summary>Receives one scanned record (its bytes are valid during the call only).</summary>
+    public delegate void RecordVisitor(long address, ReadOnlyMemory<byte> record);
 }
