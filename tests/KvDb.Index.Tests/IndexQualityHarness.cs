@@ -1,6 +1,12 @@
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 using KvDb.Index;
+using KvDb.Index.Catalog;
 using KvDb.Kernels;
+using KvDb.QueryEngine;
+using KvDb.QueryEngine.Execution;
+using KvDb.QueryEngine.Plans;
+using KvDb.Store;
 using KvDb.Workload;
 
 namespace KvDb.Index.Tests;
@@ -177,53 +183,47 @@ public sealed class IndexQualityHarness
     }
 
     /// <summary>
-    /// LSH sampling as <c>LshSamplingPlan</c> runs it, on one head with the engine's local window (the
-    /// <paramref name="window"/> most recent tokens) excluded: both indexes are built over the first
-    /// Tokens − window keys; per test query the deterministic rows are the 4 sinks plus the top
-    /// ⌈<paramref name="heavyFraction"/>·n⌉ candidates of <paramref name="heavySpec"/> (none when null: pure
-    /// MagicPIG), the rest is estimated from <paramref name="sampleSpec"/>'s sample with weights 1/p.
-    /// Reports the rel-L2 error of that remote partial against exact attention over the same keys, and of
-    /// its merge (BRIEF §5) with the exact window partial against exact attention over all tokens.
+    /// LSH sampling through the query engine's own <see cref="LshSamplingPlan"/> (the code that serves requests), on
+    /// one head with the engine's local window (the <paramref name="window"/> most recent tokens) excluded: the head's
+    /// keys and values are stored (f32) as a one-KV-head layer, both indexes cover the first Tokens − window keys, and
+    /// every test query is one request whose exclude range is the window. The deterministic rows are the sinks plus the
+    /// top ⌈<paramref name="heavyFraction"/>·n⌉ candidates of <paramref name="heavySpec"/> (none when null: pure
+    /// MagicPIG), the rest is estimated from <paramref name="sampleSpec"/>'s sample with weights 1/p. Reports the
+    /// rel-L2 error of that remote partial against exact attention over the same keys, and of its merge (BRIEF §5)
+    /// with the exact window partial against exact attention over all tokens.
     /// </summary>
     public SamplingReport MeasureSampling(int kvHead, string? heavySpec, string sampleSpec, double heavyFraction, int window)
     {
         HeadData head = Head(kvHead);
         int d = Dimension;
         int n = Tokens - window;
-        ReadOnlySpan<float> keys = head.Keys.AsSpan(0, n * d);
-        ReadOnlySpan<float> values = head.Values.AsSpan(0, n * d);
-        long[] positions = Positions[..n];
-        using var sample = (LshIndex)IndexFactory.Create(sampleSpec, d);
-        using IKeyIndex? heavy = heavySpec is null ? null : IndexFactory.Create(heavySpec, d);
-        foreach (IKeyIndex index in heavy is null ? [sample] : new[] { sample, heavy })
+        using var store = new InMemoryKvStore(new StoreOptions { CpuBudgetBytes = 1L << 30, MaintenanceInterval = TimeSpan.Zero });
+        store.CreateModel(new ModelSchema("harness", 1, 1, 1, d, KvDType.F32, 64, Scale));
+        string context = store.CreateContext("harness", "", null, ReadOnlySpan<int>.Empty).Id;
+        using (IAppendTransaction tx = store.BeginAppend(context))
         {
-            if (index is IQueryGuidedIndex guided && head.Samples.Length > 0)
-            {
-                guided.AddSampleQueries(head.Samples);
-            }
-
-            index.Build(keys, positions);
+            int[] ids = Enumerable.Range(0, Tokens).ToArray();
+            tx.Append(0, ids, MemoryMarshal.AsBytes(head.Keys.AsSpan()), MemoryMarshal.AsBytes(head.Values.AsSpan()));
+            tx.Commit();
         }
 
-        var estimator = new LshSamplingEstimator(sample);
-        int budget = (int)Math.Min(n, Math.Max(16, (long)Math.Ceiling(n * heavyFraction)));
-        var found = new long[budget];
+        using LayerSnapshot layer = store.OpenLayer(context, 0);
+        using LayerIndexes sample = new(sampleSpec, [IndexSegment.Build(layer, sampleSpec, 0, n, head.Samples)], ownsSegments: true);
+        using LayerIndexes? heavy = heavySpec is null ? null : new(heavySpec, [IndexSegment.Build(layer, heavySpec, 0, n, head.Samples)], ownsSegments: true);
+        var plan = new LshSamplingPlan(sample, heavy);
+        long budget = Math.Min(n, Math.Max(16, (long)Math.Ceiling(n * heavyFraction)));
         var output = new float[d];
+        var lseOut = new float[1];
         double remote = 0, remoteMax = 0, merged = 0, mergedMax = 0, lseError = 0, touched = 0;
         for (int q = 0; q < head.QueryCount; q++)
         {
-            ReadOnlySpan<float> query = head.Query(q);
-            var exact = new SortedSet<int> { 0, 1, 2, 3 };
-            if (heavy is not null)
-            {
-                int got = heavy.Candidates(query, new SearchParameters(budget), found, out _);
-                for (int i = 0; i < got; i++)
-                {
-                    exact.Add((int)found[i]);
-                }
-            }
-
-            int attended = estimator.Estimate(query, Scale, keys, values, [.. exact], output, out float lse);
+            float[] query = head.Query(q).ToArray();
+            var request = new AttentionQuery(context, 0, query, 1, n, Tokens, new PlanRequest(PlanKind.LshSampling, budget), false);
+            HeadSelection selection = plan.Select(layer, request, 0);
+            SelectionAttention.Run(layer, request, [selection], gpu: null, output, lseOut, out _);
+            float lse = lseOut[0];
+            ReadOnlySpan<float> keys = head.Keys.AsSpan(0, n * d);
+            ReadOnlySpan<float> values = head.Values.AsSpan(0, n * d);
             (double[] remoteExact, double[] remoteLse) = ReferenceAttention.Compute(keys, values, query, 1, 1, 1, d, Scale);
             (double[] windowOut, double[] windowLse) = ReferenceAttention.Compute(head.Keys.AsSpan(n * d), head.Values.AsSpan(n * d), query, 1, 1, 1, d, Scale);
             double m = Math.Max(lse, windowLse[0]);
@@ -242,11 +242,11 @@ public sealed class IndexQualityHarness
             merged += g;
             mergedMax = Math.Max(mergedMax, g);
             lseError += Math.Abs(lse - remoteLse[0]);
-            touched += (double)attended / n;
+            touched += (double)selection.Positions.Length / n;
         }
 
         int c = head.QueryCount;
-        return new SamplingReport(heavySpec, sample.Spec, n, window, remote / c, remoteMax, merged / c, mergedMax, lseError / c, touched / c);
+        return new SamplingReport(heavySpec, sample.Segments[0][0].Spec, n, window, remote / c, remoteMax, merged / c, mergedMax, lseError / c, touched / c);
     }
 
     private HeadData Head(int kvHead) => _heads.First(x => x.KvHead == kvHead);
