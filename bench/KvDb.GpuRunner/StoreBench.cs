@@ -3,6 +3,7 @@ using KvDb.Kernels;
 using KvDb.Kernels.Cuda;
 using KvDb.QueryEngine;
 using KvDb.Store;
+using KvDb.TestKit;
 using KvDb.Workload;
 
 namespace KvDb.GpuRunner;

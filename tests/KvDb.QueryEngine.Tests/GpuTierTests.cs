@@ -1,7 +1,7 @@
-using KvDb.GpuRunner;
 using KvDb.Kernels;
 using KvDb.Kernels.Cuda;
 using KvDb.Store;
+using KvDb.TestKit;
 using KvDb.Workload;
 using Xunit.Abstractions;
 

@@ -5,7 +5,7 @@ using KvDb.QueryEngine;
 using KvDb.Store;
 using KvDb.Workload;
 
-namespace KvDb.GpuRunner;
+namespace KvDb.TestKit;
 
 /// <summary>One check of the store's GPU tier: errors against the f64 reference and the CPU kernel, the tier that ran, pass.</summary>
 public sealed record StoreCheck(string Name, string Tier, double RelL2Reference, double MaxLseError, double RelL2Cpu, bool Passed, string Detail)

@@ -3,7 +3,7 @@ using KvDb.Kernels;
 using KvDb.Kernels.Cuda;
 using KvDb.Workload;
 
-namespace KvDb.GpuRunner;
+namespace KvDb.TestKit;
 
 /// <summary>One GPU-vs-CPU attention parity case.</summary>
 public sealed record ParityCase(

@@ -3,7 +3,7 @@ using KvDb.Index;
 using KvDb.Kernels;
 using KvDb.Workload;
 
-namespace KvDb.Index.Tests;
+namespace KvDb.TestKit;
 
 /// <summary>
 /// Measures an index family on the synthetic workload: per KV head it generates the keys, decode queries
