@@ -49,9 +49,9 @@ public sealed unsafe class GatheredAttentionKernelTests
         }
 
         (float[] keys, float[] values) = layer.Rows(subset);
-        (double[] expected, double[] expectedLse) = KvDb.Workload.ReferenceAttention.Compute(keys, values, layer.Queries, layer.NumQueries, hq, hkv, d, layer.Geometry.Scale);
-        Assert.True(KvDb.Workload.ReferenceAttention.MaxAbsError(output, expected) < 1e-4);
-        Assert.True(KvDb.Workload.ReferenceAttention.MaxAbsError(lse, expectedLse) < 1e-4);
+        (double[] expected, double[] expectedLse) = ReferenceAttention.Compute(keys, values, layer.Queries, layer.NumQueries, hq, hkv, d, layer.Geometry.Scale);
+        Assert.True(ReferenceAttention.MaxAbsError(output, expected) < 1e-4);
+        Assert.True(ReferenceAttention.MaxAbsError(lse, expectedLse) < 1e-4);
     }
 
     [Fact]

@@ -46,7 +46,7 @@ public class PartialAttentionTests
         }
 
         PartialAttention.MergeInto(context.Output, context.Lse, recent.Output, recent.Lse);
-        ReferenceResult expected = c.Reference();
+        (double[] Output, double[] Lse) expected = c.Reference();
 
         double outputError = Accuracy.MaxRowRelL2(context.Output, expected.Output, c.HeadDim);
         double lseError = Accuracy.MaxLseError(context.Lse, expected.Lse);
