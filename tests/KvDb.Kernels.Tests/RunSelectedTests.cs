@@ -1,3 +1,4 @@
+using KvDb.TestKit;
 using KvDb.Workload;
 
 namespace KvDb.Kernels.Tests;

@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using KvDb.Kernels;
 using KvDb.Kernels.Cuda;
 using KvDb.Workload;
@@ -135,7 +134,7 @@ public static unsafe class CudaParity
             ? GatheredReference(keys, values, queries, c, rows, geometry.Scale)
             : ReferenceAttention.Compute(keys, values, queries, c.NumQueries, hq, hkv, d, geometry.Scale, c.ExcludeStart, c.ExcludeEnd);
 
-        using var host = new HostBlocks(geometry, keyBytes, valueBytes, n);
+        using var host = new NativeKvBlocks(geometry, keyBytes, valueBytes, NativeKvBlocks.ZeroPadding);
         float[] cpuOut = new float[queries.Length];
         float[] cpuLse = new float[c.NumQueries * hq];
         if (!c.Gathered)
@@ -224,7 +223,7 @@ public static unsafe class CudaParity
                 offsets[h + 1] = offsets[h] + rows[h].Length;
             }
 
-            using var host = new HostBlocks(geometry, kb, vb, s.N);
+            using var host = new NativeKvBlocks(geometry, kb, vb, NativeKvBlocks.ZeroPadding);
             using var device = new DeviceLayer(geometry, host, kb, vb, s.N, s.Layout);
             long stride = s.N + 3;
             float[] scores = new float[s.Hq * stride];
@@ -313,7 +312,7 @@ public static unsafe class CudaParity
                         ? GatheredReference(keys, values, queries, pc, rows, geometry.Scale)
                         : ReferenceAttention.Compute(keys, values, queries, bc.Nq, bc.Hq, bc.Hkv, bc.D, geometry.Scale, xs, xe);
 
-                    var host = new HostBlocks(geometry, kb, vb, n);
+                    var host = new NativeKvBlocks(geometry, kb, vb, NativeKvBlocks.ZeroPadding);
                     disposables.Add(host);
                     var layer = new DeviceLayer(geometry, host, kb, vb, n, bc.Layout);
                     disposables.Add(layer);
@@ -466,7 +465,7 @@ public static unsafe class CudaParity
         byte[] kb = workload.KeyBytes(g.DType, 0, n);
         byte[] vb = workload.ValueBytes(g.DType, 0, n);
         float[] queries = workload.Queries(1, 11);
-        using var host = new HostBlocks(g, kb, vb, n);
+        using var host = new NativeKvBlocks(g, kb, vb, NativeKvBlocks.ZeroPadding);
         int blocks = host.Blocks.Length;
         long slotBytes = 2 * g.RegionBytes;
         using var tier = new GpuTier(g, budgetBytes: blocks * slotBytes, slotsPerSlab: 4);
@@ -706,51 +705,6 @@ public static unsafe class CudaParity
         }
     }
 
-    /// <summary>A layer's K/V as host blocks in the KvBlockRef layout ([kvHead][capacity][headDim] per region).</summary>
-    internal sealed class HostBlocks : IDisposable
-    {
-        private readonly List<nint> _memory = [];
-
-        public HostBlocks(in AttentionGeometry g, byte[] keyBytes, byte[] valueBytes, int n)
-        {
-            int cap = g.BlockCapacity;
-            int rowBytes = g.RowBytes;
-            int blocks = (n + cap - 1) / cap;
-            Blocks = new KvBlockRef[blocks];
-            for (int b = 0; b < blocks; b++)
-            {
-                nint mem = (nint)NativeMemory.AlignedAlloc((nuint)(2 * g.RegionBytes), 64);
-                _memory.Add(mem);
-                new Span<byte>((void*)mem, (int)(2 * g.RegionBytes)).Clear();
-                int tokens = Math.Min(cap, n - b * cap);
-                for (int h = 0; h < g.NumKvHeads; h++)
-                {
-                    for (int r = 0; r < tokens; r++)
-                    {
-                        long src = ((long)(b * cap + r) * g.NumKvHeads + h) * rowBytes;
-                        long dst = (long)h * g.HeadStrideBytes + (long)r * rowBytes;
-                        keyBytes.AsSpan((int)src, rowBytes).CopyTo(new Span<byte>((void*)(mem + (nint)dst), rowBytes));
-                        valueBytes.AsSpan((int)src, rowBytes).CopyTo(new Span<byte>((void*)(mem + (nint)(g.RegionBytes + dst)), rowBytes));
-                    }
-                }
-
-                Blocks[b] = new KvBlockRef(mem, mem + (nint)g.RegionBytes, tokens, (long)b * cap);
-            }
-        }
-
-        public KvBlockRef[] Blocks { get; }
-
-        public void Dispose()
-        {
-            foreach (nint m in _memory)
-            {
-                NativeMemory.AlignedFree((void*)m);
-            }
-
-            _memory.Clear();
-        }
-    }
-
     /// <summary>The same layer on the device, in the contiguous or the block layout.</summary>
     internal sealed class DeviceLayer : IDisposable
     {
@@ -759,7 +713,7 @@ public static unsafe class CudaParity
         private readonly DeviceBuffer? _table;
         private readonly GpuSlabAllocator? _slabs;
 
-        public DeviceLayer(in AttentionGeometry g, HostBlocks host, byte[] keyBytes, byte[] valueBytes, int n, GpuKvLayout layout)
+        public DeviceLayer(in AttentionGeometry g, NativeKvBlocks host, byte[] keyBytes, byte[] valueBytes, int n, GpuKvLayout layout)
         {
             if (layout == GpuKvLayout.Contiguous)
             {
