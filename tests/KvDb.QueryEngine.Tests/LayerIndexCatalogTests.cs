@@ -1,5 +1,6 @@
 using KvDb.Kernels;
 using KvDb.Store;
+using KvDb.TestKit;
 using KvDb.Workload;
 
 namespace KvDb.QueryEngine.Tests;
@@ -16,7 +17,7 @@ public sealed class LayerIndexCatalogTests : IDisposable
     {
         _store.CreateModel(new ModelSchema("synthetic", 1, 8, 2, 128, KvDType.BF16, 64, 0));
         _context = _store.CreateContext("synthetic", "", null, ReadOnlySpan<int>.Empty).Id;
-        Append(0, Tokens);
+        _store.AppendWorkload(_context, _workload, KvDType.BF16, 0, Tokens);
     }
 
     [Theory]
@@ -37,11 +38,11 @@ public sealed class LayerIndexCatalogTests : IDisposable
         Assert.Equal($"indexed:{spec}", sparse.Stats.Plan);
         Assert.Contains($"covers {Tokens} of {Tokens}", sparse.Stats.Explain, StringComparison.Ordinal);
         Assert.True(sparse.Stats.TokensAttended < first.Stats.TokensAttended / 5, $"attended {sparse.Stats.TokensAttended}");
-        double error = RelativeL2(sparse.Output, first.Output);
+        double error = VectorErrors.RelativeL2(sparse.Output, first.Output);
         Assert.True(error <= 0.35, $"sparse vs exact rel-L2 {error:F3}");
 
         // Rows appended after the build are the unindexed tail: attended exactly, without waiting for a rebuild.
-        Append(Tokens, 64);
+        _store.AppendWorkload(_context, _workload, KvDType.BF16, Tokens, 64);
         AttentionResult grown = executor.Attend(request);
         Assert.Equal($"indexed:{spec}", grown.Stats.Plan);
         Assert.Contains($"covers {Tokens} of {Tokens + 64}", grown.Stats.Explain, StringComparison.Ordinal);
@@ -58,28 +59,6 @@ public sealed class LayerIndexCatalogTests : IDisposable
         Assert.Contains("LshSampling", r.Stats.Explain, StringComparison.Ordinal);
         KvDbException e = Assert.Throws<KvDbException>(() => executor.Attend(new AttentionQuery(_context, 0, q, 1, 0, 0, new PlanRequest((PlanKind)42), false)));
         Assert.Equal(KvDbErrorCode.InvalidArgument, e.Code);
-    }
-
-    private void Append(int start, int count)
-    {
-        var ids = new int[count];
-        _workload.FillTokenIds(start, ids);
-        using IAppendTransaction tx = _store.BeginAppend(_context);
-        tx.Append(0, ids, _workload.KeyBytes(KvDType.BF16, start, count), _workload.ValueBytes(KvDType.BF16, start, count));
-        tx.Commit();
-    }
-
-    private static double RelativeL2(float[] a, float[] b)
-    {
-        double num = 0;
-        double den = 0;
-        for (int i = 0; i < a.Length; i++)
-        {
-            num += (a[i] - b[i]) * (double)(a[i] - b[i]);
-            den += b[i] * (double)b[i];
-        }
-
-        return Math.Sqrt(num / den);
     }
 
     public void Dispose() => _store.Dispose();

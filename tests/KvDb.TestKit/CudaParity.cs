@@ -121,7 +121,7 @@ public static unsafe class CudaParity
             NumKvHeads = hkv,
             NumQueryHeads = hq,
             HeadDim = d,
-            Seed = (ulong)StableHash(c.Name),
+            Seed = (ulong)StableHash.Of(c.Name),
         });
         byte[] keyBytes = workload.KeyBytes(c.DType, 0, n);
         byte[] valueBytes = workload.ValueBytes(c.DType, 0, n);
@@ -191,7 +191,7 @@ public static unsafe class CudaParity
         bool written = !gpuOut.Any(float.IsNaN) && !gpuLse.Any(float.IsNaN);
         double relRef = ReferenceAttention.RelativeL2(gpuOut, refOut);
         double lseErr = ReferenceAttention.MaxAbsError(gpuLse, refLse);
-        double relCpu = c.Gathered ? 0 : RelativeL2(gpuOut, cpuOut);
+        double relCpu = c.Gathered ? 0 : VectorErrors.RelativeL2(gpuOut, cpuOut);
         double hostDiff = MaxDiff(gpuOut, hostOut, gpuLse, hostLse);
         return new ParityOutcome(c, relRef, lseErr, relCpu, hostDiff, written, Tolerance);
     }
@@ -300,7 +300,7 @@ public static unsafe class CudaParity
                         NumKvHeads = bc.Hkv,
                         NumQueryHeads = bc.Hq,
                         HeadDim = bc.D,
-                        Seed = (ulong)StableHash(pc.Name),
+                        Seed = (ulong)StableHash.Of(pc.Name),
                     });
                     byte[] kb = workload.KeyBytes(bc.DType, 0, n);
                     byte[] vb = workload.ValueBytes(bc.DType, 0, n);
@@ -489,7 +489,7 @@ public static unsafe class CudaParity
             backend.Attention(g, source, queries, 1, 0, 0, gpu, gpuLse);
         }
 
-        double rel = RelativeL2(gpu, cpu);
+        double rel = VectorErrors.RelativeL2(gpu, cpu);
         var results = new List<CheckOutcome> { new("gpu_tier_attention_vs_cpu", rel, rel <= Tolerance) };
 
         // Full budget: pin the first four, touch the next four last, promote four new blocks.
@@ -543,7 +543,7 @@ public static unsafe class CudaParity
     /// <summary>Per KV head, a selection of positions: runs of consecutive tokens in random order, one head empty.</summary>
     public static int[][] Selection(ParityCase c, int n)
     {
-        var rng = new DeterministicRandom((ulong)StableHash(c.Name) ^ 0xABCDEF);
+        var rng = new DeterministicRandom((ulong)StableHash.Of(c.Name) ^ 0xABCDEF);
         var rows = new int[c.NumKvHeads][];
         for (int h = 0; h < c.NumKvHeads; h++)
         {
@@ -644,20 +644,6 @@ public static unsafe class CudaParity
         return f;
     }
 
-    private static double RelativeL2(float[] a, float[] b)
-    {
-        double num = 0;
-        double den = 0;
-        for (int i = 0; i < a.Length; i++)
-        {
-            double diff = (double)a[i] - b[i];
-            num += diff * diff;
-            den += (double)b[i] * b[i];
-        }
-
-        return den == 0 ? Math.Sqrt(num) : Math.Sqrt(num / den);
-    }
-
     private static double MaxDiff(float[] a, float[] b, float[] la, float[] lb)
     {
         double worst = 0;
@@ -689,20 +675,6 @@ public static unsafe class CudaParity
         }
 
         return double.IsNaN(worst) ? double.PositiveInfinity : worst;
-    }
-
-    private static int StableHash(string s)
-    {
-        unchecked
-        {
-            int h = 17;
-            foreach (char ch in s)
-            {
-                h = h * 31 + ch;
-            }
-
-            return h & int.MaxValue;
-        }
     }
 
     /// <summary>The same layer on the device, in the contiguous or the block layout.</summary>

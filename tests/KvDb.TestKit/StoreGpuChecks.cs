@@ -167,7 +167,7 @@ public static class StoreGpuChecks
             (double[] o, double[] lse) = ReferenceAttention.Compute(CollectionsMarshal.AsSpan(_keys), CollectionsMarshal.AsSpan(_values), q, numQueries, Hq, Hkv, D, 1.0 / Math.Sqrt(D), xs, xe);
             double rel = ReferenceAttention.RelativeL2(r.Output, o);
             double lseErr = ReferenceAttention.MaxAbsError(r.Lse, lse);
-            double relCpu = RelativeL2(r.Output, cpu);
+            double relCpu = VectorErrors.RelativeL2(r.Output, cpu);
             int promoted = ParsePromoted(r.Stats.Explain);
             var outcome = new Outcome(r.Stats.Tier, promoted, r.Stats.Explain);
             bool tierOk = expectTier is null || r.Stats.Tier == expectTier;
@@ -189,19 +189,6 @@ public static class StoreGpuChecks
 
             int end = explain.IndexOf(' ', at + 9);
             return int.TryParse(explain.AsSpan(at + 9, end - at - 9), out int n) ? n : -1;
-        }
-
-        private static double RelativeL2(float[] a, float[] b)
-        {
-            double num = 0, den = 0;
-            for (int i = 0; i < a.Length; i++)
-            {
-                double d = (double)a[i] - b[i];
-                num += d * d;
-                den += (double)b[i] * b[i];
-            }
-
-            return den == 0 ? Math.Sqrt(num) : Math.Sqrt(num / den);
         }
     }
 
