@@ -8,6 +8,7 @@ using KvDb.QueryEngine;
 using KvDb.QueryEngine.Execution;
 using KvDb.QueryEngine.Explain;
 using KvDb.Store;
+using KvDb.TestKit;
 using KvDb.Workload;
 
 namespace KvDb.Bench;
@@ -151,13 +152,7 @@ public static class IndexLifecycleSuite
             {
                 store.CreateModel(model);
                 store.CreateContext("bench", "", "c", []);
-                var ids = new int[ctx];
-                workload.FillTokenIds(0, ids);
-                using (IAppendTransaction tx = store.BeginAppend("c"))
-                {
-                    tx.Append(0, ids, workload.KeyBytes(KvDType.BF16, 0, ctx), workload.ValueBytes(KvDType.BF16, 0, ctx));
-                    tx.Commit();
-                }
+                store.AppendWorkload("c", workload, KvDType.BF16, 0, ctx);
 
                 using var executor = new AttentionExecutor(store);
                 built = await UntilReady(executor, request, spec).ConfigureAwait(false);

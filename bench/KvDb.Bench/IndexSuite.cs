@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using KvDb.Index;
-using KvDb.Index.Tests;
+using KvDb.TestKit;
 using KvDb.Workload;
 
 namespace KvDb.Bench;

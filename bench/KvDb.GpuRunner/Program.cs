@@ -5,6 +5,7 @@ using System.Text.Json;
 using KvDb.GpuRunner;
 using KvDb.Kernels;
 using KvDb.Kernels.Cuda;
+using KvDb.TestKit;
 using KvDb.Workload;
 
 // GPU runner for the device machine (no .NET SDK there; published self-contained). Prints JSON lines:

@@ -6,6 +6,7 @@ using KvDb.QueryEngine.Execution;
 using KvDb.QueryEngine.Explain;
 using KvDb.QueryEngine.Plans;
 using KvDb.Store;
+using KvDb.TestKit;
 using KvDb.Workload;
 
 namespace KvDb.GpuRunner;

@@ -1,3 +1,5 @@
+using KvDb.TestKit;
+
 namespace KvDb.Index.Tests;
 
 /// <summary>An index built on a prefix and extended with the rest must still find what is in the rest.</summary>

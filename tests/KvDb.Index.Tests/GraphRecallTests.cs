@@ -1,3 +1,4 @@
+using KvDb.TestKit;
 using Xunit.Abstractions;
 
 namespace KvDb.Index.Tests;

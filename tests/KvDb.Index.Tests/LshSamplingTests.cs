@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Numerics.Tensors;
+using KvDb.TestKit;
 using KvDb.Workload;
 using Xunit.Abstractions;
 

@@ -1,3 +1,5 @@
+using KvDb.TestKit;
+
 namespace KvDb.Index.Tests;
 
 /// <summary>

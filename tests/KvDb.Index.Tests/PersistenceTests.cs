@@ -1,3 +1,5 @@
+using KvDb.TestKit;
+
 namespace KvDb.Index.Tests;
 
 /// <summary>Save then Load must give an index that answers every query with identical candidates.</summary>

@@ -1,3 +1,5 @@
+using KvDb.TestKit;
+
 namespace KvDb.Index.Tests;
 
 /// <summary>Block summaries answer "every key with q·k ≥ τ" exactly: nothing above the threshold is ever missed.</summary>

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using KvDb.TestKit;
 using KvDb.Workload;
 
 namespace KvDb.Index.Tests;

@@ -1,6 +1,7 @@
 using Grpc.Core;
 using KvDb.Client;
 using KvDb.Protocol.V1;
+using KvDb.TestKit;
 using Xunit.Abstractions;
 
 namespace KvDb.IntegrationTests;
@@ -17,7 +18,7 @@ public sealed class CrashRecoveryTests : IDisposable
     private const int KvHeads = 2;
     private const int HeadDim = 16;
     private const int TokenBytes = KvHeads * HeadDim * 4;
-    private readonly string _dir = Path.Combine(Path.GetTempPath(), "kvdb-crash-" + Guid.NewGuid().ToString("N")[..12]);
+    private readonly TempDirectory _dir = new("kvdb-crash-");
     private readonly ITestOutputHelper _output;
 
     public CrashRecoveryTests(ITestOutputHelper output)
@@ -28,7 +29,6 @@ public sealed class CrashRecoveryTests : IDisposable
     [Fact]
     public async Task Every_acknowledged_token_survives_sigkill_bit_exact()
     {
-        Directory.CreateDirectory(_dir);
         var acked = new Dictionary<string, long>(StringComparer.Ordinal);
         var sent = new Dictionary<string, long>(StringComparer.Ordinal);
         var rng = new Random(12345);
@@ -36,7 +36,7 @@ public sealed class CrashRecoveryTests : IDisposable
         long totalAcked = 0;
         for (int trial = 0; trial < Trials; trial++)
         {
-            using ServerProcess server = await ServerProcess.StartAsync(_dir);
+            using ServerProcess server = await ServerProcess.StartAsync(_dir.Path);
             using var client = new KvDbClient(server.Address);
             if (trial == 0)
             {
@@ -127,7 +127,7 @@ public sealed class CrashRecoveryTests : IDisposable
             }
         }
 
-        using (ServerProcess final = await ServerProcess.StartAsync(_dir))
+        using (ServerProcess final = await ServerProcess.StartAsync(_dir.Path))
         using (var client = new KvDbClient(final.Address))
         {
             await VerifyAsync(client, acked, sent, Trials);
@@ -140,16 +140,7 @@ public sealed class CrashRecoveryTests : IDisposable
         Assert.True(totalAcked > 0, "no append was acknowledged before the kills");
     }
 
-    public void Dispose()
-    {
-        try
-        {
-            Directory.Delete(_dir, recursive: true);
-        }
-        catch (IOException)
-        {
-        }
-    }
+    public void Dispose() => _dir.Dispose();
 
     [Theory]
     [InlineData("checkpoint.kvc", true)]
@@ -157,9 +148,8 @@ public sealed class CrashRecoveryTests : IDisposable
     [InlineData("blocks", true)]
     public async Task Flipped_bytes_in_data_files_are_detected_and_the_server_still_starts(string target, bool alwaysDetected)
     {
-        Directory.CreateDirectory(_dir);
         var lengths = new Dictionary<string, long>(StringComparer.Ordinal);
-        using (ServerProcess server = await ServerProcess.StartAsync(_dir))
+        using (ServerProcess server = await ServerProcess.StartAsync(_dir.Path))
         using (var client = new KvDbClient(server.Address))
         {
             await client.CreateModelAsync(new Model { Name = "m", NumLayers = Layers, NumQueryHeads = 4, NumKvHeads = KvHeads, HeadDim = HeadDim, Dtype = DType.F32, BlockSize = 16 });
@@ -183,9 +173,9 @@ public sealed class CrashRecoveryTests : IDisposable
 
         // Flip bytes inside the written part of the target file(s).
         var rng = new Random(target.Length);
-        string[] files = File.Exists(Path.Combine(_dir, target))
-            ? [Path.Combine(_dir, target)]
-            : Directory.GetFiles(Path.Combine(_dir, target), target + ".log.*");
+        string[] files = File.Exists(Path.Combine(_dir.Path, target))
+            ? [Path.Combine(_dir.Path, target)]
+            : Directory.GetFiles(Path.Combine(_dir.Path, target), target + ".log.*");
         foreach (string f in files)
         {
             byte[] bytes = File.ReadAllBytes(f);
@@ -197,7 +187,7 @@ public sealed class CrashRecoveryTests : IDisposable
             File.WriteAllBytes(f, bytes);
         }
 
-        using ServerProcess restarted = await ServerProcess.StartAsync(_dir);
+        using ServerProcess restarted = await ServerProcess.StartAsync(_dir.Path);
         using var reader = new KvDbClient(restarted.Address);
         StatsResponse stats = await reader.GetStatsAsync();
         for (int i = 0; i < 50 && alwaysDetected && stats.CorruptRecords == 0; i++)
@@ -280,7 +270,7 @@ public sealed class CrashRecoveryTests : IDisposable
 
     private static int[] TokenIds(string id, long from, int n)
     {
-        int salt = StableHash(id);
+        int salt = StableHash.Of(id);
         var ids = new int[n];
         for (int i = 0; i < n; i++)
         {
@@ -295,7 +285,7 @@ public sealed class CrashRecoveryTests : IDisposable
     {
         var k = new byte[n * TokenBytes];
         var v = new byte[n * TokenBytes];
-        int salt = StableHash(id);
+        int salt = StableHash.Of(id);
         for (int t = 0; t < n; t++)
         {
             ulong s = (ulong)(from + t) * 0x9E3779B97F4A7C15UL ^ (ulong)salt * 0xBF58476D1CE4E5B9UL ^ (ulong)layer;
@@ -310,16 +300,5 @@ public sealed class CrashRecoveryTests : IDisposable
         }
 
         return (k, v);
-    }
-
-    private static int StableHash(string s)
-    {
-        int h = 17;
-        foreach (char ch in s)
-        {
-            h = unchecked((h * 31) + ch);
-        }
-
-        return h & 0x7FFFFFFF;
     }
 }

@@ -1,3 +1,4 @@
+using KvDb.TestKit;
 using KvDb.Workload;
 
 namespace KvDb.Kernels.Tests;
@@ -106,6 +107,10 @@ internal sealed class AttentionCase
         return new KernelResult(output, lse, counters);
     }
 
-    public ReferenceResult Reference(long excludeStart = 0, long excludeEnd = 0) =>
-        ReferenceAttention.Compute(Keys, Values, Tokens, 0, NumKvHeads, HeadDim, Queries, NumQueries, NumQueryHeads, Scale, excludeStart, excludeEnd);
+    /// <summary>
+    /// The f64 reference (<see cref="ReferenceAttention"/>, which shares nothing with the kernels) over the
+    /// dtype-rounded keys and values, skipping positions in [<paramref name="excludeStart"/>, <paramref name="excludeEnd"/>).
+    /// </summary>
+    public (double[] Output, double[] Lse) Reference(long excludeStart = 0, long excludeEnd = 0) =>
+        ReferenceAttention.Compute(Keys, Values, Queries, NumQueries, NumQueryHeads, NumKvHeads, HeadDim, Scale, excludeStart, excludeEnd);
 }

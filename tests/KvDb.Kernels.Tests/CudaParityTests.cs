@@ -1,5 +1,5 @@
-using KvDb.GpuRunner;
 using KvDb.Kernels.Cuda;
+using KvDb.TestKit;
 using Xunit.Abstractions;
 
 namespace KvDb.Kernels.Tests;

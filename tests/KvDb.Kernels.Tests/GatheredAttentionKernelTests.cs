@@ -1,9 +1,9 @@
-using System.Runtime.InteropServices;
+using KvDb.TestKit;
 using KvDb.Workload;
 
 namespace KvDb.Kernels.Tests;
 
-public sealed unsafe class GatheredAttentionKernelTests
+public sealed class GatheredAttentionKernelTests
 {
     [Theory]
     [InlineData(KvDType.F32)]
@@ -49,9 +49,9 @@ public sealed unsafe class GatheredAttentionKernelTests
         }
 
         (float[] keys, float[] values) = layer.Rows(subset);
-        (double[] expected, double[] expectedLse) = KvDb.Workload.ReferenceAttention.Compute(keys, values, layer.Queries, layer.NumQueries, hq, hkv, d, layer.Geometry.Scale);
-        Assert.True(KvDb.Workload.ReferenceAttention.MaxAbsError(output, expected) < 1e-4);
-        Assert.True(KvDb.Workload.ReferenceAttention.MaxAbsError(lse, expectedLse) < 1e-4);
+        (double[] expected, double[] expectedLse) = ReferenceAttention.Compute(keys, values, layer.Queries, layer.NumQueries, hq, hkv, d, layer.Geometry.Scale);
+        Assert.True(ReferenceAttention.MaxAbsError(output, expected) < 1e-4);
+        Assert.True(ReferenceAttention.MaxAbsError(lse, expectedLse) < 1e-4);
     }
 
     [Fact]
@@ -134,7 +134,7 @@ public sealed unsafe class GatheredAttentionKernelTests
     /// <summary>A small layer in native blocks (the store's layout) from the synthetic workload, plus its queries.</summary>
     private sealed class GatheredLayer : IDisposable
     {
-        private readonly List<nint> _memory = [];
+        private readonly NativeKvBlocks _blocks;
         private readonly float[] _keys;
         private readonly float[] _values;
 
@@ -153,36 +153,12 @@ public sealed unsafe class GatheredAttentionKernelTests
             _values = ElementConversion.ToSingle(dtype, ElementConversion.FromSingle(dtype, _values));
             NumQueries = 2;
             Queries = workload.Queries(NumQueries, 11);
-            int rowBytes = Geometry.RowBytes;
-            var blocks = new List<KvBlockRef>();
-            for (int start = 0; start < tokens; start += capacity)
-            {
-                int count = Math.Min(capacity, tokens - start);
-                nint k = (nint)NativeMemory.AllocZeroed((nuint)Geometry.RegionBytes);
-                nint v = (nint)NativeMemory.AllocZeroed((nuint)Geometry.RegionBytes);
-                _memory.Add(k);
-                _memory.Add(v);
-                for (int h = 0; h < 2; h++)
-                {
-                    for (int t = 0; t < count; t++)
-                    {
-                        int src = ((start + t) * 2 + h) * 32;
-                        var kDst = new Span<byte>((void*)(k + (nint)(h * Geometry.HeadStrideBytes + (long)t * rowBytes)), rowBytes);
-                        var vDst = new Span<byte>((void*)(v + (nint)(h * Geometry.HeadStrideBytes + (long)t * rowBytes)), rowBytes);
-                        ElementConversion.FromSingle(dtype, _keys.AsSpan(src, 32), kDst);
-                        ElementConversion.FromSingle(dtype, _values.AsSpan(src, 32), vDst);
-                    }
-                }
-
-                blocks.Add(new KvBlockRef(k, v, count, start));
-            }
-
-            Blocks = [.. blocks];
+            _blocks = new NativeKvBlocks(Geometry, ElementConversion.FromSingle(dtype, _keys), ElementConversion.FromSingle(dtype, _values), NativeKvBlocks.ZeroPadding);
         }
 
         public AttentionGeometry Geometry { get; }
 
-        public KvBlockRef[] Blocks { get; }
+        public KvBlockRef[] Blocks => _blocks.Blocks;
 
         public float[] Queries { get; }
 
@@ -203,12 +179,6 @@ public sealed unsafe class GatheredAttentionKernelTests
             return (keys, values);
         }
 
-        public void Dispose()
-        {
-            foreach (nint p in _memory)
-            {
-                NativeMemory.Free((void*)p);
-            }
-        }
+        public void Dispose() => _blocks.Dispose();
     }
 }

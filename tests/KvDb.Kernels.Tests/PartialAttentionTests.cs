@@ -1,3 +1,5 @@
+using KvDb.TestKit;
+
 namespace KvDb.Kernels.Tests;
 
 public class PartialAttentionTests
@@ -46,7 +48,7 @@ public class PartialAttentionTests
         }
 
         PartialAttention.MergeInto(context.Output, context.Lse, recent.Output, recent.Lse);
-        ReferenceResult expected = c.Reference();
+        (double[] Output, double[] Lse) expected = c.Reference();
 
         double outputError = Accuracy.MaxRowRelL2(context.Output, expected.Output, c.HeadDim);
         double lseError = Accuracy.MaxLseError(context.Lse, expected.Lse);

@@ -1,3 +1,4 @@
+using KvDb.TestKit;
 using KvDb.Workload;
 
 namespace KvDb.Kernels.Tests;
@@ -55,7 +56,7 @@ public sealed class RunSelectedTests
         for (int h = 0; h < hkv; h++)
         {
             (float[] k, float[] v) = Gather(keysF, valuesF, selections[h], hkv * headDim);
-            (double[] refOut, double[] refLse) = KvDb.Workload.ReferenceAttention.Compute(k, v, queries, 2, hq, hkv, headDim, geometry.Scale);
+            (double[] refOut, double[] refLse) = ReferenceAttention.Compute(k, v, queries, 2, hq, hkv, headDim, geometry.Scale);
             for (int t = 0; t < 2; t++)
             {
                 for (int gi = 0; gi < group; gi++)
@@ -68,7 +69,7 @@ public sealed class RunSelectedTests
                         continue;
                     }
 
-                    double rel = KvDb.Workload.ReferenceAttention.RelativeL2(output.AsSpan(head * headDim, headDim), refOut.AsSpan(head * headDim, headDim));
+                    double rel = ReferenceAttention.RelativeL2(output.AsSpan(head * headDim, headDim), refOut.AsSpan(head * headDim, headDim));
                     Assert.True(rel <= 1e-5, $"head {head}: rel-L2 {rel:E2}");
                     Assert.True(Math.Abs(lse[head] - refLse[head]) <= 1e-4, $"head {head}: lse {lse[head]} vs {refLse[head]}");
                 }

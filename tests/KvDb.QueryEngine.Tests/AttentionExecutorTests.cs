@@ -2,6 +2,7 @@ using KvDb.Kernels;
 using KvDb.QueryEngine.Execution;
 using KvDb.QueryEngine;
 using KvDb.Store;
+using KvDb.TestKit;
 using KvDb.Workload;
 
 namespace KvDb.QueryEngine.Tests;
@@ -19,11 +20,7 @@ public sealed class AttentionExecutorTests : IDisposable
         _model = _store.CreateModel(new ModelSchema("qe", 1, 4, 2, 16, KvDType.F32, 16, 0));
         _workload = new SyntheticWorkload(new SyntheticWorkloadOptions { Tokens = Tokens, NumKvHeads = 2, NumQueryHeads = 4, HeadDim = 16, KeyRank = 4, RecentWindow = 8 });
         _ctx = _store.CreateContext("qe", "", null, []).Id;
-        var ids = new int[Tokens];
-        _workload.FillTokenIds(0, ids);
-        using IAppendTransaction tx = _store.BeginAppend(_ctx);
-        tx.Append(0, ids, _workload.KeyBytes(KvDType.F32, 0, Tokens), _workload.ValueBytes(KvDType.F32, 0, Tokens));
-        tx.Commit();
+        _store.AppendWorkload(_ctx, _workload, KvDType.F32, 0, Tokens);
     }
 
     [Theory]

@@ -1,9 +1,9 @@
-using KvDb.GpuRunner;
 using KvDb.Kernels;
 using KvDb.Kernels.Cuda;
 using KvDb.QueryEngine.Execution;
 using KvDb.QueryEngine.Explain;
 using KvDb.Store;
+using KvDb.TestKit;
 using KvDb.Workload;
 using Xunit.Abstractions;
 
@@ -79,11 +79,7 @@ public sealed class GpuTierTests(ITestOutputHelper output)
         store.CreateModel(new ModelSchema("gq", 1, 4, 2, 16, KvDType.F32, 16, 0));
         var w = new SyntheticWorkload(new SyntheticWorkloadOptions { Tokens = tokens, NumKvHeads = 2, NumQueryHeads = 4, HeadDim = 16, KeyRank = 4, RecentWindow = 8 });
         string ctx = store.CreateContext("gq", "", null, []).Id;
-        var ids = new int[tokens];
-        w.FillTokenIds(0, ids);
-        using IAppendTransaction tx = store.BeginAppend(ctx);
-        tx.Append(0, ids, w.KeyBytes(KvDType.F32, 0, tokens), w.ValueBytes(KvDType.F32, 0, tokens));
-        tx.Commit();
+        store.AppendWorkload(ctx, w, KvDType.F32, 0, tokens);
         return (ctx, w);
     }
 }

@@ -7,6 +7,7 @@ using KvDb.QueryEngine.Execution;
 using KvDb.QueryEngine.Explain;
 using KvDb.QueryEngine.Plans;
 using KvDb.Store;
+using KvDb.TestKit;
 using KvDb.Workload;
 using Xunit.Abstractions;
 
@@ -30,7 +31,7 @@ public sealed class IndexLifecycleTests : IDisposable
     private static readonly TimeSpan Patience = TimeSpan.FromSeconds(120);
     private readonly SyntheticWorkload _a = Workload(42);
     private readonly SyntheticWorkload _b = Workload(7);
-    private readonly string _dir = Path.Combine(Path.GetTempPath(), "kvdb-idx-" + Guid.NewGuid().ToString("N"));
+    private readonly TempDirectory _dir = new("kvdb-idx-");
     private readonly ITestOutputHelper _output;
     private readonly ModelSchema _model = new("life", 1, QueryHeads, KvHeads, HeadDim, KvDType.F32, 64, 0.125f);
 
@@ -47,7 +48,7 @@ public sealed class IndexLifecycleTests : IDisposable
         using var store = new InMemoryKvStore(new StoreOptions { CpuBudgetBytes = 256L << 20 });
         store.CreateModel(_model);
         string a = store.CreateContext("life", "t", "a", []).Id;
-        Append(store, a, _a, 0, Prefix);
+        store.AppendWorkload(a, _a, KvDType.F32, 0, Prefix);
         using var executor = new AttentionExecutor(store, Grid);
         float[] q = _a.Queries(2, 5);
         await Settle(executor, a, q, kind, spec);
@@ -58,8 +59,8 @@ public sealed class IndexLifecycleTests : IDisposable
         // Two forks of A, each with its own different 512 tokens.
         string b = store.ForkContext(a, "b").Id;
         string c = store.ForkContext(a, "c").Id;
-        Append(store, b, _a, Prefix, Own);
-        Append(store, c, _b, Prefix, Own);
+        store.AppendWorkload(b, _a, KvDType.F32, Prefix, Own);
+        store.AppendWorkload(c, _b, KvDType.F32, Prefix, Own);
         AttentionResult sharedB = await Settle(executor, b, q, kind, spec);
         AttentionResult sharedC = await Settle(executor, c, q, kind, spec);
         IndexCatalogCounters afterForks = executor.Indexes.Counters;
@@ -103,7 +104,7 @@ public sealed class IndexLifecycleTests : IDisposable
         using var store = new InMemoryKvStore(new StoreOptions { CpuBudgetBytes = 256L << 20 });
         store.CreateModel(_model);
         string a = store.CreateContext("life", "t", "a", []).Id;
-        Append(store, a, _a, 0, tokens);
+        store.AppendWorkload(a, _a, KvDType.F32, 0, tokens);
         using LayerSnapshot layer = store.OpenLayer(a, 0);
         using IndexSegment prefix = IndexSegment.Build(layer, spec, 0, 4096);
         using IndexSegment suffix = IndexSegment.Build(layer, spec, 4096, tokens);
@@ -165,13 +166,7 @@ public sealed class IndexLifecycleTests : IDisposable
         var workload = new SyntheticWorkload(new SyntheticWorkloadOptions { Tokens = tokens, NumKvHeads = 2, NumQueryHeads = 8 });
         store.CreateModel(new ModelSchema("synthetic", 1, 8, 2, 128, KvDType.BF16, 64, 0));
         string c = store.CreateContext("synthetic", "test", null, []).Id;
-        using (IAppendTransaction tx = store.BeginAppend(c))
-        {
-            var ids = new int[tokens];
-            workload.FillTokenIds(0, ids);
-            tx.Append(0, ids, workload.KeyBytes(KvDType.BF16, 0, tokens), workload.ValueBytes(KvDType.BF16, 0, tokens));
-            tx.Commit();
-        }
+        store.AppendWorkload(c, workload, KvDType.BF16, 0, tokens);
 
         using LayerSnapshot layer = store.OpenLayer(c, 0);
         float[] samples = workload.Queries(256, 99);
@@ -206,7 +201,7 @@ public sealed class IndexLifecycleTests : IDisposable
         using var store = new InMemoryKvStore(new StoreOptions { CpuBudgetBytes = 256L << 20 });
         store.CreateModel(_model);
         string a = store.CreateContext("life", "t", "a", []).Id;
-        Append(store, a, _a, 0, 4096 + 512);
+        store.AppendWorkload(a, _a, KvDType.F32, 0, 4096 + 512);
         using var executor = new AttentionExecutor(store, Grid);
         float[] q = _a.Queries(1, 9);
         await Settle(executor, a, q, PlanKind.BlockTopK, "block");
@@ -231,7 +226,7 @@ public sealed class IndexLifecycleTests : IDisposable
         using var store = new InMemoryKvStore(new StoreOptions { CpuBudgetBytes = 256L << 20 });
         store.CreateModel(_model);
         string a = store.CreateContext("life", "t", "a", []).Id;
-        Append(store, a, _a, 0, 4096);
+        store.AppendWorkload(a, _a, KvDType.F32, 0, 4096);
         using var executor = new AttentionExecutor(store, Grid);
         float[] q = _a.Queries(1, 3);
         await Settle(executor, a, q, PlanKind.BlockTopK, "block");
@@ -245,7 +240,7 @@ public sealed class IndexLifecycleTests : IDisposable
             Assert.Equal((5120L, 5120L), (Status(seen).IndexedTokens, Status(seen).LayerTokens));
         }
 
-        Append(store, a, _b, 4096, 1024);
+        store.AppendWorkload(a, _b, KvDType.F32, 4096, 1024);
         IndexCatalogCounters before = executor.Indexes.Counters;
         AttentionResult rewritten = executor.Attend(new AttentionQuery(a, 0, q, 1, 0, 0, new PlanRequest(PlanKind.BlockTopK), false));
         Assert.Equal("exact", rewritten.Stats.Plan);
@@ -270,13 +265,13 @@ public sealed class IndexLifecycleTests : IDisposable
         {
             store.CreateModel(_model);
             string a = store.CreateContext("life", "t", "a", []).Id;
-            Append(store, a, _a, 0, 4096);
+            store.AppendWorkload(a, _a, KvDType.F32, 0, 4096);
             using var executor = new AttentionExecutor(store, Grid);
             before = await Settle(executor, a, q, PlanKind.CentroidTopK, "centroid:L2");
             Assert.Equal(1, executor.Indexes.Counters.SavedFiles);
         }
 
-        Assert.Single(Directory.GetFiles(Path.Combine(_dir, "indexes"), "*.kix"));
+        Assert.Single(Directory.GetFiles(Path.Combine(_dir.Path, "indexes"), "*.kix"));
         using (KvStore store = Durable())
         {
             using var executor = new AttentionExecutor(store, Grid);
@@ -300,12 +295,12 @@ public sealed class IndexLifecycleTests : IDisposable
         {
             store.CreateModel(_model);
             string a = store.CreateContext("life", "t", "a", []).Id;
-            Append(store, a, _a, 0, 4096);
+            store.AppendWorkload(a, _a, KvDType.F32, 0, 4096);
             using var executor = new AttentionExecutor(store, Grid);
             await Settle(executor, a, q, PlanKind.BlockTopK, "block");
         }
 
-        string file = Assert.Single(Directory.GetFiles(Path.Combine(_dir, "indexes"), "*.kix"));
+        string file = Assert.Single(Directory.GetFiles(Path.Combine(_dir.Path, "indexes"), "*.kix"));
         byte[] bytes = File.ReadAllBytes(file);
         if (damage == "flipped byte")
         {
@@ -336,20 +331,20 @@ public sealed class IndexLifecycleTests : IDisposable
             Assert.Equal("indexed:block", r.Stats.Plan);
         }
 
-        Assert.Single(Directory.GetFiles(Path.Combine(_dir, "indexes"), "*.kix.corrupt-*"));
-        Assert.Single(Directory.GetFiles(Path.Combine(_dir, "indexes"), "*.kix"));
+        Assert.Single(Directory.GetFiles(Path.Combine(_dir.Path, "indexes"), "*.kix.corrupt-*"));
+        Assert.Single(Directory.GetFiles(Path.Combine(_dir.Path, "indexes"), "*.kix"));
     }
 
     [Fact]
     public async Task Index_files_live_while_any_context_holds_their_blocks()
     {
         float[] q = _a.Queries(1, 5);
-        string indexes = Path.Combine(_dir, "indexes");
+        string indexes = Path.Combine(_dir.Path, "indexes");
         using (KvStore store = Durable())
         {
             store.CreateModel(_model);
             string a = store.CreateContext("life", "t", "a", []).Id;
-            Append(store, a, _a, 0, 4096);
+            store.AppendWorkload(a, _a, KvDType.F32, 0, 4096);
             store.ForkContext(a, "b");
             using var executor = new AttentionExecutor(store, Grid);
             await Settle(executor, a, q, PlanKind.BlockTopK, "block");
@@ -374,7 +369,7 @@ public sealed class IndexLifecycleTests : IDisposable
         using var store = new InMemoryKvStore(new StoreOptions { CpuBudgetBytes = 256L << 20 });
         store.CreateModel(_model);
         string a = store.CreateContext("life", "t", "a", []).Id;
-        Append(store, a, _a, 0, 4096);
+        store.AppendWorkload(a, _a, KvDType.F32, 0, 4096);
         using var executor = new AttentionExecutor(store, Grid);
         float[] q = _a.Queries(1, 3);
         await Settle(executor, a, q, PlanKind.BlockTopK, "block");
@@ -393,7 +388,7 @@ public sealed class IndexLifecycleTests : IDisposable
 
         for (int t = 4096; t < 4096 + 2048; t += 256)
         {
-            Append(store, a, _a, t, 256);
+            store.AppendWorkload(a, _a, KvDType.F32, t, 256);
             await Task.Delay(20);
         }
 
@@ -410,13 +405,7 @@ public sealed class IndexLifecycleTests : IDisposable
 
     private static IndexStatus Status(AttentionResult r) => Assert.Single(r.Stats.Explain.Indexes);
 
-    public void Dispose()
-    {
-        if (Directory.Exists(_dir))
-        {
-            Directory.Delete(_dir, recursive: true);
-        }
-    }
+    public void Dispose() => _dir.Dispose();
 
     private static SyntheticWorkload Workload(ulong seed) => new(new SyntheticWorkloadOptions
     {
@@ -426,15 +415,6 @@ public sealed class IndexLifecycleTests : IDisposable
         HeadDim = HeadDim,
         Seed = seed,
     });
-
-    private static void Append(IKvStore store, string context, SyntheticWorkload w, int start, int count)
-    {
-        var ids = new int[count];
-        w.FillTokenIds(start, ids);
-        using IAppendTransaction tx = store.BeginAppend(context);
-        tx.Append(0, ids, w.KeyBytes(KvDType.F32, start, count), w.ValueBytes(KvDType.F32, start, count));
-        tx.Commit();
-    }
 
     /// <summary>Asks until the catalog has nothing left to do for the layer, then returns the settled answer.</summary>
     private static async Task<AttentionResult> Settle(AttentionExecutor executor, string context, float[] q, PlanKind kind, string spec, long budget = 0)
@@ -502,5 +482,5 @@ public sealed class IndexLifecycleTests : IDisposable
         return q;
     }
 
-    private KvStore Durable() => new(new StoreOptions { DataDirectory = _dir, CpuBudgetBytes = 256L << 20, MaintenanceInterval = TimeSpan.Zero });
+    private KvStore Durable() => new(new StoreOptions { DataDirectory = _dir.Path, CpuBudgetBytes = 256L << 20, MaintenanceInterval = TimeSpan.Zero });
 }

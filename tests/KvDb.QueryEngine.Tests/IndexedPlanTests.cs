@@ -4,6 +4,7 @@ using KvDb.QueryEngine.Execution;
 using KvDb.QueryEngine.Planning;
 using KvDb.QueryEngine.Plans;
 using KvDb.Store;
+using KvDb.TestKit;
 using KvDb.Workload;
 using Xunit.Abstractions;
 
@@ -27,11 +28,7 @@ public sealed class IndexedPlanTests : IDisposable
         _output = output;
         _store.CreateModel(new ModelSchema("synthetic", 1, 8, 2, 128, KvDType.BF16, 64, 0));
         _context = _store.CreateContext("synthetic", "test", null, ReadOnlySpan<int>.Empty).Id;
-        using IAppendTransaction tx = _store.BeginAppend(_context);
-        var ids = new int[Tokens];
-        _workload.FillTokenIds(0, ids);
-        tx.Append(0, ids, _workload.KeyBytes(KvDType.BF16, 0, Tokens), _workload.ValueBytes(KvDType.BF16, 0, Tokens));
-        tx.Commit();
+        _store.AppendWorkload(_context, _workload, KvDType.BF16, 0, Tokens);
     }
 
     [Theory]
@@ -66,7 +63,7 @@ public sealed class IndexedPlanTests : IDisposable
         var exactLse = new float[q * 8];
         ExactPlan.Instance.Execute(layer, request with { ExcludeStart = 0, ExcludeEnd = 0 }, exact, exactLse);
 
-        double error = RelativeL2(sparse, exact);
+        double error = VectorErrors.RelativeL2(sparse, exact);
         double attended = (double)counters.TokensAttended / (2L * q * Tokens);
         _output.WriteLine($"{kind}: merged rel-L2 {error:F4}, attended {attended:P2} of (token, KV head) pairs, scored {counters.TokensScored}");
         Assert.True(error <= 0.25, $"{kind}: merged relative L2 error {error:F4}");
@@ -100,7 +97,7 @@ public sealed class IndexedPlanTests : IDisposable
         var remote = new float[queries.Length];
         var remoteLse = new float[q * 8];
         ExactPlan.Instance.Execute(layer, request, remote, remoteLse);
-        double remoteError = RelativeL2(sampled, remote);
+        double remoteError = VectorErrors.RelativeL2(sampled, remote);
         double lseError = 0;
         for (int i = 0; i < remoteLse.Length; i++)
         {
@@ -119,7 +116,7 @@ public sealed class IndexedPlanTests : IDisposable
         PartialAttention.MergeInto(sampled, sampledLse, window, windowLse);
         var exact = new float[queries.Length];
         ExactPlan.Instance.Execute(layer, request with { ExcludeStart = 0, ExcludeEnd = 0 }, exact, new float[q * 8]);
-        double mergedError = RelativeL2(sampled, exact);
+        double mergedError = VectorErrors.RelativeL2(sampled, exact);
 
         // Each query row attends its deterministic set and its own sample (the "≤ 5% of tokens");
         // one gathered pass per KV head serves all q × group rows, so it reads their union.
@@ -197,18 +194,4 @@ public sealed class IndexedPlanTests : IDisposable
     }
 
     public void Dispose() => _store.Dispose();
-
-    private static double RelativeL2(float[] actual, float[] expected)
-    {
-        double num = 0;
-        double den = 0;
-        for (int i = 0; i < expected.Length; i++)
-        {
-            double diff = actual[i] - expected[i];
-            num += diff * diff;
-            den += (double)expected[i] * expected[i];
-        }
-
-        return Math.Sqrt(num / den);
-    }
 }

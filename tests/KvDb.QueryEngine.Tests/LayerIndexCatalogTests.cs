@@ -4,6 +4,7 @@ using KvDb.QueryEngine.Execution;
 using KvDb.QueryEngine.Explain;
 using KvDb.QueryEngine.Planning;
 using KvDb.Store;
+using KvDb.TestKit;
 using KvDb.Workload;
 
 namespace KvDb.QueryEngine.Tests;
@@ -20,7 +21,7 @@ public sealed class LayerIndexCatalogTests : IDisposable
     {
         _store.CreateModel(new ModelSchema("synthetic", 1, 8, 2, 128, KvDType.BF16, 64, 0));
         _context = _store.CreateContext("synthetic", "", null, ReadOnlySpan<int>.Empty).Id;
-        Append(0, Tokens);
+        _store.AppendWorkload(_context, _workload, KvDType.BF16, 0, Tokens);
     }
 
     [Theory]
@@ -43,11 +44,11 @@ public sealed class LayerIndexCatalogTests : IDisposable
         IndexStatus covered = Assert.Single(sparse.Stats.Explain.Indexes);
         Assert.Equal((IndexState.Ready, Tokens, Tokens), (covered.State, covered.IndexedTokens, covered.LayerTokens));
         Assert.True(sparse.Stats.TokensAttended < first.Stats.TokensAttended / 5, $"attended {sparse.Stats.TokensAttended}");
-        double error = RelativeL2(sparse.Output, first.Output);
+        double error = VectorErrors.RelativeL2(sparse.Output, first.Output);
         Assert.True(error <= 0.35, $"sparse vs exact rel-L2 {error:F3}");
 
         // Rows appended after the build are the unindexed tail: attended exactly, without waiting for a rebuild.
-        Append(Tokens, 64);
+        _store.AppendWorkload(_context, _workload, KvDType.BF16, Tokens, 64);
         AttentionResult grown = executor.Attend(request);
         Assert.Equal($"indexed:{spec}", grown.Stats.Plan);
         IndexStatus grownStatus = Assert.Single(grown.Stats.Explain.Indexes);
@@ -67,28 +68,6 @@ public sealed class LayerIndexCatalogTests : IDisposable
         Assert.Equal([PlanRegistry.LshSampleSpec, PlanRegistry.LshHeavySpec], r.Stats.Explain.Indexes.Select(s => s.Spec));
         KvDbException e = Assert.Throws<KvDbException>(() => executor.Attend(new AttentionQuery(_context, 0, q, 1, 0, 0, new PlanRequest((PlanKind)42), false)));
         Assert.Equal(KvDbErrorCode.InvalidArgument, e.Code);
-    }
-
-    private void Append(int start, int count)
-    {
-        var ids = new int[count];
-        _workload.FillTokenIds(start, ids);
-        using IAppendTransaction tx = _store.BeginAppend(_context);
-        tx.Append(0, ids, _workload.KeyBytes(KvDType.BF16, start, count), _workload.ValueBytes(KvDType.BF16, start, count));
-        tx.Commit();
-    }
-
-    private static double RelativeL2(float[] a, float[] b)
-    {
-        double num = 0;
-        double den = 0;
-        for (int i = 0; i < a.Length; i++)
-        {
-            num += (a[i] - b[i]) * (double)(a[i] - b[i]);
-            den += b[i] * (double)b[i];
-        }
-
-        return Math.Sqrt(num / den);
     }
 
     public void Dispose() => _store.Dispose();

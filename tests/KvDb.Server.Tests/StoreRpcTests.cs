@@ -2,6 +2,7 @@ using Grpc.Core;
 using KvDb.Client;
 using KvDb.Kernels;
 using KvDb.Protocol.V1;
+using KvDb.TestKit;
 using KvDb.Workload;
 
 namespace KvDb.Server.Tests;
@@ -100,35 +101,28 @@ public sealed class StoreRpcTests : IClassFixture<ServerFixture>
         var e = await Assert.ThrowsAsync<RpcException>(() => _fx.Client.CheckpointAsync());
         Assert.Equal(StatusCode.FailedPrecondition, e.StatusCode);
 
-        string dir = Path.Combine(Path.GetTempPath(), "kvdb-admin-" + Guid.NewGuid().ToString("N")[..12]);
-        try
+        using var dir = new TempDirectory("kvdb-admin-");
+        await using (KvDbServerHandle server = await KvDbServer.StartAsync(new KvDbServerOptions { Port = 0, DataDirectory = dir.Path, CpuBudgetBytes = 64L << 20 }))
         {
-            await using (KvDbServerHandle server = await KvDbServer.StartAsync(new KvDbServerOptions { Port = 0, DataDirectory = dir, CpuBudgetBytes = 64L << 20 }))
-            {
-                using var client = new KvDbClient(server.Address);
-                Model model = await client.CreateModelAsync(TestModels.Small("admin"));
-                Context c = await client.CreateContextAsync(model.Name);
-                await EndToEndTests.Load(client, model, c.Id, 64);
-                CheckpointResponse cp = await client.CheckpointAsync();
-                Assert.Equal(1, cp.Contexts);
-                EvictResponse ev = await client.EvictAsync(0);
-                Assert.Equal(8, ev.Blocks);
-                StatsResponse s = await client.GetStatsAsync();
-                Assert.True(s.Durable);
-                Assert.Equal(0, s.Tiers[0].Bytes);
-                Assert.Equal(8, s.Tiers[1].Blocks);
-            }
-
-            await using (KvDbServerHandle again = await KvDbServer.StartAsync(new KvDbServerOptions { Port = 0, DataDirectory = dir, CpuBudgetBytes = 64L << 20 }))
-            {
-                using var client = new KvDbClient(again.Address);
-                ListContextsResponse all = await client.ListContextsAsync();
-                Assert.Equal(64, Assert.Single(all.Contexts).NumTokens);
-            }
+            using var client = new KvDbClient(server.Address);
+            Model model = await client.CreateModelAsync(TestModels.Small("admin"));
+            Context c = await client.CreateContextAsync(model.Name);
+            await EndToEndTests.Load(client, model, c.Id, 64);
+            CheckpointResponse cp = await client.CheckpointAsync();
+            Assert.Equal(1, cp.Contexts);
+            EvictResponse ev = await client.EvictAsync(0);
+            Assert.Equal(8, ev.Blocks);
+            StatsResponse s = await client.GetStatsAsync();
+            Assert.True(s.Durable);
+            Assert.Equal(0, s.Tiers[0].Bytes);
+            Assert.Equal(8, s.Tiers[1].Blocks);
         }
-        finally
+
+        await using (KvDbServerHandle again = await KvDbServer.StartAsync(new KvDbServerOptions { Port = 0, DataDirectory = dir.Path, CpuBudgetBytes = 64L << 20 }))
         {
-            Directory.Delete(dir, recursive: true);
+            using var client = new KvDbClient(again.Address);
+            ListContextsResponse all = await client.ListContextsAsync();
+            Assert.Equal(64, Assert.Single(all.Contexts).NumTokens);
         }
     }
 }

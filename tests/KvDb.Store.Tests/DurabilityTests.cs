@@ -1,10 +1,11 @@
 using KvDb.Store;
+using KvDb.TestKit;
 
 namespace KvDb.Store.Tests;
 
 public sealed class DurabilityTests : IDisposable
 {
-    private readonly string _dir = TestData.TempDir();
+    private readonly TempDirectory _dir = new();
     private readonly ModelSchema _m = TestData.Small();
 
     [Fact]
@@ -115,7 +116,7 @@ public sealed class DurabilityTests : IDisposable
         }
 
         // Flip bytes in the middle of b's chunk payload (its keys), past the log's own framing.
-        string wal = Directory.GetFiles(Path.Combine(_dir, "wal"), "wal.log*")[0];
+        string wal = Directory.GetFiles(Path.Combine(_dir.Path, "wal"), "wal.log*")[0];
         byte[] bytes = File.ReadAllBytes(wal);
         int at = IndexOf(bytes, "b"u8.ToArray(), bytes.Length / 2);
         for (int i = 200; i < 216; i++)
@@ -148,7 +149,7 @@ public sealed class DurabilityTests : IDisposable
             store.Checkpoint();
         }
 
-        string latest = Path.Combine(_dir, "checkpoint.kvc");
+        string latest = Path.Combine(_dir.Path, "checkpoint.kvc");
         byte[] cp = File.ReadAllBytes(latest);
         cp[cp.Length / 2] ^= 0xFF;
         File.WriteAllBytes(latest, cp);
@@ -159,7 +160,7 @@ public sealed class DurabilityTests : IDisposable
         }
 
         // Now damage a block in the disk tier: the read fails with DATA_LOSS instead of serving wrong bytes.
-        string blocks = Directory.GetFiles(Path.Combine(_dir, "blocks"), "blocks.log*")[0];
+        string blocks = Directory.GetFiles(Path.Combine(_dir.Path, "blocks"), "blocks.log*")[0];
         byte[] b = File.ReadAllBytes(blocks);
         for (int i = 1000; i < b.Length; i += 4096)
         {
@@ -188,7 +189,7 @@ public sealed class DurabilityTests : IDisposable
         // FASTER removes outdated commit files in the background, possibly just after the store is disposed, so
         // a listed file may be gone by the time it is read: skip those (what is left is what recovery will read).
         int corrupted = 0;
-        foreach (string f in Directory.GetFiles(Path.Combine(_dir, "wal"), "*", SearchOption.AllDirectories))
+        foreach (string f in Directory.GetFiles(Path.Combine(_dir.Path, "wal"), "*", SearchOption.AllDirectories))
         {
             if (!f.Contains("commit", StringComparison.Ordinal))
             {
@@ -214,16 +215,7 @@ public sealed class DurabilityTests : IDisposable
         reopened.CreateContext("m", "", "new", []);
     }
 
-    public void Dispose()
-    {
-        try
-        {
-            Directory.Delete(_dir, recursive: true);
-        }
-        catch (IOException)
-        {
-        }
-    }
+    public void Dispose() => _dir.Dispose();
 
     private static int IndexOf(byte[] haystack, byte[] needle, int from)
     {
@@ -241,7 +233,7 @@ public sealed class DurabilityTests : IDisposable
     private KvStore Open(long budget = 64L << 20) => new(new StoreOptions
     {
         CpuBudgetBytes = budget,
-        DataDirectory = _dir,
+        DataDirectory = _dir.Path,
         MaintenanceInterval = TimeSpan.Zero,
     });
 }

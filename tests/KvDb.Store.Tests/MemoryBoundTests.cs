@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using KvDb.Kernels;
 using KvDb.Store;
+using KvDb.TestKit;
 
 namespace KvDb.Store.Tests;
 
@@ -14,7 +15,7 @@ public sealed class RssCollection
 [Collection("rss")]
 public sealed class MemoryBoundTests : IDisposable
 {
-    private readonly string _dir = TestData.TempDir();
+    private readonly TempDirectory _dir = new();
     private readonly Xunit.Abstractions.ITestOutputHelper _output;
 
     public MemoryBoundTests(Xunit.Abstractions.ITestOutputHelper output)
@@ -40,7 +41,7 @@ public sealed class MemoryBoundTests : IDisposable
             values[i] &= 0x3F;
         }
 
-        using var store = new KvStore(new StoreOptions { CpuBudgetBytes = budget, DataDirectory = _dir, MaintenanceInterval = TimeSpan.Zero });
+        using var store = new KvStore(new StoreOptions { CpuBudgetBytes = budget, DataDirectory = _dir.Path, MaintenanceInterval = TimeSpan.Zero });
         store.CreateModel(m);
         // The first contexts pay the fixed costs (log buffers, arena slabs, JIT); growth after them must not follow the data.
         long before = 0;
@@ -79,14 +80,5 @@ public sealed class MemoryBoundTests : IDisposable
         return p.WorkingSet64;
     }
 
-    public void Dispose()
-    {
-        try
-        {
-            Directory.Delete(_dir, recursive: true);
-        }
-        catch (IOException)
-        {
-        }
-    }
+    public void Dispose() => _dir.Dispose();
 }

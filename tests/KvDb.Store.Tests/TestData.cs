@@ -73,11 +73,4 @@ internal static class TestData
             Assert.Equal(w.ValueBytes(m.DType, 0, tokens), v);
         }
     }
-
-    public static string TempDir()
-    {
-        string dir = Path.Combine(Path.GetTempPath(), "kvdb-test-" + Guid.NewGuid().ToString("N")[..12]);
-        Directory.CreateDirectory(dir);
-        return dir;
-    }
 }

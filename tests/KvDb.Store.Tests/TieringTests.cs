@@ -1,13 +1,14 @@
 using System.Runtime.InteropServices;
 using KvDb.Kernels;
 using KvDb.Store;
+using KvDb.TestKit;
 using KvDb.Workload;
 
 namespace KvDb.Store.Tests;
 
 public sealed class TieringTests : IDisposable
 {
-    private readonly string _dir = TestData.TempDir();
+    private readonly TempDirectory _dir = new();
     private readonly ModelSchema _m = ModelSchema.Normalize(TestData.Small());
 
     [Fact]
@@ -18,7 +19,7 @@ public sealed class TieringTests : IDisposable
         long blockBytes = _m.BlockBytes;
         long total = contexts * _m.NumLayers * 125 * blockBytes; // 4 MB of K/V
         long budget = total * 3 / 10;                           // the CPU tier holds under a third of it
-        using var store = new KvStore(new StoreOptions { CpuBudgetBytes = budget, DataDirectory = _dir, MaintenanceInterval = TimeSpan.Zero });
+        using var store = new KvStore(new StoreOptions { CpuBudgetBytes = budget, DataDirectory = _dir.Path, MaintenanceInterval = TimeSpan.Zero });
         store.CreateModel(_m);
         for (int c = 0; c < contexts; c++)
         {
@@ -91,14 +92,5 @@ public sealed class TieringTests : IDisposable
         Assert.Single(store.GetStats().Tiers);
     }
 
-    public void Dispose()
-    {
-        try
-        {
-            Directory.Delete(_dir, recursive: true);
-        }
-        catch (IOException)
-        {
-        }
-    }
+    public void Dispose() => _dir.Dispose();
 }

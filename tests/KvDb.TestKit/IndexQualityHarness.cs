@@ -9,7 +9,7 @@ using KvDb.QueryEngine.Plans;
 using KvDb.Store;
 using KvDb.Workload;
 
-namespace KvDb.Index.Tests;
+namespace KvDb.TestKit;
 
 /// <summary>
 /// Measures an index family on the synthetic workload: per KV head it generates the keys, decode queries

@@ -1,9 +1,8 @@
-using System.Runtime.InteropServices;
 using KvDb.Kernels;
 using KvDb.Kernels.Cuda;
 using KvDb.Workload;
 
-namespace KvDb.GpuRunner;
+namespace KvDb.TestKit;
 
 /// <summary>One GPU-vs-CPU attention parity case.</summary>
 public sealed record ParityCase(
@@ -122,7 +121,7 @@ public static unsafe class CudaParity
             NumKvHeads = hkv,
             NumQueryHeads = hq,
             HeadDim = d,
-            Seed = (ulong)StableHash(c.Name),
+            Seed = (ulong)StableHash.Of(c.Name),
         });
         byte[] keyBytes = workload.KeyBytes(c.DType, 0, n);
         byte[] valueBytes = workload.ValueBytes(c.DType, 0, n);
@@ -135,7 +134,7 @@ public static unsafe class CudaParity
             ? GatheredReference(keys, values, queries, c, rows, geometry.Scale)
             : ReferenceAttention.Compute(keys, values, queries, c.NumQueries, hq, hkv, d, geometry.Scale, c.ExcludeStart, c.ExcludeEnd);
 
-        using var host = new HostBlocks(geometry, keyBytes, valueBytes, n);
+        using var host = new NativeKvBlocks(geometry, keyBytes, valueBytes, NativeKvBlocks.ZeroPadding);
         float[] cpuOut = new float[queries.Length];
         float[] cpuLse = new float[c.NumQueries * hq];
         if (!c.Gathered)
@@ -192,7 +191,7 @@ public static unsafe class CudaParity
         bool written = !gpuOut.Any(float.IsNaN) && !gpuLse.Any(float.IsNaN);
         double relRef = ReferenceAttention.RelativeL2(gpuOut, refOut);
         double lseErr = ReferenceAttention.MaxAbsError(gpuLse, refLse);
-        double relCpu = c.Gathered ? 0 : RelativeL2(gpuOut, cpuOut);
+        double relCpu = c.Gathered ? 0 : VectorErrors.RelativeL2(gpuOut, cpuOut);
         double hostDiff = MaxDiff(gpuOut, hostOut, gpuLse, hostLse);
         return new ParityOutcome(c, relRef, lseErr, relCpu, hostDiff, written, Tolerance);
     }
@@ -224,7 +223,7 @@ public static unsafe class CudaParity
                 offsets[h + 1] = offsets[h] + rows[h].Length;
             }
 
-            using var host = new HostBlocks(geometry, kb, vb, s.N);
+            using var host = new NativeKvBlocks(geometry, kb, vb, NativeKvBlocks.ZeroPadding);
             using var device = new DeviceLayer(geometry, host, kb, vb, s.N, s.Layout);
             long stride = s.N + 3;
             float[] scores = new float[s.Hq * stride];
@@ -301,7 +300,7 @@ public static unsafe class CudaParity
                         NumKvHeads = bc.Hkv,
                         NumQueryHeads = bc.Hq,
                         HeadDim = bc.D,
-                        Seed = (ulong)StableHash(pc.Name),
+                        Seed = (ulong)StableHash.Of(pc.Name),
                     });
                     byte[] kb = workload.KeyBytes(bc.DType, 0, n);
                     byte[] vb = workload.ValueBytes(bc.DType, 0, n);
@@ -313,7 +312,7 @@ public static unsafe class CudaParity
                         ? GatheredReference(keys, values, queries, pc, rows, geometry.Scale)
                         : ReferenceAttention.Compute(keys, values, queries, bc.Nq, bc.Hq, bc.Hkv, bc.D, geometry.Scale, xs, xe);
 
-                    var host = new HostBlocks(geometry, kb, vb, n);
+                    var host = new NativeKvBlocks(geometry, kb, vb, NativeKvBlocks.ZeroPadding);
                     disposables.Add(host);
                     var layer = new DeviceLayer(geometry, host, kb, vb, n, bc.Layout);
                     disposables.Add(layer);
@@ -456,7 +455,7 @@ public static unsafe class CudaParity
     /// <summary>Per KV head, a selection of positions: runs of consecutive tokens in random order, one head empty.</summary>
     public static int[][] Selection(ParityCase c, int n)
     {
-        var rng = new DeterministicRandom((ulong)StableHash(c.Name) ^ 0xABCDEF);
+        var rng = new DeterministicRandom((ulong)StableHash.Of(c.Name) ^ 0xABCDEF);
         var rows = new int[c.NumKvHeads][];
         for (int h = 0; h < c.NumKvHeads; h++)
         {
@@ -557,20 +556,6 @@ public static unsafe class CudaParity
         return f;
     }
 
-    private static double RelativeL2(float[] a, float[] b)
-    {
-        double num = 0;
-        double den = 0;
-        for (int i = 0; i < a.Length; i++)
-        {
-            double diff = (double)a[i] - b[i];
-            num += diff * diff;
-            den += (double)b[i] * b[i];
-        }
-
-        return den == 0 ? Math.Sqrt(num) : Math.Sqrt(num / den);
-    }
-
     private static double MaxDiff(float[] a, float[] b, float[] la, float[] lb)
     {
         double worst = 0;
@@ -604,65 +589,6 @@ public static unsafe class CudaParity
         return double.IsNaN(worst) ? double.PositiveInfinity : worst;
     }
 
-    private static int StableHash(string s)
-    {
-        unchecked
-        {
-            int h = 17;
-            foreach (char ch in s)
-            {
-                h = h * 31 + ch;
-            }
-
-            return h & int.MaxValue;
-        }
-    }
-
-    /// <summary>A layer's K/V as host blocks in the KvBlockRef layout ([kvHead][capacity][headDim] per region).</summary>
-    internal sealed class HostBlocks : IDisposable
-    {
-        private readonly List<nint> _memory = [];
-
-        public HostBlocks(in AttentionGeometry g, byte[] keyBytes, byte[] valueBytes, int n)
-        {
-            int cap = g.BlockCapacity;
-            int rowBytes = g.RowBytes;
-            int blocks = (n + cap - 1) / cap;
-            Blocks = new KvBlockRef[blocks];
-            for (int b = 0; b < blocks; b++)
-            {
-                nint mem = (nint)NativeMemory.AlignedAlloc((nuint)(2 * g.RegionBytes), 64);
-                _memory.Add(mem);
-                new Span<byte>((void*)mem, (int)(2 * g.RegionBytes)).Clear();
-                int tokens = Math.Min(cap, n - b * cap);
-                for (int h = 0; h < g.NumKvHeads; h++)
-                {
-                    for (int r = 0; r < tokens; r++)
-                    {
-                        long src = ((long)(b * cap + r) * g.NumKvHeads + h) * rowBytes;
-                        long dst = (long)h * g.HeadStrideBytes + (long)r * rowBytes;
-                        keyBytes.AsSpan((int)src, rowBytes).CopyTo(new Span<byte>((void*)(mem + (nint)dst), rowBytes));
-                        valueBytes.AsSpan((int)src, rowBytes).CopyTo(new Span<byte>((void*)(mem + (nint)(g.RegionBytes + dst)), rowBytes));
-                    }
-                }
-
-                Blocks[b] = new KvBlockRef(mem, mem + (nint)g.RegionBytes, tokens, (long)b * cap);
-            }
-        }
-
-        public KvBlockRef[] Blocks { get; }
-
-        public void Dispose()
-        {
-            foreach (nint m in _memory)
-            {
-                NativeMemory.AlignedFree((void*)m);
-            }
-
-            _memory.Clear();
-        }
-    }
-
     /// <summary>The same layer on the device, in the contiguous or the block layout.</summary>
     internal sealed class DeviceLayer : IDisposable
     {
@@ -671,7 +597,7 @@ public static unsafe class CudaParity
         private readonly DeviceBuffer? _table;
         private readonly GpuSlabAllocator? _slabs;
 
-        public DeviceLayer(in AttentionGeometry g, HostBlocks host, byte[] keyBytes, byte[] valueBytes, int n, GpuKvLayout layout)
+        public DeviceLayer(in AttentionGeometry g, NativeKvBlocks host, byte[] keyBytes, byte[] valueBytes, int n, GpuKvLayout layout)
         {
             if (layout == GpuKvLayout.Contiguous)
             {

@@ -7,7 +7,7 @@ using KvDb.QueryEngine.Explain;
 using KvDb.Store;
 using KvDb.Workload;
 
-namespace KvDb.GpuRunner;
+namespace KvDb.TestKit;
 
 /// <summary>One check of the store's GPU tier: errors against the f64 reference and the CPU kernel, the tier that ran, pass.</summary>
 public sealed record StoreCheck(string Name, string Tier, double RelL2Reference, double MaxLseError, double RelL2Cpu, bool Passed, string Detail)
@@ -169,7 +169,7 @@ public static class StoreGpuChecks
             (double[] o, double[] lse) = ReferenceAttention.Compute(CollectionsMarshal.AsSpan(_keys), CollectionsMarshal.AsSpan(_values), q, numQueries, Hq, Hkv, D, 1.0 / Math.Sqrt(D), xs, xe);
             double rel = ReferenceAttention.RelativeL2(r.Output, o);
             double lseErr = ReferenceAttention.MaxAbsError(r.Lse, lse);
-            double relCpu = RelativeL2(r.Output, cpu);
+            double relCpu = VectorErrors.RelativeL2(r.Output, cpu);
             int promoted = r.Stats.Explain.Site == ExecutionSite.Gpu ? r.Stats.Explain.DevicePromoted : -1;
             var outcome = new Outcome(r.Stats.Tier, promoted, r.Stats.Explain.DeviceReason);
             bool tierOk = expectTier is null || r.Stats.Tier == expectTier;
@@ -179,19 +179,6 @@ public static class StoreGpuChecks
         }
 
         private static long Overlap(long xs, long xe, long n) => xe > xs ? Math.Max(0, Math.Min(xe, n) - Math.Max(xs, 0)) : 0;
-
-        private static double RelativeL2(float[] a, float[] b)
-        {
-            double num = 0, den = 0;
-            for (int i = 0; i < a.Length; i++)
-            {
-                double d = (double)a[i] - b[i];
-                num += d * d;
-                den += (double)b[i] * b[i];
-            }
-
-            return den == 0 ? Math.Sqrt(num) : Math.Sqrt(num / den);
-        }
     }
 
     /// <summary>What a query reported: the tier that ran, blocks it promoted to the GPU (−1 on the CPU), why it did not run on the GPU.</summary>
