@@ -26,9 +26,6 @@ namespace KvDb.Index;
 /// </summary>
 public sealed class AttentionGraphIndex : IQueryGuidedIndex, IIndexPayload
 {
-    /// <summary>Positions below this are attention sinks and always entry points.</summary>
-    private const long SinkPositions = AttentionSinks.Count;
-
     /// <summary>Query clusters probed per search and seeds kept per cluster.</summary>
     private const int ClusterProbes = 2;
     private const int ClusterSeeds = 8;
@@ -160,7 +157,7 @@ public sealed class AttentionGraphIndex : IQueryGuidedIndex, IIndexPayload
                 TryLink(other, row);
             }
 
-            if (_rows.Positions[row] < SinkPositions)
+            if (_rows.Positions[row] < AttentionSinks.Count)
             {
                 entries.Add(row);
             }
@@ -599,7 +596,7 @@ public sealed class AttentionGraphIndex : IQueryGuidedIndex, IIndexPayload
         for (int i = 0; i < n; i++)
         {
             weights[i] = TensorPrimitives.Norm(keys.AsSpan(i * Dimension, Dimension));
-            if (_rows.Positions[i] < SinkPositions && !entries.Contains(i))
+            if (_rows.Positions[i] < AttentionSinks.Count && !entries.Contains(i))
             {
                 entries.Add(i);
             }

@@ -17,7 +17,7 @@ namespace KvDb.Index;
 /// after whitening by Σ^½, which ignores key directions no query uses. On OOD queries this roughly
 /// doubles the cosine of the keys that matter (needles found by collision count at a 2% budget: 35 of
 /// 238 → 237), but also of every other key, so MagicPIG-style sampling takes far more keys (16–27% of
-/// the synthetic workload instead of 1.7%). <see cref="LshSamplingEstimator"/> therefore takes its
+/// the synthetic workload instead of 1.7%). The query engine's LSH sampling plan therefore takes its
 /// heavy hitters from a Q=1 index's collision counts and samples the rest from a Q=0 index with another seed.
 /// Spec: "lsh[:K=8,L=75,T=2,S=seed,Q=0|1,R=ridge%]" (MagicPIG uses K=8–10, L=75–150; K=8, L=75 ranks as well as K=10, L=150 on the synthetic workload at half the memory).
 /// </summary>

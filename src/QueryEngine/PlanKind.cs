@@ -5,7 +5,7 @@ public enum PlanKind
 {
     /// <summary>Unset: treated as <see cref="Auto"/>.</summary>
     Unspecified = 0,
-    /// <summary>The optimizer picks.</summary>
+    /// <summary>The optimizer picks (for now: exact; the cost-based optimizer plugs in at the planner).</summary>
     Auto = 1,
     /// <summary>Every stored token outside the exclude range.</summary>
     Exact = 2,

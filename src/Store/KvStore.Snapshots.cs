@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Runtime.InteropServices;
 using KvDb.Kernels;
 
@@ -14,20 +15,22 @@ public partial class KvStore
         lock (c.Gate)
         {
             ContextLayer l = c.Layers[layer];
-            KvBlock[] blocks = [.. l.Blocks];
-            var views = new KvBlockRef[blocks.Length];
+            int count = l.Blocks.Count;
+            KvBlock[] blocks = ArrayPool<KvBlock>.Shared.Rent(count);
+            KvBlockRef[] views = ArrayPool<KvBlockRef>.Shared.Rent(count);
+            l.Blocks.CopyTo(blocks, 0);
             int referenced = 0;
             int pinned = 0;
             try
             {
-                for (; referenced < blocks.Length; referenced++)
+                for (; referenced < count; referenced++)
                 {
                     blocks[referenced].AddRef();
                 }
 
-                Blocks.PinAll(blocks, ref pinned);
+                Blocks.PinAll(blocks.AsSpan(0, count), ref pinned);
                 long start = 0;
-                for (int i = 0; i < blocks.Length; i++)
+                for (int i = 0; i < count; i++)
                 {
                     int rows = (int)Math.Min(c.Model.BlockSize, l.Length - start);
                     views[i] = blocks[i].View(rows, start);
@@ -46,10 +49,12 @@ public partial class KvStore
                     blocks[i].Release();
                 }
 
+                ArrayPool<KvBlock>.Shared.Return(blocks, clearArray: true);
+                ArrayPool<KvBlockRef>.Shared.Return(views, clearArray: true);
                 throw;
             }
 
-            return new LayerSnapshot(c.Model, layer, blocks, views, l.Length, Blocks);
+            return new LayerSnapshot(c.Model, layer, blocks, views, count, l.Length, Blocks);
         }
     }
 

@@ -1,3 +1,4 @@
+using System.Buffers;
 using KvDb.Kernels;
 
 namespace KvDb.Store;
@@ -10,20 +11,24 @@ namespace KvDb.Store;
 /// </summary>
 public sealed class LayerSnapshot : IDisposable
 {
+    // Rented from the array pools (a query opens one snapshot per request: its block lists are the only part of a
+    // request that grows with the context); only the first _count entries are the snapshot's.
     private readonly KvBlock[] _blocks;
     private readonly KvBlockRef[] _views;
+    private readonly int _count;
     private readonly BlockManager _manager;
     private readonly Lock _deviceGate = new();
     private DeviceLayer? _device;
     private string? _deviceReason;
     private int _disposed;
 
-    internal LayerSnapshot(ModelSchema model, int layer, KvBlock[] blocks, KvBlockRef[] views, long tokens, BlockManager manager)
+    internal LayerSnapshot(ModelSchema model, int layer, KvBlock[] blocks, KvBlockRef[] views, int count, long tokens, BlockManager manager)
     {
         Model = model;
         Layer = layer;
         _blocks = blocks;
         _views = views;
+        _count = count;
         Tokens = tokens;
         _manager = manager;
     }
@@ -38,7 +43,7 @@ public sealed class LayerSnapshot : IDisposable
     public long Tokens { get; }
 
     /// <summary>Blocks in position order, as kernel views.</summary>
-    public ReadOnlySpan<KvBlockRef> Blocks => _views;
+    public ReadOnlySpan<KvBlockRef> Blocks => _views.AsSpan(0, _count);
 
     /// <summary>The layer's mirrors in the GPU tier once <see cref="TryOpenDevice"/> made them, else null.</summary>
     public DeviceLayer? Device => Volatile.Read(ref _device);
@@ -66,7 +71,7 @@ public sealed class LayerSnapshot : IDisposable
                 return null;
             }
 
-            DeviceLayer? device = tier.TryMirrorLayer(Model, _blocks, _views, Tokens, out string reason);
+            DeviceLayer? device = tier.TryMirrorLayer(Model, new ArraySegment<KvBlock>(_blocks, 0, _count), _views.AsSpan(0, _count), Tokens, out string reason);
             _deviceReason = reason;
             Volatile.Write(ref _device, device);
             return device;
@@ -80,6 +85,7 @@ public sealed class LayerSnapshot : IDisposable
     /// </summary>
     public bool TryGetSealed(int block, out BlockAddress address, out ulong checksum)
     {
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)block, (uint)_count, nameof(block));
         KvBlock b = _blocks[block];
         if (_views[block].Tokens == Model.BlockSize && b.Address is BlockAddress a)
         {
@@ -125,11 +131,14 @@ public sealed class LayerSnapshot : IDisposable
                 _device?.Dispose();
             }
 
-            foreach (KvBlock b in _blocks)
+            for (int i = 0; i < _count; i++)
             {
-                _manager.Unpin(b);
-                b.Release();
+                _manager.Unpin(_blocks[i]);
+                _blocks[i].Release();
             }
+
+            ArrayPool<KvBlock>.Shared.Return(_blocks, clearArray: true);
+            ArrayPool<KvBlockRef>.Shared.Return(_views, clearArray: true);
         }
     }
 }

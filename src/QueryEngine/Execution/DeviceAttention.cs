@@ -56,7 +56,7 @@ public sealed class DeviceAttention : IDisposable
         }
 
         long tokens = device.Source.NumTokens;
-        long excluded = excludeEnd > excludeStart ? Math.Max(0, Math.Min(excludeEnd, tokens) - Math.Max(excludeStart, 0)) : 0;
+        long excluded = new ExcludeRange(excludeStart, excludeEnd).CountWithin(tokens);
         long rowsPerHead = tokens - excluded;
         long pairs = rowsPerHead * device.Geometry.NumKvHeads * numQueries;
         long bytes = rowsPerHead * device.Geometry.NumKvHeads * 2L * device.Geometry.RowBytes;

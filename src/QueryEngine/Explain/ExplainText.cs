@@ -29,7 +29,7 @@ public static class ExplainText
             b.Append("; ").Append(Render(s));
         }
 
-        b.Append($"; estimated {e.Estimated.Rows} rows / {e.Estimated.Bytes} B, read {e.Actual.TokensAttended} (token, query head) pairs / {e.Actual.BytesRead} B");
+        b.Append($"; estimated {e.Estimated.Rows} K/V rows and {e.Estimated.Bytes} B, attended {e.Actual.TokensAttended} (query token, KV head, position) triples and read {e.Actual.BytesRead} B");
         b.Append(e.Site == ExecutionSite.Gpu
             ? $" on gpu (promoted {e.DevicePromoted} of {e.DeviceBlocks} blocks)"
             : e.DeviceReason.Length == 0 ? " on cpu" : $" on cpu ({e.DeviceReason})");
