@@ -85,6 +85,24 @@ public static class TensorCodec
         return (int)n;
     }
 
+    /// <summary>
+    /// Checks a query tensor's wire form — supported dtype, shape [q ≥ 1, heads, head_dim] with plausible dims, data
+    /// of exactly that many elements — without knowing the model: whether heads and head_dim are the model's is the
+    /// query engine's check (<c>ModelSchema.CheckQueries</c>), made once where the model is at hand.
+    /// </summary>
+    public static (int Rows, int Heads, int Dim) CheckQueryShape(string field, Tensor? tensor)
+    {
+        const long MaxDim = 1 << 16;
+        if (tensor is { Shape.Count: 3 } t && t.Shape[1] is > 0 and <= MaxDim && t.Shape[2] is > 0 and <= MaxDim)
+        {
+            int rows = CheckShape(field, tensor, null, t.Shape[1], t.Shape[2]);
+            return (rows, (int)t.Shape[1], (int)t.Shape[2]);
+        }
+
+        string shape = tensor is null ? "missing" : $"[{string.Join(", ", tensor.Shape)}]";
+        throw new TensorFormatException($"{field}.shape is {shape}; send a Tensor of shape [q, num_query_heads, head_dim] (the model's head counts)");
+    }
+
     /// <summary>Decodes a tensor to f32 and rejects NaN and ±Inf (they would poison every score).</summary>
     public static float[] ToFiniteSingles(string field, Tensor tensor)
     {

@@ -4,20 +4,17 @@ using KvDb.Protocol.V1;
 using KvDb.QueryEngine;
 using KvDb.QueryEngine.Execution;
 using KvDb.QueryEngine.Explain;
-using KvDb.Store;
 
 namespace KvDb.Server.Services;
 
 /// <summary>kvdb.v1.Attention: partial attention with LSE over a stored context layer.</summary>
 public sealed class AttentionService : Attention.AttentionBase
 {
-    private readonly IKvStore _store;
     private readonly AttentionExecutor _executor;
 
     /// <summary>Creates the service.</summary>
-    public AttentionService(IKvStore store, AttentionExecutor executor)
+    public AttentionService(AttentionExecutor executor)
     {
-        _store = store;
         _executor = executor;
     }
 
@@ -36,10 +33,10 @@ public sealed class AttentionService : Attention.AttentionBase
 
     private AttendResponse Answer(AttendRequest request)
     {
-        ModelSchema model = _store.GetModel(_store.GetContext(request.ContextId).Model);
-        model.CheckLayer(request.Layer);
-        int q = TensorCodec.CheckShape("queries", request.Queries, null, model.NumQueryHeads, model.HeadDim);
-        float[] queries = TensorCodec.ToFiniteSingles("queries", request.Queries);
+        // The wire form is checked here; the shape against the model, the layer and the context are checked by the
+        // executor where it pins the layer: the request visits the store once.
+        (int q, int heads, int dim) = TensorCodec.CheckQueryShape("queries", request.Queries);
+        float[] queries = TensorCodec.ToFiniteSingles("queries", request.Queries!);
         var query = new AttentionQuery(
             request.ContextId,
             request.Layer,
@@ -52,8 +49,8 @@ public sealed class AttentionService : Attention.AttentionBase
         AttentionResult result = _executor.Attend(query);
         var response = new AttendResponse
         {
-            Output = TensorCodec.FromSingles(result.Output, q, model.NumQueryHeads, model.HeadDim),
-            Lse = TensorCodec.FromSingles(result.Lse, q, model.NumQueryHeads),
+            Output = TensorCodec.FromSingles(result.Output, q, heads, dim),
+            Lse = TensorCodec.FromSingles(result.Lse, q, heads),
             Stats = new AttendStats
             {
                 Plan = result.Stats.Plan,
