@@ -20,6 +20,9 @@ public sealed class SyntheticWorkload
     private readonly long[][] _needles;       // per KV head: sorted positions
     private readonly int[] _outliers;
     private readonly bool[] _diffuse;
+    private readonly bool[] _topical;
+    private readonly float[][][] _topicDirs;  // per topical KV head, per topic: unit [dim]
+    private readonly double[] _topicCdf;      // Zipf cumulative weights over topics
 
     /// <summary>Builds the fixed per-head structure from the options' seed.</summary>
     public SyntheticWorkload(SyntheticWorkloadOptions options)
@@ -69,6 +72,22 @@ public sealed class SyntheticWorkload
             Array.Sort(_needles[kv]);
             _diffuse[kv] = kv < diffuseCount;
         }
+
+        // Topical heads draw from their own generator, so adding them changes nothing about the other heads.
+        int topicalCount = (int)Math.Round(options.TopicalHeadFraction * h);
+        _topical = new bool[h];
+        _topicDirs = new float[h][][];
+        _topicCdf = ZipfCdf(Math.Max(1, options.Topics), options.TopicZipfExponent);
+        var topicRng = new DeterministicRandom(DeterministicRandom.Mix(options.Seed, (ulong)options.Layer, 0x70B1C));
+        for (int kv = diffuseCount; kv < Math.Min(h, diffuseCount + topicalCount); kv++)
+        {
+            _topical[kv] = true;
+            _topicDirs[kv] = new float[_topicCdf.Length][];
+            for (int topic = 0; topic < _topicCdf.Length; topic++)
+            {
+                _topicDirs[kv][topic] = Unit(Gaussian(ref topicRng, d, 1));
+            }
+        }
     }
 
     /// <summary>The options this workload was built from.</summary>
@@ -79,6 +98,16 @@ public sealed class SyntheticWorkload
 
     /// <summary>True when the KV head's queries are weak (its attention is diffuse).</summary>
     public bool IsDiffuseHead(int kvHead) => _diffuse[kvHead];
+
+    /// <summary>True when the KV head's attention has a heavy tail over topics (<see cref="SyntheticWorkloadOptions.TopicalHeadFraction"/>).</summary>
+    public bool IsTopicalHead(int kvHead) => _topical[kvHead];
+
+    /// <summary>The topic of token <paramref name="position"/> on a topical KV head (Zipf-distributed; 0 is the most common).</summary>
+    public int TopicOf(int kvHead, long position)
+    {
+        var rng = new DeterministicRandom(DeterministicRandom.Mix(_o.Seed ^ 0x70B1C, (ulong)position, (ulong)(kvHead + 1) * 7919 + (ulong)_o.Layer * 104729));
+        return Zipf(_topicCdf, rng.NextDouble());
+    }
 
     /// <summary>Token ids of [start, start + destination.Length): a deterministic pseudo-random vocabulary stream.</summary>
     public void FillTokenIds(long start, Span<int> destination)
@@ -135,6 +164,11 @@ public sealed class SyntheticWorkload
                 {
                     AddScaled(k, _needleDirs[kv][needle], 40f);
                 }
+
+                if (_topical[kv])
+                {
+                    AddScaled(k, _topicDirs[kv][TopicOf(kv, pos)], TopicKeyStrength);
+                }
             }
         }
     }
@@ -164,6 +198,13 @@ public sealed class SyntheticWorkload
 
     /// <summary>Values of [start, start + count) encoded as raw bytes of <paramref name="dtype"/>.</summary>
     public byte[] ValueBytes(KvDType dtype, long start, int count) => Encode(dtype, count, (s, c, dst) => FillValues(s, c, dst), start);
+
+    // Topical heads: a topic direction adds ≈ key × query strength × scale (≈ 6 × 10 / √128 ≈ 5) to the score of
+    // every token of the query's first topic, against a random-key spread of 2–3: a topic's tokens carry most of the
+    // mass, and a common topic has thousands of them.
+    private const float TopicKeyStrength = 6f;
+    private const float TopicQueryStrength = 10f;
+    private const int TopicsPerQuery = 2;
 
     // Magnitudes are set for scale = 1/sqrt(head_dim): random-key scores have std ≈ 2–3 (outlier channels
     // and the query's own structure add to the low-rank part), sinks sit ≈ 8 above the mean and needles
@@ -197,9 +238,13 @@ public sealed class SyntheticWorkload
                 Project(z, _queryBasis[kv], q);
                 AddScaled(q, _sinkDir[kv], 4f);
                 AddScaled(q, _recentDir[kv], 4f);
-                foreach (float[] needle in _needleDirs[kv])
+                // Topical heads ask for topics, not needles: a needle (score ≈ 30) would otherwise take all the mass.
+                if (!_topical[kv])
                 {
-                    AddScaled(q, needle, 8f + (float)rng.NextDouble());
+                    foreach (float[] needle in _needleDirs[kv])
+                    {
+                        AddScaled(q, needle, 8f + (float)rng.NextDouble());
+                    }
                 }
 
                 if (_diffuse[kv])
@@ -209,10 +254,45 @@ public sealed class SyntheticWorkload
                         q[i] *= 0.05f;
                     }
                 }
+
+                if (_topical[kv])
+                {
+                    // A few topics per query, drawn like tokens' topics (a common topic is asked about more often),
+                    // weighted so the first dominates.
+                    for (int pick = 0; pick < TopicsPerQuery; pick++)
+                    {
+                        int topic = Zipf(_topicCdf, rng.NextDouble());
+                        AddScaled(q, _topicDirs[kv][topic], TopicQueryStrength / (pick + 1));
+                    }
+                }
             }
         }
 
         return result;
+    }
+
+    private static double[] ZipfCdf(int topics, double exponent)
+    {
+        var cdf = new double[topics];
+        double total = 0;
+        for (int r = 0; r < topics; r++)
+        {
+            total += 1.0 / Math.Pow(r + 1, exponent);
+            cdf[r] = total;
+        }
+
+        for (int r = 0; r < topics; r++)
+        {
+            cdf[r] /= total;
+        }
+
+        return cdf;
+    }
+
+    private static int Zipf(double[] cdf, double u)
+    {
+        int i = Array.BinarySearch(cdf, u);
+        return Math.Min(cdf.Length - 1, i >= 0 ? i : ~i);
     }
 
     private byte[] Encode(KvDType dtype, int count, Action<long, int, float[]> fill, long start)

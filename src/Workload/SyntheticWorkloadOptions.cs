@@ -36,6 +36,20 @@ public sealed record SyntheticWorkloadOptions
     /// <summary>Share of KV heads whose queries are weak, so their attention spreads over the whole context.</summary>
     public double DiffuseHeadFraction { get; init; } = 0.125;
 
+    /// <summary>
+    /// Share of KV heads (taken after the diffuse ones) whose attention has a heavy tail: every token belongs to one
+    /// of <see cref="Topics"/> topics drawn Zipf-distributed, its key carries the topic's direction, and each query
+    /// favours a few topics, so a query's softmax mass spreads over every token of its topics — from tens to tens of
+    /// thousands of tokens depending on how common they are. 0 (the default) leaves every head as before.
+    /// </summary>
+    public double TopicalHeadFraction { get; init; }
+
+    /// <summary>Topics of a topical head.</summary>
+    public int Topics { get; init; } = 64;
+
+    /// <summary>Zipf exponent of topic frequencies (topic r is drawn with weight 1/r^s).</summary>
+    public double TopicZipfExponent { get; init; } = 1.1;
+
     /// <summary>Layer index mixed into the seed so layers differ.</summary>
     public int Layer { get; init; }
 }
