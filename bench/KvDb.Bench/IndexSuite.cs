@@ -15,7 +15,9 @@ namespace KvDb.Bench;
 /// "lsh-sampling" prints one line per KV head and variant (LSH heavy hitters + sample, pure sample) with the
 /// rel-L2 error of the remote partial (indexed context without the 256-token local window) and of its merge
 /// with the exact window. Options: --ctx 32768,131072 --families block,centroid,lsh,graph,faiss,lsh-sampling
-/// --spec SPEC (replaces the default spec of SPEC's family, e.g. --spec graph:R=32).
+/// --spec SPEC (replaces the default spec of SPEC's family, e.g. --spec graph:R=32) --profile peaked|topical (topical:
+/// both KV heads are heavy-tailed topic heads, where softmax mass spreads over tens to thousands of tokens, instead
+/// of the default's needle-dominated heads; JSON lines then carry "profile":"topical").
 /// </summary>
 public static class IndexSuite
 {
@@ -25,6 +27,7 @@ public static class IndexSuite
         int[] contexts = [32 * 1024, 128 * 1024];
         string[] families = ["block", "centroid", "lsh", "graph", "faiss", "lsh-sampling"];
         string? specOverride = null;
+        string profile = "peaked";
         for (int i = 0; i + 1 < args.Length; i += 2)
         {
             switch (args[i])
@@ -38,8 +41,11 @@ public static class IndexSuite
                 case "--spec":
                     specOverride = args[i + 1];
                     break;
+                case "--profile":
+                    profile = args[i + 1] is "peaked" or "topical" ? args[i + 1] : throw new ArgumentException($"unknown profile {args[i + 1]}; use peaked or topical");
+                    break;
                 default:
-                    throw new ArgumentException($"unknown option {args[i]}; use --ctx N[,N] and --families a,b");
+                    throw new ArgumentException($"unknown option {args[i]}; use --ctx N[,N], --families a,b, --spec SPEC, --profile peaked|topical");
             }
         }
 
@@ -47,13 +53,15 @@ public static class IndexSuite
         {
             Console.Error.WriteLine($"index suite: generating {ctx} tokens");
             var harness = new IndexQualityHarness(
-                new SyntheticWorkloadOptions { Tokens = ctx, NumKvHeads = 2, NumQueryHeads = 8 },
+                profile == "topical"
+                    ? new SyntheticWorkloadOptions { Tokens = ctx, NumKvHeads = 2, NumQueryHeads = 8, DiffuseHeadFraction = 0, TopicalHeadFraction = 1 }
+                    : new SyntheticWorkloadOptions { Tokens = ctx, NumKvHeads = 2, NumQueryHeads = 8 },
                 queries: 16,
                 sampleQueries: 512);
             int k = harness.TopK;
             if (families.Contains("lsh-sampling"))
             {
-                Sampling(harness, ctx);
+                Sampling(harness, ctx, profile);
             }
 
             foreach ((string family, string planned, SearchParameters[] sweep) in Plan(families.Where(f => f != "lsh-sampling").ToArray(), ctx, k))
@@ -71,6 +79,7 @@ public static class IndexSuite
                     Console.WriteLine(JsonSerializer.Serialize(new
                     {
                         suite = "index",
+                        profile,
                         family,
                         spec = r.Spec,
                         ctx,
@@ -91,7 +100,7 @@ public static class IndexSuite
     }
 
     /// <summary>LSH sampling per KV head: LshSamplingPlan's split (query-shaped LSH top 1% exact, plain-SimHash sample of the rest) and pure sampling.</summary>
-    private static void Sampling(IndexQualityHarness harness, int ctx)
+    private static void Sampling(IndexQualityHarness harness, int ctx, string profile)
     {
         const int window = 256;
         foreach (int kv in harness.KvHeads)
@@ -103,6 +112,7 @@ public static class IndexSuite
                 Console.WriteLine(JsonSerializer.Serialize(new
                 {
                     suite = "index",
+                    profile,
                     family = "lsh-sampling",
                     spec = r.SampleSpec,
                     heavy = r.HeavySpec ?? "none",
