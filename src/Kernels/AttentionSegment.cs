@@ -33,9 +33,10 @@ internal static unsafe class AttentionSegment
     /// Folds <paramref name="count"/> rows at <paramref name="keys"/>/<paramref name="values"/> into the
     /// state (q and acc [rows, d], max and sum [rows]) of <paramref name="rows"/> query rows. scores holds
     /// [rows, capacity]; kBuf and vBuf [capacity, d] (used only when rows must be widened first).
-    /// <paramref name="nextKeys"/>, when not zero, is prefetched for the caller's next segment.
+    /// <paramref name="nextKeys"/> and <paramref name="nextValues"/>, when not zero, are where the caller's next
+    /// segment starts, prefetched while this one computes (the Vector512 loops take only the keys).
     /// </summary>
-    public static void Fold(in AttentionGeometry geometry, bool fused, nint keys, nint values, nint nextKeys, int count, int rows, float* q, float* acc, float* max, float* sum, float* scores, float* kBuf, float* vBuf)
+    public static void Fold(in AttentionGeometry geometry, bool fused, nint keys, nint values, nint nextKeys, nint nextValues, int count, int rows, float* q, float* acc, float* max, float* sum, float* scores, float* kBuf, float* vBuf)
     {
         int d = geometry.HeadDim;
         if (!fused)
@@ -47,24 +48,24 @@ internal static unsafe class AttentionSegment
         switch (geometry.DType)
         {
             case KvDType.BF16:
-                Fused<BFloat16RowFormat>((byte*)keys, (byte*)values, (byte*)nextKeys, count, d, rows, q, acc, max, sum, scores);
+                Fused<BFloat16RowFormat>((byte*)keys, (byte*)values, (byte*)nextKeys, (byte*)nextValues, count, d, rows, q, acc, max, sum, scores);
                 break;
             case KvDType.F32:
-                Fused<F32RowFormat>((byte*)keys, (byte*)values, (byte*)nextKeys, count, d, rows, q, acc, max, sum, scores);
+                Fused<F32RowFormat>((byte*)keys, (byte*)values, (byte*)nextKeys, (byte*)nextValues, count, d, rows, q, acc, max, sum, scores);
                 break;
             default:
                 // No fused path widens f16 in registers; widening the segment once still feeds all rows.
                 // The next segment is not prefetched: the fused loops would size its rows as f32.
                 float* k = Widen(geometry.DType, keys, count * d, kBuf);
                 float* v = Widen(geometry.DType, values, count * d, vBuf);
-                Fused<F32RowFormat>((byte*)k, (byte*)v, null, count, d, rows, q, acc, max, sum, scores);
+                Fused<F32RowFormat>((byte*)k, (byte*)v, null, null, count, d, rows, q, acc, max, sum, scores);
                 break;
         }
     }
 
     /// <summary>The widest fused loops this machine accelerates; <see cref="FusedSupported"/> has vouched for one of them.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Fused<TFormat>(byte* keys, byte* values, byte* nextKeys, int count, int d, int rows, float* q, float* acc, float* max, float* sum, float* scores)
+    private static void Fused<TFormat>(byte* keys, byte* values, byte* nextKeys, byte* nextValues, int count, int d, int rows, float* q, float* acc, float* max, float* sum, float* scores)
         where TFormat : struct, IVectorRowFormat
     {
         if (Vector512.IsHardwareAccelerated)
@@ -73,7 +74,7 @@ internal static unsafe class AttentionSegment
         }
         else
         {
-            FusedAttentionSegment256.Run<TFormat>(keys, values, nextKeys, count, d, rows, q, acc, max, sum, scores, count);
+            FusedAttentionSegment256.Run<TFormat>(keys, values, nextKeys, nextValues, count, d, rows, q, acc, max, sum, scores, count);
         }
     }
 

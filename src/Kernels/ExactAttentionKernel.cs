@@ -346,13 +346,15 @@ public static unsafe class ExactAttentionKernel
                 KvRowRun run = _runs[ri];
                 KvBlockRef block = _blocks[run.Block];
                 nint next = 0;
+                nint nextV = 0;
                 if (ri + 1 < end)
                 {
                     KvRowRun following = _runs[ri + 1];
                     next = (nint)(_blocks[following.Block].Keys + headOffset + (long)following.First * rowBytes);
+                    nextV = (nint)(_blocks[following.Block].Values + headOffset + (long)following.First * rowBytes);
                 }
 
-                AttentionSegment.Fold(_g, _fused, (nint)(block.Keys + headOffset + (long)run.First * rowBytes), (nint)(block.Values + headOffset + (long)run.First * rowBytes), next, run.Count, rows, q, acc, max, sum, scores, kBuf, vBuf);
+                AttentionSegment.Fold(_g, _fused, (nint)(block.Keys + headOffset + (long)run.First * rowBytes), (nint)(block.Values + headOffset + (long)run.First * rowBytes), next, nextV, run.Count, rows, q, acc, max, sum, scores, kBuf, vBuf);
             }
 
             for (int t = 0; t < _numQueries; t++)

@@ -28,18 +28,22 @@ internal static unsafe class FusedAttentionSegment256
     /// Folds <paramref name="count"/> rows at <paramref name="keys"/>/<paramref name="values"/> (stride
     /// headDim elements) into the online-softmax state of <paramref name="rows"/> query rows: q and acc are
     /// [rows, headDim], max and sum [rows], scores [rows, scoreStride] scratch. <paramref name="nextKeys"/>,
-    /// when not null, is where the caller's next segment starts: it is prefetched while this one computes.
+    /// and <paramref name="nextValues"/>, when not null, are where the caller's next segment starts: they are
+    /// prefetched while this one computes.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Run<TFormat>(byte* keys, byte* values, byte* nextKeys, int count, int headDim, int rows, float* q, float* acc, float* max, float* sum, float* scores, int scoreStride)
+    public static void Run<TFormat>(byte* keys, byte* values, byte* nextKeys, byte* nextValues, int count, int headDim, int rows, float* q, float* acc, float* max, float* sum, float* scores, int scoreStride)
         where TFormat : struct, IVectorRowFormat
     {
         int rowBytes = headDim * TFormat.ElementSize;
 
-        // As in the Vector512 loops: the first K pass trickles out prefetches of this segment's V and the next
-        // segment's K, which a 64-row run is too short for the hardware prefetcher to pick up.
-        byte* prefetchV = values;
+        // A KV head's rows in a block are a short run followed by a jump, too short for the hardware prefetcher,
+        // so the first K pass trickles out prefetches, row for row, of the next segment's K and V: a whole
+        // segment ahead, which keeps memory busy through this segment's softmax and V pass as well (the scattered
+        // runs of a selection gained most). Without a next segment it prefetches this segment's V, as the Vector512
+        // loops do.
         byte* prefetchK = nextKeys != null ? nextKeys : values;
+        byte* prefetchV = nextValues != null ? nextValues : values;
         int r = 0;
         for (; r + 4 <= rows; r += 4)
         {
