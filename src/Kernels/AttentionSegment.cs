@@ -1,17 +1,26 @@
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 
 namespace KvDb.Kernels;
 
 /// <summary>
 /// Folds one segment of consecutive rows of one KV head into the online-softmax state of the query rows it
-/// serves: through the fused Vector512 loops of <see cref="FusedAttentionSegment"/> where they apply,
-/// otherwise by widening the segment to f32 once and feeding TensorPrimitives row by row.
+/// serves: through the fused loops where they apply (<see cref="FusedAttentionSegment"/> with AVX-512,
+/// <see cref="FusedAttentionSegment256"/> with AVX2 + FMA), otherwise by widening the segment to f32 once and
+/// feeding TensorPrimitives row by row.
 /// Unsafe: every pointer addresses the caller's pinned blocks or scratch, valid for the call; K, V and the
 /// next segment's K hold <paramref name="count"/> rows of <see cref="AttentionGeometry.RowBytes"/>.
 /// </summary>
 internal static unsafe class AttentionSegment
 {
+    /// <summary>
+    /// True when this machine and head dim can use fused loops of either width. Both widths walk the head in
+    /// the same 32-element chunks and element order, so <see cref="StoredIndex"/> need not know which one runs.
+    /// </summary>
+    public static bool FusedSupported(int headDim) =>
+        headDim % FusedAttentionSegment.Chunk == 0 && (Vector512.IsHardwareAccelerated || FusedAttentionSegment256.IsSupported);
+
     /// <summary>
     /// Where query rows and accumulators keep logical element <paramref name="index"/>: the fused bf16 loops
     /// widen in a permuted order (see <see cref="BFloat16RowFormat"/>), every other path in place.
@@ -24,9 +33,10 @@ internal static unsafe class AttentionSegment
     /// Folds <paramref name="count"/> rows at <paramref name="keys"/>/<paramref name="values"/> into the
     /// state (q and acc [rows, d], max and sum [rows]) of <paramref name="rows"/> query rows. scores holds
     /// [rows, capacity]; kBuf and vBuf [capacity, d] (used only when rows must be widened first).
-    /// <paramref name="nextKeys"/>, when not zero, is prefetched for the caller's next segment.
+    /// <paramref name="nextKeys"/> and <paramref name="nextValues"/>, when not zero, are where the caller's next
+    /// segment starts, prefetched while this one computes (the Vector512 loops take only the keys).
     /// </summary>
-    public static void Fold(in AttentionGeometry geometry, bool fused, nint keys, nint values, nint nextKeys, int count, int rows, float* q, float* acc, float* max, float* sum, float* scores, float* kBuf, float* vBuf)
+    public static void Fold(in AttentionGeometry geometry, bool fused, nint keys, nint values, nint nextKeys, nint nextValues, int count, int rows, float* q, float* acc, float* max, float* sum, float* scores, float* kBuf, float* vBuf)
     {
         int d = geometry.HeadDim;
         if (!fused)
@@ -38,18 +48,33 @@ internal static unsafe class AttentionSegment
         switch (geometry.DType)
         {
             case KvDType.BF16:
-                FusedAttentionSegment.Run<BFloat16RowFormat>((byte*)keys, (byte*)values, (byte*)nextKeys, count, d, rows, q, acc, max, sum, scores, count);
+                Fused<BFloat16RowFormat>((byte*)keys, (byte*)values, (byte*)nextKeys, (byte*)nextValues, count, d, rows, q, acc, max, sum, scores);
                 break;
             case KvDType.F32:
-                FusedAttentionSegment.Run<F32RowFormat>((byte*)keys, (byte*)values, (byte*)nextKeys, count, d, rows, q, acc, max, sum, scores, count);
+                Fused<F32RowFormat>((byte*)keys, (byte*)values, (byte*)nextKeys, (byte*)nextValues, count, d, rows, q, acc, max, sum, scores);
                 break;
             default:
-                // No Vector512 path widens f16 in registers; widening the segment once still feeds all rows.
+                // No fused path widens f16 in registers; widening the segment once still feeds all rows.
                 // The next segment is not prefetched: the fused loops would size its rows as f32.
                 float* k = Widen(geometry.DType, keys, count * d, kBuf);
                 float* v = Widen(geometry.DType, values, count * d, vBuf);
-                FusedAttentionSegment.Run<F32RowFormat>((byte*)k, (byte*)v, null, count, d, rows, q, acc, max, sum, scores, count);
+                Fused<F32RowFormat>((byte*)k, (byte*)v, null, null, count, d, rows, q, acc, max, sum, scores);
                 break;
+        }
+    }
+
+    /// <summary>The widest fused loops this machine accelerates; <see cref="FusedSupported"/> has vouched for one of them.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Fused<TFormat>(byte* keys, byte* values, byte* nextKeys, byte* nextValues, int count, int d, int rows, float* q, float* acc, float* max, float* sum, float* scores)
+        where TFormat : struct, IVectorRowFormat
+    {
+        if (Vector512.IsHardwareAccelerated)
+        {
+            FusedAttentionSegment.Run<TFormat>(keys, values, nextKeys, count, d, rows, q, acc, max, sum, scores, count);
+        }
+        else
+        {
+            FusedAttentionSegment256.Run<TFormat>(keys, values, nextKeys, nextValues, count, d, rows, q, acc, max, sum, scores, count);
         }
     }
 

@@ -142,14 +142,15 @@ internal sealed unsafe class ExactAttentionChunks
 
                 // The next segment this pass reads: the same head in the next block, or the next head's first block.
                 nint next = bi + 1 < end ? (nint)(_blocks[bi + 1].Keys + headOffset) : h + 1 < hkv ? (nint)(_blocks[first].Keys + headOffset + headStride) : 0;
+                nint nextV = bi + 1 < end ? (nint)(_blocks[bi + 1].Values + headOffset) : h + 1 < hkv ? (nint)(_blocks[first].Values + headOffset + headStride) : 0;
                 if (b0 > a0)
                 {
-                    AttentionSegment.Fold(_g, _fused, (nint)(block.Keys + headOffset + ((long)a0 * rowBytes)), (nint)(block.Values + headOffset + ((long)a0 * rowBytes)), next, b0 - a0, rows, q, hAcc, hMax, hSum, scores, kBuf, vBuf);
+                    AttentionSegment.Fold(_g, _fused, (nint)(block.Keys + headOffset + ((long)a0 * rowBytes)), (nint)(block.Values + headOffset + ((long)a0 * rowBytes)), next, nextV, b0 - a0, rows, q, hAcc, hMax, hSum, scores, kBuf, vBuf);
                 }
 
                 if (b1 > a1)
                 {
-                    AttentionSegment.Fold(_g, _fused, (nint)(block.Keys + headOffset + ((long)a1 * rowBytes)), (nint)(block.Values + headOffset + ((long)a1 * rowBytes)), next, b1 - a1, rows, q, hAcc, hMax, hSum, scores, kBuf, vBuf);
+                    AttentionSegment.Fold(_g, _fused, (nint)(block.Keys + headOffset + ((long)a1 * rowBytes)), (nint)(block.Values + headOffset + ((long)a1 * rowBytes)), next, nextV, b1 - a1, rows, q, hAcc, hMax, hSum, scores, kBuf, vBuf);
                 }
             }
         }

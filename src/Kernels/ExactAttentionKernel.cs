@@ -8,8 +8,8 @@ namespace KvDb.Kernels;
 /// is scored against every query head of its GQA group, with an online (running-max) softmax so the
 /// result is stable for any score magnitude. Output is f32 per query head plus its natural-log LSE.
 /// Every row of K and V is read from memory once per query and shared by all query rows of its GQA group:
-/// with AVX-512 and head dims that are multiples of 32 through the fused, register-blocked loops of
-/// <see cref="FusedAttentionSegment"/>; otherwise each segment is widened to f32 once and fed to
+/// with AVX-512 or AVX2 + FMA and head dims that are multiples of 32 through the fused, register-blocked loops
+/// (<see cref="AttentionSegment.FusedSupported"/>); otherwise each segment is widened to f32 once and fed to
 /// TensorPrimitives row by row. Full attention splits the context into token ranges merged by LSE
 /// (<see cref="ExactAttentionChunks"/>); a selection runs one KV head per task.
 /// </summary>
@@ -46,7 +46,7 @@ public static unsafe class ExactAttentionKernel
 
     /// <summary>
     /// <see cref="Run(in AttentionGeometry, ReadOnlySpan{KvBlockRef}, ReadOnlySpan{float}, int, long, long, Span{float}, Span{float})"/>
-    /// with the fused Vector512 loops optionally turned off, so tests can pin the portable path on machines
+    /// with the fused loops (either width) optionally turned off, so tests can pin the portable path on machines
     /// that would never take it, and with the chunk length optionally forced (<paramref name="chunkTokens"/>
     /// &gt; 0), so tests can split small contexts.
     /// </summary>
@@ -87,7 +87,7 @@ public static unsafe class ExactAttentionKernel
         }
 
         AttentionGeometry g = geometry;
-        bool fused = allowFused && FusedAttentionSegment.Supports(g.HeadDim);
+        bool fused = allowFused && AttentionSegment.FusedSupported(g.HeadDim);
         int blocksPerChunk = BlocksPerChunk(g, blocks.Length, numQueries, rowsPerHead, chunkTokens);
         int chunks = Math.Max(1, (blocks.Length + blocksPerChunk - 1) / blocksPerChunk);
         long bufferFloats = ExactAttentionChunks.BufferFloats(g, numQueries, chunks);
@@ -188,7 +188,7 @@ public static unsafe class ExactAttentionKernel
         fixed (float* pOutput = output)
         fixed (float* pLse = lse)
         {
-            var job = new HeadJob(g, pBlocks, pQueries, numQueries, pOutput, pLse, FusedAttentionSegment.Supports(g.HeadDim), pRuns, pOffsets);
+            var job = new HeadJob(g, pBlocks, pQueries, numQueries, pOutput, pLse, AttentionSegment.FusedSupported(g.HeadDim), pRuns, pOffsets);
             if (rowsTotal >= ParallelThreshold / 4 && g.NumKvHeads > 1 && Environment.ProcessorCount > 1)
             {
                 Parallel.For(0, g.NumKvHeads, job.Run);
@@ -236,7 +236,7 @@ public static unsafe class ExactAttentionKernel
         fixed (float* pOutput = output)
         fixed (float* pLse = lse)
         {
-            new HeadJob(geometry, pBlocks, pQueries, numQueries, pOutput, pLse, FusedAttentionSegment.Supports(geometry.HeadDim), pRuns, pOffsets).Run(kvHead);
+            new HeadJob(geometry, pBlocks, pQueries, numQueries, pOutput, pLse, AttentionSegment.FusedSupported(geometry.HeadDim), pRuns, pOffsets).Run(kvHead);
         }
 
         long pairs = rowsTotal * numQueries;
@@ -346,13 +346,15 @@ public static unsafe class ExactAttentionKernel
                 KvRowRun run = _runs[ri];
                 KvBlockRef block = _blocks[run.Block];
                 nint next = 0;
+                nint nextV = 0;
                 if (ri + 1 < end)
                 {
                     KvRowRun following = _runs[ri + 1];
                     next = (nint)(_blocks[following.Block].Keys + headOffset + (long)following.First * rowBytes);
+                    nextV = (nint)(_blocks[following.Block].Values + headOffset + (long)following.First * rowBytes);
                 }
 
-                AttentionSegment.Fold(_g, _fused, (nint)(block.Keys + headOffset + (long)run.First * rowBytes), (nint)(block.Values + headOffset + (long)run.First * rowBytes), next, run.Count, rows, q, acc, max, sum, scores, kBuf, vBuf);
+                AttentionSegment.Fold(_g, _fused, (nint)(block.Keys + headOffset + (long)run.First * rowBytes), (nint)(block.Values + headOffset + (long)run.First * rowBytes), next, nextV, run.Count, rows, q, acc, max, sum, scores, kBuf, vBuf);
             }
 
             for (int t = 0; t < _numQueries; t++)

@@ -21,9 +21,6 @@ internal static unsafe class FusedAttentionSegment
 
     private const int Half = 16;
 
-    /// <summary>True when this machine and head dim can use the fused loops.</summary>
-    public static bool Supports(int headDim) => Vector512.IsHardwareAccelerated && headDim % Chunk == 0;
-
     /// <summary>
     /// Folds <paramref name="count"/> rows at <paramref name="keys"/>/<paramref name="values"/> (stride
     /// headDim elements) into the online-softmax state of <paramref name="rows"/> query rows: q and acc are

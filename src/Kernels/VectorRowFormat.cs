@@ -17,6 +17,13 @@ internal unsafe interface IVectorRowFormat
     /// <summary>Loads the 32 elements at <paramref name="source"/> (64-byte vectors, unaligned allowed).</summary>
     static abstract void Load32(byte* source, out Vector512<float> first, out Vector512<float> second);
 
+    /// <summary>
+    /// The Vector256 form of <see cref="Load32"/>: half <paramref name="half"/> (0 or 1) of the 32-element chunk at
+    /// <paramref name="chunk"/> as the stored-order elements [8·half, 8·half + 8) and [16 + 8·half, 24 + 8·half),
+    /// so the AVX2 loops see exactly the element order of Load32 and share <see cref="StoredIndex"/>.
+    /// </summary>
+    static abstract void Load16(byte* chunk, int half, out Vector256<float> first, out Vector256<float> second);
+
     /// <summary>Where logical element <paramref name="index"/> of a row sits in the order Load32 delivers.</summary>
     static abstract int StoredIndex(int index);
 }
@@ -31,6 +38,14 @@ internal readonly unsafe struct F32RowFormat : IVectorRowFormat
     {
         first = Vector512.Load((float*)source);
         second = Vector512.Load((float*)source + Vector512<float>.Count);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Load16(byte* chunk, int half, out Vector256<float> first, out Vector256<float> second)
+    {
+        float* f = (float*)chunk + (8 * half);
+        first = Vector256.Load(f);
+        second = Vector256.Load(f + 16);
     }
 
     public static int StoredIndex(int index) => index;
@@ -51,6 +66,15 @@ internal readonly unsafe struct BFloat16RowFormat : IVectorRowFormat
         Vector512<uint> pairs = Vector512.Load((uint*)source);
         first = Vector512.ShiftLeft(pairs, 16).AsSingle();
         second = (pairs & Vector512.Create(0xFFFF0000u)).AsSingle();
+    }
+
+    /// <summary>Elements 16·half.. of the chunk: their evens are stored elements 8·half.., their odds 16 + 8·half...</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Load16(byte* chunk, int half, out Vector256<float> first, out Vector256<float> second)
+    {
+        Vector256<uint> pairs = Vector256.Load((uint*)chunk + (8 * half));
+        first = Vector256.ShiftLeft(pairs, 16).AsSingle();
+        second = (pairs & Vector256.Create(0xFFFF0000u)).AsSingle();
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -118,7 +118,7 @@ public class ExactAttentionKernelTests(ITestOutputHelper log)
         return data;
     }
 
-    /// <summary>The path machines without AVX-512 take; on this one it only runs when asked for.</summary>
+    /// <summary>The path machines without AVX-512 or AVX2 + FMA take; on this one it only runs when asked for.</summary>
     [Theory]
     [MemberData(nameof(PortableCases))]
     public void PortablePath_MatchesReference(KvDType dtype, int group, int headDim, int numQueries)
