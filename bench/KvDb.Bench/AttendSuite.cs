@@ -3,6 +3,7 @@ using KvDb.Kernels;
 using KvDb.QueryEngine;
 using KvDb.QueryEngine.Execution;
 using KvDb.QueryEngine.Planning;
+using KvDb.QueryEngine.Plans;
 using KvDb.Store;
 using KvDb.Workload;
 
@@ -14,7 +15,9 @@ namespace KvDb.Bench;
 /// Attend allocates — on the calling thread (GC.GetAllocatedBytesForCurrentThread) and in the whole process
 /// (GC.GetTotalAllocatedBytes, which also counts the kernel's worker threads). The result arrays (output and
 /// LSE, <c>result_bytes</c>) are the floor; everything above it is the query path's own. Indexes are built and
-/// settled before timing, so no background build runs meanwhile. Exact is the same-run baseline.
+/// settled before timing, so no background build runs meanwhile. Exact is the same-run baseline. The same request
+/// is then timed in its two phases over one pinned layer: <c>select_p50_us</c> (the plan choosing tokens per KV head)
+/// and <c>attend_p50_us</c> (the kernels over that selection, CPU).
 /// </summary>
 internal static class AttendSuite
 {
@@ -78,6 +81,26 @@ internal static class AttendSuite
                 totalBytes[i] = GC.GetTotalAllocatedBytes(precise: true) - total0;
             }
 
+            // The same request split into its two phases over one pinned layer (CPU attend): how much of the time
+            // choosing the tokens takes, against attending to them.
+            var selectUs = new double[Iterations];
+            var attendUs = new double[Iterations];
+            using (LayerSnapshot layer = store.OpenLayer(context, 0))
+            {
+                IAttentionPlan plan = new QueryPlanner(executor.Indexes).Choose(query.Plan, layer, context).Plan;
+                var output = new float[queries.Length];
+                var lse = new float[model.NumQueryHeads];
+                for (int i = 0; i < Iterations; i++)
+                {
+                    long t0 = Stopwatch.GetTimestamp();
+                    HeadSelection[] heads = plan.SelectAll(layer, query);
+                    long t1 = Stopwatch.GetTimestamp();
+                    SelectionAttention.Run(layer, query, heads, gpu: null, output, lse, out _);
+                    selectUs[i] = Stopwatch.GetElapsedTime(t0, t1).TotalMicroseconds;
+                    attendUs[i] = Stopwatch.GetElapsedTime(t1).TotalMicroseconds;
+                }
+            }
+
             double p50 = Percentile.Median(micros);
             if (kind == PlanKind.Exact)
             {
@@ -94,6 +117,8 @@ internal static class AttendSuite
                 .Add("plan", result.Stats.Plan)
                 .Add("p50_us", p50, 0)
                 .Add("vs_exact", exactUs > 0 ? p50 / exactUs : double.NaN, 3)
+                .Add("select_p50_us", Percentile.Median(selectUs), 0)
+                .Add("attend_p50_us", Percentile.Median(attendUs), 0)
                 .Add("attended_fraction", result.Stats.TokensAttended / (double)(ctx * model.NumKvHeads), 4)
                 .Add("alloc_thread_bytes", threadBytes[Iterations / 2])
                 .Add("alloc_total_bytes", totalBytes[Iterations / 2])
