@@ -16,7 +16,7 @@ namespace KvDb.Index;
 /// budget on the synthetic workload (O=0 turns this off).
 /// Spec: "block[:B=16,O=5]".
 /// </summary>
-public sealed class BlockSummaryIndex : IRangeSearchIndex, IIndexPayload
+public sealed class BlockSummaryIndex : IRangeSearchIndex, IGroupSearchIndex, IIndexPayload
 {
     private readonly int _blockSize;
     private readonly int _outlierPermille;
@@ -117,61 +117,68 @@ public sealed class BlockSummaryIndex : IRangeSearchIndex, IIndexPayload
     /// <inheritdoc />
     public int Candidates(ReadOnlySpan<float> query, in SearchParameters parameters, Span<long> positions, out SearchStats stats)
     {
-        CheckQuery(query);
+        Span<int> count = stackalloc int[1];
+        CandidatesForRows(query, 1, parameters, positions, count, out stats);
+        return count[0];
+    }
+
+    /// <inheritdoc />
+    public void CandidatesForRows(ReadOnlySpan<float> queries, int rows, in SearchParameters parameters, Span<long> positions, Span<int> counts, out SearchStats stats)
+    {
+        int d = Dimension;
+        if (rows <= 0 || queries.Length != rows * d || counts.Length < rows)
+        {
+            throw new ArgumentException($"queries must be [rows ≥ 1, {d}] and counts hold one count per row");
+        }
+
         int blocks = BlockCount;
-        int budget = Math.Min(parameters.Budget, positions.Length);
+        int stride = positions.Length / rows;
+        int budget = Math.Min(parameters.Budget, stride);
+        counts[..rows].Clear();
         if (blocks == 0 || budget <= 0)
         {
             stats = default;
-            return 0;
+            return;
         }
 
-        int d = Dimension;
-        float[] boundsArray = ArrayPool<float>.Shared.Rent(blocks + 2 * d);
+        float[] boundsArray = ArrayPool<float>.Shared.Rent(rows * blocks);
         int[] order = ArrayPool<int>.Shared.Rent(blocks);
         try
         {
-            Span<float> bounds = boundsArray.AsSpan(0, blocks);
-            Span<float> lo = boundsArray.AsSpan(blocks, d);
-            Span<float> hi = boundsArray.AsSpan(blocks + d, d);
-            ReadOnlySpan<float> mins = CollectionsMarshal.AsSpan(_min);
-            ReadOnlySpan<float> maxs = CollectionsMarshal.AsSpan(_max);
-            for (int b = 0; b < blocks; b++)
-            {
-                // Σ_d max(q_d·min_d, q_d·max_d), vectorized as two products and an elementwise max.
-                TensorPrimitives.Multiply(query, mins.Slice(b * d, d), lo);
-                TensorPrimitives.Multiply(query, maxs.Slice(b * d, d), hi);
-                TensorPrimitives.Max(lo, hi, lo);
-                bounds[b] = TensorPrimitives.Sum(lo);
-            }
-
-            int written = 0;
+            // One pass over the summaries for every row: each block's min and max are read once.
+            BoxBoundKernel.Bounds(queries, rows, CollectionsMarshal.AsSpan(_min), CollectionsMarshal.AsSpan(_max), blocks, boundsArray);
             ReadOnlySpan<long> all = CollectionsMarshal.AsSpan(_positions);
-            foreach (int row in _outliers)
+            for (int r = 0; r < rows; r++)
             {
-                if (written < budget)
+                Span<long> mine = positions.Slice(r * stride, stride);
+                int written = 0;
+                foreach (int row in _outliers)
                 {
-                    positions[written++] = all[row];
-                }
-            }
-
-            int wanted = Math.Min(blocks, (budget - written + _blockSize - 1) / _blockSize + 1);
-            int ranked = TopKSelector.Select(bounds, wanted, order.AsSpan(0, blocks));
-            for (int i = 0; i < ranked && written < budget; i++)
-            {
-                int first = order[i] * _blockSize;
-                int last = Math.Min(Count, first + _blockSize);
-                for (int r = first; r < last && written < budget; r++)
-                {
-                    if (_outlierRows.Count == 0 || !_outlierRows.Contains(r))
+                    if (written < budget)
                     {
-                        positions[written++] = all[r];
+                        mine[written++] = all[row];
                     }
                 }
+
+                int wanted = Math.Min(blocks, (budget - written + _blockSize - 1) / _blockSize + 1);
+                int ranked = TopKSelector.Select(boundsArray.AsSpan(r * blocks, blocks), wanted, order.AsSpan(0, blocks));
+                for (int i = 0; i < ranked && written < budget; i++)
+                {
+                    int first = order[i] * _blockSize;
+                    int last = Math.Min(Count, first + _blockSize);
+                    for (int k = first; k < last && written < budget; k++)
+                    {
+                        if (_outlierRows.Count == 0 || !_outlierRows.Contains(k))
+                        {
+                            mine[written++] = all[k];
+                        }
+                    }
+                }
+
+                counts[r] = written;
             }
 
             stats = new SearchStats(0, 2L * blocks, 0);
-            return written;
         }
         finally
         {

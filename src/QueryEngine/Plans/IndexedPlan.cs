@@ -71,18 +71,28 @@ public sealed class IndexedPlan : IAttentionPlan
         long capacity = ((long)groupRows * Math.Min(parameters.Budget, perRow)) + sinks + tail;
         long[] all = ArrayPool<long>.Shared.Rent((int)Math.Min(int.MaxValue - 64, capacity));
         long[] row = ArrayPool<long>.Shared.Rent(perRow);
+        GroupResults? group = null;
         try
         {
             int count = 0;
             scanned = 0;
+            group = GroupResults.Search(_indexes, g, query, kvHead, parameters, perSegment, ref scanned);
             for (int r = 0; r < groupRows; r++)
             {
                 ReadOnlySpan<float> q = g.GroupRow(query.Queries, kvHead, r);
                 int found = 0;
-                foreach (IndexSegment segment in _indexes.Segments)
+                for (int s = 0; s < _indexes.Segments.Count; s++)
                 {
-                    found += segment[kvHead].Candidates(q, parameters, row.AsSpan(found, Math.Min(perSegment, perRow - found)), out SearchStats stats);
-                    scanned += stats.VectorsScanned;
+                    Span<long> into = row.AsSpan(found, Math.Min(perSegment, perRow - found));
+                    if (group is not null)
+                    {
+                        found += group.CopyRow(s, r, into);
+                    }
+                    else
+                    {
+                        found += _indexes.Segments[s][kvHead].Candidates(q, parameters, into, out SearchStats stats);
+                        scanned += stats.VectorsScanned;
+                    }
                 }
 
                 found = Distinct(row.AsSpan(0, found));
@@ -116,6 +126,7 @@ public sealed class IndexedPlan : IAttentionPlan
         {
             ArrayPool<long>.Shared.Return(all);
             ArrayPool<long>.Shared.Return(row);
+            group?.Dispose();
         }
     }
 
