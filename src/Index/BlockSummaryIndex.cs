@@ -196,23 +196,16 @@ public sealed class BlockSummaryIndex : IRangeSearchIndex, IGroupSearchIndex, II
     {
         CheckQuery(query);
         int blocks = BlockCount;
-        int d = Dimension;
-        float[] scratch = ArrayPool<float>.Shared.Rent(2 * d);
+        float[] bounds = ArrayPool<float>.Shared.Rent(Math.Max(1, blocks));
         try
         {
-            Span<float> lo = scratch.AsSpan(0, d);
-            Span<float> hi = scratch.AsSpan(d, d);
-            ReadOnlySpan<float> mins = CollectionsMarshal.AsSpan(_min);
-            ReadOnlySpan<float> maxs = CollectionsMarshal.AsSpan(_max);
+            BoxBoundKernel.Bounds(query, 1, CollectionsMarshal.AsSpan(_min), CollectionsMarshal.AsSpan(_max), blocks, bounds);
             ReadOnlySpan<long> all = CollectionsMarshal.AsSpan(_positions);
             int written = 0;
             total = 0;
             for (int b = 0; b < blocks; b++)
             {
-                TensorPrimitives.Multiply(query, mins.Slice(b * d, d), lo);
-                TensorPrimitives.Multiply(query, maxs.Slice(b * d, d), hi);
-                TensorPrimitives.Max(lo, hi, lo);
-                if (TensorPrimitives.Sum(lo) < threshold)
+                if (bounds[b] < threshold)
                 {
                     continue;
                 }
@@ -234,7 +227,7 @@ public sealed class BlockSummaryIndex : IRangeSearchIndex, IGroupSearchIndex, II
         }
         finally
         {
-            ArrayPool<float>.Shared.Return(scratch);
+            ArrayPool<float>.Shared.Return(bounds);
         }
     }
 

@@ -149,17 +149,14 @@ public sealed class IndexedPlan : IAttentionPlan
     /// <summary>The distinct positions of <paramref name="positions"/> in [0, tokens) outside <paramref name="exclude"/>, ascending (sorts in place).</summary>
     internal static long[] SortedDistinct(Span<long> positions, long tokens, ExcludeRange exclude)
     {
-        positions.Sort();
+        int distinct = Distinct(positions);
         int kept = 0;
-        for (int i = 0; i < positions.Length; i++)
+        foreach (long p in positions[..distinct])
         {
-            long p = positions[i];
-            if ((kept > 0 && positions[kept - 1] == p) || p < 0 || p >= tokens || exclude.Contains(p))
+            if (p >= 0 && p < tokens && !exclude.Contains(p))
             {
-                continue;
+                positions[kept++] = p;
             }
-
-            positions[kept++] = p;
         }
 
         return positions[..kept].ToArray();
