@@ -17,7 +17,7 @@ namespace KvDb.Index;
 /// Spec: "centroid[:L2][,C=32][,I=4][,P=8][,U=0]" (L levels 1–2, C keys per fine cluster, I Lloyd
 /// iterations, P coarse over-probe factor, U bound ranking).
 /// </summary>
-public sealed class CentroidIndex : IKeyIndex, IIndexPayload
+public sealed class CentroidIndex : IKeyIndex, IIndexPayload, IHeavyHitterIndex
 {
     /// <summary>A key is an outlier when its squared distance to its coarse centroid is this many times the cluster's mean.</summary>
     private const float OutlierFactor = 2.5f;
@@ -244,6 +244,104 @@ public sealed class CentroidIndex : IKeyIndex, IIndexPayload
             }
 
             stats = new SearchStats(taken, summaries, 0);
+            return written;
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(floats);
+            ArrayPool<int>.Shared.Return(ints);
+        }
+    }
+
+    /// <inheritdoc />
+    public int MaxHeavyHitters(int rowCount, int perRow)
+    {
+        int largest = 0;
+        foreach (List<int> m in _members)
+        {
+            largest = Math.Max(largest, m.Count);
+        }
+
+        return (int)Math.Min(int.MaxValue - 64, _outliers.Count + ((long)rowCount * (Math.Min(perRow, Count) + largest)));
+    }
+
+    /// <inheritdoc />
+    /// <remarks>
+    /// Per row: rank the coarse centroids, probe the best until they hold P× <paramref name="perRow"/> members, rank
+    /// their fine centroids and name the members of the best until <paramref name="perRow"/> are named; the outliers
+    /// (keys far from every centroid: needles) are named once for the group. No key is read.
+    /// </remarks>
+    public int HeavyHitters(ReadOnlySpan<float> rows, int rowCount, int perRow, Span<long> positions, out SearchStats stats)
+    {
+        int d = Dimension;
+        if (rowCount <= 0 || rows.Length != rowCount * d)
+        {
+            throw new ArgumentException($"rows must be [rowCount, {d}]", nameof(rows));
+        }
+
+        int written = 0;
+        foreach (int row in _outliers)
+        {
+            positions[written++] = _rows.Positions[row];
+        }
+
+        if (Count == 0 || perRow <= 0)
+        {
+            stats = default;
+            return written;
+        }
+
+        int coarseCount = CoarseCount;
+        int fineCount = FineCount;
+        float[] floats = ArrayPool<float>.Shared.Rent(coarseCount + fineCount);
+        int[] ints = ArrayPool<int>.Shared.Rent(coarseCount + (2 * fineCount));
+        long summaries = 0;
+        try
+        {
+            Span<float> coarseScores = floats.AsSpan(0, coarseCount);
+            Span<int> coarseOrder = ints.AsSpan(0, coarseCount);
+            Span<int> fineIds = ints.AsSpan(coarseCount, fineCount);
+            Span<int> fineOrder = ints.AsSpan(coarseCount + fineCount, fineCount);
+            for (int r = 0; r < rowCount; r++)
+            {
+                ReadOnlySpan<float> q = rows.Slice(r * d, d);
+                int rankedCoarse = 1;
+                coarseOrder[0] = 0;
+                if (coarseCount > 1)
+                {
+                    RowDotKernel.Scores(q, _coarse, coarseScores);
+                    summaries += coarseCount;
+                    rankedCoarse = TopKSelector.Select(coarseScores, coarseCount, coarseOrder);
+                }
+
+                int probedFine = 0;
+                long probedMembers = 0;
+                for (int i = 0; i < rankedCoarse && (probedFine == 0 || probedMembers < (long)_probeFactor * perRow); i++)
+                {
+                    int c = coarseOrder[i];
+                    for (int f = _fineStart[c]; f < _fineStart[c + 1]; f++)
+                    {
+                        fineIds[probedFine++] = f;
+                        probedMembers += _members[f].Count;
+                    }
+                }
+
+                Span<float> fineScores = floats.AsSpan(coarseCount, probedFine);
+                RowDotKernel.GatheredScores(q, _fine, fineIds[..probedFine], fineScores);
+                summaries += probedFine;
+                int rankedFine = TopKSelector.Select(fineScores, probedFine, fineOrder);
+                int named = 0;
+                for (int i = 0; i < rankedFine && named < perRow; i++)
+                {
+                    foreach (int member in _members[fineIds[fineOrder[i]]])
+                    {
+                        positions[written++] = _rows.Positions[member];
+                        named++;
+                    }
+                }
+            }
+
+            stats = new SearchStats(0, summaries, 0);
             return written;
         }
         finally

@@ -25,6 +25,9 @@ public static unsafe class ExactAttentionKernel
     /// </summary>
     private const int ChunkTokens = 1024;
 
+    [ThreadStatic]
+    private static List<KvRowRun>? t_denseRuns;
+
     /// <summary>Cap on all chunk states together (16 MiB): many query tokens make each state large.</summary>
     private const long MaxChunkStateFloats = 4L << 20;
 
@@ -204,6 +207,34 @@ public static unsafe class ExactAttentionKernel
 
         long pairs = rowsTotal * numQueries;
         return new AttentionCounters(pairs, pairs, rowsTotal * 2L * g.RowBytes);
+    }
+
+    /// <summary>
+    /// Exact attention of the query heads served by <paramref name="kvHead"/> over every stored row outside the exclude
+    /// range (a dense head among gathered ones); only the group's heads of <paramref name="output"/> and <paramref name="lse"/> are written.
+    /// </summary>
+    public static AttentionCounters RunHead(
+        in AttentionGeometry geometry,
+        ReadOnlySpan<KvBlockRef> blocks,
+        int kvHead,
+        long excludeStart,
+        long excludeEnd,
+        ReadOnlySpan<float> queries,
+        int numQueries,
+        Span<float> output,
+        Span<float> lse)
+    {
+        geometry.Validate();
+        if ((uint)kvHead >= (uint)geometry.NumKvHeads || numQueries <= 0 || queries.Length != (long)numQueries * geometry.NumQueryHeads * geometry.HeadDim
+            || output.Length != queries.Length || lse.Length != numQueries * geometry.NumQueryHeads)
+        {
+            throw new ArgumentException($"need kvHead in [0, {geometry.NumKvHeads}), queries and output of {numQueries}×{geometry.NumQueryHeads}×{geometry.HeadDim} floats and lse {numQueries}×{geometry.NumQueryHeads}");
+        }
+
+        List<KvRowRun> runs = t_denseRuns ??= [];
+        runs.Clear();
+        KvRowRun.AppendAllExcept(blocks, excludeStart, excludeEnd, runs);
+        return RunSelectedHead(geometry, blocks, kvHead, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(runs), queries, numQueries, output, lse);
     }
 
     /// <summary>One KV head's share of <see cref="RunSelected"/>: writes only that head's group of query heads.</summary>

@@ -7,6 +7,39 @@ namespace KvDb.Kernels;
 public readonly record struct KvRowRun(int Block, int First, int Count)
 {
     /// <summary>
+    /// Appends the runs covering every stored row of <paramref name="blocks"/> outside [<paramref name="excludeStart"/>,
+    /// <paramref name="excludeEnd"/>) to <paramref name="destination"/>: a dense head as runs, without a position list.
+    /// </summary>
+    public static void AppendAllExcept(ReadOnlySpan<KvBlockRef> blocks, long excludeStart, long excludeEnd, List<KvRowRun> destination)
+    {
+        ArgumentNullException.ThrowIfNull(destination);
+        for (int b = 0; b < blocks.Length; b++)
+        {
+            long start = blocks[b].Start;
+            long end = start + blocks[b].Tokens;
+            if (excludeEnd <= excludeStart || excludeEnd <= start || excludeStart >= end)
+            {
+                if (end > start)
+                {
+                    destination.Add(new KvRowRun(b, 0, blocks[b].Tokens));
+                }
+
+                continue;
+            }
+
+            if (excludeStart > start)
+            {
+                destination.Add(new KvRowRun(b, 0, (int)(excludeStart - start)));
+            }
+
+            if (excludeEnd < end)
+            {
+                destination.Add(new KvRowRun(b, (int)(excludeEnd - start), (int)(end - excludeEnd)));
+            }
+        }
+    }
+
+    /// <summary>
     /// Appends the runs covering ascending, distinct <paramref name="positions"/> of a layer to
     /// <paramref name="destination"/>; returns false (appending nothing) when the positions are not ascending
     /// or one is not stored in <paramref name="blocks"/>.

@@ -19,4 +19,7 @@ public enum PlanKind
     AnnTopK = 6,
     /// <summary>MagicPIG importance sampling over SimHash LSH, heavy hitters (LSH collision-count top 1%) exact (LshSamplingPlan).</summary>
     LshSampling = 7,
+
+    /// <summary>DIPR: every token whose q·k is within <see cref="PlanRequest.Beta"/> of the KV head's best, for each query row.</summary>
+    Dipr = 8,
 }

@@ -51,7 +51,8 @@ public static class KvDbServer
 
         builder.Services.AddSingleton(store);
         // Registered by factory so the container disposes it (waiting for index builds) before the store is disposed.
-        builder.Services.AddSingleton(_ => new AttentionExecutor(store));
+        QueryEngine.Planning.CostModel costs = options.CalibrateCosts ? QueryEngine.Planning.CostModel.Calibrate() : QueryEngine.Planning.CostModel.Default;
+        builder.Services.AddSingleton(_ => new AttentionExecutor(store, costs: costs, defaultQuality: options.DefaultQuality.Validated()));
         builder.Services.AddGrpc(o =>
         {
             o.MaxReceiveMessageSize = options.MaxMessageBytes;

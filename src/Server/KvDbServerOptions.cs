@@ -26,4 +26,10 @@ public sealed record KvDbServerOptions
 
     /// <summary>Largest gRPC message accepted (an AppendKv chunk or an Attend request).</summary>
     public int MaxMessageBytes { get; init; } = 64 << 20;
+
+    /// <summary>AUTO's contract for requests that set none (plan.epsilon / plan.delta 0).</summary>
+    public QueryEngine.QualityContract DefaultQuality { get; init; } = QueryEngine.QualityContract.Default;
+
+    /// <summary>Measure read bandwidths at start for AUTO's cost model (about 50 ms); off uses conservative defaults.</summary>
+    public bool CalibrateCosts { get; init; } = true;
 }

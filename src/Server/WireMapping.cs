@@ -37,7 +37,8 @@ internal static class WireMapping
         return ctx;
     }
 
-    public static PlanRequest ToPlan(Plan? p)
+    /// <summary>The request's plan; a tolerance field left 0 takes <paramref name="defaults"/>' value.</summary>
+    public static PlanRequest ToPlan(Plan? p, QualityContract defaults)
     {
         if (p is null)
         {
@@ -49,6 +50,9 @@ internal static class WireMapping
             throw KvDbException.Invalid("plan.budget and plan.beta must be ≥ 0 (0 = the plan's default)");
         }
 
-        return new PlanRequest((QueryEngine.PlanKind)(int)p.Kind, p.Budget);
+        QualityContract? quality = p.Epsilon == 0 && p.Delta == 0 && p.MaxLatencyUs == 0
+            ? null
+            : QualityContract.FromWire(p.Epsilon, p.Delta, p.MaxLatencyUs, defaults);
+        return new PlanRequest((QueryEngine.PlanKind)(int)p.Kind, p.Budget, p.Beta, quality);
     }
 }

@@ -23,13 +23,26 @@ public sealed class AttentionExecutor : IDisposable
     /// Creates an executor over <paramref name="store"/> with its own index catalog; a persistent store keeps the
     /// catalog's shared index segments under its data directory (DATA/indexes).
     /// </summary>
-    public AttentionExecutor(IKvStore store, int segmentTokens = LayerIndexCatalog.DefaultSegmentTokens)
+    /// <remarks>
+    /// AUTO compares plans by <paramref name="costs"/> (<see cref="CostModel.Calibrate"/> at server start; the
+    /// conservative default otherwise) and applies <paramref name="defaultQuality"/> to requests that set no contract.
+    /// </remarks>
+    public AttentionExecutor(IKvStore store, int segmentTokens = LayerIndexCatalog.DefaultSegmentTokens, CostModel? costs = null, QualityContract? defaultQuality = null)
     {
         ArgumentNullException.ThrowIfNull(store);
         _store = store;
         _catalog = new LayerIndexCatalog(store, store.DataDirectory is string data ? Path.Combine(data, "indexes") : null, segmentTokens);
-        _planner = new QueryPlanner(_catalog);
+        _planner = new QueryPlanner(_catalog, costs: costs, defaultQuality: defaultQuality);
     }
+
+    /// <summary>The read costs AUTO compares plans by.</summary>
+    public CostModel Costs => _planner.Costs;
+
+    /// <summary>The contract AUTO applies when a request sets none.</summary>
+    public QualityContract DefaultQuality => _planner.DefaultQuality;
+
+    /// <summary>What AUTO remembers per (context, layer, KV head) from the queries it answered.</summary>
+    public HeadStatistics HeadStatistics => _planner.Statistics;
 
     /// <summary>The background-built indexes the sparse plans use.</summary>
     public LayerIndexCatalog Indexes => _catalog;
@@ -69,15 +82,23 @@ public sealed class AttentionExecutor : IDisposable
         PlanChoice choice = _planner.Choose(query.Plan, layer, query.ContextId);
         IAttentionPlan plan = choice.Plan;
         var heads = new HeadSelection[m.NumKvHeads];
-        var explained = new HeadExplain[m.NumKvHeads];
-        var estimated = default(PlanEstimate);
-        for (int kv = 0; kv < heads.Length; kv++)
+        var estimates = new PlanEstimate[m.NumKvHeads];
+        if (plan is VerifiedSamplingPlan && heads.Length > 1 && Environment.ProcessorCount > 1)
         {
-            PlanEstimate estimate = plan.Estimate(layer, query, kv);
-            heads[kv] = plan.Select(layer, query, kv);
-            estimated += estimate;
-            long attended = heads[kv].IsDense ? estimate.Rows : heads[kv].Positions.Length;
-            explained[kv] = new HeadExplain(kv, plan.Name, estimate, heads[kv].Scanned, attended);
+            // AUTO attends while it selects: its heads are independent work, one per core.
+            Parallel.For(0, heads.Length, kv =>
+            {
+                estimates[kv] = plan.Estimate(layer, query, kv);
+                heads[kv] = plan.Select(layer, query, kv);
+            });
+        }
+        else
+        {
+            for (int kv = 0; kv < heads.Length; kv++)
+            {
+                estimates[kv] = plan.Estimate(layer, query, kv);
+                heads[kv] = plan.Select(layer, query, kv);
+            }
         }
 
         var output = new float[query.Queries.Length];
@@ -85,12 +106,50 @@ public sealed class AttentionExecutor : IDisposable
         AttentionCounters counters = SelectionAttention.Run(layer, query, heads, _device, output, lse, out DeviceOutcome device);
         (long[] Selected, int[] Counts)? selection = query.ReturnSelection ? Selection(layer, query, heads) : null;
 
+        long live = layer.Tokens - query.Exclude.CountWithin(layer.Tokens);
+        var quality = new HeadQuality[query.NumQueries * m.NumQueryHeads];
+        var explained = new HeadExplain[m.NumKvHeads];
+        var estimated = default(PlanEstimate);
+        for (int kv = 0; kv < heads.Length; kv++)
+        {
+            HeadSelection h = heads[kv];
+            estimated += estimates[kv];
+            explained[kv] = Explain(layer, query, plan, kv, h, estimates[kv], live, quality);
+        }
+
         var explain = new AttentionExplain(
             query.Plan.Kind, plan.Name, choice.Decision, layer.Layer, layer.Tokens, choice.Indexes, explained,
             estimated, counters, device.Site, device.Promoted, device.Blocks, device.Reason);
         double micros = Stopwatch.GetElapsedTime(started).TotalMicroseconds;
-        var stats = new AttentionStats(plan.Name, counters.TokensScored, counters.TokensAttended, counters.BytesRead, micros, explain);
+        QualityContract? contract = query.Plan.Kind is PlanKind.Auto or PlanKind.Unspecified ? query.Plan.Quality ?? DefaultQuality : null;
+        var stats = new AttentionStats(plan.Name, counters.TokensScored, counters.TokensAttended, counters.BytesRead, micros, explain, contract, quality);
         return new AttentionResult(output, lse, stats, selection?.Selected, selection?.Counts);
+    }
+
+    /// <summary>Fills KV head <paramref name="kv"/>'s rows of <paramref name="quality"/> and says what the head did.</summary>
+    private HeadExplain Explain(LayerSnapshot layer, AttentionQuery query, IAttentionPlan plan, int kv, HeadSelection h, PlanEstimate estimate, long live, HeadQuality[] quality)
+    {
+        AttentionGeometry g = layer.Model.Geometry;
+        int rows = query.NumQueries * g.GroupSize;
+        double mass = 0;
+        double worst = 0;
+        for (int r = 0; r < rows; r++)
+        {
+            int token = r / g.GroupSize;
+            int queryHead = (kv * g.GroupSize) + (r % g.GroupSize);
+            HeadQuality q = h.Partial is GroupPartial p ? p.Quality[r]
+                : h.IsDense ? HeadQuality.Exact(token, queryHead, kv, live)
+                : HeadQuality.Unbounded(token, queryHead, kv, plan.Name, h.Positions.Length);
+            quality[(token * g.NumQueryHeads) + queryHead] = q;
+            mass += q.MassExact;
+            worst = Math.Max(worst, q.PredictedError);
+        }
+
+        long attended = h.IsDense ? live : h.Positions.Length;
+        double exactMicros = Costs.StreamMicros(live, g.RowBytes);
+        double chosenMicros = h.IsDense ? exactMicros : Costs.GatherMicros(attended + h.Sampled.Length, g.RowBytes);
+        string name = h.IsDense && plan is VerifiedSamplingPlan ? "exact" : plan.Name;
+        return new HeadExplain(kv, name, estimate, h.Scanned, attended, h.Choice, h.Sampled.Length, exactMicros, chosenMicros, mass / rows, worst);
     }
 
     /// <summary>The attended positions per KV head, concatenated, and how many per head (for return_selection).</summary>
@@ -99,7 +158,7 @@ public sealed class AttentionExecutor : IDisposable
         long total = 0;
         foreach (HeadSelection h in heads)
         {
-            total += h.IsDense ? layer.Tokens - query.Exclude.CountWithin(layer.Tokens) : h.Positions.Length;
+            total += h.IsDense ? layer.Tokens - query.Exclude.CountWithin(layer.Tokens) : h.Positions.Length + h.Sampled.Length;
         }
 
         if (total > int.MaxValue / 2)
@@ -112,12 +171,30 @@ public sealed class AttentionExecutor : IDisposable
         int k = 0;
         for (int kv = 0; kv < heads.Length; kv++)
         {
-            long[] positions = heads[kv].IsDense ? SelectionAttention.DensePositions(layer.Tokens, query.Exclude) : heads[kv].Positions;
+            long[] positions = heads[kv].IsDense ? SelectionAttention.DensePositions(layer.Tokens, query.Exclude) : Union(heads[kv].Positions, heads[kv].Sampled);
             positions.CopyTo(selected, k);
             k += positions.Length;
             counts[kv] = positions.Length;
         }
 
         return (selected, counts);
+    }
+
+    /// <summary>The ascending union of two disjoint ascending position lists.</summary>
+    private static long[] Union(long[] a, long[] b)
+    {
+        if (b.Length == 0)
+        {
+            return a;
+        }
+
+        var union = new long[a.Length + b.Length];
+        int i = 0, j = 0, k = 0;
+        while (i < a.Length || j < b.Length)
+        {
+            union[k++] = j == b.Length || (i < a.Length && a[i] < b[j]) ? a[i++] : b[j++];
+        }
+
+        return union;
     }
 }

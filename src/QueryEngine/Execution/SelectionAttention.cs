@@ -43,14 +43,38 @@ public static class SelectionAttention
         for (int kv = 0; kv < g.NumKvHeads; kv++)
         {
             HeadSelection head = heads[kv];
+            if (head.Partial is GroupPartial partial)
+            {
+                CopyGroup(g, query.NumQueries, kv, partial, output, lse);
+                counters += partial.Counters;
+            }
+            else if (head.IsDense)
+            {
+                // A dense head among gathered ones (a per-head plan mix) streams its rows as runs: no position list.
+                counters += ExactAttentionKernel.RunHead(g, layer.Blocks, kv, xs, xe, query.Queries, query.NumQueries, output, lse);
+            }
+            else
+            {
+                counters += GatheredAttentionKernel.Run(g, layer.Blocks, kv, head.Positions, query.Queries, query.NumQueries, head.LogWeights ?? ReadOnlySpan<float>.Empty, output, lse);
+            }
 
-            // A dense head among gathered ones (a per-head plan mix) is gathered over all its positions.
-            long[] positions = head.IsDense ? DensePositions(layer.Tokens, query.Exclude) : head.Positions;
-            counters += GatheredAttentionKernel.Run(g, layer.Blocks, kv, positions, query.Queries, query.NumQueries, head.LogWeights ?? ReadOnlySpan<float>.Empty, output, lse);
             counters += new AttentionCounters(head.Scanned, 0, head.ScannedBytes);
         }
 
         return counters;
+    }
+
+    /// <summary>Writes a computed group's rows into the request's output [q, heads, dim] and lse [q, heads].</summary>
+    private static void CopyGroup(in AttentionGeometry g, int numQueries, int kvHead, GroupPartial partial, Span<float> output, Span<float> lse)
+    {
+        int d = g.HeadDim;
+        int rows = numQueries * g.GroupSize;
+        for (int r = 0; r < rows; r++)
+        {
+            long head = g.QueryHead(r / g.GroupSize, kvHead, r % g.GroupSize);
+            partial.Output.AsSpan(r * d, d).CopyTo(output.Slice((int)(head * d), d));
+            lse[(int)head] = partial.Lse[r];
+        }
     }
 
     /// <summary>Every position of a layer of <paramref name="tokens"/> tokens outside <paramref name="exclude"/>, ascending.</summary>

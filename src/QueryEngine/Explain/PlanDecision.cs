@@ -17,4 +17,10 @@ public enum PlanDecision
 
     /// <summary>A sparse kind was asked for but the executor has no index catalog: exact.</summary>
     NoCatalog = 4,
+
+    /// <summary>AUTO chose heavy hitters plus a verified sample (each KV head may still be answered exactly: see its choice).</summary>
+    AutoSampled = 5,
+
+    /// <summary>AUTO: the layer is so short that exact attention costs less than the smallest sampled plan.</summary>
+    AutoExactCheaper = 6,
 }

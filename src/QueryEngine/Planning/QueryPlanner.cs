@@ -1,3 +1,4 @@
+using KvDb.Index;
 using KvDb.Index.Catalog;
 using KvDb.QueryEngine.Explain;
 using KvDb.QueryEngine.Plans;
@@ -8,27 +9,47 @@ namespace KvDb.QueryEngine.Planning;
 /// <summary>
 /// Chooses the plan for a request. A kind is bound to its plan and index specs in the <see cref="PlanRegistry"/>;
 /// a sparse kind runs once every index it needs is ready in the <see cref="LayerIndexCatalog"/> (the planner asks
-/// the catalog to keep them current) and is answered exactly until then. AUTO is exact (the cost-based optimizer
-/// that will pick sparse plans on its own is not built yet).
+/// the catalog to keep them current) and is answered exactly until then. AUTO runs
+/// <see cref="VerifiedSamplingPlan"/> under the request's quality contract (or the default) once the heavy-hitter
+/// index (<see cref="AutoHeavySpec"/>) is ready, deciding exact vs sampled per KV head by the <see cref="CostModel"/>
+/// and the <see cref="HeadStatistics"/>; it is exact until the index is ready and never waits for a build.
 /// </summary>
 public sealed class QueryPlanner
 {
+    /// <summary>The index AUTO names heavy hitters with: the centroid index CENTROID_TOP_K also searches (built once for both).</summary>
+    public const string AutoHeavySpec = "centroid:L2";
+
     private readonly LayerIndexCatalog? _catalog;
     private readonly PlanRegistry _registry;
 
-    /// <summary>Creates a planner; without a catalog every sparse kind is answered exactly.</summary>
-    public QueryPlanner(LayerIndexCatalog? catalog = null, PlanRegistry? registry = null)
+    /// <summary>
+    /// Creates a planner; without a catalog every sparse kind (and AUTO) is answered exactly. AUTO applies
+    /// <paramref name="defaultQuality"/> (default <see cref="QualityContract.Default"/>) to requests that set none.
+    /// </summary>
+    public QueryPlanner(LayerIndexCatalog? catalog = null, PlanRegistry? registry = null, CostModel? costs = null, HeadStatistics? statistics = null, QualityContract? defaultQuality = null)
     {
         _catalog = catalog;
         _registry = registry ?? PlanRegistry.Default;
+        Costs = costs ?? CostModel.Default;
+        Statistics = statistics ?? new HeadStatistics();
+        DefaultQuality = (defaultQuality ?? QualityContract.Default).Validated();
     }
+
+    /// <summary>The read costs AUTO compares plans by.</summary>
+    public CostModel Costs { get; }
+
+    /// <summary>What AUTO remembers per (context, layer, KV head).</summary>
+    public HeadStatistics Statistics { get; }
+
+    /// <summary>The contract AUTO applies when a request sets none.</summary>
+    public QualityContract DefaultQuality { get; }
 
     /// <summary>The plan to run for <paramref name="request"/> over the snapshot's layer, and why.</summary>
     public PlanChoice Choose(PlanRequest request, LayerSnapshot layer, string contextId)
     {
         if (request.Kind is PlanKind.Auto or PlanKind.Unspecified)
         {
-            return new PlanChoice(ExactPlan.Instance, PlanDecision.AutoExact, []);
+            return ChooseAuto(request, layer, contextId);
         }
 
         IPlanFactory factory = _registry.Get(request.Kind);
@@ -63,5 +84,31 @@ public sealed class QueryPlanner
         return decision == PlanDecision.Requested
             ? new PlanChoice(factory.Create(views), decision, statuses)
             : new PlanChoice(ExactPlan.Instance, decision, statuses);
+    }
+
+    private PlanChoice ChooseAuto(PlanRequest request, LayerSnapshot layer, string contextId)
+    {
+        if (_catalog is null)
+        {
+            return new PlanChoice(ExactPlan.Instance, PlanDecision.NoCatalog, []);
+        }
+
+        // The smallest sampled answer: sinks, a minimal heavy set per query row, the pilot; below it exact costs less.
+        AttentionGeometry g = layer.Model.Geometry;
+        long smallest = AttentionSinks.Count + ((long)g.NumQueryHeads * VerifiedSamplingPlan.MinHeavyPerRow / g.NumKvHeads) + VerifiedSamplingPlan.PilotSize;
+        if (Costs.StreamMicros(layer.Tokens, g.RowBytes) <= Costs.GatherMicros(smallest, g.RowBytes))
+        {
+            return new PlanChoice(ExactPlan.Instance, PlanDecision.AutoExactCheaper, []);
+        }
+
+        _catalog.RequestUpdate(contextId, layer, AutoHeavySpec);
+        IndexStatus status = _catalog.Probe(contextId, layer, AutoHeavySpec, out LayerIndexes? view);
+        if (view is null)
+        {
+            return new PlanChoice(ExactPlan.Instance, status.State == IndexState.Failed ? PlanDecision.IndexFailed : PlanDecision.IndexNotReady, [status]);
+        }
+
+        var plan = new VerifiedSamplingPlan(view, request.Quality ?? DefaultQuality, Costs, Statistics, contextId);
+        return new PlanChoice(plan, PlanDecision.AutoSampled, [status]);
     }
 }

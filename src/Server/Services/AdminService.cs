@@ -1,5 +1,7 @@
 using Grpc.Core;
 using KvDb.Protocol.V1;
+using KvDb.QueryEngine.Execution;
+using KvDb.QueryEngine.Planning;
 using KvDb.Store;
 
 namespace KvDb.Server.Services;
@@ -8,11 +10,13 @@ namespace KvDb.Server.Services;
 public sealed class AdminService : Admin.AdminBase
 {
     private readonly IKvStore _store;
+    private readonly AttentionExecutor _executor;
 
-    /// <summary>Creates the service over the store.</summary>
-    public AdminService(IKvStore store)
+    /// <summary>Creates the service over the store and the executor whose query costs it reports.</summary>
+    public AdminService(IKvStore store, AttentionExecutor executor)
     {
         _store = store;
+        _executor = executor;
     }
 
     /// <inheritdoc />
@@ -32,6 +36,15 @@ public sealed class AdminService : Admin.AdminBase
             ExpiredContexts = s.ExpiredContexts,
             WalBytes = s.WalBytes,
             Durable = s.Durable,
+            QueryCosts = new QueryCosts
+            {
+                StreamBytesPerSecond = _executor.Costs.StreamBytesPerMicro * 1e6,
+                GatherBytesPerSecond = _executor.Costs.GatherBytesPerMicro * 1e6,
+                Parallelism = _executor.Costs.Parallelism,
+                Simd = CostModel.SimdPath,
+                DefaultEpsilon = _executor.DefaultQuality.Epsilon,
+                DefaultDelta = _executor.DefaultQuality.Delta,
+            },
         };
         foreach (Store.TierStats t in s.Tiers)
         {

@@ -44,7 +44,7 @@ public sealed class AttentionService : Attention.AttentionBase
             q,
             request.Exclude?.Start ?? 0,
             request.Exclude?.End ?? 0,
-            WireMapping.ToPlan(request.Plan),
+            WireMapping.ToPlan(request.Plan, _executor.DefaultQuality),
             request.ReturnSelection);
         AttentionResult result = _executor.Attend(query);
         var response = new AttendResponse
@@ -59,8 +59,29 @@ public sealed class AttentionService : Attention.AttentionBase
                 BytesRead = result.Stats.BytesRead,
                 ServerMicros = result.Stats.ServerMicros,
                 Explain = ExplainText.Render(result.Stats.Explain),
+                Epsilon = result.Stats.Contract?.Epsilon ?? 0,
+                Delta = result.Stats.Contract?.Delta ?? 0,
             },
         };
+        if (result.Stats.Quality is { } quality)
+        {
+            foreach (QueryEngine.HeadQuality h in quality)
+            {
+                response.Stats.HeadQuality.Add(new Protocol.V1.HeadQuality
+                {
+                    Query = h.Query,
+                    QueryHead = h.QueryHead,
+                    KvHead = h.KvHead,
+                    Plan = h.Plan,
+                    MassExact = h.MassExact,
+                    ErrorBound = h.ErrorBound,
+                    PredictedError = double.IsFinite(h.PredictedError) ? h.PredictedError : -1,
+                    TokensExact = h.TokensExact,
+                    TokensSampled = h.TokensSampled,
+                    TokensResidual = h.TokensResidual,
+                });
+            }
+        }
         if (result.Selected is not null)
         {
             response.Selected.Add(result.Selected);

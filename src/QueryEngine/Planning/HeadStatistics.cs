@@ -1,0 +1,126 @@
+using System.Collections.Concurrent;
+
+namespace KvDb.QueryEngine.Planning;
+
+/// <summary>
+/// Cheap memory of how AUTO's recent queries went per (context, layer, KV head): how often a head needed exact
+/// attention, how large a share of the residual its sample was, how much mass its heavy hitters held. The optimizer
+/// answers a head that needed exact attention in its last <see cref="ExactStreak"/> queries exactly without a pilot,
+/// re-trying sampling every <see cref="RetryEvery"/> queries in case its attention became peaked.
+/// </summary>
+public sealed class HeadStatistics
+{
+    /// <summary>Consecutive exact answers after which a head skips the pilot.</summary>
+    public const int ExactStreak = 2;
+
+    /// <summary>A head answered exactly for its history re-tries sampling this often.</summary>
+    public const int RetryEvery = 64;
+
+    /// <summary>(context, layer) pairs remembered; past it the table starts over (statistics are a hint, not state).</summary>
+    public const int MaxLayers = 1 << 16;
+
+    private const double Smoothing = 0.2;
+
+    private readonly ConcurrentDictionary<(string Context, int Layer), Entry[]> _layers = new();
+
+    /// <summary>Whether KV head <paramref name="kvHead"/> should be answered exactly without trying to sample.</summary>
+    public bool ShouldAnswerExactly(string context, int layer, int kvHead, int kvHeads)
+    {
+        Entry e = Get(context, layer, kvHead, kvHeads);
+        lock (e)
+        {
+            if (e.ExactRun < ExactStreak)
+            {
+                return false;
+            }
+
+            e.SkippedSinceTry++;
+            if (e.SkippedSinceTry >= RetryEvery)
+            {
+                e.SkippedSinceTry = 0;
+                return false;
+            }
+
+            return true;
+        }
+    }
+
+    /// <summary>Records how a query went for a KV head: answered exactly (the contract needed it) or sampled.</summary>
+    public void Record(string context, int layer, int kvHead, int kvHeads, bool neededExact, double sampleShare, double massExact)
+    {
+        Entry e = Get(context, layer, kvHead, kvHeads);
+        lock (e)
+        {
+            e.Queries++;
+            e.ExactRun = neededExact ? e.ExactRun + 1 : 0;
+            e.ExactAnswers += neededExact ? 1 : 0;
+            e.SampleShare = e.Queries == 1 ? sampleShare : e.SampleShare + (Smoothing * (sampleShare - e.SampleShare));
+            if (double.IsFinite(massExact))
+            {
+                e.MassExact = e.Queries == 1 ? massExact : e.MassExact + (Smoothing * (massExact - e.MassExact));
+            }
+        }
+    }
+
+    /// <summary>A copy of KV head <paramref name="kvHead"/>'s statistics (zeros when none).</summary>
+    public HeadStatisticsSnapshot Snapshot(string context, int layer, int kvHead)
+    {
+        if (!_layers.TryGetValue((context, layer), out Entry[]? entries) || kvHead >= entries.Length)
+        {
+            return default;
+        }
+
+        Entry e = entries[kvHead];
+        lock (e)
+        {
+            return new HeadStatisticsSnapshot(e.Queries, e.ExactAnswers, e.ExactRun, e.SampleShare, e.MassExact);
+        }
+    }
+
+    /// <summary>Forgets a context's statistics (deleted contexts).</summary>
+    public void Forget(string context)
+    {
+        foreach ((string Context, int Layer) key in _layers.Keys)
+        {
+            if (key.Context == context)
+            {
+                _layers.TryRemove(key, out _);
+            }
+        }
+    }
+
+    private Entry Get(string context, int layer, int kvHead, int kvHeads)
+    {
+        if (_layers.Count >= MaxLayers && !_layers.ContainsKey((context, layer)))
+        {
+            _layers.Clear();
+        }
+
+        Entry[] entries = _layers.GetOrAdd((context, layer), static (_, n) => NewEntries(n), kvHeads);
+        return entries[kvHead];
+    }
+
+    private static Entry[] NewEntries(int n)
+    {
+        var entries = new Entry[n];
+        for (int i = 0; i < n; i++)
+        {
+            entries[i] = new Entry();
+        }
+
+        return entries;
+    }
+
+    private sealed class Entry
+    {
+        public long Queries;
+        public long ExactAnswers;
+        public int ExactRun;
+        public int SkippedSinceTry;
+        public double SampleShare;
+        public double MassExact;
+    }
+}
+
+/// <summary>A KV head's AUTO statistics: queries, how many needed exact attention, the current exact streak, the smoothed sample share of the residual and heavy-hitter mass.</summary>
+public readonly record struct HeadStatisticsSnapshot(long Queries, long ExactAnswers, int ExactRun, double SampleShare, double MassExact);

@@ -1,0 +1,231 @@
+using System.Buffers;
+using KvDb.Kernels;
+using KvDb.QueryEngine.Explain;
+using KvDb.Store;
+
+namespace KvDb.QueryEngine.Plans;
+
+/// <summary>
+/// One KV head's state while <see cref="VerifiedSamplingPlan"/> answers it: the group rows' running partial output
+/// and log-sum-exp, the heavy part's log-sum-exp, and what the pilot measured per row (the variance of a residual
+/// token's contribution, the estimated output norm and softmax denominator, relative to the heavy part's).
+/// </summary>
+internal sealed class SampledHead : IDisposable
+{
+    private readonly AttentionGeometry _g;
+    private readonly AttentionQuery _query;
+    private readonly int _kvHead;
+    private readonly float[] _fullOutput;
+    private readonly float[] _fullLse;
+    private readonly float[] _output;
+    private readonly float[] _lse;
+    private readonly float[] _heavyLse;
+    private bool _attended;
+
+    public SampledHead(AttentionGeometry g, AttentionQuery query, int kvHead)
+    {
+        _g = g;
+        _query = query;
+        _kvHead = kvHead;
+        Rows = query.NumQueries * g.GroupSize;
+        _fullOutput = ArrayPool<float>.Shared.Rent(query.Queries.Length);
+        _fullLse = ArrayPool<float>.Shared.Rent(query.NumQueries * g.NumQueryHeads);
+        _output = new float[Rows * g.HeadDim];
+        _lse = new float[Rows];
+        _heavyLse = new float[Rows];
+        Variance = new double[Rows];
+        OutputNorm2 = new double[Rows];
+        Denominator = new double[Rows];
+    }
+
+    /// <summary>Query rows of the group (query tokens × group size).</summary>
+    public int Rows { get; }
+
+    /// <summary>Per row: the pilot's estimate of the variance of wᵢ(vᵢ − o) over the residual (weights relative to the heavy part).</summary>
+    public double[] Variance { get; }
+
+    /// <summary>Per row: ‖o‖² of the pilot's estimate of the output.</summary>
+    public double[] OutputNorm2 { get; }
+
+    /// <summary>Per row: the pilot's estimate of the softmax denominator, relative to the heavy part's (heavy part = 1).</summary>
+    public double[] Denominator { get; }
+
+    /// <summary>
+    /// Attends <paramref name="positions"/> (ascending) for every group row and merges the result, its log-sum-exp
+    /// raised by <paramref name="scoreShift"/> (the sample's log-weight), into the running partial.
+    /// </summary>
+    public AttentionCounters Attend(LayerSnapshot layer, long[] positions, float scoreShift)
+    {
+        int d = _g.HeadDim;
+        var counters = default(AttentionCounters);
+        Span<float> output = _fullOutput.AsSpan(0, _query.Queries.Length);
+        Span<float> lse = _fullLse.AsSpan(0, _query.NumQueries * _g.NumQueryHeads);
+        float[] partOutput = ArrayPool<float>.Shared.Rent(Rows * d);
+        float[] partLse = ArrayPool<float>.Shared.Rent(Rows);
+        try
+        {
+            if (positions.Length == 0)
+            {
+                partOutput.AsSpan(0, Rows * d).Clear();
+                partLse.AsSpan(0, Rows).Fill(float.NegativeInfinity);
+            }
+            else
+            {
+                counters = GatheredAttentionKernel.Run(_g, layer.Blocks, _kvHead, positions, _query.Queries, _query.NumQueries, ReadOnlySpan<float>.Empty, output, lse);
+                for (int r = 0; r < Rows; r++)
+                {
+                    long head = _g.QueryHead(r / _g.GroupSize, _kvHead, r % _g.GroupSize);
+                    output.Slice((int)(head * d), d).CopyTo(partOutput.AsSpan(r * d, d));
+                    partLse[r] = lse[(int)head] + scoreShift;
+                }
+            }
+
+            if (!_attended)
+            {
+                partOutput.AsSpan(0, Rows * d).CopyTo(_output);
+                partLse.AsSpan(0, Rows).CopyTo(_lse);
+                _attended = true;
+            }
+            else
+            {
+                PartialAttention.MergeInto(_output, _lse, partOutput.AsSpan(0, Rows * d), partLse.AsSpan(0, Rows));
+            }
+
+            return counters;
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(partOutput);
+            ArrayPool<float>.Shared.Return(partLse);
+        }
+    }
+
+    /// <summary>Remembers the partial so far as the heavy part's.</summary>
+    public void KeepHeavy() => _lse.CopyTo(_heavyLse, 0);
+
+    /// <summary>
+    /// Reads the pilot's keys and values and estimates, per row, the output, the denominator and the variance of a
+    /// residual token's contribution; returns what it read.
+    /// </summary>
+    public AttentionCounters MeasurePilot(LayerSnapshot layer, long[] pilot, long residual)
+    {
+        int d = _g.HeadDim;
+        int n = pilot.Length;
+        float[] keys = ArrayPool<float>.Shared.Rent(n * d);
+        float[] values = ArrayPool<float>.Shared.Rent(n * d);
+        float[] scores = ArrayPool<float>.Shared.Rent(n);
+        double[] weights = ArrayPool<double>.Shared.Rent(n);
+        double[] numerator = ArrayPool<double>.Shared.Rent(d);
+        double[] estimate = ArrayPool<double>.Shared.Rent(d);
+        try
+        {
+            KvBlockReader.ReadHeadRowsAt(_g, layer.Blocks, _kvHead, values: false, pilot, keys.AsSpan(0, n * d));
+            KvBlockReader.ReadHeadRowsAt(_g, layer.Blocks, _kvHead, values: true, pilot, values.AsSpan(0, n * d));
+            double scale = (double)residual / n;
+            for (int r = 0; r < Rows; r++)
+            {
+                RowDotKernel.Scores(_g.GroupRow(_query.Queries, _kvHead, r), keys.AsSpan(0, n * d), scores.AsSpan(0, n));
+                double reference = _heavyLse[r];
+                if (!double.IsFinite(reference))
+                {
+                    reference = double.NegativeInfinity;
+                    for (int i = 0; i < n; i++)
+                    {
+                        reference = Math.Max(reference, (double)_g.Scale * scores[i]);
+                    }
+                }
+
+                double heavy = float.IsFinite(_heavyLse[r]) ? Math.Exp(_heavyLse[r] - reference) : 0;
+                double weightSum = 0;
+                Array.Clear(numerator, 0, d);
+                for (int i = 0; i < n; i++)
+                {
+                    double w = Math.Exp(((double)_g.Scale * scores[i]) - reference);
+                    weights[i] = w;
+                    weightSum += w;
+                    ReadOnlySpan<float> v = values.AsSpan(i * d, d);
+                    for (int j = 0; j < d; j++)
+                    {
+                        numerator[j] += w * v[j];
+                    }
+                }
+
+                double denominator = heavy + (scale * weightSum);
+                double norm2 = 0;
+                ReadOnlySpan<float> heavyOutput = _output.AsSpan(r * d, d);
+                for (int j = 0; j < d; j++)
+                {
+                    estimate[j] = ((heavy * heavyOutput[j]) + (scale * numerator[j])) / denominator;
+                    norm2 += estimate[j] * estimate[j];
+                }
+
+                // Var of yᵢ = wᵢ(vᵢ − o): (Σ‖yᵢ‖² − n‖ȳ‖²)/(n − 1), with ȳ = (Σwᵢvᵢ − Σwᵢ·o)/n.
+                double sumSquares = 0;
+                double meanNorm2 = 0;
+                for (int i = 0; i < n; i++)
+                {
+                    ReadOnlySpan<float> v = values.AsSpan(i * d, d);
+                    double s = 0;
+                    for (int j = 0; j < d; j++)
+                    {
+                        double diff = v[j] - estimate[j];
+                        s += diff * diff;
+                    }
+
+                    sumSquares += weights[i] * weights[i] * s;
+                }
+
+                for (int j = 0; j < d; j++)
+                {
+                    double mean = (numerator[j] - (weightSum * estimate[j])) / n;
+                    meanNorm2 += mean * mean;
+                }
+
+                Variance[r] = n > 1 ? Math.Max(0, (sumSquares - (n * meanNorm2)) / (n - 1)) : 0;
+                OutputNorm2[r] = norm2;
+
+                // Weights, variance and denominator share one unit: the heavy part's sum (or the pilot's largest weight without one).
+                Denominator[r] = denominator;
+            }
+
+            return new AttentionCounters((long)n * Rows, 0, 2L * n * _g.RowBytes);
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(keys);
+            ArrayPool<float>.Shared.Return(values);
+            ArrayPool<float>.Shared.Return(scores);
+            ArrayPool<double>.Shared.Return(weights);
+            ArrayPool<double>.Shared.Return(numerator);
+            ArrayPool<double>.Shared.Return(estimate);
+        }
+    }
+
+    /// <summary>The selection carrying the merged answer and each row's quality; calls <paramref name="record"/> with the mean heavy mass.</summary>
+    public HeadSelection Finish(long[] heavy, long[] sample, float logWeight, long residual, double factor, double epsilon, AttentionCounters counters, HeadChoice choice, Action<double> record)
+    {
+        var quality = new HeadQuality[Rows];
+        double massSum = 0;
+        for (int r = 0; r < Rows; r++)
+        {
+            double mass = float.IsFinite(_heavyLse[r]) && float.IsFinite(_lse[r]) ? Math.Min(1, Math.Exp((double)_heavyLse[r] - _lse[r])) : 0;
+            massSum += mass;
+            double predicted = sample.Length == 0 && residual == 0
+                ? 0
+                : VerifiedSamplingPlan.PredictedError(residual, sample.Length, Variance[r], OutputNorm2[r], Denominator[r], factor);
+            int token = r / _g.GroupSize;
+            int queryHead = (int)(_g.QueryHead(token, _kvHead, r % _g.GroupSize) - ((long)token * _g.NumQueryHeads));
+            quality[r] = new HeadQuality(token, queryHead, _kvHead, residual == 0 ? "heavy" : "sampled", mass, epsilon, predicted, heavy.Length, sample.Length, residual);
+        }
+
+        record(massSum / Rows);
+        var partial = new GroupPartial(_output, _lse, quality, counters);
+        return HeadSelection.Computed(heavy, sample, logWeight, partial, choice);
+    }
+
+    public void Dispose()
+    {
+        ArrayPool<float>.Shared.Return(_fullOutput);
+        ArrayPool<float>.Shared.Return(_fullLse);
+    }
+}
