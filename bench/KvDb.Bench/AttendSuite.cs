@@ -53,9 +53,9 @@ internal static class AttendSuite
         {
             PlanKind kind = Kind(name);
             var query = new AttentionQuery(context, 0, queries, 1, 0, 0, new PlanRequest(kind), false);
-            IPlanFactory factory = PlanRegistry.Default.Get(kind);
+            IReadOnlyList<string> specs = kind == PlanKind.Auto ? [QueryPlanner.AutoHeavySpec] : PlanRegistry.Default.Get(kind).IndexSpecs;
             executor.Attend(query);
-            foreach (string spec in factory.IndexSpecs)
+            foreach (string spec in specs)
             {
                 Console.Error.WriteLine($"attend: building {spec}");
                 await executor.Indexes.WhenIdle(context, 0, spec).ConfigureAwait(false);
@@ -91,7 +91,7 @@ internal static class AttendSuite
             var attendUs = new double[Iterations];
             using (LayerSnapshot layer = store.OpenLayer(context, 0))
             {
-                IAttentionPlan plan = new QueryPlanner(executor.Indexes).Choose(query.Plan, layer, context).Plan;
+                IAttentionPlan plan = new QueryPlanner(executor.Indexes, costs: executor.Costs).Choose(query.Plan, layer, context).Plan;
                 var output = new float[queries.Length];
                 var lse = new float[model.NumQueryHeads];
                 for (int i = 0; i < Iterations; i++)
@@ -120,7 +120,7 @@ internal static class AttendSuite
                 .Add("kind", name)
                 .Add("plan", result.Stats.Plan)
                 .Add("p50_us", p50, 0)
-                .Add("vs_exact", exactUs > 0 ? p50 / exactUs : double.NaN, 3)
+                .Add("vs_exact", exactUs > 0 ? p50 / exactUs : -1, 3)
                 .Add("select_p50_us", Percentile.Median(selectUs), 0)
                 .Add("attend_p50_us", Percentile.Median(attendUs), 0)
                 .Add("attended_fraction", result.Stats.TokensAttended / (double)(ctx * model.NumKvHeads), 4)
@@ -138,11 +138,12 @@ internal static class AttendSuite
     private static PlanKind Kind(string name) => name switch
     {
         "exact" => PlanKind.Exact,
+        "auto" => PlanKind.Auto,
         "block" => PlanKind.BlockTopK,
         "centroid" => PlanKind.CentroidTopK,
         "lsh" => PlanKind.LshTopK,
         "graph" => PlanKind.AnnTopK,
         "lsh-sampling" => PlanKind.LshSampling,
-        _ => throw new ArgumentException($"unknown kind \"{name}\"; use exact, block, centroid, lsh, graph, lsh-sampling"),
+        _ => throw new ArgumentException($"unknown kind \"{name}\"; use exact, auto, block, centroid, lsh, graph, lsh-sampling"),
     };
 }

@@ -14,6 +14,9 @@ public static unsafe class GatheredAttentionKernel
     /// <summary>Rows gathered per pass: enough to amortize the score loop, small enough to stay in L1/L2.</summary>
     private const int Chunk = 64;
 
+    /// <summary>Mean rows per contiguous run below which gathering into chunks beats the run-by-run fused loops.</summary>
+    private const int MinMeanRun = 4;
+
     [ThreadStatic]
     private static List<KvRowRun>? t_runs;
 
@@ -51,12 +54,14 @@ public static unsafe class GatheredAttentionKernel
             throw new ArgumentException("output must match queries, lse must hold numQueries × NumQueryHeads, logWeights must be empty or [rows, positions]");
         }
 
-        // Without importance weights, ascending positions read as contiguous runs through the fused exact loops.
+        // Without importance weights, ascending positions read as contiguous runs through the fused exact loops —
+        // when runs are long enough to pay for each run's setup; scattered rows (samples, heavy hitters) are gathered
+        // into chunks instead.
         if (logWeights.IsEmpty)
         {
             List<KvRowRun> runs = t_runs ??= [];
             runs.Clear();
-            if (KvRowRun.TryFromPositions(blocks, positions, runs))
+            if (KvRowRun.TryFromPositions(blocks, positions, runs) && (long)runs.Count * MinMeanRun <= n)
             {
                 return ExactAttentionKernel.RunSelectedHead(geometry, blocks, kvHead, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(runs), queries, numQueries, output, lse);
             }

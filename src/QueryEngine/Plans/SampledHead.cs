@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Numerics.Tensors;
 using KvDb.Kernels;
 using KvDb.QueryEngine.Explain;
 using KvDb.Store;
@@ -115,76 +116,54 @@ internal sealed class SampledHead : IDisposable
         float[] values = ArrayPool<float>.Shared.Rent(n * d);
         float[] scores = ArrayPool<float>.Shared.Rent(n);
         double[] weights = ArrayPool<double>.Shared.Rent(n);
-        double[] numerator = ArrayPool<double>.Shared.Rent(d);
-        double[] estimate = ArrayPool<double>.Shared.Rent(d);
+        float[] numerator = ArrayPool<float>.Shared.Rent(d);
+        float[] estimate = ArrayPool<float>.Shared.Rent(d);
         try
         {
             KvBlockReader.ReadHeadRowsAt(_g, layer.Blocks, _kvHead, values: false, pilot, keys.AsSpan(0, n * d));
             KvBlockReader.ReadHeadRowsAt(_g, layer.Blocks, _kvHead, values: true, pilot, values.AsSpan(0, n * d));
             double scale = (double)residual / n;
+            Span<float> num = numerator.AsSpan(0, d);
+            Span<float> o = estimate.AsSpan(0, d);
             for (int r = 0; r < Rows; r++)
             {
-                RowDotKernel.Scores(_g.GroupRow(_query.Queries, _kvHead, r), keys.AsSpan(0, n * d), scores.AsSpan(0, n));
+                Span<float> rowScores = scores.AsSpan(0, n);
+                RowDotKernel.Scores(_g.GroupRow(_query.Queries, _kvHead, r), keys.AsSpan(0, n * d), rowScores);
                 double reference = _heavyLse[r];
                 if (!double.IsFinite(reference))
                 {
-                    reference = double.NegativeInfinity;
-                    for (int i = 0; i < n; i++)
-                    {
-                        reference = Math.Max(reference, (double)_g.Scale * scores[i]);
-                    }
+                    reference = (double)_g.Scale * TensorPrimitives.Max(rowScores);
                 }
 
                 double heavy = float.IsFinite(_heavyLse[r]) ? Math.Exp(_heavyLse[r] - reference) : 0;
                 double weightSum = 0;
-                Array.Clear(numerator, 0, d);
+                num.Clear();
                 for (int i = 0; i < n; i++)
                 {
-                    double w = Math.Exp(((double)_g.Scale * scores[i]) - reference);
+                    double w = Math.Exp(((double)_g.Scale * rowScores[i]) - reference);
                     weights[i] = w;
                     weightSum += w;
-                    ReadOnlySpan<float> v = values.AsSpan(i * d, d);
-                    for (int j = 0; j < d; j++)
-                    {
-                        numerator[j] += w * v[j];
-                    }
+                    TensorPrimitives.MultiplyAdd(values.AsSpan(i * d, d), (float)w, num, num);
                 }
 
+                // Weights, variance and denominator share one unit: the heavy part's sum (or the pilot's largest weight without one).
                 double denominator = heavy + (scale * weightSum);
-                double norm2 = 0;
-                ReadOnlySpan<float> heavyOutput = _output.AsSpan(r * d, d);
-                for (int j = 0; j < d; j++)
-                {
-                    estimate[j] = ((heavy * heavyOutput[j]) + (scale * numerator[j])) / denominator;
-                    norm2 += estimate[j] * estimate[j];
-                }
+                TensorPrimitives.Multiply(_output.AsSpan(r * d, d), (float)(heavy / denominator), o);
+                TensorPrimitives.MultiplyAdd(num, (float)(scale / denominator), o, o);
+                double norm2 = TensorPrimitives.SumOfSquares<float>(o);
 
                 // Var of yᵢ = wᵢ(vᵢ − o): (Σ‖yᵢ‖² − n‖ȳ‖²)/(n − 1), with ȳ = (Σwᵢvᵢ − Σwᵢ·o)/n.
                 double sumSquares = 0;
-                double meanNorm2 = 0;
                 for (int i = 0; i < n; i++)
                 {
-                    ReadOnlySpan<float> v = values.AsSpan(i * d, d);
-                    double s = 0;
-                    for (int j = 0; j < d; j++)
-                    {
-                        double diff = v[j] - estimate[j];
-                        s += diff * diff;
-                    }
-
-                    sumSquares += weights[i] * weights[i] * s;
+                    double distance = TensorPrimitives.Distance<float>(values.AsSpan(i * d, d), o);
+                    sumSquares += weights[i] * weights[i] * distance * distance;
                 }
 
-                for (int j = 0; j < d; j++)
-                {
-                    double mean = (numerator[j] - (weightSum * estimate[j])) / n;
-                    meanNorm2 += mean * mean;
-                }
-
+                TensorPrimitives.MultiplyAdd(o, (float)-weightSum, num, num);
+                double meanNorm2 = TensorPrimitives.SumOfSquares<float>(num) / ((double)n * n);
                 Variance[r] = n > 1 ? Math.Max(0, (sumSquares - (n * meanNorm2)) / (n - 1)) : 0;
                 OutputNorm2[r] = norm2;
-
-                // Weights, variance and denominator share one unit: the heavy part's sum (or the pilot's largest weight without one).
                 Denominator[r] = denominator;
             }
 
@@ -196,8 +175,8 @@ internal sealed class SampledHead : IDisposable
             ArrayPool<float>.Shared.Return(values);
             ArrayPool<float>.Shared.Return(scores);
             ArrayPool<double>.Shared.Return(weights);
-            ArrayPool<double>.Shared.Return(numerator);
-            ArrayPool<double>.Shared.Return(estimate);
+            ArrayPool<float>.Shared.Return(numerator);
+            ArrayPool<float>.Shared.Return(estimate);
         }
     }
 
