@@ -232,6 +232,61 @@ public sealed class BlockSummaryIndex : IRangeSearchIndex, IGroupSearchIndex, II
     }
 
     /// <inheritdoc />
+    /// <remarks>
+    /// One <see cref="BoxBoundKernel"/> pass bounds every block for every row (each block's min and max are read
+    /// once); a block qualifies when some row's bound reaches that row's threshold, and its keys are written once.
+    /// </remarks>
+    public int AtLeastForRows(ReadOnlySpan<float> queries, int rows, ReadOnlySpan<float> thresholds, Span<long> positions, out int total, out SearchStats stats)
+    {
+        int d = Dimension;
+        if (rows <= 0 || queries.Length != rows * d || thresholds.Length < rows)
+        {
+            throw new ArgumentException($"queries must be [rows ≥ 1, {d}] and thresholds hold one threshold per row");
+        }
+
+        int blocks = BlockCount;
+        float[] bounds = ArrayPool<float>.Shared.Rent(Math.Max(1, rows * blocks));
+        try
+        {
+            BoxBoundKernel.Bounds(queries, rows, CollectionsMarshal.AsSpan(_min), CollectionsMarshal.AsSpan(_max), blocks, bounds);
+            ReadOnlySpan<long> all = CollectionsMarshal.AsSpan(_positions);
+            int written = 0;
+            total = 0;
+            for (int b = 0; b < blocks; b++)
+            {
+                bool reached = false;
+                for (int r = 0; r < rows && !reached; r++)
+                {
+                    reached = bounds[(r * blocks) + b] >= thresholds[r];
+                }
+
+                if (!reached)
+                {
+                    continue;
+                }
+
+                int first = b * _blockSize;
+                int last = Math.Min(Count, first + _blockSize);
+                for (int k = first; k < last; k++)
+                {
+                    total++;
+                    if (written < positions.Length)
+                    {
+                        positions[written++] = all[k];
+                    }
+                }
+            }
+
+            stats = new SearchStats(0, 2L * blocks, 0);
+            return written;
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(bounds);
+        }
+    }
+
+    /// <inheritdoc />
     public void Save(Stream stream)
     {
         using BinaryWriter w = IndexFormat.Writer(stream);

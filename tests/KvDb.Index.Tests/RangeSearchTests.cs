@@ -81,4 +81,48 @@ public sealed class RangeSearchTests
         Assert.Equal(h.Tokens, total2);
         Assert.Equal(all.AsSpan(0, 10).ToArray(), few);
     }
+
+    [Fact]
+    public void Group_range_search_is_the_union_of_the_rows_searches_with_one_pass()
+    {
+        IndexQualityHarness h = _fixture.Harness;
+        int kv = h.KvHeads[0];
+        int d = h.Dimension;
+        var index = (IRangeSearchIndex)_fixture.Index("block", kv);
+        const int rows = 4;
+        float[] queries = h.Queries(kv).AsSpan(0, rows * d).ToArray();
+        float[] keys = h.Keys(kv);
+        var thresholds = new float[rows];
+        var expected = new SortedSet<long>();
+        var positions = new long[h.Tokens];
+        for (int r = 0; r < rows; r++)
+        {
+            // Each row gets its own threshold (its 1st, 41st, 81st, 121st best score), so each lets through other blocks.
+            var scores = new float[h.Tokens];
+            for (int t = 0; t < h.Tokens; t++)
+            {
+                float dot = 0;
+                for (int i = 0; i < d; i++)
+                {
+                    dot += queries[(r * d) + i] * keys[(t * d) + i];
+                }
+
+                scores[t] = dot;
+            }
+
+            Array.Sort(scores);
+            thresholds[r] = scores[h.Tokens - 1 - (r * 40)];
+            int found = index.AtLeast(queries.AsSpan(r * d, d), thresholds[r], positions, out _, out _);
+            expected.UnionWith(positions.AsSpan(0, found).ToArray());
+        }
+
+        int n = index.AtLeastForRows(queries, rows, thresholds, positions, out int total, out SearchStats stats);
+        Assert.Equal(total, n);
+        Assert.Equal(expected.ToArray(), positions.AsSpan(0, n).ToArray().Order().ToArray());
+        Assert.Equal(2L * ((h.Tokens + 15) / 16), stats.SummariesScored);
+
+        var few = new long[3];
+        Assert.Equal(3, index.AtLeastForRows(queries, rows, thresholds, few, out int total2, out _));
+        Assert.Equal(n, total2);
+    }
 }

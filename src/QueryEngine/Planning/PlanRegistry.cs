@@ -19,9 +19,16 @@ public sealed class PlanRegistry
     /// <summary>The LSH sampling plan's heavy-hitter index: the query-shaped LSH index of LSH_TOP_K, ranked by collision count.</summary>
     public const string LshHeavySpec = "lsh";
 
+    /// <summary>
+    /// DIPR's range-search index: Quest block summaries, the family whose bounds answer
+    /// <see cref="KvDb.Index.IRangeSearchIndex.AtLeast"/> exactly (and the one BLOCK_TOP_K builds, so both share it).
+    /// DIPR runs without it (a flat scan); its factory then gets no views.
+    /// </summary>
+    public const string DiprRangeSpec = "block";
+
     private readonly Dictionary<PlanKind, IPlanFactory> _factories = [];
 
-    /// <summary>The wire's plan kinds: EXACT, the four indexed top-k kinds and LSH sampling.</summary>
+    /// <summary>The wire's plan kinds: EXACT, the four indexed top-k kinds, LSH sampling and DIPR.</summary>
     public static PlanRegistry Default { get; } = CreateDefault();
 
     /// <summary>Binds <paramref name="factory"/>'s kind (replacing an earlier binding).</summary>
@@ -34,7 +41,7 @@ public sealed class PlanRegistry
     /// <summary>The factory of <paramref name="kind"/>; an invalid-argument <see cref="KvDbException"/> naming the kinds otherwise.</summary>
     public IPlanFactory Get(PlanKind kind) => _factories.TryGetValue(kind, out IPlanFactory? f)
         ? f
-        : throw KvDbException.Invalid($"plan kind {(int)kind} is not supported; send PLAN_KIND_AUTO, PLAN_KIND_EXACT or a sparse kind (3–7)");
+        : throw KvDbException.Invalid($"plan kind {(int)kind} is not supported; send PLAN_KIND_AUTO, PLAN_KIND_EXACT or a sparse kind (3–8)");
 
     /// <summary>The index spec a single-index kind searches (the first of its specs).</summary>
     public string SpecOf(PlanKind kind) => Get(kind).IndexSpecs is [string spec, ..]
@@ -50,6 +57,7 @@ public sealed class PlanRegistry
         r.Register(Indexed(PlanKind.LshTopK, "lsh"));
         r.Register(Indexed(PlanKind.AnnTopK, "graph"));
         r.Register(new PlanFactory(PlanKind.LshSampling, [LshSampleSpec, LshHeavySpec], v => new LshSamplingPlan(v[0], v[1])));
+        r.Register(new PlanFactory(PlanKind.Dipr, [DiprRangeSpec], v => new DiprPlan(v.Count > 0 ? v[0] : null)));
         return r;
     }
 

@@ -9,7 +9,7 @@ namespace KvDb.QueryEngine.Planning;
 /// <summary>
 /// Chooses the plan for a request. A kind is bound to its plan and index specs in the <see cref="PlanRegistry"/>;
 /// a sparse kind runs once every index it needs is ready in the <see cref="LayerIndexCatalog"/> (the planner asks
-/// the catalog to keep them current) and is answered exactly until then. AUTO runs
+/// the catalog to keep them current) and is answered exactly until then; DIPR scans until its index is ready. AUTO runs
 /// <see cref="VerifiedSamplingPlan"/> under the request's quality contract (or the default) once the heavy-hitter
 /// index (<see cref="AutoHeavySpec"/>) is ready, deciding exact vs sampled per KV head by the <see cref="CostModel"/>
 /// and the <see cref="HeadStatistics"/>; it is exact until the index is ready and never waits for a build.
@@ -53,6 +53,11 @@ public sealed class QueryPlanner
         }
 
         IPlanFactory factory = _registry.Get(request.Kind);
+        if (request.Kind == PlanKind.Dipr)
+        {
+            return ChooseDipr(factory, layer, contextId);
+        }
+
         if (factory.IndexSpecs.Count == 0)
         {
             return new PlanChoice(factory.Create([]), PlanDecision.Requested, []);
@@ -84,6 +89,23 @@ public sealed class QueryPlanner
         return decision == PlanDecision.Requested
             ? new PlanChoice(factory.Create(views), decision, statuses)
             : new PlanChoice(ExactPlan.Instance, decision, statuses);
+    }
+
+    /// <summary>
+    /// DIPR never falls back to exact: without a ready range-search view its plan scans the keys (the factory gets no
+    /// views); with one it range-searches. Either way the view is kept current for the next request.
+    /// </summary>
+    private PlanChoice ChooseDipr(IPlanFactory factory, LayerSnapshot layer, string contextId)
+    {
+        if (_catalog is null || factory.IndexSpecs.Count == 0)
+        {
+            return new PlanChoice(factory.Create([]), PlanDecision.Requested, []);
+        }
+
+        string spec = factory.IndexSpecs[0];
+        _catalog.RequestUpdate(contextId, layer, spec);
+        IndexStatus status = _catalog.Probe(contextId, layer, spec, out LayerIndexes? view);
+        return new PlanChoice(factory.Create(view is null ? [] : [view]), PlanDecision.Requested, [status]);
     }
 
     private PlanChoice ChooseAuto(PlanRequest request, LayerSnapshot layer, string contextId)
