@@ -43,6 +43,18 @@ internal sealed class CliOptions
 
     public int GetInt(string name, int fallback) => (int)GetLong(name, fallback);
 
+    public double GetDouble(string name, double fallback)
+    {
+        if (!_values.TryGetValue(name, out string? v))
+        {
+            return fallback;
+        }
+
+        return double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out double x) && x > 0 && double.IsFinite(x)
+            ? x
+            : throw new ArgumentException($"option --{name} must be a positive number, got \"{v}\"");
+    }
+
     public long GetLong(string name, long fallback)
     {
         if (!_values.TryGetValue(name, out string? v))

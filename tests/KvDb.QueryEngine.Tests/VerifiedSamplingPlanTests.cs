@@ -87,7 +87,9 @@ public sealed class VerifiedSamplingPlanTests : IDisposable
         using LayerSnapshot layer = _store.OpenLayer(context, 0);
         using LayerIndexes indexes = LayerIndexes.Build(layer, QueryPlanner.AutoHeavySpec, workload.Queries(64, 99));
         var contract = new QualityContract(0.05, 0.05);
-        var plan = new VerifiedSamplingPlan(indexes, contract, CostModel.Default, seed: 7);
+
+        // With head statistics, as the server runs it: the heavy set per head is tuned from query to query.
+        var plan = new VerifiedSamplingPlan(indexes, contract, CostModel.Default, new HeadStatistics(), context, seed: 7);
         var reference = new StoredLayerReference(layer);
         int pairs = 0;
         int violations = 0;
@@ -229,13 +231,42 @@ public sealed class VerifiedSamplingPlanTests : IDisposable
         var choices = new List<HeadChoice>();
         for (int i = 0; i < 4; i++)
         {
-            var query = new AttentionQuery(context, 0, workload.Queries(1, 500 + (ulong)i), 1, 0, 0, PlanRequest.Auto, false);
+            // A request's budget fixes the heavy set, so the head cannot escape exact attention by naming more.
+            var query = new AttentionQuery(context, 0, workload.Queries(1, 500 + (ulong)i), 1, 0, 0, PlanRequest.Auto with { Budget = 64 }, false);
             choices.Add(plan.Select(layer, query, 0).Choice);
         }
 
         _output.WriteLine(string.Join(", ", choices));
         Assert.Equal([HeadChoice.DiffuseAfterPilot, HeadChoice.DiffuseAfterPilot, HeadChoice.ExactBefore, HeadChoice.ExactBefore], choices);
         Assert.Equal(2, statistics.Snapshot(context, 0, 0).ExactAnswers);
+    }
+
+    [Fact]
+    public void A_diffuse_head_names_more_heavy_hitters_before_it_settles_on_exact_attention()
+    {
+        (string context, SyntheticWorkload workload) = Load("diffuse");
+        using LayerSnapshot layer = _store.OpenLayer(context, 0);
+        using LayerIndexes indexes = LayerIndexes.Build(layer, QueryPlanner.AutoHeavySpec, workload.Queries(64, 99));
+        var statistics = new HeadStatistics();
+        var plan = new VerifiedSamplingPlan(indexes, new QualityContract(0.01, 0.01), CostModel.Default, statistics, context, seed: 9);
+        var choices = new List<HeadChoice>();
+        var perRow = new List<int>();
+        for (int i = 0; i < 6; i++)
+        {
+            var query = new AttentionQuery(context, 0, workload.Queries(1, 500 + (ulong)i), 1, 0, 0, PlanRequest.Auto, false);
+            choices.Add(plan.Select(layer, query, 0).Choice);
+            perRow.Add(statistics.Snapshot(context, 0, 0).HeavyPerRow);
+        }
+
+        _output.WriteLine(string.Join(", ", choices) + " / heavy per row " + string.Join(", ", perRow));
+        int first = VerifiedSamplingPlan.HeavyPerRow(Tokens);
+        Assert.Equal(HeadChoice.DiffuseAfterPilot, choices[0]);
+        Assert.Equal(first * 4, perRow[0]);
+        Assert.Equal(Math.Min(VerifiedSamplingPlan.MaxHeavyPerRow, first * 16), perRow[1]);
+
+        // Once the heavy set is as large as it gets, the head is exact: cheaper outright, or after two diffuse pilots.
+        Assert.All(choices.Skip(2), c => Assert.Contains(c, new[] { HeadChoice.ExactCheaper, HeadChoice.DiffuseAfterPilot, HeadChoice.ExactBefore }));
+        Assert.DoesNotContain(HeadChoice.Sampled, choices);
     }
 
     [Fact]

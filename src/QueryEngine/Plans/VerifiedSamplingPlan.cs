@@ -194,7 +194,15 @@ public sealed class VerifiedSamplingPlan : IAttentionPlan
             HeadChoice choice = HeadChoice.Sampled;
             if (extra > 0 && _costs.GatherMicros(extra, rowBytes) >= _costs.StreamMicros(live, rowBytes))
             {
-                _statistics?.Record(_context, layer.Layer, kvHead, g.NumKvHeads, neededExact: true, sampleShare: (double)sampleSize / residual, massExact: double.NaN);
+                // Attention spread over a topic is diffuse only to a small heavy set: name more heavy hitters next time,
+                // and count the head as needing exact attention only once its heavy set cannot grow.
+                bool canGrow = _statistics is not null && query.Plan.Budget <= 0 && perRow < MaxHeavyPerRow;
+                if (canGrow)
+                {
+                    _statistics!.SetHeavyPerRow(_context, layer.Layer, kvHead, g.NumKvHeads, Math.Min(MaxHeavyPerRow, perRow * 4));
+                }
+
+                _statistics?.Record(_context, layer.Layer, kvHead, g.NumKvHeads, neededExact: !canGrow, sampleShare: (double)sampleSize / residual, massExact: double.NaN);
                 return HeadSelection.DenseBecause(HeadChoice.DiffuseAfterPilot, (long)pilotCount * work.Rows, counters.BytesRead);
             }
 
