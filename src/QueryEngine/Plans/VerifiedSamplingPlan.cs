@@ -188,10 +188,11 @@ public sealed class VerifiedSamplingPlan : IAttentionPlan
             long sampleSize = (long)Math.Min(residual, needed);
             long extra = sampleSize - pilotCount;
             HeadChoice choice = HeadChoice.Sampled;
+            long contractRows = heavy.Length + sampleSize;
             if (extra > 0 && _costs.GatherMicros(extra, rowBytes) >= _costs.StreamMicros(live, rowBytes))
             {
                 _statistics?.Record(_context, layer.Layer, kvHead, g.NumKvHeads, neededExact: true, sampleShare: (double)sampleSize / residual, massExact: double.NaN);
-                return HeadSelection.DenseBecause(HeadChoice.DiffuseAfterPilot, (long)pilotCount * work.Rows, counters.BytesRead);
+                return HeadSelection.DenseBecause(HeadChoice.DiffuseAfterPilot, (long)pilotCount * work.Rows, counters.BytesRead, heavy.Length + sampleSize);
             }
 
             if (extra > 0 && _contract.MaxLatencyMicros > 0)
@@ -218,7 +219,8 @@ public sealed class VerifiedSamplingPlan : IAttentionPlan
 
             float logWeight = (float)Math.Log((double)residual / sampleSize);
             counters += work.Attend(layer, sample, logWeight);
-            return work.Finish(heavy, sample, logWeight, residual, factor, _contract.Epsilon, counters, choice, Record(layer, kvHead, work, (double)sampleSize / residual));
+            HeadSelection answered = work.Finish(heavy, sample, logWeight, residual, factor, _contract.Epsilon, counters, choice, Record(layer, kvHead, work, (double)sampleSize / residual));
+            return choice == HeadChoice.LatencyCapped ? answered.WithContractRows(contractRows) : answered;
         }
         finally
         {
