@@ -22,7 +22,7 @@ public static class ExplainText
             PlanDecision.Requested => $"{e.Plan}, sinks always attended",
             PlanDecision.NoCatalog => $"no index catalog configured; exact over {e.LayerTokens} tokens",
             PlanDecision.IndexFailed => $"an index failed to build (retrying); exact over {e.LayerTokens} tokens meanwhile",
-            PlanDecision.AutoSampled => $"{e.Plan}: heavy hitters exact plus a verified sample per KV head, or exact where that costs less",
+            PlanDecision.AutoSampled => $"heavy hitters exact plus a verified sample per KV head ({e.Plan}), or exact where that costs less",
             PlanDecision.AutoExactCheaper => $"exact over all {e.LayerTokens} tokens of layer {e.Layer}: cheaper than the smallest sampled answer",
             _ => $"an index is being built in the background; exact over {e.LayerTokens} tokens meanwhile",
         });
