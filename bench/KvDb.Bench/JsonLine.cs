@@ -27,8 +27,19 @@ internal sealed class JsonLine
     /// <summary>Adds a number rounded to <paramref name="decimals"/> places; more digits than that are noise in a timing.</summary>
     public JsonLine Add(string name, double value, int decimals)
     {
+        // A ratio without its baseline (NaN) or over a zero time is not a number JSON can carry: null says "not measured".
         double rounded = Math.Round(value, decimals);
-        _fields.Add(w => w.WriteNumber(name, rounded));
+        _fields.Add(w =>
+        {
+            if (double.IsFinite(rounded))
+            {
+                w.WriteNumber(name, rounded);
+            }
+            else
+            {
+                w.WriteNull(name);
+            }
+        });
         return this;
     }
 

@@ -20,7 +20,7 @@ public static class QuerySuite
     private const int KvHeads = 8;
     private const int Dim = 128;
 
-    /// <summary>Runs the suite: --ctx N (131072), --workloads peaked,mixed, --plans exact,auto, --epsilon 0.05, --queries 16.</summary>
+    /// <summary>Runs the suite: --ctx N (131072), --workloads peaked,mixed, --plans exact,auto, --epsilon 0.05, --queries 16, --quality true.</summary>
     public static async Task RunAsync(string[] args)
     {
         long ctx = SuiteOptions.Get(args, "ctx", 128 * 1024);
@@ -28,6 +28,9 @@ public static class QuerySuite
         string[] plans = SuiteOptions.Get(args, "plans", "exact,auto").Split(',', StringSplitOptions.RemoveEmptyEntries);
         double epsilon = double.Parse(SuiteOptions.Get(args, "epsilon", "0.05"), System.Globalization.CultureInfo.InvariantCulture);
         int queries = (int)SuiteOptions.Get(args, "queries", 16);
+
+        // --quality false skips the f64 reference pass (timings only, e.g. under a profiler).
+        bool quality = SuiteOptions.Get(args, "quality", "true") != "false";
         long budget = ctx * KvHeads * 2L * Dim * 2 * 2;
         await using KvDbServerHandle server = await KvDbServer.StartAsync(new KvDbServerOptions { Port = 0, CpuBudgetBytes = Math.Max(2L << 30, budget) }).ConfigureAwait(false);
         using var client = new KvDbClient(server.Address);
@@ -43,7 +46,7 @@ public static class QuerySuite
             double exactRtt = 0;
             foreach (string plan in plans)
             {
-                PlanMeasurement m = await MeasureAsync(client, id, context, plan, epsilon, queries).ConfigureAwait(false);
+                PlanMeasurement m = await MeasureAsync(client, id, context, plan, epsilon, queries, quality).ConfigureAwait(false);
                 if (plan == "exact")
                 {
                     (exactP50, exactRtt) = (m.P50, m.RttP50);
@@ -69,7 +72,7 @@ public static class QuerySuite
         };
     }
 
-    private static async Task<PlanMeasurement> MeasureAsync(KvDbClient client, string id, QueryContext context, string planName, double epsilon, int count)
+    private static async Task<PlanMeasurement> MeasureAsync(KvDbClient client, string id, QueryContext context, string planName, double epsilon, int count, bool quality)
     {
         Plan plan = planName switch
         {
@@ -117,6 +120,11 @@ public static class QuerySuite
             m.Server[i] = timed.Stats.ServerMicros;
             m.Bytes += timed.Stats.BytesRead;
             m.PlanName = timed.Stats.Plan;
+
+            if (!quality)
+            {
+                continue;
+            }
 
             // The quality pass asks for the selection too (not timed: returning positions costs the server time).
             request.ReturnSelection = true;

@@ -35,6 +35,7 @@ public sealed class CentroidIndex : IKeyIndex, IIndexPayload, IHeavyHitterIndex
     private int[] _fineStart = [0];
     private float[] _fine = [];
     private List<int>[] _members = [];
+    private int _largestCluster; // members of the largest fine cluster (an upper bound after outliers leave): sizes heavy-hitter buffers
     private float[] _fineMin = [];  // [fine, dim] per-dimension min of members
     private float[] _fineMax = [];  // [fine, dim] per-dimension max of members
     private float[] _coarseSpread = []; // [coarse] mean squared distance of members to the coarse centroid (key mean with one level)
@@ -139,6 +140,7 @@ public sealed class CentroidIndex : IKeyIndex, IIndexPayload, IHeavyHitterIndex
             }
 
             _members[f].Add(first + i);
+            _largestCluster = Math.Max(_largestCluster, _members[f].Count);
             Widen(f, k);
         }
     }
@@ -254,7 +256,10 @@ public sealed class CentroidIndex : IKeyIndex, IIndexPayload, IHeavyHitterIndex
     }
 
     /// <inheritdoc />
-    public int MaxHeavyHitters(int rowCount, int perRow)
+    public int MaxHeavyHitters(int rowCount, int perRow) =>
+        (int)Math.Min(int.MaxValue - 64, _outliers.Count + ((long)rowCount * (Math.Min(perRow, Count) + _largestCluster)));
+
+    private int LargestCluster()
     {
         int largest = 0;
         foreach (List<int> m in _members)
@@ -262,7 +267,7 @@ public sealed class CentroidIndex : IKeyIndex, IIndexPayload, IHeavyHitterIndex
             largest = Math.Max(largest, m.Count);
         }
 
-        return (int)Math.Min(int.MaxValue - 64, _outliers.Count + ((long)rowCount * (Math.Min(perRow, Count) + largest)));
+        return largest;
     }
 
     /// <inheritdoc />
@@ -395,6 +400,8 @@ public sealed class CentroidIndex : IKeyIndex, IIndexPayload, IHeavyHitterIndex
         {
             _members[f] = [.. IndexFormat.ReadArray<int>(r)];
         }
+
+        _largestCluster = LargestCluster();
     }
 
     /// <inheritdoc />
@@ -411,6 +418,7 @@ public sealed class CentroidIndex : IKeyIndex, IIndexPayload, IHeavyHitterIndex
         _fineStart = clusters.FineStart;
         _fine = clusters.Fine;
         _members = clusters.Members;
+        _largestCluster = LargestCluster();
         int d = Dimension;
         SplitOutliers(keys);
         _fineMin = new float[_fine.Length];

@@ -92,6 +92,8 @@ public static unsafe class GatheredAttentionKernel
             int rowBytes = geometry.RowBytes;
             long headOffset = kvHead * geometry.HeadStrideBytes;
             int hint = 0;
+            byte** keyRows = stackalloc byte*[Chunk];
+            byte** valueRows = stackalloc byte*[Chunk];
             for (int start = 0; start < n; start += Chunk)
             {
                 int count = Math.Min(Chunk, n - start);
@@ -101,8 +103,25 @@ public static unsafe class GatheredAttentionKernel
                     hint = FindBlock(blocks, pos, geometry.BlockCapacity, hint);
                     KvBlockRef b = blocks[hint];
                     long offset = headOffset + (pos - b.Start) * rowBytes;
-                    ElementConversion.ToSingle(geometry.DType, new ReadOnlySpan<byte>((void*)(b.Keys + (nint)offset), d * elemSize), new Span<float>(kBuf + (long)j * d, d));
-                    ElementConversion.ToSingle(geometry.DType, new ReadOnlySpan<byte>((void*)(b.Values + (nint)offset), d * elemSize), new Span<float>(vBuf + (long)j * d, d));
+                    keyRows[j] = (byte*)(b.Keys + (nint)offset);
+                    valueRows[j] = (byte*)(b.Values + (nint)offset);
+                    if (j < RowPrefetch.Distance)
+                    {
+                        RowPrefetch.Row(keyRows[j], rowBytes);
+                        RowPrefetch.Row(valueRows[j], rowBytes);
+                    }
+                }
+
+                for (int j = 0; j < count; j++)
+                {
+                    if (j + RowPrefetch.Distance < count)
+                    {
+                        RowPrefetch.Row(keyRows[j + RowPrefetch.Distance], rowBytes);
+                        RowPrefetch.Row(valueRows[j + RowPrefetch.Distance], rowBytes);
+                    }
+
+                    ElementConversion.ToSingle(geometry.DType, new ReadOnlySpan<byte>(keyRows[j], d * elemSize), new Span<float>(kBuf + (long)j * d, d));
+                    ElementConversion.ToSingle(geometry.DType, new ReadOnlySpan<byte>(valueRows[j], d * elemSize), new Span<float>(vBuf + (long)j * d, d));
                 }
 
                 Accumulate(q, rows, d, kBuf, vBuf, count, pBias == null ? null : pBias + start, n, acc, max, sum, scores);

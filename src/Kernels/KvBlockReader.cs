@@ -70,28 +70,69 @@ public static unsafe class KvBlockReader
 
         int rowBytes = geometry.RowBytes;
         long headOffset = kvHead * geometry.HeadStrideBytes;
+        // Addresses first (one pass over the blocks), then the reads with the next rows already requested.
+        const int Batch = 64;
+        byte** rows = stackalloc byte*[Batch];
         int block = 0;
-        for (int i = 0; i < positions.Length; i++)
+        for (int start = 0; start < positions.Length; start += Batch)
         {
-            long p = positions[i];
-            if (block >= blocks.Length || p < blocks[block].Start)
+            int count = Math.Min(Batch, positions.Length - start);
+            for (int j = 0; j < count; j++)
             {
-                block = 0;
+                long p = positions[start + j];
+                if (block >= blocks.Length || p < blocks[block].Start)
+                {
+                    block = BlockAtOrAfter(blocks, p);
+                }
+
+                while (block < blocks.Length && p >= blocks[block].Start + blocks[block].Tokens)
+                {
+                    block++;
+                }
+
+                if (block >= blocks.Length || p < blocks[block].Start)
+                {
+                    throw new ArgumentOutOfRangeException(nameof(positions), p, "position is not stored in any block of the layer");
+                }
+
+                KvBlockRef b = blocks[block];
+                rows[j] = (byte*)((values ? b.Values : b.Keys) + (nint)(headOffset + (p - b.Start) * rowBytes));
+                if (j < RowPrefetch.Distance)
+                {
+                    RowPrefetch.Row(rows[j], rowBytes);
+                }
             }
 
-            while (block < blocks.Length && p >= blocks[block].Start + blocks[block].Tokens)
+            for (int j = 0; j < count; j++)
             {
-                block++;
-            }
+                if (j + RowPrefetch.Distance < count)
+                {
+                    RowPrefetch.Row(rows[j + RowPrefetch.Distance], rowBytes);
+                }
 
-            if (block >= blocks.Length || p < blocks[block].Start)
-            {
-                throw new ArgumentOutOfRangeException(nameof(positions), p, "position is not stored in any block of the layer");
+                ElementConversion.ToSingle(geometry.DType, new ReadOnlySpan<byte>(rows[j], rowBytes), destination.Slice((start + j) * d, d));
             }
-
-            KvBlockRef b = blocks[block];
-            nint row = (values ? b.Values : b.Keys) + (nint)(headOffset + (p - b.Start) * rowBytes);
-            ElementConversion.ToSingle(geometry.DType, new ReadOnlySpan<byte>((void*)row, rowBytes), destination.Slice(i * d, d));
         }
+    }
+
+    /// <summary>Index of the first block that ends after <paramref name="position"/> (binary search: blocks are ascending).</summary>
+    private static int BlockAtOrAfter(ReadOnlySpan<KvBlockRef> blocks, long position)
+    {
+        int lo = 0;
+        int hi = blocks.Length;
+        while (lo < hi)
+        {
+            int mid = (lo + hi) >>> 1;
+            if (blocks[mid].Start + blocks[mid].Tokens <= position)
+            {
+                lo = mid + 1;
+            }
+            else
+            {
+                hi = mid;
+            }
+        }
+
+        return lo;
     }
 }

@@ -60,7 +60,8 @@ public sealed unsafe class NativeSlabArena : IDisposable
                 long slots = Math.Max(1, SlabTargetBytes / rounded);
                 // A slab never exceeds what the budget could ever use, so small budgets stay small in RSS.
                 slots = Math.Max(1, Math.Min(slots, (_budgetBytes - _usedBytes) / rounded));
-                nint slab = (nint)NativeMemory.AlignedAlloc((nuint)(slots * rounded), 64);
+                // Huge pages: sparse plans read scattered rows, and a 4 KiB page per row doubles each miss.
+                nint slab = KvDb.Kernels.HugePageMemory.Allocate(slots * rounded);
                 _slabs.Add(slab);
                 _reservedBytes += slots * rounded;
                 for (long i = slots - 1; i >= 0; i--)
@@ -103,7 +104,7 @@ public sealed unsafe class NativeSlabArena : IDisposable
             _disposed = true;
             foreach (nint slab in _slabs)
             {
-                NativeMemory.AlignedFree((void*)slab);
+                KvDb.Kernels.HugePageMemory.Free(slab);
             }
 
             _slabs.Clear();

@@ -62,6 +62,26 @@ public sealed class HeadStatistics
         }
     }
 
+    /// <summary>Heavy hitters per query row the head settled on, or <paramref name="fallback"/> before its first sampled query.</summary>
+    public int HeavyPerRow(string context, int layer, int kvHead, int kvHeads, int fallback)
+    {
+        Entry e = Get(context, layer, kvHead, kvHeads);
+        lock (e)
+        {
+            return e.HeavyPerRow > 0 ? e.HeavyPerRow : fallback;
+        }
+    }
+
+    /// <summary>Sets the heavy hitters per query row the head's next query names.</summary>
+    public void SetHeavyPerRow(string context, int layer, int kvHead, int kvHeads, int perRow)
+    {
+        Entry e = Get(context, layer, kvHead, kvHeads);
+        lock (e)
+        {
+            e.HeavyPerRow = perRow;
+        }
+    }
+
     /// <summary>A copy of KV head <paramref name="kvHead"/>'s statistics (zeros when none).</summary>
     public HeadStatisticsSnapshot Snapshot(string context, int layer, int kvHead)
     {
@@ -73,7 +93,7 @@ public sealed class HeadStatistics
         Entry e = entries[kvHead];
         lock (e)
         {
-            return new HeadStatisticsSnapshot(e.Queries, e.ExactAnswers, e.ExactRun, e.SampleShare, e.MassExact);
+            return new HeadStatisticsSnapshot(e.Queries, e.ExactAnswers, e.ExactRun, e.SampleShare, e.MassExact, e.HeavyPerRow);
         }
     }
 
@@ -119,8 +139,12 @@ public sealed class HeadStatistics
         public int SkippedSinceTry;
         public double SampleShare;
         public double MassExact;
+        public int HeavyPerRow;
     }
 }
 
-/// <summary>A KV head's AUTO statistics: queries, how many needed exact attention, the current exact streak, the smoothed sample share of the residual and heavy-hitter mass.</summary>
-public readonly record struct HeadStatisticsSnapshot(long Queries, long ExactAnswers, int ExactRun, double SampleShare, double MassExact);
+/// <summary>
+/// A KV head's AUTO statistics: queries, how many needed exact attention, the current exact streak, the smoothed sample
+/// share of the residual and heavy-hitter mass, and the heavy hitters per row its next query names (0: the default).
+/// </summary>
+public readonly record struct HeadStatisticsSnapshot(long Queries, long ExactAnswers, int ExactRun, double SampleShare, double MassExact, int HeavyPerRow = 0);

@@ -21,6 +21,8 @@ internal sealed class SampledHead : IDisposable
     private readonly float[] _output;
     private readonly float[] _lse;
     private readonly float[] _heavyLse;
+    private readonly float[] _pilotOutput;
+    private readonly float[] _pilotLse;
     private bool _attended;
 
     public SampledHead(AttentionGeometry g, AttentionQuery query, int kvHead)
@@ -34,6 +36,8 @@ internal sealed class SampledHead : IDisposable
         _output = new float[Rows * g.HeadDim];
         _lse = new float[Rows];
         _heavyLse = new float[Rows];
+        _pilotOutput = new float[Rows * g.HeadDim];
+        _pilotLse = new float[Rows];
         Variance = new double[Rows];
         OutputNorm2 = new double[Rows];
         Denominator = new double[Rows];
@@ -55,7 +59,17 @@ internal sealed class SampledHead : IDisposable
     /// Attends <paramref name="positions"/> (ascending) for every group row and merges the result, its log-sum-exp
     /// raised by <paramref name="scoreShift"/> (the sample's log-weight), into the running partial.
     /// </summary>
-    public AttentionCounters Attend(LayerSnapshot layer, long[] positions, float scoreShift)
+    public AttentionCounters Attend(LayerSnapshot layer, long[] positions, float scoreShift) =>
+        AttendWith(layer, positions, scoreShift, withPilot: false);
+
+    /// <summary>
+    /// Attends the sample: the pilot's rows (already scored by <see cref="MeasurePilot"/>, not read again) and
+    /// <paramref name="extra"/> (ascending), every score raised by <paramref name="scoreShift"/>, merged into the running partial.
+    /// </summary>
+    public AttentionCounters AttendSample(LayerSnapshot layer, long[] extra, float scoreShift) =>
+        AttendWith(layer, extra, scoreShift, withPilot: true);
+
+    private AttentionCounters AttendWith(LayerSnapshot layer, long[] positions, float scoreShift, bool withPilot)
     {
         int d = _g.HeadDim;
         var counters = default(AttentionCounters);
@@ -77,8 +91,18 @@ internal sealed class SampledHead : IDisposable
                 {
                     long head = _g.QueryHead(r / _g.GroupSize, _kvHead, r % _g.GroupSize);
                     output.Slice((int)(head * d), d).CopyTo(partOutput.AsSpan(r * d, d));
-                    partLse[r] = lse[(int)head] + scoreShift;
+                    partLse[r] = lse[(int)head];
                 }
+            }
+
+            if (withPilot)
+            {
+                PartialAttention.MergeInto(partOutput.AsSpan(0, Rows * d), partLse.AsSpan(0, Rows), _pilotOutput, _pilotLse);
+            }
+
+            for (int r = 0; r < Rows; r++)
+            {
+                partLse[r] += scoreShift;
             }
 
             if (!_attended)
@@ -129,11 +153,10 @@ internal sealed class SampledHead : IDisposable
             {
                 Span<float> rowScores = scores.AsSpan(0, n);
                 RowDotKernel.Scores(_g.GroupRow(_query.Queries, _kvHead, r), keys.AsSpan(0, n * d), rowScores);
-                double reference = _heavyLse[r];
-                if (!double.IsFinite(reference))
-                {
-                    reference = (double)_g.Scale * TensorPrimitives.Max(rowScores);
-                }
+                // The larger of the heavy part's log-sum-exp and the pilot's best score: no weight exceeds e^0 by much, so
+                // nothing overflows; variance and denominator share the unit, and the sample size depends only on their ratio.
+                double best = (double)_g.Scale * TensorPrimitives.Max(rowScores);
+                double reference = float.IsFinite(_heavyLse[r]) ? Math.Max(_heavyLse[r], best) : best;
 
                 double heavy = float.IsFinite(_heavyLse[r]) ? Math.Exp(_heavyLse[r] - reference) : 0;
                 double weightSum = 0;
@@ -146,7 +169,18 @@ internal sealed class SampledHead : IDisposable
                     TensorPrimitives.MultiplyAdd(values.AsSpan(i * d, d), (float)w, num, num);
                 }
 
-                // Weights, variance and denominator share one unit: the heavy part's sum (or the pilot's largest weight without one).
+                // The pilot's own partial (its rows are part of the sample; the sample pass does not read them again).
+                if (weightSum > 0)
+                {
+                    TensorPrimitives.Multiply(num, (float)(1 / weightSum), _pilotOutput.AsSpan(r * d, d));
+                    _pilotLse[r] = (float)(reference + Math.Log(weightSum));
+                }
+                else
+                {
+                    _pilotOutput.AsSpan(r * d, d).Clear();
+                    _pilotLse[r] = float.NegativeInfinity;
+                }
+
                 double denominator = heavy + (scale * weightSum);
                 TensorPrimitives.Multiply(_output.AsSpan(r * d, d), (float)(heavy / denominator), o);
                 TensorPrimitives.MultiplyAdd(num, (float)(scale / denominator), o, o);

@@ -34,6 +34,9 @@ public sealed class VerifiedSamplingPlan : IAttentionPlan
     /// <summary>Most heavy hitters named per query row by default (a request's budget may ask for more).</summary>
     public const int MaxHeavyPerRow = 1024;
 
+    /// <summary>Fewest heavy hitters per query row a head's statistics may settle on (a peaked head's mass is in its outliers).</summary>
+    public const int MinTunedHeavyPerRow = 16;
+
     private readonly LayerIndexes _heavy;
     private readonly QualityContract _contract;
     private readonly CostModel _costs;
@@ -135,7 +138,7 @@ public sealed class VerifiedSamplingPlan : IAttentionPlan
         AttentionGeometry g = layer.Model.Geometry;
         long groupRows = (long)query.NumQueries * g.GroupSize;
         long live = layer.Tokens - query.Exclude.CountWithin(layer.Tokens);
-        long heavy = Math.Min(_heavy.IndexedTokens, groupRows * HeavyPerRowFor(query));
+        long heavy = Math.Min(_heavy.IndexedTokens, groupRows * HeavyPerRowFor(layer, query, kvHead));
         long rows = Math.Min(live, AttentionSinks.End(layer.Tokens) + (layer.Tokens - _heavy.IndexedTokens) + heavy + PilotSize);
         return new PlanEstimate(rows, rows * 2L * g.RowBytes);
     }
@@ -157,7 +160,8 @@ public sealed class VerifiedSamplingPlan : IAttentionPlan
             return HeadSelection.DenseBecause(HeadChoice.ExactCheaper);
         }
 
-        long[] heavy = HeavyPositions(layer, query, kvHead, out long summaries);
+        int perRow = HeavyPerRowFor(layer, query, kvHead);
+        long[] heavy = HeavyPositions(layer, query, kvHead, perRow, out long summaries);
         Random random = _seed is int seed ? new Random(HashCode.Combine(seed, kvHead, Interlocked.Increment(ref _calls))) : new Random();
         var sampler = new ResidualSampler(layer.Tokens, query.Exclude, heavy, random);
         var work = new SampledHead(g, query, kvHead);
@@ -192,7 +196,7 @@ public sealed class VerifiedSamplingPlan : IAttentionPlan
             if (extra > 0 && _costs.GatherMicros(extra, rowBytes) >= _costs.StreamMicros(live, rowBytes))
             {
                 _statistics?.Record(_context, layer.Layer, kvHead, g.NumKvHeads, neededExact: true, sampleShare: (double)sampleSize / residual, massExact: double.NaN);
-                return HeadSelection.DenseBecause(HeadChoice.DiffuseAfterPilot, (long)pilotCount * work.Rows, counters.BytesRead, heavy.Length + sampleSize);
+                return HeadSelection.DenseBecause(HeadChoice.DiffuseAfterPilot, (long)pilotCount * work.Rows, counters.BytesRead, contractRows);
             }
 
             if (extra > 0 && _contract.MaxLatencyMicros > 0)
@@ -209,16 +213,21 @@ public sealed class VerifiedSamplingPlan : IAttentionPlan
             }
 
             long[] sample = pilot;
+            long[] more = [];
             if (extra > 0)
             {
+                more = new long[extra];
+                sampler.Draw(more);
+                Array.Sort(more);
                 sample = new long[sampleSize];
                 pilot.CopyTo(sample, 0);
-                sampler.Draw(sample.AsSpan(pilotCount));
+                more.CopyTo(sample, pilotCount);
                 Array.Sort(sample);
             }
 
+            TuneHeavy(layer, query, kvHead, perRow, heavy.Length, sampleSize, pilotCount);
             float logWeight = (float)Math.Log((double)residual / sampleSize);
-            counters += work.Attend(layer, sample, logWeight);
+            counters += work.AttendSample(layer, more, logWeight);
             HeadSelection answered = work.Finish(heavy, sample, logWeight, residual, factor, _contract.Epsilon, counters, choice, Record(layer, kvHead, work, (double)sampleSize / residual));
             return choice == HeadChoice.LatencyCapped ? answered.WithContractRows(contractRows) : answered;
         }
@@ -234,15 +243,48 @@ public sealed class VerifiedSamplingPlan : IAttentionPlan
     private long HeavyPerRowFor(AttentionQuery query) =>
         query.Plan.Budget > 0 ? Math.Min(int.MaxValue / 4, query.Plan.Budget) : HeavyPerRow(_heavy.IndexedTokens);
 
+    /// <summary>Heavy hitters per row for this head: the request's budget, else what the head's statistics learned, else the default share.</summary>
+    private int HeavyPerRowFor(LayerSnapshot layer, AttentionQuery query, int kvHead)
+    {
+        int fallback = (int)HeavyPerRowFor(query);
+        return query.Plan.Budget > 0 || _statistics is null
+            ? fallback
+            : _statistics.HeavyPerRow(_context, layer.Layer, kvHead, layer.Model.NumKvHeads, fallback);
+    }
+
+    /// <summary>
+    /// Balances the head's two reads for its next query: heavy hitters and sample rows cost the same per row, so when the
+    /// sample outgrew the heavy set the head names more heavy hitters (they take mass out of the residual, shrinking the
+    /// variance the sample must beat), and when the pilot alone met the tolerance it names fewer.
+    /// </summary>
+    private void TuneHeavy(LayerSnapshot layer, AttentionQuery query, int kvHead, int perRow, long heavyRows, long sampleRows, int pilotRows)
+    {
+        if (_statistics is null || query.Plan.Budget > 0)
+        {
+            return;
+        }
+
+        int next = perRow;
+        if (sampleRows > pilotRows && sampleRows > heavyRows)
+        {
+            next = Math.Min(MaxHeavyPerRow, perRow * 2);
+        }
+        else if (sampleRows <= pilotRows)
+        {
+            next = Math.Max(MinTunedHeavyPerRow, perRow / 2);
+        }
+
+        _statistics.SetHeavyPerRow(_context, layer.Layer, kvHead, layer.Model.NumKvHeads, next);
+    }
+
     /// <summary>Sinks, the unindexed tail and every segment's heavy hitters for the group's rows, ascending, outside the exclude range.</summary>
-    private long[] HeavyPositions(LayerSnapshot layer, AttentionQuery query, int kvHead, out long summaries)
+    private long[] HeavyPositions(LayerSnapshot layer, AttentionQuery query, int kvHead, long perRow, out long summaries)
     {
         AttentionGeometry g = layer.Model.Geometry;
         int d = g.HeadDim;
         int rows = query.NumQueries * g.GroupSize;
         long sinks = AttentionSinks.End(layer.Tokens);
         long tail = layer.Tokens - _heavy.IndexedTokens;
-        long perRow = HeavyPerRowFor(query);
         long capacity = sinks + tail;
         var perSegment = new int[_heavy.Segments.Count];
         for (int s = 0; s < perSegment.Length; s++)
