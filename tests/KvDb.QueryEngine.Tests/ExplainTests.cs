@@ -100,7 +100,7 @@ public sealed class ExplainTests : IDisposable
             Assert.Equal(new PlanEstimate(Tokens, Tokens * 2L * RowBytes), exact.Estimated);
             Assert.Equal(h.ExactMicros, exact.EstimatedMicros);
             Assert.True(exact.EstimatedMicros > h.ChosenMicros, $"exact {exact.EstimatedMicros} µs against {h.ChosenMicros} µs chosen");
-            Assert.Equal(h.Attended + h.Sampled, h.Actual.TokensAttended);
+            Assert.InRange(h.Actual.TokensAttended, h.Attended, h.Attended + h.Sampled);
             AssertFixedBudgetSetAside(h);
 
             // The centroid index AUTO searches is CENTROID_TOP_K's: ready, so that kind has an estimate.

@@ -123,7 +123,7 @@ public sealed class ExplainTests : IClassFixture<UncalibratedServerFixture>
         {
             Assert.Equal(QueryPlanner.AutoName, h.Plan);
             Assert.True(h.Sampled > 0 && h.Attended > 0);
-            Assert.Equal(h.Attended + h.Sampled, h.TokensAttended);
+            Assert.InRange(h.TokensAttended, h.Attended, h.Attended + h.Sampled);
             Assert.InRange(h.MassExact, double.Epsilon, 1);
             Assert.Equal(0.05, h.ErrorBound);
             Assert.InRange(h.MaxPredictedError, 0, 0.05 * (1 + 1e-9));
