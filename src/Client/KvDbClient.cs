@@ -150,6 +150,18 @@ public sealed class KvDbClient : IDisposable
         return ToPartial(response, numQueries, numQueryHeads, headDim);
     }
 
+    /// <summary>
+    /// Runs the request as <see cref="AttendAsync"/> would (the server executes it: actual rows and bytes are part of
+    /// the answer) and returns the structured explain instead of the output: the plan that ran and why, the index
+    /// statuses, the contract, per KV head the choice, estimated and actual rows/bytes, heavy mass, bound and the
+    /// alternatives that lost.
+    /// </summary>
+    public async Task<ExplainResponse> ExplainAsync(string contextId, int layer, float[] queries, int numQueries, int numQueryHeads, int headDim, long excludeStart = 0, long excludeEnd = 0, Plan? plan = null, CancellationToken cancellationToken = default)
+    {
+        AttendRequest request = BuildAttend(contextId, layer, queries, numQueries, numQueryHeads, headDim, excludeStart, excludeEnd, plan);
+        return await Attention.ExplainAsync(request, cancellationToken: cancellationToken).ConfigureAwait(false);
+    }
+
     /// <summary>Builds an AttendRequest carrying f32 queries.</summary>
     public static AttendRequest BuildAttend(string contextId, int layer, ReadOnlySpan<float> queries, int numQueries, int numQueryHeads, int headDim, long excludeStart = 0, long excludeEnd = 0, Plan? plan = null)
     {

@@ -104,7 +104,7 @@ public sealed class BadInputTests : IClassFixture<ServerFixture>, IAsyncLifetime
 
     public static TheoryData<string> BadAttends => new()
     {
-        "wrong-heads", "wrong-dim", "short-data", "unknown-context", "layer-out-of-range", "nan", "inf", "empty", "missing", "unspecified-dtype", "negative-exclude", "bad-plan",
+        "wrong-heads", "wrong-dim", "short-data", "unknown-context", "layer-out-of-range", "nan", "inf", "empty", "missing", "unspecified-dtype", "negative-exclude", "bad-plan", "bad-epsilon",
     };
 
     [Theory]
@@ -112,6 +112,27 @@ public sealed class BadInputTests : IClassFixture<ServerFixture>, IAsyncLifetime
     public async Task Bad_attend_is_rejected_with_a_helpful_status(string kind)
     {
         AttendRequest r = KvDbClient.BuildAttend(_ctx, 0, _query, 1, _model.NumQueryHeads, _model.HeadDim);
+        (StatusCode expected, string mentions) = Spoil(r, kind);
+        RpcException e = await Assert.ThrowsAsync<RpcException>(async () => await _fx.Client.Attention.AttendAsync(r));
+        Assert.Equal(expected, e.StatusCode);
+        Assert.Contains(mentions, e.Status.Detail, StringComparison.OrdinalIgnoreCase);
+        await AssertUnchanged();
+    }
+
+    [Theory]
+    [MemberData(nameof(BadAttends))]
+    public async Task Bad_explain_gets_the_status_attend_gets(string kind)
+    {
+        AttendRequest r = KvDbClient.BuildAttend(_ctx, 0, _query, 1, _model.NumQueryHeads, _model.HeadDim);
+        (StatusCode expected, _) = Spoil(r, kind);
+        RpcException e = await Assert.ThrowsAsync<RpcException>(async () => await _fx.Client.Attention.ExplainAsync(r));
+        Assert.Equal(expected, e.StatusCode);
+        await AssertUnchanged();
+    }
+
+    /// <summary>Makes <paramref name="r"/> bad in the way <paramref name="kind"/> names; returns the status it must get and a word its message must mention.</summary>
+    private (StatusCode Expected, string Mentions) Spoil(AttendRequest r, string kind)
+    {
         StatusCode expected = StatusCode.InvalidArgument;
         string mentions = "queries";
         switch (kind)
@@ -160,12 +181,13 @@ public sealed class BadInputTests : IClassFixture<ServerFixture>, IAsyncLifetime
                 r.Plan = new Plan { Kind = (PlanKind)99 };
                 mentions = "plan";
                 break;
+            case "bad-epsilon":
+                r.Plan = new Plan { Kind = PlanKind.Auto, Epsilon = 2 };
+                mentions = "epsilon";
+                break;
         }
 
-        RpcException e = await Assert.ThrowsAsync<RpcException>(async () => await _fx.Client.Attention.AttendAsync(r));
-        Assert.Equal(expected, e.StatusCode);
-        Assert.Contains(mentions, e.Status.Detail, StringComparison.OrdinalIgnoreCase);
-        await AssertUnchanged();
+        return (expected, mentions);
     }
 
     [Fact]

@@ -113,25 +113,27 @@ public sealed class AttentionExecutor : IDisposable
         {
             HeadSelection h = heads[kv];
             estimated += estimates[kv];
-            explained[kv] = Explain(layer, query, plan, kv, h, estimates[kv], live, quality);
+            explained[kv] = Explain(layer, query, choice, kv, h, estimates[kv], live, quality);
         }
 
+        QualityContract? contract = query.Plan.Kind is PlanKind.Auto or PlanKind.Unspecified ? query.Plan.Quality ?? DefaultQuality : null;
         var explain = new AttentionExplain(
             query.Plan.Kind, plan.Name, choice.Decision, layer.Layer, layer.Tokens, choice.Indexes, explained,
-            estimated, counters, device.Site, device.Promoted, device.Blocks, device.Reason);
+            estimated, counters, device.Site, device.Promoted, device.Blocks, device.Reason) { Contract = contract };
         double micros = Stopwatch.GetElapsedTime(started).TotalMicroseconds;
-        QualityContract? contract = query.Plan.Kind is PlanKind.Auto or PlanKind.Unspecified ? query.Plan.Quality ?? DefaultQuality : null;
         var stats = new AttentionStats(plan.Name, counters.TokensScored, counters.TokensAttended, counters.BytesRead, micros, explain, contract, quality);
         return new AttentionResult(output, lse, stats, selection?.Selected, selection?.Counts);
     }
 
     /// <summary>Fills KV head <paramref name="kv"/>'s rows of <paramref name="quality"/> and says what the head did.</summary>
-    private HeadExplain Explain(LayerSnapshot layer, AttentionQuery query, IAttentionPlan plan, int kv, HeadSelection h, PlanEstimate estimate, long live, HeadQuality[] quality)
+    private HeadExplain Explain(LayerSnapshot layer, AttentionQuery query, PlanChoice choice, int kv, HeadSelection h, PlanEstimate estimate, long live, HeadQuality[] quality)
     {
+        IAttentionPlan plan = choice.Plan;
         AttentionGeometry g = layer.Model.Geometry;
         int rows = query.NumQueries * g.GroupSize;
         double mass = 0;
         double worst = 0;
+        double bound = 0;
         for (int r = 0; r < rows; r++)
         {
             int token = r / g.GroupSize;
@@ -142,13 +144,19 @@ public sealed class AttentionExecutor : IDisposable
             quality[(token * g.NumQueryHeads) + queryHead] = q;
             mass += q.MassExact;
             worst = Math.Max(worst, q.PredictedError);
+            bound = r == 0 ? q.ErrorBound : Math.Max(bound, q.ErrorBound);
         }
 
         long attended = h.IsDense ? live : h.Positions.Length;
         double exactMicros = Costs.StreamMicros(live, g.RowBytes);
         double chosenMicros = h.IsDense ? exactMicros : Costs.GatherMicros(attended + h.Sampled.Length, g.RowBytes);
         string name = h.IsDense && plan is VerifiedSamplingPlan ? "exact" : plan.Name;
-        return new HeadExplain(kv, name, estimate, h.Scanned, attended, h.Choice, h.Sampled.Length, exactMicros, chosenMicros, mass / rows, worst);
+        return new HeadExplain(kv, name, estimate, h.Scanned, attended, h.Choice, h.Sampled.Length, exactMicros, chosenMicros, mass / rows, worst)
+        {
+            Actual = HeadReport.Actual(g, query.NumQueries, h, live),
+            ErrorBound = bound,
+            Alternatives = HeadReport.Alternatives(choice, layer, query, kv, h, estimate, live, Costs),
+        };
     }
 
     /// <summary>The attended positions per KV head, concatenated, and how many per head (for return_selection).</summary>

@@ -28,14 +28,21 @@ public static class SelectionAttention
         (long xs, long xe) = query.Exclude.Normalized;
         if (AllDense(heads))
         {
+            // What deciding to go dense read (AUTO's heavy part and pilot of a diffuse head) counts too.
+            var deciding = default(AttentionCounters);
+            foreach (HeadSelection h in heads)
+            {
+                deciding += new AttentionCounters(h.Scanned, 0, h.ScannedBytes);
+            }
+
             if (gpu is not null && gpu.TryRun(layer, query.Queries, query.NumQueries, xs, xe, output, lse, out AttentionCounters onDevice, out device))
             {
-                return onDevice;
+                return onDevice + deciding;
             }
 
             device = DeviceOutcome.OnCpu(layer.DeviceReason);
 
-            return ExactAttentionKernel.Run(g, layer.Blocks, query.Queries, query.NumQueries, xs, xe, output, lse);
+            return ExactAttentionKernel.Run(g, layer.Blocks, query.Queries, query.NumQueries, xs, xe, output, lse) + deciding;
         }
 
         device = DeviceOutcome.OnCpu(layer.DeviceReason);

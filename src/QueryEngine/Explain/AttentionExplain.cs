@@ -23,6 +23,7 @@ namespace KvDb.QueryEngine.Explain;
 /// <param name="DevicePromoted">Blocks this request had to copy to the GPU tier (0 on the CPU).</param>
 /// <param name="DeviceBlocks">Blocks of the layer on the GPU tier (0 on the CPU).</param>
 /// <param name="DeviceReason">Why the GPU tier did not run it (empty when it did or none applies).</param>
+/// <remarks>Each <see cref="HeadExplain"/> also lists the alternatives the planner set aside for that head and why.</remarks>
 public sealed record AttentionExplain(
     PlanKind Requested,
     string Plan,
@@ -36,4 +37,8 @@ public sealed record AttentionExplain(
     ExecutionSite Site,
     int DevicePromoted,
     int DeviceBlocks,
-    string DeviceReason);
+    string DeviceReason)
+{
+    /// <summary>The quality contract AUTO answered under (after the server's defaults); null for other kinds.</summary>
+    public QualityContract? Contract { get; init; }
+}

@@ -38,6 +38,9 @@ public sealed class PlanRegistry
         return this;
     }
 
+    /// <summary>Every binding, by kind.</summary>
+    public IEnumerable<IPlanFactory> Factories => _factories.Values.OrderBy(f => f.Kind);
+
     /// <summary>The factory of <paramref name="kind"/>; an invalid-argument <see cref="KvDbException"/> naming the kinds otherwise.</summary>
     public IPlanFactory Get(PlanKind kind) => _factories.TryGetValue(kind, out IPlanFactory? f)
         ? f

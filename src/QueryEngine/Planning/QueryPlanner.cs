@@ -19,6 +19,9 @@ public sealed class QueryPlanner
     /// <summary>The index AUTO names heavy hitters with: the centroid index CENTROID_TOP_K also searches (built once for both).</summary>
     public const string AutoHeavySpec = "centroid:L2";
 
+    /// <summary>The name AUTO's sampled plan reports (<see cref="VerifiedSamplingPlan.Name"/> over <see cref="AutoHeavySpec"/>), for the explain when it did not run.</summary>
+    public const string AutoName = "auto:" + AutoHeavySpec;
+
     private readonly LayerIndexCatalog? _catalog;
     private readonly PlanRegistry _registry;
 
@@ -65,7 +68,7 @@ public sealed class QueryPlanner
 
         if (_catalog is null)
         {
-            return new PlanChoice(ExactPlan.Instance, PlanDecision.NoCatalog, []);
+            return new PlanChoice(ExactPlan.Instance, PlanDecision.NoCatalog, []) { SetAside = [new SetAsidePlan(request.Kind, NameOf(factory), LostBecause.NoCatalog)] };
         }
 
         var statuses = new IndexStatus[factory.IndexSpecs.Count];
@@ -88,7 +91,7 @@ public sealed class QueryPlanner
 
         return decision == PlanDecision.Requested
             ? new PlanChoice(factory.Create(views), decision, statuses)
-            : new PlanChoice(ExactPlan.Instance, decision, statuses);
+            : new PlanChoice(ExactPlan.Instance, decision, statuses) { SetAside = [new SetAsidePlan(request.Kind, NameOf(factory), Lost(decision))] };
     }
 
     /// <summary>
@@ -112,7 +115,7 @@ public sealed class QueryPlanner
     {
         if (_catalog is null)
         {
-            return new PlanChoice(ExactPlan.Instance, PlanDecision.NoCatalog, []);
+            return new PlanChoice(ExactPlan.Instance, PlanDecision.NoCatalog, []) { SetAside = [new SetAsidePlan(PlanKind.Auto, AutoName, LostBecause.NoCatalog), .. FixedBudget(layer, contextId)] };
         }
 
         // The smallest sampled answer: sinks, a minimal heavy set per query row, the pilot; below it exact costs less.
@@ -120,17 +123,80 @@ public sealed class QueryPlanner
         long smallest = AttentionSinks.Count + ((long)g.NumQueryHeads * VerifiedSamplingPlan.MinHeavyPerRow / g.NumKvHeads) + VerifiedSamplingPlan.PilotSize;
         if (Costs.StreamMicros(layer.Tokens, g.RowBytes) <= Costs.GatherMicros(smallest, g.RowBytes))
         {
-            return new PlanChoice(ExactPlan.Instance, PlanDecision.AutoExactCheaper, []);
+            var smallestEstimate = new PlanEstimate(smallest, smallest * 2L * g.RowBytes);
+            return new PlanChoice(ExactPlan.Instance, PlanDecision.AutoExactCheaper, [])
+            {
+                SetAside = [new SetAsidePlan(PlanKind.Auto, AutoName, LostBecause.Costlier, Estimate: smallestEstimate), .. FixedBudget(layer, contextId)],
+            };
         }
 
         _catalog.RequestUpdate(contextId, layer, AutoHeavySpec);
         IndexStatus status = _catalog.Probe(contextId, layer, AutoHeavySpec, out LayerIndexes? view);
         if (view is null)
         {
-            return new PlanChoice(ExactPlan.Instance, status.State == IndexState.Failed ? PlanDecision.IndexFailed : PlanDecision.IndexNotReady, [status]);
+            PlanDecision notReady = status.State == IndexState.Failed ? PlanDecision.IndexFailed : PlanDecision.IndexNotReady;
+            return new PlanChoice(ExactPlan.Instance, notReady, [status]) { SetAside = [new SetAsidePlan(PlanKind.Auto, AutoName, Lost(notReady)), .. FixedBudget(layer, contextId)] };
         }
 
         var plan = new VerifiedSamplingPlan(view, request.Quality ?? DefaultQuality, Costs, Statistics, contextId);
-        return new PlanChoice(plan, PlanDecision.AutoSampled, [status]);
+        return new PlanChoice(plan, PlanDecision.AutoSampled, [status]) { SetAside = FixedBudget(layer, contextId) };
     }
+
+    /// <summary>
+    /// For the explain only: the kinds with a fixed budget, which AUTO never runs because they bound nothing and an AUTO
+    /// request always carries a tolerance. Each is made over its views when the catalog already has them ready (a probe
+    /// only: AUTO starts no build for them) so that its estimate can be shown; DIPR always can (a flat scan without its
+    /// view).
+    /// </summary>
+    private List<SetAsidePlan> FixedBudget(LayerSnapshot layer, string contextId)
+    {
+        var set = new List<SetAsidePlan>();
+        foreach (IPlanFactory factory in _registry.Factories)
+        {
+            if (factory.Kind is PlanKind.Exact or PlanKind.Auto or PlanKind.Unspecified)
+            {
+                continue;
+            }
+
+            IAttentionPlan? plan = ReadyPlan(factory, layer, contextId);
+            set.Add(new SetAsidePlan(factory.Kind, plan?.Name ?? NameOf(factory), LostBecause.NoQualityGuarantee, plan));
+        }
+
+        return set;
+    }
+
+    /// <summary>The factory's plan over views that are ready now (DIPR: a scan without one); null when a view is missing.</summary>
+    private IAttentionPlan? ReadyPlan(IPlanFactory factory, LayerSnapshot layer, string contextId)
+    {
+        var views = new LayerIndexes[factory.IndexSpecs.Count];
+        for (int i = 0; i < views.Length; i++)
+        {
+            LayerIndexes? view = null;
+            _catalog?.Probe(contextId, layer, factory.IndexSpecs[i], out view);
+            if (view is null)
+            {
+                return factory.Kind == PlanKind.Dipr ? factory.Create([]) : null;
+            }
+
+            views[i] = view;
+        }
+
+        return factory.Create(views);
+    }
+
+    /// <summary>The name a kind's plan reports, for a plan that could not be made (its views are not ready).</summary>
+    private static string NameOf(IPlanFactory factory) => factory.Kind switch
+    {
+        PlanKind.BlockTopK or PlanKind.CentroidTopK or PlanKind.LshTopK or PlanKind.AnnTopK when factory.IndexSpecs.Count == 1 => $"indexed:{factory.IndexSpecs[0]}",
+        PlanKind.LshSampling => $"lsh-sampling:{string.Join('+', factory.IndexSpecs)}",
+        PlanKind.Dipr => "dipr:scan",
+        _ => factory.IndexSpecs.Count == 0 ? factory.Kind.ToString() : $"{factory.Kind}:{string.Join('+', factory.IndexSpecs)}",
+    };
+
+    private static LostBecause Lost(PlanDecision decision) => decision switch
+    {
+        PlanDecision.IndexFailed => LostBecause.IndexFailed,
+        PlanDecision.NoCatalog => LostBecause.NoCatalog,
+        _ => LostBecause.IndexNotReady,
+    };
 }

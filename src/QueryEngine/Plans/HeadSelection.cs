@@ -32,6 +32,12 @@ public sealed class HeadSelection
     /// <summary>Why the head was answered this way.</summary>
     public HeadChoice Choice { get; }
 
+    /// <summary>
+    /// For the explain: rows (heavy hitters + sample) the quality contract's sampled answer needed where the plan
+    /// answered otherwise (a diffuse head answered exactly, a sample cut to the latency target); 0 otherwise.
+    /// </summary>
+    public long ContractRows { get; private init; }
+
     /// <summary>Positions attended as a uniform sample of the residual, ascending (empty unless computed).</summary>
     public long[] Sampled { get; }
 
@@ -57,8 +63,12 @@ public sealed class HeadSelection
     public long ScannedBytes { get; }
 
     /// <summary>Every token outside the exclude range, chosen for <paramref name="choice"/>; <paramref name="scanned"/> counts what deciding read.</summary>
-    public static HeadSelection DenseBecause(HeadChoice choice, long scanned = 0, long scannedBytes = 0) =>
-        new(true, [], null, scanned, scannedBytes, choice);
+    public static HeadSelection DenseBecause(HeadChoice choice, long scanned = 0, long scannedBytes = 0, long contractRows = 0) =>
+        new(true, [], null, scanned, scannedBytes, choice) { ContractRows = contractRows };
+
+    /// <summary>This selection, noting the rows the contract's sampled answer needed (<see cref="ContractRows"/>).</summary>
+    public HeadSelection WithContractRows(long rows) =>
+        new(IsDense, Positions, LogWeights, Scanned, ScannedBytes, Choice, Sampled, SampleLogWeight, Partial) { ContractRows = rows };
 
     /// <summary>A selection the plan already attended: <paramref name="exact"/> with weight 1, <paramref name="sampled"/> with <paramref name="sampleLogWeight"/>.</summary>
     public static HeadSelection Computed(long[] exact, long[] sampled, float sampleLogWeight, GroupPartial partial, HeadChoice choice) =>

@@ -192,6 +192,7 @@ public sealed class VerifiedSamplingPlan : IAttentionPlan
             long sampleSize = (long)Math.Min(residual, needed);
             long extra = sampleSize - pilotCount;
             HeadChoice choice = HeadChoice.Sampled;
+            long contractRows = heavy.Length + sampleSize;
             if (extra > 0 && _costs.GatherMicros(extra, rowBytes) >= _costs.StreamMicros(live, rowBytes))
             {
                 // Attention spread over a topic is diffuse only to a small heavy set: name more heavy hitters next time,
@@ -203,7 +204,7 @@ public sealed class VerifiedSamplingPlan : IAttentionPlan
                 }
 
                 _statistics?.Record(_context, layer.Layer, kvHead, g.NumKvHeads, neededExact: !canGrow, sampleShare: (double)sampleSize / residual, massExact: double.NaN);
-                return HeadSelection.DenseBecause(HeadChoice.DiffuseAfterPilot, (long)pilotCount * work.Rows, counters.BytesRead);
+                return HeadSelection.DenseBecause(HeadChoice.DiffuseAfterPilot, (long)pilotCount * work.Rows, counters.BytesRead, contractRows);
             }
 
             if (extra > 0 && _contract.MaxLatencyMicros > 0)
@@ -235,7 +236,8 @@ public sealed class VerifiedSamplingPlan : IAttentionPlan
             TuneHeavy(layer, query, kvHead, perRow, heavy.Length, sampleSize, pilotCount);
             float logWeight = (float)Math.Log((double)residual / sampleSize);
             counters += work.AttendSample(layer, more, logWeight);
-            return work.Finish(heavy, sample, logWeight, residual, factor, _contract.Epsilon, counters, choice, Record(layer, kvHead, work, (double)sampleSize / residual));
+            HeadSelection answered = work.Finish(heavy, sample, logWeight, residual, factor, _contract.Epsilon, counters, choice, Record(layer, kvHead, work, (double)sampleSize / residual));
+            return choice == HeadChoice.LatencyCapped ? answered.WithContractRows(contractRows) : answered;
         }
         finally
         {

@@ -3,7 +3,6 @@ using KvDb.Protocol;
 using KvDb.Protocol.V1;
 using KvDb.QueryEngine;
 using KvDb.QueryEngine.Execution;
-using KvDb.QueryEngine.Explain;
 
 namespace KvDb.Server.Services;
 
@@ -31,11 +30,36 @@ public sealed class AttentionService : Attention.AttentionBase
         }
     }
 
+    /// <inheritdoc />
+    public override Task<ExplainResponse> Explain(AttendRequest request, ServerCallContext context)
+    {
+        AttentionResult result = Run(request, returnSelection: false, out _, out _, out _);
+        return Task.FromResult(WireMapping.ToWire(result.Stats.Explain, WireMapping.ToWire(result.Stats)));
+    }
+
     private AttendResponse Answer(AttendRequest request)
+    {
+        AttentionResult result = Run(request, request.ReturnSelection, out int q, out int heads, out int dim);
+        var response = new AttendResponse
+        {
+            Output = TensorCodec.FromSingles(result.Output, q, heads, dim),
+            Lse = TensorCodec.FromSingles(result.Lse, q, heads),
+            Stats = WireMapping.ToWire(result.Stats),
+        };
+        if (result.Selected is not null)
+        {
+            response.Selected.Add(result.Selected);
+            response.SelectionCounts.Add(result.SelectionCounts!);
+        }
+
+        return response;
+    }
+
+    private AttentionResult Run(AttendRequest request, bool returnSelection, out int q, out int heads, out int dim)
     {
         // The wire form is checked here; the shape against the model, the layer and the context are checked by the
         // executor where it pins the layer: the request visits the store once.
-        (int q, int heads, int dim) = TensorCodec.CheckQueryShape("queries", request.Queries);
+        (q, heads, dim) = TensorCodec.CheckQueryShape("queries", request.Queries);
         float[] queries = TensorCodec.ToFiniteSingles("queries", request.Queries!);
         var query = new AttentionQuery(
             request.ContextId,
@@ -45,49 +69,7 @@ public sealed class AttentionService : Attention.AttentionBase
             request.Exclude?.Start ?? 0,
             request.Exclude?.End ?? 0,
             WireMapping.ToPlan(request.Plan, _executor.DefaultQuality),
-            request.ReturnSelection);
-        AttentionResult result = _executor.Attend(query);
-        var response = new AttendResponse
-        {
-            Output = TensorCodec.FromSingles(result.Output, q, heads, dim),
-            Lse = TensorCodec.FromSingles(result.Lse, q, heads),
-            Stats = new AttendStats
-            {
-                Plan = result.Stats.Plan,
-                TokensScored = result.Stats.TokensScored,
-                TokensAttended = result.Stats.TokensAttended,
-                BytesRead = result.Stats.BytesRead,
-                ServerMicros = result.Stats.ServerMicros,
-                Explain = ExplainText.Render(result.Stats.Explain),
-                Epsilon = result.Stats.Contract?.Epsilon ?? 0,
-                Delta = result.Stats.Contract?.Delta ?? 0,
-            },
-        };
-        if (result.Stats.Quality is { } quality)
-        {
-            foreach (QueryEngine.HeadQuality h in quality)
-            {
-                response.Stats.HeadQuality.Add(new Protocol.V1.HeadQuality
-                {
-                    Query = h.Query,
-                    QueryHead = h.QueryHead,
-                    KvHead = h.KvHead,
-                    Plan = h.Plan,
-                    MassExact = h.MassExact,
-                    ErrorBound = h.ErrorBound,
-                    PredictedError = double.IsFinite(h.PredictedError) ? h.PredictedError : -1,
-                    TokensExact = h.TokensExact,
-                    TokensSampled = h.TokensSampled,
-                    TokensResidual = h.TokensResidual,
-                });
-            }
-        }
-        if (result.Selected is not null)
-        {
-            response.Selected.Add(result.Selected);
-            response.SelectionCounts.Add(result.SelectionCounts!);
-        }
-
-        return response;
+            returnSelection);
+        return _executor.Attend(query);
     }
 }
