@@ -119,7 +119,8 @@ public sealed class ExplainTests : IDisposable
     {
         (string context, SyntheticWorkload workload) = Load("diffuse");
         using var executor = new AttentionExecutor(_store, costs: CostModel.Default);
-        var tight = new PlanRequest(PlanKind.Auto, Quality: new QualityContract(0.01, 0.01));
+        // A fixed heavy set (the request's budget) so the heads cannot grow out of exact attention within three queries.
+        var tight = new PlanRequest(PlanKind.Auto, Budget: 64, Quality: new QualityContract(0.01, 0.01));
         executor.Attend(new AttentionQuery(context, 0, workload.Queries(1, 1), 1, 0, 0, tight, false));
         await executor.Indexes.WhenIdle(context, 0, QueryPlanner.AutoHeavySpec);
 
