@@ -263,6 +263,8 @@ def main():
     ap.add_argument("--dump-sequences", type=int, default=1,
                     help="held-out sequences whose q/k/v files are written (the rest only get summaries; size)")
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--shape", default=None,
+                    help="override the model, e.g. layers=4,d_model=256,head_dim=32,seq_len=1024,batch=4 (CPU fallback)")
     a = ap.parse_args()
     corpus_dir = a.corpus_dir or os.path.join(a.out, "corpus")
     if not os.path.exists(os.path.join(corpus_dir, "train.txt.gz")):
@@ -281,6 +283,12 @@ def main():
     else:
         c = dict(layers=6, heads=8, kv_heads=2, head_dim=64, d_model=512, rope_base=10000.0, seq_len=4096)
         batch, lr, secs, warm = 16, 1.5e-3, a.train_seconds or 330, 150
+    for kv in (a.shape.split(",") if a.shape else []):
+        key, val = kv.split("=")
+        if key == "batch":
+            batch = int(val)
+        else:
+            c[key] = type(c[key])(val)
     T = c["seq_len"]
 
     with gzip.open(os.path.join(corpus_dir, "train.txt.gz"), "rb") as fh:
