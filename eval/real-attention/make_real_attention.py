@@ -251,6 +251,16 @@ def causal_summary(q, k, positions, scale, mass=0.95):
     return (counts / n).tolist(), (maxes / n).tolist()
 
 
+def probe_row(q, k, position, scale, **where):
+    """One softmax row spelled out for readers to check against (tests recompute it in C#): float64 causal
+    softmax of query head 0 at `position`, its largest weight and that token's position."""
+    s = torch.einsum("d,td->t", q[0].double(), k[: position + 1, 0].double()) * scale
+    w = torch.softmax(s, dim=-1)
+    top = int(torch.argmax(w))
+    return dict(where, head=0, position=position, top_token=top, top_weight=float(w[top]),
+                definition="float64 softmax over keys 0..position of scale * q.k (float16 files), query head 0 (kv head 0)")
+
+
 # ---------------------------------------------------------------------------------------------- main
 
 def main():
@@ -260,8 +270,13 @@ def main():
     ap.add_argument("--build-corpus-only", action="store_true")
     ap.add_argument("--tiny", action="store_true", help="CPU smoke test: tiny model, 256-token sequences")
     ap.add_argument("--train-seconds", type=float, default=None)
-    ap.add_argument("--dump-sequences", type=int, default=1,
+    ap.add_argument("--dump-sequences", type=int, default=2,
                     help="held-out sequences whose q/k/v files are written (the rest only get summaries; size)")
+    ap.add_argument("--dump-tokens", type=int, default=None,
+                    help="tokens per dumped sequence (default: the training length). The model is causal, so a prefix "
+                         "gives exactly the values a longer run gives for those positions; this only bounds file size")
+    ap.add_argument("--save-checkpoint", default=None, help="write the trained weights (bfloat16) and training log here")
+    ap.add_argument("--load-checkpoint", default=None, help="skip training: dump with the weights of --save-checkpoint")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--shape", default=None,
                     help="override the model, e.g. layers=4,d_model=256,head_dim=32,seq_len=1024,batch=4 (CPU fallback)")
@@ -277,19 +292,24 @@ def main():
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(a.seed)
-    if a.tiny:
+    ckpt = torch.load(a.load_checkpoint, map_location="cpu") if a.load_checkpoint else None
+    if ckpt is not None:
+        c, batch, lr, secs, warm = dict(ckpt["config"]), ckpt["training"]["batch_sequences"], ckpt["training"]["peak_lr"], 0, 1
+    elif a.tiny:
         c = dict(layers=2, heads=4, kv_heads=2, head_dim=16, d_model=64, rope_base=10000.0, seq_len=256)
         batch, lr, secs, warm = 4, 3e-3, a.train_seconds or 20, 20
     else:
         c = dict(layers=6, heads=8, kv_heads=2, head_dim=64, d_model=512, rope_base=10000.0, seq_len=4096)
         batch, lr, secs, warm = 16, 1.5e-3, a.train_seconds or 330, 150
-    for kv in (a.shape.split(",") if a.shape else []):
+    for kv in (a.shape.split(",") if a.shape and ckpt is None else []):
         key, val = kv.split("=")
         if key == "batch":
             batch = int(val)
         else:
             c[key] = type(c[key])(val)
     T = c["seq_len"]
+    N = a.dump_tokens or T
+    assert 64 + 32 < N <= T, "--dump-tokens must be in (96, seq_len]"
 
     with gzip.open(os.path.join(corpus_dir, "train.txt.gz"), "rb") as fh:
         data = torch.frombuffer(bytearray(fh.read()), dtype=torch.uint8).to(dev)
@@ -298,10 +318,13 @@ def main():
     held = []
     for s in range(len(corpus_meta["heldout"])):
         with open(os.path.join(corpus_dir, "heldout%d.bin" % s), "rb") as fh:
-            held.append(fh.read()[:T])
+            held.append(fh.read()[:N])
+        assert len(held[-1]) == N, "held-out document %d has fewer than %d bytes" % (s, N)
     print("device", dev, torch.__version__, "corpus bytes", data.numel(), flush=True)
 
     model = Model(c).to(dev)
+    if ckpt is not None:
+        model.load_state_dict({k: v.float() for k, v in ckpt["state"].items()})
     nparams = sum(p.numel() for p in model.parameters())
     decay = [p for p in model.parameters() if p.dim() >= 2]
     nodecay = [p for p in model.parameters() if p.dim() < 2]
@@ -313,6 +336,9 @@ def main():
 
     t0 = time.time()
     step, recent, log = 0, [], []
+    if ckpt is not None:
+        secs = -1.0  # no training
+
     g = torch.Generator(device=dev)
     g.manual_seed(a.seed)
     ar = torch.arange(T + 1, device=dev)
@@ -341,14 +367,28 @@ def main():
             print("step %d  %.1fs  loss %.4f bits/byte  lr %.2e" % (step, time.time() - t0, lv, cur), flush=True)
     train_seconds = time.time() - t0
     final_loss = sum(recent) / max(1, len(recent))
+    training_device = torch.cuda.get_device_name(0) if dev == "cuda" else "cpu"
+    if ckpt is not None:
+        tr = ckpt["training"]
+        step, batch, train_seconds, final_loss, log, training_device = (
+            tr["steps"], tr["batch_sequences"], tr["seconds"], tr["final_train_bits_per_byte"], tr["loss_log"], tr["device"])
+    elif a.save_checkpoint:
+        torch.save({"config": c, "state": {k: v.detach().to("cpu", torch.bfloat16) for k, v in model.state_dict().items()},
+                    "training": {"steps": step, "batch_sequences": batch, "seconds": round(train_seconds, 1), "peak_lr": lr,
+                                 "final_train_bits_per_byte": round(final_loss, 4), "loss_log": log, "device": training_device}},
+                   a.save_checkpoint)
 
     # ------------------------------------------------------------------------------------------ dump
     model.eval()
+    if dev == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False  # the dump's forward pass is plain float32
+        torch.backends.cudnn.allow_tf32 = False
     hd, h, hkv, L = c["head_dim"], c["heads"], c["kv_heads"], c["layers"]
     scale = 1.0 / math.sqrt(hd)
     n_dec, n_pre = 64, 32
-    dec_pos = list(range(T - n_dec, T))
-    pre_pos = [(i + 1) * (T - n_dec) // n_pre - 1 for i in range(n_pre)]
+    dec_pos = list(range(N - n_dec, N))
+    pre_pos = [(i + 1) * (N - n_dec) // n_pre - 1 for i in range(n_pre)]
+    probe = None
     files, seqs, summary = [], [], []
     max_abs = 0.0
 
@@ -388,6 +428,8 @@ def main():
                 write(base + "q_decode.f16", q16[dec_pos], [n_dec, h, hd])
                 write(base + "q_prefill.f16", q16[pre_pos], [n_pre, h, hd])
             dc, dm = causal_summary(q16[dec_pos].cpu(), k16.cpu(), dec_pos, scale)
+            if s == 0 and l == L - 1:
+                probe = probe_row(q16[dec_pos[-1]].cpu(), k16.cpu(), dec_pos[-1], scale, sequence=s, layer=l, query=n_dec - 1)
             pc, pm = causal_summary(q16[pre_pos].cpu(), k16.cpu(), pre_pos, scale)
             layers.append({
                 "layer": l,
@@ -406,7 +448,7 @@ def main():
         "model": dict(c, vocab=256, scale=scale, norm="RMSNorm (pre-norm)", mlp="GELU 4x",
                       rope="rotate-half (LLaMA layout), base %g" % c["rope_base"], parameters=nparams,
                       gqa="query head h uses kv head h // (heads / kv_heads)"),
-        "layers": L, "heads": h, "kv_heads": hkv, "head_dim": hd, "tokens": T,
+        "layers": L, "heads": h, "kv_heads": hkv, "head_dim": hd, "tokens": N,
         "query_sets": {"decode": dec_pos, "prefill": pre_pos},
         "sequences": seqs,
         "summary_definition": "For each query at absolute position t (attending keys 0..t), float64 softmax of "
@@ -415,11 +457,13 @@ def main():
                               "max_weight = the largest weight. Means are over the query set (per head) and "
                               "then over heads.",
         "summary": summary,
-        "training": {"device": torch.cuda.get_device_name(0) if dev == "cuda" else "cpu", "torch": torch.__version__,
+        "probe": probe,
+        "training": {"device": training_device, "torch": torch.__version__,
                      "steps": step, "batch_sequences": batch, "seq_len": T, "tokens_seen": step * batch * T,
                      "seconds": round(train_seconds, 1), "peak_lr": lr, "optimizer": "AdamW(0.9,0.95), wd 0.1, clip 1.0, warmup + cosine to 10%",
-                     "precision": "bf16 autocast" if dev == "cuda" else "fp32", "final_train_bits_per_byte": round(final_loss, 4),
-                     "loss_log": log, "corpus": corpus_meta, "tiny": a.tiny, "seed": a.seed},
+                     "precision": "bf16 autocast" if training_device != "cpu" else "fp32", "final_train_bits_per_byte": round(final_loss, 4),
+                     "loss_log": log, "corpus": corpus_meta, "tiny": a.tiny, "seed": a.seed,
+                     "dumped_from_checkpoint": bool(a.load_checkpoint)},
         "dump_precision": "forward pass in float32, stored as float16; max |value| %.3f" % max_abs,
         "files": files,
     }
