@@ -70,6 +70,17 @@ public sealed class RealAttentionSet
         }
 
         _summaries = summaries;
+        if (root.TryGetProperty("probe", out JsonElement probe) && probe.ValueKind == JsonValueKind.Object)
+        {
+            Probe = new RealAttentionProbe(
+                probe.GetProperty("sequence").GetInt32(),
+                probe.GetProperty("layer").GetInt32(),
+                probe.GetProperty("query").GetInt32(),
+                probe.GetProperty("head").GetInt32(),
+                probe.GetProperty("position").GetInt32(),
+                probe.GetProperty("top_token").GetInt32(),
+                probe.GetProperty("top_weight").GetDouble());
+        }
     }
 
     /// <summary>The folder holding the manifest and the dumps.</summary>
@@ -101,6 +112,9 @@ public sealed class RealAttentionSet
 
     /// <summary>The model's training loss at the end of training, bits per byte (how "real" the model is).</summary>
     public double TrainBitsPerByte { get; }
+
+    /// <summary>One softmax row the generator spelled out (its largest weight and where), for readers to check against; null in sets without one.</summary>
+    public RealAttentionProbe? Probe { get; }
 
     /// <summary>Every held-out sequence the manifest describes; only those with <c>Dumped</c> have files.</summary>
     public IReadOnlyList<RealAttentionSequence> Sequences { get; }
@@ -197,6 +211,13 @@ public sealed class RealAttentionSet
 
 /// <summary>One held-out document run through the model; <paramref name="Dumped"/> tells whether its q/k/v files exist (size limits).</summary>
 public sealed record RealAttentionSequence(int Index, string Source, int Tokens, double HeldOutBitsPerByte, bool Dumped);
+
+/// <summary>
+/// One decode softmax row as the generator computed it in float64 from the float16 files: decode query
+/// <paramref name="Query"/> (absolute <paramref name="Position"/>) of <paramref name="Layer"/>, query head
+/// <paramref name="Head"/>; its largest weight <paramref name="TopWeight"/> falls on token <paramref name="TopToken"/>.
+/// </summary>
+public sealed record RealAttentionProbe(int Sequence, int Layer, int Query, int Head, int Position, int TopToken, double TopWeight);
 
 /// <summary>
 /// The manifest's concentration summary of a layer's causal softmax: how many top tokens hold 95% of the

@@ -60,6 +60,20 @@ public class RealAttentionSetTests(ITestOutputHelper log)
     }
 
     [Fact]
+    public void ManifestProbe_TopWeight_MatchesFloat64Recomputation()
+    {
+        RealAttentionSet set = LoadSet();
+        RealAttentionProbe? probe = set.Probe;
+        Assert.NotNull(probe);
+        Assert.Equal(set.DecodePositions[probe.Query], probe.Position);
+        double[] w = set.Layer(probe.Sequence, probe.Layer).DecodeWeights(probe.Query, probe.Head);
+        int top = Array.IndexOf(w, w.Max());
+        log.WriteLine($"seq {probe.Sequence} layer {probe.Layer} query {probe.Query} (position {probe.Position}) head {probe.Head}: top token {top}, weight {w[top]:R} (manifest {probe.TopToken}, {probe.TopWeight:R})");
+        Assert.Equal(probe.TopToken, top);
+        Assert.Equal(probe.TopWeight, w[top], 1e-9);
+    }
+
+    [Fact]
     public void ManifestSummary_MatchesRecomputation()
     {
         RealAttentionSet set = LoadSet();
