@@ -12,7 +12,9 @@ namespace KvDb.Bench;
 /// append; then per plan (EXACT measured in the same run) the server time and the client round trip of decode queries,
 /// and their quality against the f64 reference over all tokens: true softmax mass of the attended tokens, relative
 /// L2 error per query head, the share of (query, head) pairs above epsilon. One JSON line per plan and workload, and
-/// for AUTO one per head class (peaked / topical / diffuse) with its attended and sampled shares.
+/// for AUTO one per head class (peaked / topical / diffuse) with its attended and sampled shares. The workload
+/// <c>real</c> is the committed real-attention set instead, every layer, merged with an engine's local window
+/// (<see cref="RealQuery"/>).
 /// </summary>
 public static class QuerySuite
 {
@@ -20,7 +22,7 @@ public static class QuerySuite
     private const int KvHeads = 8;
     private const int Dim = 128;
 
-    /// <summary>Runs the suite: --ctx N (131072), --workloads peaked,mixed, --plans exact,auto, --epsilon 0.05, --queries 16, --quality true.</summary>
+    /// <summary>Runs the suite: --ctx N (131072), --workloads peaked,mixed (or real), --plans exact,auto, --epsilon 0.05, --queries 16, --quality true (real: --window 64, --sequence S, --queries up to 64).</summary>
     public static async Task RunAsync(string[] args)
     {
         long ctx = SuiteOptions.Get(args, "ctx", 128 * 1024);
@@ -28,6 +30,15 @@ public static class QuerySuite
         string[] plans = SuiteOptions.Get(args, "plans", "exact,auto").Split(',', StringSplitOptions.RemoveEmptyEntries);
         double epsilon = double.Parse(SuiteOptions.Get(args, "epsilon", "0.05"), System.Globalization.CultureInfo.InvariantCulture);
         int queries = (int)SuiteOptions.Get(args, "queries", 16);
+        if (workloads.Contains("real"))
+        {
+            workloads = workloads.Where(w => w != "real").ToArray();
+            await RealQuery.RunAsync(args, plans, epsilon).ConfigureAwait(false);
+            if (workloads.Length == 0)
+            {
+                return;
+            }
+        }
 
         // --quality false skips the f64 reference pass (timings only, e.g. under a profiler).
         bool quality = SuiteOptions.Get(args, "quality", "true") != "false";
@@ -68,7 +79,7 @@ public static class QuerySuite
             "mixed" => o with { DiffuseHeadFraction = 0.25, TopicalHeadFraction = 0.5 },
             "topical" => o with { DiffuseHeadFraction = 0, TopicalHeadFraction = 1 },
             "diffuse" => o with { DiffuseHeadFraction = 1 },
-            _ => throw new ArgumentException($"unknown workload \"{name}\"; use peaked, mixed, topical or diffuse"),
+            _ => throw new ArgumentException($"unknown workload \"{name}\"; use peaked, mixed, topical, diffuse or real"),
         };
     }
 
