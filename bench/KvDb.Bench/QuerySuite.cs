@@ -22,7 +22,7 @@ public static class QuerySuite
     private const int KvHeads = 8;
     private const int Dim = 128;
 
-    /// <summary>Runs the suite: --ctx N (131072), --workloads peaked,mixed (or real), --plans exact,auto, --epsilon 0.05, --queries 16, --quality true (real: --window 64, --sequence S, --queries up to 64).</summary>
+    /// <summary>Runs the suite: --ctx N (131072), --workloads peaked,mixed (or real), --plans exact,auto, --epsilon 0.05, --queries 16, --quality true, --data DIR, --cpu-mb N (real: --window 64, --sequence S, --queries up to 64).</summary>
     public static async Task RunAsync(string[] args)
     {
         long ctx = SuiteOptions.Get(args, "ctx", 128 * 1024);
@@ -43,7 +43,13 @@ public static class QuerySuite
         // --quality false skips the f64 reference pass (timings only, e.g. under a profiler).
         bool quality = SuiteOptions.Get(args, "quality", "true") != "false";
         long budget = ctx * KvHeads * 2L * Dim * 2 * 2;
-        await using KvDbServerHandle server = await KvDbServer.StartAsync(new KvDbServerOptions { Port = 0, CpuBudgetBytes = Math.Max(2L << 30, budget) }).ConfigureAwait(false);
+
+        // --data DIR keeps the context in a durable store there; --cpu-mb N caps the CPU tier below the layer so the
+        // rest is read from the disk tier (the "disk + CPU" figures).
+        string? data = SuiteOptions.Get(args, "data", "") is { Length: > 0 } dir ? dir : null;
+        long cpuBytes = SuiteOptions.Get(args, "cpu-mb", 0) << 20;
+        var options = new KvDbServerOptions { Port = 0, DataDirectory = data, CpuBudgetBytes = cpuBytes > 0 ? cpuBytes : Math.Max(2L << 30, budget) };
+        await using KvDbServerHandle server = await KvDbServer.StartAsync(options).ConfigureAwait(false);
         using var client = new KvDbClient(server.Address);
         StatsResponse stats = await client.GetStatsAsync().ConfigureAwait(false);
         Console.Error.WriteLine($"query: calibrated stream {stats.QueryCosts.StreamBytesPerSecond / 1e9:F1} GB/s, gather {stats.QueryCosts.GatherBytesPerSecond / 1e9:F1} GB/s, simd {stats.QueryCosts.Simd}");

@@ -47,6 +47,28 @@ public static class SelectionAttention
 
         device = DeviceOutcome.OnCpu(layer.DeviceReason);
         var counters = default(AttentionCounters);
+
+        // Several dense heads among computed ones (AUTO on a layer with diffuse heads) stream their rows in one call
+        // that runs the heads in parallel; one at a time they would take a core each, in turn. The call writes every
+        // head's group (empty ones as no rows); the computed and gathered heads below overwrite theirs.
+        bool denseTogether = DenseCount(heads) > 1;
+        if (denseTogether)
+        {
+            var runs = new List<KvRowRun>();
+            var offsets = new int[g.NumKvHeads + 1];
+            for (int kv = 0; kv < g.NumKvHeads; kv++)
+            {
+                offsets[kv] = runs.Count;
+                if (heads[kv].IsDense && heads[kv].Partial is null)
+                {
+                    KvRowRun.AppendAllExcept(layer.Blocks, xs, xe, runs);
+                }
+            }
+
+            offsets[g.NumKvHeads] = runs.Count;
+            counters += ExactAttentionKernel.RunSelected(g, layer.Blocks, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(runs), offsets, query.Queries, query.NumQueries, output, lse);
+        }
+
         for (int kv = 0; kv < g.NumKvHeads; kv++)
         {
             HeadSelection head = heads[kv];
@@ -57,6 +79,12 @@ public static class SelectionAttention
             }
             else if (head.IsDense)
             {
+                if (denseTogether)
+                {
+                    counters += new AttentionCounters(head.Scanned, 0, head.ScannedBytes);
+                    continue;
+                }
+
                 // A dense head among gathered ones (a per-head plan mix) streams its rows as runs: no position list.
                 counters += ExactAttentionKernel.RunHead(g, layer.Blocks, kv, xs, xe, query.Queries, query.NumQueries, output, lse);
             }
@@ -98,6 +126,17 @@ public static class SelectionAttention
         }
 
         return positions;
+    }
+
+    private static int DenseCount(IReadOnlyList<HeadSelection> heads)
+    {
+        int dense = 0;
+        foreach (HeadSelection h in heads)
+        {
+            dense += h.IsDense && h.Partial is null ? 1 : 0;
+        }
+
+        return dense;
     }
 
     private static bool AllDense(IReadOnlyList<HeadSelection> heads)
