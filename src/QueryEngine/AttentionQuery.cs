@@ -16,4 +16,10 @@ public sealed record AttentionQuery(
 {
     /// <summary>The exclude range.</summary>
     public ExcludeRange Exclude => new(ExcludeStart, ExcludeEnd);
+
+    /// <summary>
+    /// Asked through Explain: the planner also probes the indexes of the plans it sets aside to estimate them (work
+    /// that a plain Attend skips; its explain lists them by name and reason only).
+    /// </summary>
+    public bool Explained { get; init; }
 }

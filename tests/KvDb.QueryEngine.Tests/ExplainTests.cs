@@ -65,7 +65,8 @@ public sealed class ExplainTests : IDisposable
     {
         (string context, SyntheticWorkload workload) = Load("peaked");
         using var executor = new AttentionExecutor(_store, costs: CostModel.Default);
-        var query = new AttentionQuery(context, 0, workload.Queries(1, 11), 1, 0, 0, PlanRequest.Auto, false);
+        // As the Explain call asks: the set-aside plans are estimated too.
+        var query = new AttentionQuery(context, 0, workload.Queries(1, 11), 1, 0, 0, PlanRequest.Auto, false) { Explained = true };
 
         AttentionResult first = executor.Attend(query);
         AttentionExplain before = first.Stats.Explain;
@@ -172,7 +173,7 @@ public sealed class ExplainTests : IDisposable
         string context = _store.CreateContext("m", "short", null, ReadOnlySpan<int>.Empty).Id;
         _store.AppendWorkload(context, workload, KvDType.BF16, 0, tokens);
         using var executor = new AttentionExecutor(_store, costs: CostModel.Default);
-        AttentionResult r = executor.Attend(new AttentionQuery(context, 0, workload.Queries(1, 2), 1, 0, 0, PlanRequest.Auto, false));
+        AttentionResult r = executor.Attend(new AttentionQuery(context, 0, workload.Queries(1, 2), 1, 0, 0, PlanRequest.Auto, false) { Explained = true });
 
         Assert.Equal(PlanDecision.AutoExactCheaper, r.Stats.Explain.Decision);
         Assert.Empty(r.Stats.Explain.Indexes);

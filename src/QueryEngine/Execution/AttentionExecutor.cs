@@ -78,7 +78,7 @@ public sealed class AttentionExecutor : IDisposable
         ModelSchema m = layer.Model;
         m.CheckQueries("queries", query.Queries.Length, query.NumQueries);
         _catalog.Observe(query.ContextId, query.Layer, query.Queries, m.NumQueryHeads * m.HeadDim);
-        PlanChoice choice = _planner.Choose(query.Plan, layer, query.ContextId);
+        PlanChoice choice = _planner.Choose(query.Plan, layer, query.ContextId, query.Explained);
         IAttentionPlan plan = choice.Plan;
         var heads = new HeadSelection[m.NumKvHeads];
         var estimates = new PlanEstimate[m.NumKvHeads];

@@ -47,12 +47,16 @@ public sealed class QueryPlanner
     /// <summary>The contract AUTO applies when a request sets none.</summary>
     public QualityContract DefaultQuality { get; }
 
-    /// <summary>The plan to run for <paramref name="request"/> over the snapshot's layer, and why.</summary>
-    public PlanChoice Choose(PlanRequest request, LayerSnapshot layer, string contextId)
+    /// <summary>
+    /// The plan to run for <paramref name="request"/> over the snapshot's layer, and why. With
+    /// <paramref name="estimateSetAside"/> AUTO also probes the indexes of the fixed-budget plans it sets aside so the
+    /// explain can estimate them (Explain asks for it; a plain Attend lists them by name and reason only).
+    /// </summary>
+    public PlanChoice Choose(PlanRequest request, LayerSnapshot layer, string contextId, bool estimateSetAside = true)
     {
         if (request.Kind is PlanKind.Auto or PlanKind.Unspecified)
         {
-            return ChooseAuto(request, layer, contextId);
+            return ChooseAuto(request, layer, contextId, estimateSetAside);
         }
 
         IPlanFactory factory = _registry.Get(request.Kind);
@@ -111,11 +115,11 @@ public sealed class QueryPlanner
         return new PlanChoice(factory.Create(view is null ? [] : [view]), PlanDecision.Requested, [status]);
     }
 
-    private PlanChoice ChooseAuto(PlanRequest request, LayerSnapshot layer, string contextId)
+    private PlanChoice ChooseAuto(PlanRequest request, LayerSnapshot layer, string contextId, bool estimateSetAside)
     {
         if (_catalog is null)
         {
-            return new PlanChoice(ExactPlan.Instance, PlanDecision.NoCatalog, []) { SetAside = [new SetAsidePlan(PlanKind.Auto, AutoName, LostBecause.NoCatalog), .. FixedBudget(layer, contextId)] };
+            return new PlanChoice(ExactPlan.Instance, PlanDecision.NoCatalog, []) { SetAside = [new SetAsidePlan(PlanKind.Auto, AutoName, LostBecause.NoCatalog), .. FixedBudget(layer, contextId, estimateSetAside)] };
         }
 
         // The smallest sampled answer: sinks, a minimal heavy set per query row, the pilot; below it exact costs less.
@@ -126,7 +130,7 @@ public sealed class QueryPlanner
             var smallestEstimate = new PlanEstimate(smallest, smallest * 2L * g.RowBytes);
             return new PlanChoice(ExactPlan.Instance, PlanDecision.AutoExactCheaper, [])
             {
-                SetAside = [new SetAsidePlan(PlanKind.Auto, AutoName, LostBecause.Costlier, Estimate: smallestEstimate), .. FixedBudget(layer, contextId)],
+                SetAside = [new SetAsidePlan(PlanKind.Auto, AutoName, LostBecause.Costlier, Estimate: smallestEstimate), .. FixedBudget(layer, contextId, estimateSetAside)],
             };
         }
 
@@ -135,11 +139,11 @@ public sealed class QueryPlanner
         if (view is null)
         {
             PlanDecision notReady = status.State == IndexState.Failed ? PlanDecision.IndexFailed : PlanDecision.IndexNotReady;
-            return new PlanChoice(ExactPlan.Instance, notReady, [status]) { SetAside = [new SetAsidePlan(PlanKind.Auto, AutoName, Lost(notReady)), .. FixedBudget(layer, contextId)] };
+            return new PlanChoice(ExactPlan.Instance, notReady, [status]) { SetAside = [new SetAsidePlan(PlanKind.Auto, AutoName, Lost(notReady)), .. FixedBudget(layer, contextId, estimateSetAside)] };
         }
 
         var plan = new VerifiedSamplingPlan(view, request.Quality ?? DefaultQuality, Costs, Statistics, contextId);
-        return new PlanChoice(plan, PlanDecision.AutoSampled, [status]) { SetAside = FixedBudget(layer, contextId) };
+        return new PlanChoice(plan, PlanDecision.AutoSampled, [status]) { SetAside = FixedBudget(layer, contextId, estimateSetAside) };
     }
 
     /// <summary>
@@ -148,7 +152,7 @@ public sealed class QueryPlanner
     /// only: AUTO starts no build for them) so that its estimate can be shown; DIPR always can (a flat scan without its
     /// view).
     /// </summary>
-    private List<SetAsidePlan> FixedBudget(LayerSnapshot layer, string contextId)
+    private List<SetAsidePlan> FixedBudget(LayerSnapshot layer, string contextId, bool estimate)
     {
         var set = new List<SetAsidePlan>();
         foreach (IPlanFactory factory in _registry.Factories)
@@ -158,7 +162,7 @@ public sealed class QueryPlanner
                 continue;
             }
 
-            IAttentionPlan? plan = ReadyPlan(factory, layer, contextId);
+            IAttentionPlan? plan = estimate ? ReadyPlan(factory, layer, contextId) : null;
             set.Add(new SetAsidePlan(factory.Kind, plan?.Name ?? NameOf(factory), LostBecause.NoQualityGuarantee, plan));
         }
 

@@ -33,7 +33,7 @@ public sealed class AttentionService : Attention.AttentionBase
     /// <inheritdoc />
     public override Task<ExplainResponse> Explain(AttendRequest request, ServerCallContext context)
     {
-        AttentionResult result = Run(request, returnSelection: false, out _, out _, out _);
+        AttentionResult result = Run(request, returnSelection: false, out _, out _, out _, explained: true);
         return Task.FromResult(WireMapping.ToWire(result.Stats.Explain, WireMapping.ToWire(result.Stats)));
     }
 
@@ -55,7 +55,7 @@ public sealed class AttentionService : Attention.AttentionBase
         return response;
     }
 
-    private AttentionResult Run(AttendRequest request, bool returnSelection, out int q, out int heads, out int dim)
+    private AttentionResult Run(AttendRequest request, bool returnSelection, out int q, out int heads, out int dim, bool explained = false)
     {
         // The wire form is checked here; the shape against the model, the layer and the context are checked by the
         // executor where it pins the layer: the request visits the store once.
@@ -69,7 +69,10 @@ public sealed class AttentionService : Attention.AttentionBase
             request.Exclude?.Start ?? 0,
             request.Exclude?.End ?? 0,
             WireMapping.ToPlan(request.Plan, _executor.DefaultQuality),
-            returnSelection);
+            returnSelection)
+        {
+            Explained = explained,
+        };
         return _executor.Attend(query);
     }
 }
