@@ -11,7 +11,9 @@ namespace KvDb.Kernels;
 /// With only sixteen 256-bit registers the blocking is narrower than the Vector512 loops: the K pass takes four
 /// query rows against two key rows per step (eight accumulators; each query vector loaded feeds two FMAs, each
 /// widened key vector four), and the V pass keeps four rows' accumulators for sixteen elements of the head at a
-/// time (each broadcast weight feeds two FMAs, each widened V vector four).
+/// time (each broadcast weight feeds two FMAs, each widened V vector four). A group of four query rows keeps its
+/// scores interleaved, [token][4]: a K step stores its eight dot products with one store, the softmax runs on all
+/// four rows at once, and the V pass finds a token's four weights side by side.
 /// Query rows, accumulators and scores are f32 in the format's element order.
 /// </summary>
 internal static unsafe class FusedAttentionSegment256
@@ -47,9 +49,10 @@ internal static unsafe class FusedAttentionSegment256
         int r = 0;
         for (; r + 4 <= rows; r += 4)
         {
+            // The group's 4 × count interleaved scores fit in its four rows of the scratch.
             float* s = scores + ((long)r * scoreStride);
-            Vector128<float> blockMax = Scores4<TFormat>(keys, count, rowBytes, headDim, q + ((long)r * headDim), s, scoreStride, prefetchV, prefetchK);
-            Softmax4(s, scoreStride, count, acc + ((long)r * headDim), headDim, max + r, sum + r, blockMax);
+            Vector128<float> blockMax = Scores4<TFormat>(keys, count, rowBytes, headDim, q + ((long)r * headDim), s, prefetchV, prefetchK);
+            Softmax4(s, count, acc + ((long)r * headDim), headDim, max + r, sum + r, blockMax);
             prefetchV = prefetchK = null;
         }
 
@@ -63,7 +66,7 @@ internal static unsafe class FusedAttentionSegment256
 
         for (r = 0; r + 4 <= rows; r += 4)
         {
-            Accumulate4<TFormat>(values, count, rowBytes, headDim, scores + ((long)r * scoreStride), scoreStride, acc + ((long)r * headDim));
+            Accumulate4<TFormat>(values, count, rowBytes, headDim, scores + ((long)r * scoreStride), acc + ((long)r * headDim));
         }
 
         for (; r < rows; r++)
@@ -72,48 +75,53 @@ internal static unsafe class FusedAttentionSegment256
         }
     }
 
-    /// <summary>Softmax for four rows whose block maxima <see cref="Scores4"/> found: the four exp chains interleave.</summary>
+    /// <summary>
+    /// Softmax for the four rows of a group, whose interleaved scores ([token][4]) <see cref="Scores4"/> wrote and
+    /// whose block maxima it found: one shift vector holds the four rows' maxima twice, so every exp runs on
+    /// two tokens of all four rows.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Softmax4(float* s0, int scoreStride, int count, float* acc0, int headDim, float* max, float* sum, Vector128<float> blockMax)
+    private static void Softmax4(float* s, int count, float* acc0, int headDim, float* max, float* sum, Vector128<float> blockMax)
     {
         float m0 = Raise(acc0, headDim, ref max[0], ref sum[0], blockMax.GetElement(0));
         float m1 = Raise(acc0 + headDim, headDim, ref max[1], ref sum[1], blockMax.GetElement(1));
         float m2 = Raise(acc0 + (2 * headDim), headDim, ref max[2], ref sum[2], blockMax.GetElement(2));
         float m3 = Raise(acc0 + (3 * headDim), headDim, ref max[3], ref sum[3], blockMax.GetElement(3));
-
-        float* s1 = s0 + scoreStride;
-        float* s2 = s1 + scoreStride;
-        float* s3 = s2 + scoreStride;
-        var shift0 = Vector256.Create(m0);
-        var shift1 = Vector256.Create(m1);
-        var shift2 = Vector256.Create(m2);
-        var shift3 = Vector256.Create(m3);
+        var m = Vector128.Create(m0, m1, m2, m3);
+        var shift = Vector256.Create(m, m);
         Vector256<float> t0 = Vector256<float>.Zero;
         Vector256<float> t1 = Vector256<float>.Zero;
-        Vector256<float> t2 = Vector256<float>.Zero;
-        Vector256<float> t3 = Vector256<float>.Zero;
+        int n = 4 * count;
         int i = 0;
-        for (; i <= count - Width; i += Width)
+        for (; i <= n - (2 * Width); i += 2 * Width)
         {
-            Vector256<float> e0 = VectorExp.Exp(Vector256.Load(s0 + i) - shift0);
-            Vector256<float> e1 = VectorExp.Exp(Vector256.Load(s1 + i) - shift1);
-            Vector256<float> e2 = VectorExp.Exp(Vector256.Load(s2 + i) - shift2);
-            Vector256<float> e3 = VectorExp.Exp(Vector256.Load(s3 + i) - shift3);
-            e0.Store(s0 + i);
-            e1.Store(s1 + i);
-            e2.Store(s2 + i);
-            e3.Store(s3 + i);
+            Vector256<float> e0 = VectorExp.Exp(Vector256.Load(s + i) - shift);
+            Vector256<float> e1 = VectorExp.Exp(Vector256.Load(s + i + Width) - shift);
+            e0.Store(s + i);
+            e1.Store(s + i + Width);
             t0 += e0;
             t1 += e1;
-            t2 += e2;
-            t3 += e3;
         }
 
-        Vector128<float> totals = Sum4(t0, t1, t2, t3);
-        sum[0] += totals.GetElement(0) + ExpTail(s0, i, count, m0);
-        sum[1] += totals.GetElement(1) + ExpTail(s1, i, count, m1);
-        sum[2] += totals.GetElement(2) + ExpTail(s2, i, count, m2);
-        sum[3] += totals.GetElement(3) + ExpTail(s3, i, count, m3);
+        if (i <= n - Width)
+        {
+            Vector256<float> e0 = VectorExp.Exp(Vector256.Load(s + i) - shift);
+            e0.Store(s + i);
+            t0 += e0;
+            i += Width;
+        }
+
+        t0 += t1;
+        Vector128<float> total = t0.GetLower() + t0.GetUpper();
+        if (i < n)
+        {
+            // An odd count leaves one token: its four scores fill the lower half (the upper half's exp(0) is dropped).
+            Vector128<float> e = VectorExp.Exp(Vector256.Create(Vector128.Load(s + i) - m, Vector128<float>.Zero)).GetLower();
+            e.Store(s + i);
+            total += e;
+        }
+
+        (Vector128.Load(sum) + total).Store(sum);
     }
 
     /// <summary>Raises a row's running max to at least <paramref name="blockMax"/>, rescaling its state, and returns the new max.</summary>
@@ -202,33 +210,18 @@ internal static unsafe class FusedAttentionSegment256
     }
 
     /// <summary>
-    /// Sums of eight vectors x[r, k] (four query rows r, two key rows k) into one vector [x00, x01, x10, x11,
-    /// x20, x21, x30, x31]: two levels of horizontal adds per 128-bit lane, then the two lanes added.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Sum8(
-        Vector256<float> x00, Vector256<float> x01, Vector256<float> x10, Vector256<float> x11,
-        Vector256<float> x20, Vector256<float> x21, Vector256<float> x30, Vector256<float> x31)
-    {
-        Vector256<float> g0 = Avx.HorizontalAdd(Avx.HorizontalAdd(x00, x01), Avx.HorizontalAdd(x10, x11));
-        Vector256<float> g1 = Avx.HorizontalAdd(Avx.HorizontalAdd(x20, x21), Avx.HorizontalAdd(x30, x31));
-        return Avx.Permute2x128(g0, g1, 0x20) + Avx.Permute2x128(g0, g1, 0x31);
-    }
-
-    /// <summary>
-    /// Scores of four query rows against the segment's keys, two key rows at a time, sixteen elements (one
-    /// <see cref="IVectorRowFormat.Load16"/>) per inner step; the eight dot products of a step reduce together.
+    /// Scores of four query rows against the segment's keys, written interleaved ([token][4]) to
+    /// <paramref name="s"/>, two key rows at a time, sixteen elements (one <see cref="IVectorRowFormat.Load16"/>)
+    /// per inner step; the eight dot products of a step reduce together into the two tokens' groups of four.
+    /// Returns each row's largest score.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static Vector128<float> Scores4<TFormat>(byte* keys, int count, int rowBytes, int headDim, float* q0, float* s0, int scoreStride, byte* prefetchA, byte* prefetchB)
+    private static Vector128<float> Scores4<TFormat>(byte* keys, int count, int rowBytes, int headDim, float* q0, float* s, byte* prefetchA, byte* prefetchB)
         where TFormat : struct, IVectorRowFormat
     {
         float* q1 = q0 + headDim;
         float* q2 = q1 + headDim;
         float* q3 = q2 + headDim;
-        float* s1 = s0 + scoreStride;
-        float* s2 = s1 + scoreStride;
-        float* s3 = s2 + scoreStride;
         int chunkBytes = Chunk * TFormat.ElementSize;
         var best = Vector256.Create(float.NegativeInfinity);
         int j = 0;
@@ -281,22 +274,16 @@ internal static unsafe class FusedAttentionSegment256
                 }
             }
 
-            // dots = [r0k0, r0k1, r1k0, r1k1, ...]: each row's pair of scores is one 64-bit store.
-            Vector256<float> dots = Sum8(a00, a01, a10, a11, a20, a21, a30, a31);
-            Vector128<float> lo = dots.GetLower();
-            Vector128<float> hi = dots.GetUpper();
-            Sse.StoreLow(s0 + j, lo);
-            Sse.StoreHigh(s1 + j, lo);
-            Sse.StoreLow(s2 + j, hi);
-            Sse.StoreHigh(s3 + j, hi);
-            best = Vector256.Max(best, dots);
+            // [token j: rows 0..3 | token j + 1: rows 0..3], stored whole; vmaxps (not the NaN-ordering Vector256.Max,
+            // eight instructions on AVX2) keeps the running maxima.
+            Vector256<float> dots = Sum8(a00, a10, a20, a30, a01, a11, a21, a31);
+            dots.Store(s + (4 * j));
+            best = Avx.Max(best, dots);
         }
 
-        // best holds each row's maxima over the two key positions side by side: fold the pairs, then pick one of each.
-        best = Vector256.Max(best, Avx.Permute(best, 0xB1));
-        Vector128<float> blockMax = Sse.Shuffle(best.GetLower(), best.GetUpper(), 0x88);
-
-        for (; j < count; j++)
+        // best holds each row's maxima over the first and the second token of a step in its two halves.
+        Vector128<float> blockMax = Sse.Max(best.GetLower(), best.GetUpper());
+        if (j < count)
         {
             if (prefetchA != null)
             {
@@ -304,34 +291,56 @@ internal static unsafe class FusedAttentionSegment256
                 PrefetchRow(prefetchB + ((long)j * rowBytes), rowBytes);
             }
 
-            byte* k = keys + ((long)j * rowBytes);
-            Vector256<float> a0 = Vector256<float>.Zero;
-            Vector256<float> a1 = Vector256<float>.Zero;
-            Vector256<float> a2 = Vector256<float>.Zero;
-            Vector256<float> a3 = Vector256<float>.Zero;
-            for (int o = 0; o < headDim; o += Chunk, k += chunkBytes)
-            {
-                for (int h = 0; h < 2; h++)
-                {
-                    TFormat.Load16(k, h, out Vector256<float> ka, out Vector256<float> kb);
-                    int oa = o + (8 * h);
-                    int ob = oa + 16;
-                    a0 = Vector256.FusedMultiplyAdd(Vector256.Load(q0 + ob), kb, Vector256.FusedMultiplyAdd(Vector256.Load(q0 + oa), ka, a0));
-                    a1 = Vector256.FusedMultiplyAdd(Vector256.Load(q1 + ob), kb, Vector256.FusedMultiplyAdd(Vector256.Load(q1 + oa), ka, a1));
-                    a2 = Vector256.FusedMultiplyAdd(Vector256.Load(q2 + ob), kb, Vector256.FusedMultiplyAdd(Vector256.Load(q2 + oa), ka, a2));
-                    a3 = Vector256.FusedMultiplyAdd(Vector256.Load(q3 + ob), kb, Vector256.FusedMultiplyAdd(Vector256.Load(q3 + oa), ka, a3));
-                }
-            }
-
-            Vector128<float> dots = Sum4(a0, a1, a2, a3);
-            s0[j] = dots.GetElement(0);
-            s1[j] = dots.GetElement(1);
-            s2[j] = dots.GetElement(2);
-            s3[j] = dots.GetElement(3);
-            blockMax = Vector128.Max(blockMax, dots);
+            blockMax = Sse.Max(blockMax, Dots1<TFormat>(keys + ((long)j * rowBytes), headDim, q0, s + (4 * j)));
         }
 
         return blockMax;
+    }
+
+    /// <summary>
+    /// Sums of eight vectors, x[k, r] for two tokens k and four query rows r, into one vector [x00, x01, x02, x03,
+    /// x10, x11, x12, x13]: two levels of horizontal adds per 128-bit lane, then the two lanes added.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Sum8(
+        Vector256<float> x00, Vector256<float> x01, Vector256<float> x02, Vector256<float> x03,
+        Vector256<float> x10, Vector256<float> x11, Vector256<float> x12, Vector256<float> x13)
+    {
+        Vector256<float> g0 = Avx.HorizontalAdd(Avx.HorizontalAdd(x00, x01), Avx.HorizontalAdd(x02, x03));
+        Vector256<float> g1 = Avx.HorizontalAdd(Avx.HorizontalAdd(x10, x11), Avx.HorizontalAdd(x12, x13));
+        return Avx.Permute2x128(g0, g1, 0x20) + Avx.Permute2x128(g0, g1, 0x31);
+    }
+
+    /// <summary>The dot products of four query rows with the one key row at <paramref name="k"/>, stored at <paramref name="s"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static Vector128<float> Dots1<TFormat>(byte* k, int headDim, float* q0, float* s)
+        where TFormat : struct, IVectorRowFormat
+    {
+        float* q1 = q0 + headDim;
+        float* q2 = q1 + headDim;
+        float* q3 = q2 + headDim;
+        int chunkBytes = Chunk * TFormat.ElementSize;
+        Vector256<float> a0 = Vector256<float>.Zero;
+        Vector256<float> a1 = Vector256<float>.Zero;
+        Vector256<float> a2 = Vector256<float>.Zero;
+        Vector256<float> a3 = Vector256<float>.Zero;
+        for (int o = 0; o < headDim; o += Chunk, k += chunkBytes)
+        {
+            for (int h = 0; h < 2; h++)
+            {
+                TFormat.Load16(k, h, out Vector256<float> ka, out Vector256<float> kb);
+                int oa = o + (8 * h);
+                int ob = oa + 16;
+                a0 = Vector256.FusedMultiplyAdd(Vector256.Load(q0 + ob), kb, Vector256.FusedMultiplyAdd(Vector256.Load(q0 + oa), ka, a0));
+                a1 = Vector256.FusedMultiplyAdd(Vector256.Load(q1 + ob), kb, Vector256.FusedMultiplyAdd(Vector256.Load(q1 + oa), ka, a1));
+                a2 = Vector256.FusedMultiplyAdd(Vector256.Load(q2 + ob), kb, Vector256.FusedMultiplyAdd(Vector256.Load(q2 + oa), ka, a2));
+                a3 = Vector256.FusedMultiplyAdd(Vector256.Load(q3 + ob), kb, Vector256.FusedMultiplyAdd(Vector256.Load(q3 + oa), ka, a3));
+            }
+        }
+
+        Vector128<float> dots = Sum4(a0, a1, a2, a3);
+        dots.Store(s);
+        return dots;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -367,14 +376,12 @@ internal static unsafe class FusedAttentionSegment256
     /// <summary>
     /// The V pass for four rows, sixteen head elements (one Load16) at a time: eight accumulators stay in
     /// registers across the whole segment, whose V rows stay in L1/L2 between the passes over the head.
+    /// <paramref name="p"/> holds the group's weights interleaved, [token][4].
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Accumulate4<TFormat>(byte* values, int count, int rowBytes, int headDim, float* p0, int pStride, float* acc0)
+    private static void Accumulate4<TFormat>(byte* values, int count, int rowBytes, int headDim, float* p, float* acc0)
         where TFormat : struct, IVectorRowFormat
     {
-        float* p1 = p0 + pStride;
-        float* p2 = p1 + pStride;
-        float* p3 = p2 + pStride;
         float* acc1 = acc0 + headDim;
         float* acc2 = acc1 + headDim;
         float* acc3 = acc2 + headDim;
@@ -395,19 +402,20 @@ internal static unsafe class FusedAttentionSegment256
                 Vector256<float> a3 = Vector256.Load(acc3 + oa);
                 Vector256<float> b3 = Vector256.Load(acc3 + ob);
                 byte* v = chunk;
-                for (int j = 0; j < count; j++, v += rowBytes)
+                float* pj = p;
+                for (int j = 0; j < count; j++, v += rowBytes, pj += 4)
                 {
                     TFormat.Load16(v, h, out Vector256<float> va, out Vector256<float> vb);
-                    var w = Vector256.Create(p0[j]);
+                    var w = Vector256.Create(pj[0]);
                     a0 = Vector256.FusedMultiplyAdd(w, va, a0);
                     b0 = Vector256.FusedMultiplyAdd(w, vb, b0);
-                    w = Vector256.Create(p1[j]);
+                    w = Vector256.Create(pj[1]);
                     a1 = Vector256.FusedMultiplyAdd(w, va, a1);
                     b1 = Vector256.FusedMultiplyAdd(w, vb, b1);
-                    w = Vector256.Create(p2[j]);
+                    w = Vector256.Create(pj[2]);
                     a2 = Vector256.FusedMultiplyAdd(w, va, a2);
                     b2 = Vector256.FusedMultiplyAdd(w, vb, b2);
-                    w = Vector256.Create(p3[j]);
+                    w = Vector256.Create(pj[3]);
                     a3 = Vector256.FusedMultiplyAdd(w, va, a3);
                     b3 = Vector256.FusedMultiplyAdd(w, vb, b3);
                 }
