@@ -17,7 +17,11 @@ public static class SelectionAttention
     /// Fills <paramref name="output"/> [q, num_query_heads, head_dim] and <paramref name="lse"/> [q, num_query_heads];
     /// returns the kernels' counters plus what the selections read, and where it ran. Without <paramref name="gpu"/> it runs on the CPU.
     /// </summary>
-    public static AttentionCounters Run(LayerSnapshot layer, AttentionQuery query, IReadOnlyList<HeadSelection> heads, DeviceAttention? gpu, Span<float> output, Span<float> lse, out DeviceOutcome device)
+    public static AttentionCounters Run(LayerSnapshot layer, AttentionQuery query, IReadOnlyList<HeadSelection> heads, DeviceAttention? gpu, Span<float> output, Span<float> lse, out DeviceOutcome device) =>
+        Run(layer, query, heads, gpu, output, lse, out device, Environment.ProcessorCount);
+
+    /// <summary>As above, deciding how to stream several dense heads as if the machine had <paramref name="cores"/> cores (tests take each path).</summary>
+    public static AttentionCounters Run(LayerSnapshot layer, AttentionQuery query, IReadOnlyList<HeadSelection> heads, DeviceAttention? gpu, Span<float> output, Span<float> lse, out DeviceOutcome device, int cores)
     {
         AttentionGeometry g = layer.Model.Geometry;
         if (heads.Count != g.NumKvHeads)
@@ -51,8 +55,15 @@ public static class SelectionAttention
         // Several dense heads among computed ones (AUTO on a layer with diffuse heads) stream their rows in one call
         // that runs the heads in parallel; one at a time they would take a core each, in turn. The call writes every
         // head's group (empty ones as no rows); the computed and gathered heads below overwrite theirs.
-        bool denseTogether = DenseCount(heads) > 1;
-        if (denseTogether)
+        int dense = DenseCount(heads);
+        bool denseTogether = dense > 1;
+        if (denseTogether && dense * 2 >= g.NumKvHeads && dense < cores)
+        {
+            // Mostly dense and fewer dense heads than cores: one head per core would leave cores idle, so stream the
+            // whole layer split into token ranges over every core, reading the few other heads' rows too.
+            counters += ExactAttentionKernel.Run(g, layer.Blocks, query.Queries, query.NumQueries, xs, xe, output, lse);
+        }
+        else if (denseTogether)
         {
             var runs = new List<KvRowRun>();
             var offsets = new int[g.NumKvHeads + 1];
