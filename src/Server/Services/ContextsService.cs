@@ -42,6 +42,8 @@ public sealed class ContextsService : Contexts.ContextsBase
             throw KvDbException.NotFound($"context \"{request.Id}\" does not exist (already deleted?)");
         }
 
+        // A new context may take the same id: it must not inherit AUTO's exact streaks and heavy-set sizes.
+        _executor.HeadStatistics.Forget(request.Id);
         return Task.FromResult(new DeleteContextResponse { Deleted = true });
     }
 
