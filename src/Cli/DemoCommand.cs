@@ -126,7 +126,8 @@ internal static class DemoCommand
                     $"  query {qi}  EXACT {full.Stats.ServerMicros / 1000,6:F2} ms (max |Δ| vs f64 {outErr:E1}, window-merged {mergedErr:E1})  " +
                     $"AUTO {sparse.Stats.ServerMicros / 1000,6:F2} ms = {full.Stats.ServerMicros / sparse.Stats.ServerMicros,5:F1}× faster, " +
                     $"read {q.AttendedShare:P2} exactly + {q.SampledShare:P2} sampled, mass kept {q.MeanMass:F4}, rel-L2 max {q.WorstError:F4} (ε {epsilon}, promised ≤ {q.WorstPredicted:G2})");
-                Console.WriteLine($"           AUTO chose {sparse.Stats.Plan}: {q.Choices}");
+                ExplainResponse why = await client.ExplainAsync(context.Id, l, query, 1, QueryHeads, HeadDim, plan: auto).ConfigureAwait(false);
+                Console.WriteLine($"           AUTO chose {why.Plan}: {Why(why)}");
             }
         }
 
@@ -156,8 +157,8 @@ internal static class DemoCommand
             float[] probe = workloads[l].Queries(1, 5);
             while (true)
             {
-                AttentionPartial p = await client.AttendAsync(contextId, l, probe, 1, QueryHeads, HeadDim, plan: new Plan { Kind = PlanKind.Auto }).ConfigureAwait(false);
-                if (p.Stats!.Plan != "exact" || clock.Elapsed > TimeSpan.FromMinutes(5))
+                ExplainResponse e = await client.ExplainAsync(contextId, l, probe, 1, QueryHeads, HeadDim, plan: new Plan { Kind = PlanKind.Auto }).ConfigureAwait(false);
+                if (e.Decision != PlanDecision.IndexNotReady || clock.Elapsed > TimeSpan.FromMinutes(5))
                 {
                     break;
                 }
@@ -170,7 +171,45 @@ internal static class DemoCommand
         Console.WriteLine($"index     ready after {clock.Elapsed.TotalSeconds:F0} s");
     }
 
-    private readonly record struct AutoQuality(double WorstError, long Violations, double MeanMass, double WorstPredicted, double AttendedShare, double SampledShare, string Choices);
+    /// <summary>What AUTO chose for the request and why, from the structured explain: the decision, then the KV heads by choice.</summary>
+    private static string Why(ExplainResponse e)
+    {
+        if (e.Decision != PlanDecision.AutoSampled)
+        {
+            return e.Decision switch
+            {
+                PlanDecision.AutoExactCheaper => "exact: the layer is so short that streaming it costs less than the smallest sampled answer",
+                PlanDecision.IndexNotReady => "exact while the heavy-hitter index is built",
+                PlanDecision.IndexFailed => "exact: the heavy-hitter index failed to build (retrying)",
+                _ => $"exact ({e.Decision})",
+            };
+        }
+
+        var byChoice = new SortedDictionary<HeadChoice, int>();
+        foreach (Protocol.V1.HeadExplain h in e.Heads)
+        {
+            byChoice[h.Choice] = byChoice.GetValueOrDefault(h.Choice) + 1;
+        }
+
+        var text = new System.Text.StringBuilder();
+        foreach ((HeadChoice choice, int heads) in byChoice)
+        {
+            text.Append(text.Length == 0 ? "" : "; ").Append($"{heads} KV head{(heads == 1 ? "" : "s")} ").Append(choice switch
+            {
+                HeadChoice.Sampled => "sampled (heavy hitters exact + a uniform sample of the rest, sized for ε)",
+                HeadChoice.HeavyOnly => "heavy hitters only (nothing left to sample)",
+                HeadChoice.DiffuseAfterPilot => "exact: the pilot found attention too diffuse (the sample ε needs would cost more than exact)",
+                HeadChoice.ExactBefore => "exact: needed exact attention in its last queries",
+                HeadChoice.ExactCheaper => "exact: cheaper than its sampled estimate",
+                HeadChoice.LatencyCapped => "sampled, cut to max_latency_us",
+                _ => choice.ToString(),
+            });
+        }
+
+        return text.ToString();
+    }
+
+    private readonly record struct AutoQuality(double WorstError, long Violations, double MeanMass, double WorstPredicted, double AttendedShare, double SampledShare);
 
     /// <summary>AUTO's answer against the f64 reference: per query head rel-L2, and what its stats report per head.</summary>
     private static AutoQuality Quality(AttentionPartial sparse, double[] reference, double epsilon, int tokens)
@@ -198,7 +237,6 @@ internal static class DemoCommand
         double predicted = 0;
         double attended = 0;
         double sampled = 0;
-        var byPlan = new SortedDictionary<string, int>(StringComparer.Ordinal);
         int group = QueryHeads / KvHeads;
         foreach (HeadQuality q in sparse.Stats!.HeadQuality)
         {
@@ -208,26 +246,12 @@ internal static class DemoCommand
             {
                 attended += (double)q.TokensExact / tokens / KvHeads;
                 sampled += (double)q.TokensSampled / tokens / KvHeads;
-                byPlan[q.Plan] = byPlan.GetValueOrDefault(q.Plan) + 1;
             }
         }
 
-        var choices = new System.Text.StringBuilder();
-        foreach ((string plan, int heads) in byPlan)
-        {
-            choices.Append(choices.Length == 0 ? "" : ", ").Append($"{heads} KV head{(heads == 1 ? "" : "s")} {Describe(plan)}");
-        }
-
-        return new AutoQuality(worst, violations, mass, predicted, attended, sampled, choices.ToString());
+        return new AutoQuality(worst, violations, mass, predicted, attended, sampled);
     }
 
-    private static string Describe(string plan) => plan switch
-    {
-        "sampled" => "sampled (heavy hitters exact + a uniform sample of the rest, sized for ε)",
-        "heavy" => "heavy hitters only (nothing left to sample)",
-        "exact" => "exact (attention too diffuse: a sample meeting ε would cost more than reading every row)",
-        _ => plan,
-    };
 
     private static float[] Decode(byte[] bytes) => ElementConversion.ToSingle(Dtype, bytes);
 
