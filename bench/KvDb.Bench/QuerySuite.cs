@@ -91,18 +91,7 @@ public static class QuerySuite
 
     private static async Task<PlanMeasurement> MeasureAsync(KvDbClient client, string id, QueryContext context, string planName, double epsilon, int count, bool quality)
     {
-        Plan plan = planName switch
-        {
-            "exact" => new Plan { Kind = PlanKind.Exact },
-            "auto" => new Plan { Kind = PlanKind.Auto, Epsilon = epsilon, Delta = 0.05 },
-            "block" => new Plan { Kind = PlanKind.BlockTopK },
-            "centroid" => new Plan { Kind = PlanKind.CentroidTopK },
-            "lsh" => new Plan { Kind = PlanKind.LshTopK },
-            "graph" => new Plan { Kind = PlanKind.AnnTopK },
-            "lsh-sampling" => new Plan { Kind = PlanKind.LshSampling },
-            "dipr" => new Plan { Kind = PlanKind.Dipr },
-            _ => throw new ArgumentException($"unknown plan \"{planName}\""),
-        };
+        Plan plan = RealQuery.PlanFor(planName, epsilon);
 
         // Until the plan's index is ready the server answers exactly; wait (bounded) so the figures are the plan's.
         float[] probe = context.Query(0);

@@ -165,7 +165,8 @@ internal static class RealQuery
         Console.Error.WriteLine($"query: real: indexes built and warmed in {wait.Elapsed.TotalSeconds:F1} s");
     }
 
-    private static Plan PlanFor(string planName, double epsilon) => planName switch
+    /// <summary>The wire plan a suite's plan name stands for (shared by the synthetic and real query suites).</summary>
+    internal static Plan PlanFor(string planName, double epsilon) => planName switch
     {
         "exact" => new Plan { Kind = PlanKind.Exact },
         "auto" => new Plan { Kind = PlanKind.Auto, Epsilon = epsilon, Delta = 0.05 },
