@@ -257,7 +257,50 @@ public sealed class CentroidIndex : IKeyIndex, IIndexPayload, IHeavyHitterIndex
 
     /// <inheritdoc />
     public int MaxHeavyHitters(int rowCount, int perRow) =>
-        (int)Math.Min(int.MaxValue - 64, _outliers.Count + ((long)rowCount * (Math.Min(perRow, Count) + _largestCluster)));
+        (int)Math.Min(int.MaxValue - 64, (long)rowCount * (_outliers.Count + Math.Min(perRow, Count) + _largestCluster));
+
+    /// <summary>
+    /// The outliers named per row with their exact score q·k from the index's own copy of the keys (no store read):
+    /// a needle the row attends to outranks every cluster, one it ignores can be left to the sample.
+    /// </summary>
+    private int RankOutliers(ReadOnlySpan<float> rows, int rowCount, Span<long> positions, Span<int> namedFor, Span<float> ranks)
+    {
+        int n = _outliers.Count;
+        if (n == 0)
+        {
+            return 0;
+        }
+
+        int d = Dimension;
+        float[] keys = ArrayPool<float>.Shared.Rent(n * d);
+        float[] scores = ArrayPool<float>.Shared.Rent(n);
+        try
+        {
+            for (int i = 0; i < n; i++)
+            {
+                _rows.Row(_outliers[i], keys.AsSpan(i * d, d));
+            }
+
+            int written = 0;
+            for (int r = 0; r < rowCount; r++)
+            {
+                RowDotKernel.Scores(rows.Slice(r * d, d), keys.AsSpan(0, n * d), scores.AsSpan(0, n));
+                for (int i = 0; i < n; i++)
+                {
+                    namedFor[written] = r;
+                    ranks[written] = scores[i];
+                    positions[written++] = _rows.Positions[_outliers[i]];
+                }
+            }
+
+            return written;
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(keys);
+            ArrayPool<float>.Shared.Return(scores);
+        }
+    }
 
     private int LargestCluster()
     {
@@ -276,18 +319,27 @@ public sealed class CentroidIndex : IKeyIndex, IIndexPayload, IHeavyHitterIndex
     /// their fine centroids and name the members of the best until <paramref name="perRow"/> are named; the outliers
     /// (keys far from every centroid: needles) are named once for the group. No key is read.
     /// </remarks>
-    public int HeavyHitters(ReadOnlySpan<float> rows, int rowCount, int perRow, Span<long> positions, out SearchStats stats)
+    public int HeavyHitters(ReadOnlySpan<float> rows, int rowCount, int perRow, Span<long> positions, out SearchStats stats) =>
+        HeavyHitters(rows, rowCount, perRow, positions, [], [], out stats);
+
+    /// <inheritdoc />
+    /// <remarks>A member's rank is its fine centroid's score q·c for the row: the order the search names clusters in.</remarks>
+    public int HeavyHitters(ReadOnlySpan<float> rows, int rowCount, int perRow, Span<long> positions, Span<int> namedFor, Span<float> ranks, out SearchStats stats)
     {
+        bool annotate = !namedFor.IsEmpty;
         int d = Dimension;
         if (rowCount <= 0 || rows.Length != rowCount * d)
         {
             throw new ArgumentException($"rows must be [rowCount, {d}]", nameof(rows));
         }
 
-        int written = 0;
-        foreach (int row in _outliers)
+        int written = annotate ? RankOutliers(rows, rowCount, positions, namedFor, ranks) : 0;
+        if (!annotate)
         {
-            positions[written++] = _rows.Positions[row];
+            foreach (int row in _outliers)
+            {
+                positions[written++] = _rows.Positions[row];
+            }
         }
 
         if (Count == 0 || perRow <= 0)
@@ -338,8 +390,15 @@ public sealed class CentroidIndex : IKeyIndex, IIndexPayload, IHeavyHitterIndex
                 int named = 0;
                 for (int i = 0; i < rankedFine && named < perRow; i++)
                 {
+                    float rank = fineScores[fineOrder[i]];
                     foreach (int member in _members[fineIds[fineOrder[i]]])
                     {
+                        if (annotate)
+                        {
+                            namedFor[written] = r;
+                            ranks[written] = rank;
+                        }
+
                         positions[written++] = _rows.Positions[member];
                         named++;
                     }

@@ -15,4 +15,13 @@ public interface IHeavyHitterIndex : IKeyIndex
     /// <paramref name="perRow"/> per row, unsorted and possibly repeated — and returns how many.
     /// </summary>
     int HeavyHitters(ReadOnlySpan<float> rows, int rowCount, int perRow, Span<long> positions, out SearchStats stats);
+
+    /// <summary>
+    /// As <see cref="HeavyHitters(ReadOnlySpan{float}, int, int, Span{long}, out SearchStats)"/>, also writing for each
+    /// position the row it was named for (<paramref name="namedFor"/>; −1 where named for every row) and how strongly
+    /// (<paramref name="ranks"/>: larger first, comparable across indexes of the same family and dimension; +∞ for
+    /// keys named for every row), so that a caller searching several segments can keep the best across them. Keys
+    /// the index always names (outliers) may be named per row here, ranked like the rest.
+    /// </summary>
+    int HeavyHitters(ReadOnlySpan<float> rows, int rowCount, int perRow, Span<long> positions, Span<int> namedFor, Span<float> ranks, out SearchStats stats);
 }

@@ -285,7 +285,12 @@ public sealed class VerifiedSamplingPlan : IAttentionPlan
         _statistics.SetHeavyPerRow(_context, layer.Layer, kvHead, layer.Model.NumKvHeads, next);
     }
 
-    /// <summary>Sinks, the unindexed tail and every segment's heavy hitters for the group's rows, ascending, outside the exclude range.</summary>
+    /// <summary>
+    /// Sinks, the unindexed tail and the group rows' heavy hitters, ascending, outside the exclude range. Each index
+    /// segment names about twice its share of a row's budget (at least one cluster), and across segments each row
+    /// keeps the <paramref name="perRow"/> named most strongly: the budget goes where the row's attention is, instead
+    /// of one cluster per segment whatever the segment holds. Keys named for every row (outliers) are all kept.
+    /// </summary>
     private long[] HeavyPositions(LayerSnapshot layer, AttentionQuery query, int kvHead, long perRow, out long summaries)
     {
         AttentionGeometry g = layer.Model.Geometry;
@@ -293,17 +298,25 @@ public sealed class VerifiedSamplingPlan : IAttentionPlan
         int rows = query.NumQueries * g.GroupSize;
         long sinks = AttentionSinks.End(layer.Tokens);
         long tail = layer.Tokens - _heavy.IndexedTokens;
-        long capacity = sinks + tail;
+        long named = 0;
         var perSegment = new int[_heavy.Segments.Count];
         for (int s = 0; s < perSegment.Length; s++)
         {
             IndexSegment segment = _heavy.Segments[s];
-            perSegment[s] = (int)Math.Max(1, perRow * segment.Tokens / Math.Max(1, _heavy.IndexedTokens));
-            capacity += ((IHeavyHitterIndex)segment[kvHead]).MaxHeavyHitters(rows, perSegment[s]);
+            long share = 2 * perRow * segment.Tokens / Math.Max(1, _heavy.IndexedTokens);
+            perSegment[s] = (int)Math.Clamp(share, 1, perRow);
+            named += ((IHeavyHitterIndex)segment[kvHead]).MaxHeavyHitters(rows, perSegment[s]);
         }
 
+        int capacity = (int)Math.Min(int.MaxValue - 64, named);
         float[] groupRows = ArrayPool<float>.Shared.Rent(rows * d);
-        long[] found = ArrayPool<long>.Shared.Rent((int)Math.Min(int.MaxValue - 64, capacity));
+        long[] candidates = ArrayPool<long>.Shared.Rent(capacity);
+        int[] namedFor = ArrayPool<int>.Shared.Rent(capacity);
+        float[] ranks = ArrayPool<float>.Shared.Rent(capacity);
+        long[] found = ArrayPool<long>.Shared.Rent((int)Math.Min(int.MaxValue - 64, sinks + tail + capacity));
+        int[] rowEntries = ArrayPool<int>.Shared.Rent(capacity);
+        float[] rowRanks = ArrayPool<float>.Shared.Rent(capacity);
+        int[] best = ArrayPool<int>.Shared.Rent(capacity);
         try
         {
             for (int r = 0; r < rows; r++)
@@ -316,26 +329,61 @@ public sealed class VerifiedSamplingPlan : IAttentionPlan
             for (int s = 0; s < perSegment.Length; s++)
             {
                 var index = (IHeavyHitterIndex)_heavy.Segments[s][kvHead];
-                count += index.HeavyHitters(groupRows.AsSpan(0, rows * d), rows, perSegment[s], found.AsSpan(count), out SearchStats stats);
+                count += index.HeavyHitters(groupRows.AsSpan(0, rows * d), rows, perSegment[s], candidates.AsSpan(count), namedFor.AsSpan(count), ranks.AsSpan(count), out SearchStats stats);
                 summaries += stats.SummariesScored;
+            }
+
+            int kept = 0;
+            for (int i = 0; i < count; i++)
+            {
+                if (namedFor[i] < 0)
+                {
+                    found[kept++] = candidates[i];
+                }
+            }
+
+            int k = (int)Math.Min(perRow, int.MaxValue);
+            for (int r = 0; r < rows; r++)
+            {
+                int n = 0;
+                for (int i = 0; i < count; i++)
+                {
+                    if (namedFor[i] == r)
+                    {
+                        rowEntries[n] = i;
+                        rowRanks[n++] = ranks[i];
+                    }
+                }
+
+                int chosen = TopKSelector.Select(rowRanks.AsSpan(0, n), k, best.AsSpan(0, Math.Min(n, k)));
+                for (int i = 0; i < chosen; i++)
+                {
+                    found[kept++] = candidates[rowEntries[best[i]]];
+                }
             }
 
             for (long p = 0; p < sinks; p++)
             {
-                found[count++] = p;
+                found[kept++] = p;
             }
 
             for (long p = _heavy.IndexedTokens; p < layer.Tokens; p++)
             {
-                found[count++] = p;
+                found[kept++] = p;
             }
 
-            return IndexedPlan.SortedDistinct(found.AsSpan(0, count), layer.Tokens, query.Exclude);
+            return IndexedPlan.SortedDistinct(found.AsSpan(0, kept), layer.Tokens, query.Exclude);
         }
         finally
         {
             ArrayPool<float>.Shared.Return(groupRows);
+            ArrayPool<long>.Shared.Return(candidates);
+            ArrayPool<int>.Shared.Return(namedFor);
+            ArrayPool<float>.Shared.Return(ranks);
             ArrayPool<long>.Shared.Return(found);
+            ArrayPool<int>.Shared.Return(rowEntries);
+            ArrayPool<float>.Shared.Return(rowRanks);
+            ArrayPool<int>.Shared.Return(best);
         }
     }
 }
