@@ -55,4 +55,45 @@ public sealed class NeedleTests
         // 2 KV heads × 8 tokens × 4 query heads × 4 needles: every planted needle was checked.
         Assert.Equal(256, checkedNeedles);
     }
+
+    [Fact]
+    public void Ranked_heavy_hitters_put_every_needle_among_a_rows_best_named()
+    {
+        IndexQualityHarness h = _fixture.Harness;
+        int d = h.Dimension;
+        int checkedNeedles = 0;
+        foreach (int kv in h.KvHeads)
+        {
+            var index = (IHeavyHitterIndex)_fixture.Index("centroid:L2", kv);
+            float[] queries = h.Queries(kv);
+            int rows = queries.Length / d;
+            int capacity = index.MaxHeavyHitters(rows, 16);
+            var positions = new long[capacity];
+            var namedFor = new int[capacity];
+            var ranks = new float[capacity];
+            int got = index.HeavyHitters(queries, rows, 16, positions, namedFor, ranks, out _);
+            for (int r = 0; r < rows; r++)
+            {
+                // What a caller keeping 16 per row across segments keeps of this one: the row's 16 best ranked.
+                var named = new List<(float Rank, long Position)>();
+                for (int i = 0; i < got; i++)
+                {
+                    Assert.InRange(namedFor[i], -1, rows - 1);
+                    if (namedFor[i] == r || namedFor[i] < 0)
+                    {
+                        named.Add((ranks[i], positions[i]));
+                    }
+                }
+
+                var best = new HashSet<long>(named.OrderByDescending(n => n.Rank).Take(16).Select(n => n.Position));
+                foreach (long needle in h.Workload.NeedlePositions(kv))
+                {
+                    checkedNeedles++;
+                    Assert.True(best.Contains(needle), $"needle at {needle} (KV head {kv}, row {r}) is not among the row's 16 best named of {named.Count}");
+                }
+            }
+        }
+
+        Assert.Equal(256, checkedNeedles);
+    }
 }
