@@ -40,6 +40,7 @@ public sealed class CentroidIndex : IKeyIndex, IIndexPayload, IHeavyHitterIndex
     private float[] _fineMax = [];  // [fine, dim] per-dimension max of members
     private float[] _coarseSpread = []; // [coarse] mean squared distance of members to the coarse centroid (key mean with one level)
     private List<int> _outliers = [];
+    private float[]? _outlierKeys;     // [outliers, dim] f32 copy for ranking them per query; null after the outliers change
     private float[] _anchor = [];      // key mean: the outlier anchor with one level  // rows far from every centroid, always scored exactly
 
     /// <summary>Creates an empty index; see the class summary for the knobs.</summary>
@@ -136,6 +137,7 @@ public sealed class CentroidIndex : IKeyIndex, IIndexPayload, IHeavyHitterIndex
             if (dist * dist > OutlierFactor * _coarseSpread[coarse])
             {
                 _outliers.Add(first + i);
+                _outlierKeys = null;
                 continue;
             }
 
@@ -271,20 +273,14 @@ public sealed class CentroidIndex : IKeyIndex, IIndexPayload, IHeavyHitterIndex
             return 0;
         }
 
-        int d = Dimension;
-        float[] keys = ArrayPool<float>.Shared.Rent(n * d);
+        float[] keys = OutlierKeys();
         float[] scores = ArrayPool<float>.Shared.Rent(n);
         try
         {
-            for (int i = 0; i < n; i++)
-            {
-                _rows.Row(_outliers[i], keys.AsSpan(i * d, d));
-            }
-
             int written = 0;
             for (int r = 0; r < rowCount; r++)
             {
-                RowDotKernel.Scores(rows.Slice(r * d, d), keys.AsSpan(0, n * d), scores.AsSpan(0, n));
+                RowDotKernel.Scores(rows.Slice(r * Dimension, Dimension), keys.AsSpan(0, n * Dimension), scores.AsSpan(0, n));
                 for (int i = 0; i < n; i++)
                 {
                     namedFor[written] = r;
@@ -297,9 +293,52 @@ public sealed class CentroidIndex : IKeyIndex, IIndexPayload, IHeavyHitterIndex
         }
         finally
         {
-            ArrayPool<float>.Shared.Return(keys);
             ArrayPool<float>.Shared.Return(scores);
         }
+    }
+
+    /// <summary>
+    /// The outliers' keys as one f32 matrix, made once per set of outliers: every query ranks all of them, and copying
+    /// them out of the key store per query cost more than scoring them. Concurrent searches may both make it (same content).
+    /// </summary>
+    private float[] OutlierKeys()
+    {
+        if (_outlierKeys is float[] cached && cached.Length == _outliers.Count * Dimension)
+        {
+            return cached;
+        }
+
+        var keys = new float[_outliers.Count * Dimension];
+        for (int i = 0; i < _outliers.Count; i++)
+        {
+            _rows.Row(_outliers[i], keys.AsSpan(i * Dimension, Dimension));
+        }
+
+        _outlierKeys = keys;
+        return keys;
+    }
+
+    /// <summary>
+    /// Centroids ranked at first per row in a heavy-hitter search: the search usually stops within the best few, so a
+    /// partial selection (grown on demand) beats ranking every centroid.
+    /// </summary>
+    private const int FirstRanked = 8;
+
+    /// <summary>
+    /// Ranks four times as many of <paramref name="scores"/> into <paramref name="order"/> (whose ranked prefix is unchanged:
+    /// the selection breaks ties by index); false when every score is already ranked.
+    /// </summary>
+    private static bool RankMore(ReadOnlySpan<float> scores, Span<int> order, ref int ranked)
+    {
+        if (ranked >= scores.Length)
+        {
+            return false;
+        }
+
+        int more = TopKSelector.Select(scores, (int)Math.Min(scores.Length, ranked * 4L), order);
+        bool grew = more > ranked;
+        ranked = more;
+        return grew;
     }
 
     private int LargestCluster()
@@ -368,13 +407,18 @@ public sealed class CentroidIndex : IKeyIndex, IIndexPayload, IHeavyHitterIndex
                 {
                     RowDotKernel.Scores(q, _coarse, coarseScores);
                     summaries += coarseCount;
-                    rankedCoarse = TopKSelector.Select(coarseScores, coarseCount, coarseOrder);
+                    rankedCoarse = TopKSelector.Select(coarseScores, Math.Min(coarseCount, FirstRanked), coarseOrder);
                 }
 
                 int probedFine = 0;
                 long probedMembers = 0;
-                for (int i = 0; i < rankedCoarse && (probedFine == 0 || probedMembers < (long)_probeFactor * perRow); i++)
+                for (int i = 0; probedFine == 0 || probedMembers < (long)_probeFactor * perRow; i++)
                 {
+                    if (i == rankedCoarse && !RankMore(coarseScores, coarseOrder, ref rankedCoarse))
+                    {
+                        break;
+                    }
+
                     int c = coarseOrder[i];
                     for (int f = _fineStart[c]; f < _fineStart[c + 1]; f++)
                     {
@@ -386,10 +430,16 @@ public sealed class CentroidIndex : IKeyIndex, IIndexPayload, IHeavyHitterIndex
                 Span<float> fineScores = floats.AsSpan(coarseCount, probedFine);
                 RowDotKernel.GatheredScores(q, _fine, fineIds[..probedFine], fineScores);
                 summaries += probedFine;
-                int rankedFine = TopKSelector.Select(fineScores, probedFine, fineOrder);
+                Span<int> probedOrder = fineOrder[..probedFine];
+                int rankedFine = TopKSelector.Select(fineScores, Math.Min(probedFine, FirstRanked), probedOrder);
                 int named = 0;
-                for (int i = 0; i < rankedFine && named < perRow; i++)
+                for (int i = 0; named < perRow; i++)
                 {
+                    if (i == rankedFine && !RankMore(fineScores, probedOrder, ref rankedFine))
+                    {
+                        break;
+                    }
+
                     float rank = fineScores[fineOrder[i]];
                     foreach (int member in _members[fineIds[fineOrder[i]]])
                     {
@@ -448,6 +498,7 @@ public sealed class CentroidIndex : IKeyIndex, IIndexPayload, IHeavyHitterIndex
         _coarseSpread = IndexFormat.ReadArray<float>(r);
         _anchor = IndexFormat.ReadArray<float>(r);
         _outliers = [.. IndexFormat.ReadArray<int>(r)];
+        _outlierKeys = null;
         int fine = r.ReadInt32();
         if (fine != _fine.Length / Dimension || _fineMin.Length != _fine.Length || _fineMax.Length != _fine.Length || _fineStart.Length == 0 || _fineStart[^1] != fine)
         {
@@ -544,6 +595,7 @@ public sealed class CentroidIndex : IKeyIndex, IIndexPayload, IHeavyHitterIndex
         far.Sort((a, b) => b.Excess.CompareTo(a.Excess));
         int keep = Math.Min(far.Count, (int)(MaxOutlierFraction * Count));
         _outliers = [];
+        _outlierKeys = null;
         for (int i = 0; i < keep; i++)
         {
             _outliers.Add(far[i].Row);

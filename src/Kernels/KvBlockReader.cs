@@ -59,11 +59,32 @@ public static unsafe class KvBlockReader
     /// Gathers the head's rows at <paramref name="positions"/> (ascending) as f32 [positions.Length, HeadDim]
     /// into <paramref name="destination"/>; throws when a position is in no block.
     /// </summary>
-    public static void ReadHeadRowsAt(in AttentionGeometry geometry, ReadOnlySpan<KvBlockRef> blocks, int kvHead, bool values, ReadOnlySpan<long> positions, Span<float> destination)
+    public static void ReadHeadRowsAt(in AttentionGeometry geometry, ReadOnlySpan<KvBlockRef> blocks, int kvHead, bool values, ReadOnlySpan<long> positions, Span<float> destination) =>
+        ReadRowsAt(geometry, blocks, kvHead, positions, values ? Span<float>.Empty : destination, values ? destination : Span<float>.Empty, values ? RowSide.Values : RowSide.Keys);
+
+    /// <summary>
+    /// Gathers both the key and the value rows of the head at <paramref name="positions"/> (ascending) as f32
+    /// [positions.Length, HeadDim] each. One pass over both: twice the misses in flight of two passes, so about half
+    /// the time for scattered rows, whose cost is the memory's latency.
+    /// </summary>
+    public static void ReadHeadRowPairsAt(in AttentionGeometry geometry, ReadOnlySpan<KvBlockRef> blocks, int kvHead, ReadOnlySpan<long> positions, Span<float> keys, Span<float> values) =>
+        ReadRowsAt(geometry, blocks, kvHead, positions, keys, values, RowSide.Both);
+
+    private enum RowSide
+    {
+        Keys,
+        Values,
+        Both,
+    }
+
+    private static void ReadRowsAt(in AttentionGeometry geometry, ReadOnlySpan<KvBlockRef> blocks, int kvHead, ReadOnlySpan<long> positions, Span<float> keys, Span<float> values, RowSide side)
     {
         geometry.Validate();
         int d = geometry.HeadDim;
-        if ((uint)kvHead >= (uint)geometry.NumKvHeads || destination.Length < (long)positions.Length * d)
+        long needed = (long)positions.Length * d;
+        bool readKeys = side != RowSide.Values;
+        bool readValues = side != RowSide.Keys;
+        if ((uint)kvHead >= (uint)geometry.NumKvHeads || (readKeys && keys.Length < needed) || (readValues && values.Length < needed))
         {
             throw new ArgumentException("KV head out of range or destination shorter than positions × HeadDim");
         }
@@ -72,7 +93,8 @@ public static unsafe class KvBlockReader
         long headOffset = kvHead * geometry.HeadStrideBytes;
         // Addresses first (one pass over the blocks), then the reads with the next rows already requested.
         const int Batch = 64;
-        byte** rows = stackalloc byte*[Batch];
+        byte** keyRows = stackalloc byte*[Batch];
+        byte** valueRows = stackalloc byte*[Batch];
         int block = 0;
         for (int start = 0; start < positions.Length; start += Batch)
         {
@@ -96,10 +118,12 @@ public static unsafe class KvBlockReader
                 }
 
                 KvBlockRef b = blocks[block];
-                rows[j] = (byte*)((values ? b.Values : b.Keys) + (nint)(headOffset + (p - b.Start) * rowBytes));
+                nint offset = (nint)(headOffset + ((p - b.Start) * rowBytes));
+                keyRows[j] = (byte*)(b.Keys + offset);
+                valueRows[j] = (byte*)(b.Values + offset);
                 if (j < RowPrefetch.Distance)
                 {
-                    RowPrefetch.Row(rows[j], rowBytes);
+                    Prefetch(keyRows[j], valueRows[j], rowBytes, readKeys, readValues);
                 }
             }
 
@@ -107,11 +131,32 @@ public static unsafe class KvBlockReader
             {
                 if (j + RowPrefetch.Distance < count)
                 {
-                    RowPrefetch.Row(rows[j + RowPrefetch.Distance], rowBytes);
+                    Prefetch(keyRows[j + RowPrefetch.Distance], valueRows[j + RowPrefetch.Distance], rowBytes, readKeys, readValues);
                 }
 
-                ElementConversion.ToSingle(geometry.DType, new ReadOnlySpan<byte>(rows[j], rowBytes), destination.Slice((start + j) * d, d));
+                if (readKeys)
+                {
+                    ElementConversion.ToSingle(geometry.DType, new ReadOnlySpan<byte>(keyRows[j], rowBytes), keys.Slice((start + j) * d, d));
+                }
+
+                if (readValues)
+                {
+                    ElementConversion.ToSingle(geometry.DType, new ReadOnlySpan<byte>(valueRows[j], rowBytes), values.Slice((start + j) * d, d));
+                }
             }
+        }
+    }
+
+    private static void Prefetch(byte* key, byte* value, int rowBytes, bool keys, bool values)
+    {
+        if (keys)
+        {
+            RowPrefetch.Row(key, rowBytes);
+        }
+
+        if (values)
+        {
+            RowPrefetch.Row(value, rowBytes);
         }
     }
 

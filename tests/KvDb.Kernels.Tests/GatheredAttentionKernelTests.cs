@@ -113,6 +113,36 @@ public sealed class GatheredAttentionKernelTests
         }
     }
 
+    [Theory]
+    [InlineData(KvDType.F32)]
+    [InlineData(KvDType.BF16)]
+    public void Scattered_reads_return_each_positions_key_and_value_rows(KvDType dtype)
+    {
+        // 100 scattered positions (more than one 64-row batch of addresses, across three blocks, tail included).
+        using var layer = new GatheredLayer(dtype, tokens: 150, capacity: 64);
+        long[] positions = Enumerable.Range(0, 100).Select(i => (long)((i * 37) % 150)).Order().Distinct().ToArray();
+        int d = layer.Geometry.HeadDim;
+        var keys = new float[positions.Length * d];
+        var values = new float[positions.Length * d];
+        var keysAlone = new float[positions.Length * d];
+        var valuesAlone = new float[positions.Length * d];
+        KvBlockReader.ReadHeadRowPairsAt(layer.Geometry, layer.Blocks, 1, positions, keys, values);
+        KvBlockReader.ReadHeadRowsAt(layer.Geometry, layer.Blocks, 1, values: false, positions, keysAlone);
+        KvBlockReader.ReadHeadRowsAt(layer.Geometry, layer.Blocks, 1, values: true, positions, valuesAlone);
+
+        (float[] allKeys, float[] allValues) = layer.Rows(Enumerable.Range(0, 150).Select(i => (long)i).ToArray());
+        for (int i = 0; i < positions.Length; i++)
+        {
+            int source = (int)((positions[i] * 2) + 1) * d;
+            Assert.Equal(allKeys.AsSpan(source, d).ToArray(), keys.AsSpan(i * d, d).ToArray());
+            Assert.Equal(allValues.AsSpan(source, d).ToArray(), values.AsSpan(i * d, d).ToArray());
+        }
+
+        Assert.Equal(keys, keysAlone);
+        Assert.Equal(values, valuesAlone);
+        Assert.Throws<ArgumentOutOfRangeException>(() => KvBlockReader.ReadHeadRowPairsAt(layer.Geometry, layer.Blocks, 1, [3, 150], keys, values));
+    }
+
     private static void GeometryOf(GatheredLayer layer, out int hq, out int hkv, out int d)
     {
         hq = layer.Geometry.NumQueryHeads;

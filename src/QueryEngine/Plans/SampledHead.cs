@@ -139,19 +139,25 @@ internal sealed class SampledHead : IDisposable
         float[] keys = ArrayPool<float>.Shared.Rent(n * d);
         float[] values = ArrayPool<float>.Shared.Rent(n * d);
         float[] scores = ArrayPool<float>.Shared.Rent(n);
-        double[] weights = ArrayPool<double>.Shared.Rent(n);
+        float[] weights = ArrayPool<float>.Shared.Rent(n);
+        float[] valueNorms = ArrayPool<float>.Shared.Rent(n);
         float[] numerator = ArrayPool<float>.Shared.Rent(d);
         float[] estimate = ArrayPool<float>.Shared.Rent(d);
         try
         {
-            KvBlockReader.ReadHeadRowsAt(_g, layer.Blocks, _kvHead, values: false, pilot, keys.AsSpan(0, n * d));
-            KvBlockReader.ReadHeadRowsAt(_g, layer.Blocks, _kvHead, values: true, pilot, values.AsSpan(0, n * d));
+            KvBlockReader.ReadHeadRowPairsAt(_g, layer.Blocks, _kvHead, pilot, keys.AsSpan(0, n * d), values.AsSpan(0, n * d));
+            for (int i = 0; i < n; i++)
+            {
+                valueNorms[i] = TensorPrimitives.SumOfSquares<float>(values.AsSpan(i * d, d));
+            }
+
             double scale = (double)residual / n;
             Span<float> num = numerator.AsSpan(0, d);
             Span<float> o = estimate.AsSpan(0, d);
+            Span<float> w = weights.AsSpan(0, n);
+            Span<float> rowScores = scores.AsSpan(0, n);
             for (int r = 0; r < Rows; r++)
             {
-                Span<float> rowScores = scores.AsSpan(0, n);
                 RowDotKernel.Scores(_g.GroupRow(_query.Queries, _kvHead, r), keys.AsSpan(0, n * d), rowScores);
                 // The larger of the heavy part's log-sum-exp and the pilot's best score: no weight exceeds e^0 by much, so
                 // nothing overflows; variance and denominator share the unit, and the sample size depends only on their ratio.
@@ -159,14 +165,14 @@ internal sealed class SampledHead : IDisposable
                 double reference = float.IsFinite(_heavyLse[r]) ? Math.Max(_heavyLse[r], best) : best;
 
                 double heavy = float.IsFinite(_heavyLse[r]) ? Math.Exp(_heavyLse[r] - reference) : 0;
-                double weightSum = 0;
+                TensorPrimitives.Multiply(rowScores, _g.Scale, w);
+                TensorPrimitives.Add(w, (float)-reference, w);
+                TensorPrimitives.Exp(w, w);
+                double weightSum = TensorPrimitives.Sum<float>(w);
                 num.Clear();
                 for (int i = 0; i < n; i++)
                 {
-                    double w = Math.Exp(((double)_g.Scale * rowScores[i]) - reference);
-                    weights[i] = w;
-                    weightSum += w;
-                    TensorPrimitives.MultiplyAdd(values.AsSpan(i * d, d), (float)w, num, num);
+                    TensorPrimitives.MultiplyAdd(values.AsSpan(i * d, d), w[i], num, num);
                 }
 
                 // The pilot's own partial (its rows are part of the sample; the sample pass does not read them again).
@@ -186,12 +192,14 @@ internal sealed class SampledHead : IDisposable
                 TensorPrimitives.MultiplyAdd(num, (float)(scale / denominator), o, o);
                 double norm2 = TensorPrimitives.SumOfSquares<float>(o);
 
-                // Var of yᵢ = wᵢ(vᵢ − o): (Σ‖yᵢ‖² − n‖ȳ‖²)/(n − 1), with ȳ = (Σwᵢvᵢ − Σwᵢ·o)/n.
+                // Var of yᵢ = wᵢ(vᵢ − o): (Σ‖yᵢ‖² − n‖ȳ‖²)/(n − 1), with ȳ = (Σwᵢvᵢ − Σwᵢ·o)/n and
+                // ‖vᵢ − o‖² = ‖vᵢ‖² − 2vᵢ·o + ‖o‖² (one matrix-vector product instead of a distance per row).
+                RowDotKernel.Scores(o, values.AsSpan(0, n * d), rowScores);
                 double sumSquares = 0;
                 for (int i = 0; i < n; i++)
                 {
-                    double distance = TensorPrimitives.Distance<float>(values.AsSpan(i * d, d), o);
-                    sumSquares += weights[i] * weights[i] * distance * distance;
+                    double distance2 = Math.Max(0, valueNorms[i] - (2.0 * rowScores[i]) + norm2);
+                    sumSquares += (double)w[i] * w[i] * distance2;
                 }
 
                 TensorPrimitives.MultiplyAdd(o, (float)-weightSum, num, num);
@@ -208,7 +216,8 @@ internal sealed class SampledHead : IDisposable
             ArrayPool<float>.Shared.Return(keys);
             ArrayPool<float>.Shared.Return(values);
             ArrayPool<float>.Shared.Return(scores);
-            ArrayPool<double>.Shared.Return(weights);
+            ArrayPool<float>.Shared.Return(weights);
+            ArrayPool<float>.Shared.Return(valueNorms);
             ArrayPool<float>.Shared.Return(numerator);
             ArrayPool<float>.Shared.Return(estimate);
         }
