@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Grpc.Core;
 using KvDb.Client;
 using KvDb.Protocol.V1;
 using KvDb.Server;
@@ -22,7 +23,7 @@ public static class QuerySuite
     private const int KvHeads = 8;
     private const int Dim = 128;
 
-    /// <summary>Runs the suite: --ctx N (131072), --workloads peaked,mixed (or real), --plans exact,auto, --epsilon 0.05, --queries 16, --quality true, --data DIR, --cpu-mb N (real: --window 64, --sequence S, --queries up to 64).</summary>
+    /// <summary>Runs the suite: --ctx N (131072), --workloads peaked,mixed (or real), --plans exact,auto, --epsilon 0.05, --queries 16, --quality true, --stream false, --data DIR, --cpu-mb N (real: --window 64, --sequence S, --queries up to 64).</summary>
     public static async Task RunAsync(string[] args)
     {
         long ctx = SuiteOptions.Get(args, "ctx", 128 * 1024);
@@ -42,6 +43,9 @@ public static class QuerySuite
 
         // --quality false skips the f64 reference pass (timings only, e.g. under a profiler).
         bool quality = SuiteOptions.Get(args, "quality", "true") != "false";
+
+        // --stream true also times the same requests sent back to back as unary calls and as one AttendStream.
+        bool stream = SuiteOptions.Get(args, "stream", "false") == "true";
         long budget = ctx * KvHeads * 2L * Dim * 2 * 2;
 
         // --data DIR keeps the context in a durable store there; --cpu-mb N caps the CPU tier below the layer so the
@@ -70,10 +74,73 @@ public static class QuerySuite
                 }
 
                 m.Write(workloadName, ctx, epsilon, exactP50, exactRtt, stats.QueryCosts.Simd);
+                if (stream)
+                {
+                    await MeasureStreamAsync(client, id, context, plan, epsilon, queries, workloadName, ctx, stats.QueryCosts.Simd).ConfigureAwait(false);
+                }
             }
 
             await client.DeleteContextAsync(id).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>
+    /// Wall time of <paramref name="count"/> requests answered one after another (unary, each awaited) against the same
+    /// requests written at once on one AttendStream (answered pipelined): what an engine with many requests in flight
+    /// (a batch of sequences, or layers it can send ahead) gains from the stream. Best of three rounds each.
+    /// </summary>
+    private static async Task MeasureStreamAsync(KvDbClient client, string id, QueryContext context, string planName, double epsilon, int count, string workload, long ctx, string simd)
+    {
+        Plan plan = RealQuery.PlanFor(planName, epsilon);
+        var requests = new AttendRequest[count];
+        for (int i = 0; i < count; i++)
+        {
+            requests[i] = KvDbClient.BuildAttend(id, 0, context.Query(i), 1, QueryHeads, Dim, plan: plan);
+        }
+
+        double unary = double.MaxValue;
+        double streamed = double.MaxValue;
+        for (int round = 0; round < 3; round++)
+        {
+            long t0 = Stopwatch.GetTimestamp();
+            foreach (AttendRequest request in requests)
+            {
+                await client.Attention.AttendAsync(request).ConfigureAwait(false);
+            }
+
+            unary = Math.Min(unary, Stopwatch.GetElapsedTime(t0).TotalMicroseconds);
+
+            t0 = Stopwatch.GetTimestamp();
+            using AsyncDuplexStreamingCall<AttendRequest, AttendResponse> call = client.Attention.AttendStream();
+            Task send = Task.Run(async () =>
+            {
+                foreach (AttendRequest request in requests)
+                {
+                    await call.RequestStream.WriteAsync(request).ConfigureAwait(false);
+                }
+
+                await call.RequestStream.CompleteAsync().ConfigureAwait(false);
+            });
+            int answered = 0;
+            await foreach (AttendResponse unused in call.ResponseStream.ReadAllAsync().ConfigureAwait(false))
+            {
+                answered++;
+            }
+
+            await send.ConfigureAwait(false);
+            streamed = Math.Min(streamed, Stopwatch.GetElapsedTime(t0).TotalMicroseconds);
+            if (answered != count)
+            {
+                throw new InvalidOperationException($"stream answered {answered} of {count} requests");
+            }
+        }
+
+        new JsonLine()
+            .Add("suite", "query").Add("mode", "stream").Add("plan", planName).Add("workload", workload).Add("ctx", ctx)
+            .Add("requests", count).Add("pipeline_depth", KvDb.Server.Services.AttentionService.StreamPipelineDepth).Add("simd", simd)
+            .Add("unary_us_per_request", unary / count, 1).Add("stream_us_per_request", streamed / count, 1)
+            .Add("stream_speedup", unary / streamed, 2)
+            .WriteTo(Console.Out);
     }
 
     private static SyntheticWorkloadOptions Options(string name, long ctx)

@@ -4,6 +4,8 @@ using KvDb.Kernels;
 using KvDb.Protocol.V1;
 using KvDb.Workload;
 
+using KvDb.Server.Services;
+
 namespace KvDb.Server.Tests;
 
 public sealed class EndToEndTests : IClassFixture<ServerFixture>
@@ -108,6 +110,74 @@ public sealed class EndToEndTests : IClassFixture<ServerFixture>
         }
 
         Assert.Equal(3, k);
+    }
+
+    [Fact]
+    public async Task Pipelined_stream_answers_many_layers_in_request_order()
+    {
+        // More requests than the pipeline's depth, alternating layers and sizes, so later (smaller) requests could finish
+        // before earlier ones: every response must still be the one for its request.
+        KvDbClient client = _fx.Client;
+        Model model = await client.CreateModelAsync(TestModels.Small("e2e-pipeline"));
+        Context ctx = await client.CreateContextAsync(model.Name, id: "pipeline-ctx");
+        await Load(client, model, ctx.Id, 300);
+
+        using AsyncDuplexStreamingCall<AttendRequest, AttendResponse> call = client.Attention.AttendStream();
+        var sent = new List<(int Layer, float[] Queries, int Count)>();
+        for (int i = 0; i < 3 * AttentionService.StreamPipelineDepth; i++)
+        {
+            int layer = i % 2;
+            int count = i % 3 == 0 ? 16 : 1;
+            float[] q = TestModels.Workload(model, 300, layer).Queries(count, (ulong)(100 + i));
+            sent.Add((layer, q, count));
+            await call.RequestStream.WriteAsync(KvDbClient.BuildAttend(ctx.Id, layer, q, count, model.NumQueryHeads, model.HeadDim));
+        }
+
+        await call.RequestStream.CompleteAsync();
+        int k = 0;
+        await foreach (AttendResponse r in call.ResponseStream.ReadAllAsync())
+        {
+            (int layer, float[] q, int count) = sent[k];
+            AttentionPartial streamed = KvDbClient.ToPartial(r, count, model.NumQueryHeads, model.HeadDim);
+            AttentionPartial unary = await client.AttendAsync(ctx.Id, layer, q, count, model.NumQueryHeads, model.HeadDim);
+            Assert.Equal(unary.Output, streamed.Output);
+            Assert.Equal(unary.Lse, streamed.Lse);
+            k++;
+        }
+
+        Assert.Equal(sent.Count, k);
+    }
+
+    [Fact]
+    public async Task Stream_ends_with_the_first_failed_requests_status_after_the_earlier_answers()
+    {
+        KvDbClient client = _fx.Client;
+        Model model = await client.CreateModelAsync(TestModels.Small("e2e-stream-error"));
+        Context ctx = await client.CreateContextAsync(model.Name, id: "stream-error-ctx");
+        await Load(client, model, ctx.Id, 150);
+        float[] q = TestModels.Workload(model, 150, 0).Queries(1, 3);
+
+        using AsyncDuplexStreamingCall<AttendRequest, AttendResponse> call = client.Attention.AttendStream();
+        await call.RequestStream.WriteAsync(KvDbClient.BuildAttend(ctx.Id, 0, q, 1, model.NumQueryHeads, model.HeadDim));
+        await call.RequestStream.WriteAsync(KvDbClient.BuildAttend(ctx.Id, model.NumLayers, q, 1, model.NumQueryHeads, model.HeadDim));
+        await call.RequestStream.WriteAsync(KvDbClient.BuildAttend(ctx.Id, 1, q, 1, model.NumQueryHeads, model.HeadDim));
+        await call.RequestStream.CompleteAsync();
+
+        var answered = new List<AttendResponse>();
+        RpcException failed = await Assert.ThrowsAsync<RpcException>(async () =>
+        {
+            await foreach (AttendResponse r in call.ResponseStream.ReadAllAsync())
+            {
+                answered.Add(r);
+            }
+        });
+
+        Assert.Equal(StatusCode.InvalidArgument, failed.StatusCode);
+        AttendResponse only = Assert.Single(answered);
+        AttentionPartial first = KvDbClient.ToPartial(only, 1, model.NumQueryHeads, model.HeadDim);
+        AttentionPartial unary = await client.AttendAsync(ctx.Id, 0, q, 1, model.NumQueryHeads, model.HeadDim);
+        Assert.Equal(unary.Output, first.Output);
+        Assert.Equal(150, (await client.GetContextAsync(ctx.Id)).NumTokens);
     }
 
     [Fact]

@@ -1,3 +1,4 @@
+using System.Threading.Channels;
 using Grpc.Core;
 using KvDb.Protocol;
 using KvDb.Protocol.V1;
@@ -21,12 +22,56 @@ public sealed class AttentionService : Attention.AttentionBase
     public override Task<AttendResponse> Attend(AttendRequest request, ServerCallContext context) =>
         Task.FromResult(Answer(request));
 
+    /// <summary>
+    /// Requests of one <c>AttendStream</c> answered at the same time, at most: an engine streams many layers' (or many
+    /// sequences') queries, and answering the next while the previous is still running or being written keeps the cores
+    /// busy that one request's heads leave idle. Responses still go out in request order.
+    /// </summary>
+    public const int StreamPipelineDepth = 4;
+
     /// <inheritdoc />
+    /// <remarks>
+    /// Pipelined: each request starts as soon as it arrives (up to <see cref="StreamPipelineDepth"/> ahead of the one
+    /// being written), and responses are written in request order. The first request that fails ends the stream with its
+    /// status after every earlier response was written; later answers are dropped.
+    /// </remarks>
     public override async Task AttendStream(IAsyncStreamReader<AttendRequest> requestStream, IServerStreamWriter<AttendResponse> responseStream, ServerCallContext context)
     {
-        await foreach (AttendRequest request in requestStream.ReadAllAsync(context.CancellationToken).ConfigureAwait(false))
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);
+        var answers = Channel.CreateBounded<Task<AttendResponse>>(new BoundedChannelOptions(StreamPipelineDepth) { SingleReader = true, SingleWriter = true });
+        Task writer = WriteInOrder(answers.Reader, responseStream, stop);
+        try
         {
-            await responseStream.WriteAsync(Answer(request), context.CancellationToken).ConfigureAwait(false);
+            await foreach (AttendRequest request in requestStream.ReadAllAsync(stop.Token).ConfigureAwait(false))
+            {
+                await answers.Writer.WriteAsync(Task.Run(() => Answer(request), CancellationToken.None), stop.Token).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested && !context.CancellationToken.IsCancellationRequested)
+        {
+            // The writer stopped on a failed answer: its exception, awaited below, is the stream's status.
+        }
+        finally
+        {
+            answers.Writer.TryComplete();
+        }
+
+        await writer.ConfigureAwait(false);
+    }
+
+    private static async Task WriteInOrder(ChannelReader<Task<AttendResponse>> answers, IServerStreamWriter<AttendResponse> responseStream, CancellationTokenSource stop)
+    {
+        try
+        {
+            await foreach (Task<AttendResponse> answer in answers.ReadAllAsync(stop.Token).ConfigureAwait(false))
+            {
+                await responseStream.WriteAsync(await answer.ConfigureAwait(false), stop.Token).ConfigureAwait(false);
+            }
+        }
+        catch
+        {
+            await stop.CancelAsync().ConfigureAwait(false);
+            throw;
         }
     }
 
