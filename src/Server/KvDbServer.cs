@@ -1,6 +1,7 @@
 using System.Net;
 using KvDb.QueryEngine;
 using KvDb.QueryEngine.Execution;
+using KvDb.Server.Security;
 using KvDb.Server.Services;
 using KvDb.Store;
 using Microsoft.AspNetCore.Builder;
@@ -35,6 +36,8 @@ public static class KvDbServer
         }
 
 
+        CheckExposure(options);
+
         // A data directory makes the store durable (write-ahead log, checkpoints, disk tier); without one it stays memory-only.
         IKvStore store = options.DataDirectory is null ? new InMemoryKvStore(storeOptions) : new KvStore(storeOptions);
 
@@ -50,6 +53,7 @@ public static class KvDbServer
         });
 
         builder.Services.AddSingleton(store);
+        builder.Services.AddSingleton(new Authenticator(TenantRegistry.Open(options.DataDirectory), options.AdminKey));
         // Registered by factory so the container disposes it (waiting for index builds) before the store is disposed.
         QueryEngine.Planning.CostModel costs = options.CalibrateCosts ? QueryEngine.Planning.CostModel.Calibrate() : QueryEngine.Planning.CostModel.Default;
         builder.Services.AddSingleton(_ => new AttentionExecutor(store, costs: costs, defaultQuality: options.DefaultQuality.Validated()));
@@ -58,6 +62,8 @@ public static class KvDbServer
             o.MaxReceiveMessageSize = options.MaxMessageBytes;
             o.MaxSendMessageSize = null;
             o.EnableDetailedErrors = false;
+            // Authentication first (outermost): a call that fails it reaches no service, and a tenant's errors come back scoped.
+            o.Interceptors.Add<AuthInterceptor>();
             o.Interceptors.Add<ErrorMappingInterceptor>();
         });
         // Health is answered from live checks rather than the periodic publisher's cache, so a client sees SERVING as soon as the port is open.
@@ -73,6 +79,7 @@ public static class KvDbServer
         app.MapGrpcService<ContextsService>();
         app.MapGrpcService<AttentionService>();
         app.MapGrpcService<AdminService>();
+        app.MapGrpcService<TenantsService>();
         app.MapGrpcHealthChecksService();
         app.MapGrpcReflectionService();
 
@@ -91,5 +98,20 @@ public static class KvDbServer
         string address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         address = address.Replace("[::]", "127.0.0.1", StringComparison.Ordinal).Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal);
         return new KvDbServerHandle(app, store, app.Services.GetRequiredService<AttentionExecutor>(), address, loggerFactory);
+    }
+
+    /// <summary>True when <paramref name="host"/> names a loopback address ("localhost", 127.0.0.0/8, ::1).</summary>
+    public static bool IsLoopback(string host) =>
+        host is "localhost" || (IPAddress.TryParse(host, out IPAddress? ip) && IPAddress.IsLoopback(ip));
+
+    /// <summary>An open server (no admin key) listens on loopback only, unless the operator says --insecure.</summary>
+    private static void CheckExposure(KvDbServerOptions options)
+    {
+        if (options.IsOpen && !options.Insecure && !IsLoopback(options.Host))
+        {
+            throw new InvalidOperationException(
+                $"refusing to listen on {options.Host} without an admin key: anyone reaching the port could read and delete every context. " +
+                "Set KVDB_ADMIN_KEY (or --admin-key-file PATH), listen on 127.0.0.1, or pass --insecure to accept the risk");
+        }
     }
 }

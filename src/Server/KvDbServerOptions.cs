@@ -32,4 +32,16 @@ public sealed record KvDbServerOptions
 
     /// <summary>Measure read bandwidths at start for AUTO's cost model (about 50 ms); off uses conservative defaults.</summary>
     public bool CalibrateCosts { get; init; } = true;
+
+    /// <summary>
+    /// The bootstrap admin key (the CLI reads <c>KVDB_ADMIN_KEY</c> or <c>--admin-key-file</c>). Set: every call must
+    /// present a key. Null or empty: the server runs open, and only on a loopback address unless <see cref="Insecure"/>.
+    /// </summary>
+    public string? AdminKey { get; init; }
+
+    /// <summary>Allows an open server (no admin key) on a non-loopback address: anyone who reaches the port can read and delete everything.</summary>
+    public bool Insecure { get; init; }
+
+    /// <summary>True when the server will run open (no admin key).</summary>
+    public bool IsOpen => string.IsNullOrEmpty(AdminKey);
 }

@@ -28,8 +28,8 @@ public interface IKvStore : IDisposable
     /// <summary>Returns a context or throws NOT_FOUND.</summary>
     ContextInfo GetContext(string id);
 
-    /// <summary>Contexts in id order, <paramref name="pageSize"/> at a time (0 = 100), after <paramref name="pageToken"/>.</summary>
-    ContextPage ListContexts(int pageSize, string? pageToken);
+    /// <summary>Contexts in id order, <paramref name="pageSize"/> at a time (0 = 100), after <paramref name="pageToken"/>; only ids that start with <paramref name="idPrefix"/>.</summary>
+    ContextPage ListContexts(int pageSize, string? pageToken, string idPrefix = "");
 
     /// <summary>Deletes a context; false when it did not exist.</summary>
     bool DeleteContext(string id);

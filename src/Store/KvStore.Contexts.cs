@@ -51,7 +51,7 @@ public partial class KvStore
     }
 
     /// <inheritdoc />
-    public ContextPage ListContexts(int pageSize, string? pageToken)
+    public ContextPage ListContexts(int pageSize, string? pageToken, string idPrefix = "")
     {
         if (pageSize < 0)
         {
@@ -59,7 +59,15 @@ public partial class KvStore
         }
 
         int size = pageSize == 0 ? 100 : Math.Min(pageSize, MaxPageSize);
-        var ids = new List<string>(_contexts.Keys);
+        var ids = new List<string>(_contexts.Count);
+        foreach (string id in _contexts.Keys)
+        {
+            if (id.StartsWith(idPrefix, StringComparison.Ordinal))
+            {
+                ids.Add(id);
+            }
+        }
+
         ids.Sort(StringComparer.Ordinal);
         int start = 0;
         if (!string.IsNullOrEmpty(pageToken))

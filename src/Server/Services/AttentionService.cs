@@ -4,6 +4,7 @@ using KvDb.Protocol;
 using KvDb.Protocol.V1;
 using KvDb.QueryEngine;
 using KvDb.QueryEngine.Execution;
+using KvDb.Server.Security;
 
 namespace KvDb.Server.Services;
 
@@ -20,7 +21,7 @@ public sealed class AttentionService : Attention.AttentionBase
 
     /// <inheritdoc />
     public override Task<AttendResponse> Attend(AttendRequest request, ServerCallContext context) =>
-        Task.FromResult(Answer(request));
+        Task.FromResult(Answer(request, AuthInterceptor.PrincipalOf(context)));
 
     /// <summary>
     /// Requests of one <c>AttendStream</c> answered at the same time, at most: an engine streams many layers' (or many
@@ -37,6 +38,7 @@ public sealed class AttentionService : Attention.AttentionBase
     /// </remarks>
     public override async Task AttendStream(IAsyncStreamReader<AttendRequest> requestStream, IServerStreamWriter<AttendResponse> responseStream, ServerCallContext context)
     {
+        Principal principal = AuthInterceptor.PrincipalOf(context);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);
         var answers = Channel.CreateBounded<Task<AttendResponse>>(new BoundedChannelOptions(StreamPipelineDepth) { SingleReader = true, SingleWriter = true });
         Task writer = WriteInOrder(answers.Reader, responseStream, stop);
@@ -44,7 +46,7 @@ public sealed class AttentionService : Attention.AttentionBase
         {
             await foreach (AttendRequest request in requestStream.ReadAllAsync(stop.Token).ConfigureAwait(false))
             {
-                await answers.Writer.WriteAsync(Task.Run(() => Answer(request), CancellationToken.None), stop.Token).ConfigureAwait(false);
+                await answers.Writer.WriteAsync(Task.Run(() => Answer(request, principal), CancellationToken.None), stop.Token).ConfigureAwait(false);
             }
         }
         catch (OperationCanceledException) when (stop.IsCancellationRequested && !context.CancellationToken.IsCancellationRequested)
@@ -78,13 +80,13 @@ public sealed class AttentionService : Attention.AttentionBase
     /// <inheritdoc />
     public override Task<ExplainResponse> Explain(AttendRequest request, ServerCallContext context)
     {
-        AttentionResult result = Run(request, returnSelection: false, out _, out _, out _, explained: true);
+        AttentionResult result = Run(request, AuthInterceptor.PrincipalOf(context), returnSelection: false, out _, out _, out _, explained: true);
         return Task.FromResult(WireMapping.ToWire(result.Stats.Explain, WireMapping.ToWire(result.Stats)));
     }
 
-    private AttendResponse Answer(AttendRequest request)
+    private AttendResponse Answer(AttendRequest request, Principal principal)
     {
-        AttentionResult result = Run(request, request.ReturnSelection, out int q, out int heads, out int dim);
+        AttentionResult result = Run(request, principal, request.ReturnSelection, out int q, out int heads, out int dim);
         var response = new AttendResponse
         {
             Output = TensorCodec.FromSingles(result.Output, q, heads, dim),
@@ -100,14 +102,14 @@ public sealed class AttentionService : Attention.AttentionBase
         return response;
     }
 
-    private AttentionResult Run(AttendRequest request, bool returnSelection, out int q, out int heads, out int dim, bool explained = false)
+    private AttentionResult Run(AttendRequest request, Principal principal, bool returnSelection, out int q, out int heads, out int dim, bool explained = false)
     {
         // The wire form is checked here; the shape against the model, the layer and the context are checked by the
         // executor where it pins the layer: the request visits the store once.
         (q, heads, dim) = TensorCodec.CheckQueryShape("queries", request.Queries);
         float[] queries = TensorCodec.ToFiniteSingles("queries", request.Queries!);
         var query = new AttentionQuery(
-            request.ContextId,
+            TenantScope.ContextId(principal, request.ContextId),
             request.Layer,
             queries,
             q,

@@ -3,6 +3,7 @@ using KvDb.Protocol;
 using KvDb.Protocol.V1;
 using KvDb.QueryEngine;
 using KvDb.QueryEngine.Execution;
+using KvDb.Server.Security;
 using KvDb.Store;
 
 namespace KvDb.Server.Services;
@@ -27,23 +28,29 @@ public sealed class ContextsService : Contexts.ContextsBase
     public override Task<Context> CreateContext(CreateContextRequest request, ServerCallContext context)
     {
         int[] prefix = [.. request.PrefixTokenIds];
-        return Task.FromResult(WireMapping.ToWire(_store.CreateContext(request.Model, request.Namespace, request.Id, prefix, request.TtlSeconds)));
+        Principal p = AuthInterceptor.PrincipalOf(context);
+        ContextInfo created = _store.CreateContext(request.Model, TenantScope.Namespace(p, request.Namespace), TenantScope.NewContextId(p, request.Id), prefix, request.TtlSeconds);
+        return Task.FromResult(Public(p, created));
     }
 
     /// <inheritdoc />
-    public override Task<Context> GetContext(GetContextRequest request, ServerCallContext context) =>
-        Task.FromResult(WireMapping.ToWire(_store.GetContext(request.Id)));
+    public override Task<Context> GetContext(GetContextRequest request, ServerCallContext context)
+    {
+        Principal p = AuthInterceptor.PrincipalOf(context);
+        return Task.FromResult(Public(p, _store.GetContext(TenantScope.ContextId(p, request.Id))));
+    }
 
     /// <inheritdoc />
     public override Task<DeleteContextResponse> DeleteContext(DeleteContextRequest request, ServerCallContext context)
     {
-        if (!_store.DeleteContext(request.Id))
+        string id = TenantScope.ContextId(AuthInterceptor.PrincipalOf(context), request.Id);
+        if (!_store.DeleteContext(id))
         {
             throw KvDbException.NotFound($"context \"{request.Id}\" does not exist (already deleted?)");
         }
 
         // A new context may take the same id: it must not inherit AUTO's exact streaks and heavy-set sizes.
-        _executor.HeadStatistics.Forget(request.Id);
+        _executor.HeadStatistics.Forget(id);
         return Task.FromResult(new DeleteContextResponse { Deleted = true });
     }
 
@@ -52,6 +59,8 @@ public sealed class ContextsService : Contexts.ContextsBase
     {
         IAppendTransaction? tx = null;
         string? contextId = null;
+        string? sentId = null;
+        Principal principal = AuthInterceptor.PrincipalOf(context);
         ModelSchema? model = null;
         var samples = new List<(int Layer, float[] Queries)>();
         try
@@ -61,13 +70,14 @@ public sealed class ContextsService : Contexts.ContextsBase
             {
                 if (contextId is null)
                 {
-                    contextId = chunk.ContextId;
+                    sentId = chunk.ContextId;
+                    contextId = TenantScope.ContextId(principal, chunk.ContextId);
                     model = _store.GetModel(_store.GetContext(contextId).Model);
                     tx = _store.BeginAppend(contextId);
                 }
-                else if (chunk.ContextId.Length != 0 && chunk.ContextId != contextId)
+                else if (chunk.ContextId.Length != 0 && chunk.ContextId != sentId)
                 {
-                    throw KvDbException.Invalid($"message {index} names context \"{chunk.ContextId}\" but the stream appends to \"{contextId}\"; open one AppendKv stream per context");
+                    throw KvDbException.Invalid($"message {index} names context \"{chunk.ContextId}\" but the stream appends to \"{sentId}\"; open one AppendKv stream per context");
                 }
 
                 model!.CheckLayer(chunk.Layer);
@@ -121,21 +131,27 @@ public sealed class ContextsService : Contexts.ContextsBase
     public override Task<LookupPrefixResponse> LookupPrefix(LookupPrefixRequest request, ServerCallContext context)
     {
         int[] ids = [.. request.TokenIds];
-        return Task.FromResult(new LookupPrefixResponse { NumTokens = _store.LookupPrefix(request.Model, request.Namespace, ids) });
+        string ns = TenantScope.Namespace(AuthInterceptor.PrincipalOf(context), request.Namespace);
+        return Task.FromResult(new LookupPrefixResponse { NumTokens = _store.LookupPrefix(request.Model, ns, ids) });
     }
 
     /// <inheritdoc />
-    public override Task<Context> ForkContext(ForkContextRequest request, ServerCallContext context) =>
-        Task.FromResult(WireMapping.ToWire(_store.ForkContext(request.Id, request.NewId)));
+    public override Task<Context> ForkContext(ForkContextRequest request, ServerCallContext context)
+    {
+        Principal p = AuthInterceptor.PrincipalOf(context);
+        return Task.FromResult(Public(p, _store.ForkContext(TenantScope.ContextId(p, request.Id), TenantScope.NewContextId(p, request.NewId))));
+    }
 
     /// <inheritdoc />
     public override Task<ListContextsResponse> ListContexts(ListContextsRequest request, ServerCallContext context)
     {
-        ContextPage page = _store.ListContexts(request.PageSize, request.PageToken);
-        var response = new ListContextsResponse { NextPageToken = page.NextPageToken };
+        Principal p = AuthInterceptor.PrincipalOf(context);
+        string token = request.PageToken.Length == 0 ? string.Empty : TenantScope.ContextId(p, request.PageToken);
+        ContextPage page = _store.ListContexts(request.PageSize, token, TenantScope.IdPrefix(p));
+        var response = new ListContextsResponse { NextPageToken = TenantScope.Public(p, page.NextPageToken) };
         foreach (ContextInfo c in page.Contexts)
         {
-            response.Contexts.Add(WireMapping.ToWire(c));
+            response.Contexts.Add(Public(p, c));
         }
 
         return Task.FromResult(response);
@@ -144,7 +160,8 @@ public sealed class ContextsService : Contexts.ContextsBase
     /// <inheritdoc />
     public override async Task ReadKv(ReadKvRequest request, IServerStreamWriter<ReadKvChunk> responseStream, ServerCallContext context)
     {
-        ModelSchema model = _store.GetModel(_store.GetContext(request.ContextId).Model);
+        string contextId = TenantScope.ContextId(AuthInterceptor.PrincipalOf(context), request.ContextId);
+        ModelSchema model = _store.GetModel(_store.GetContext(contextId).Model);
         if (request.Layer != -1)
         {
             model.CheckLayer(request.Layer);
@@ -161,14 +178,14 @@ public sealed class ContextsService : Contexts.ContextsBase
         int last = request.Layer == -1 ? model.NumLayers - 1 : request.Layer;
         for (int layer = first; layer <= last; layer++)
         {
-            using LayerSnapshot snapshot = _store.OpenLayer(request.ContextId, layer);
+            using LayerSnapshot snapshot = _store.OpenLayer(contextId, layer);
             long end = request.End == 0 ? snapshot.Tokens : request.End;
             if (end > snapshot.Tokens || request.Start > end)
             {
                 throw KvDbException.Invalid($"layer {layer} holds {snapshot.Tokens} tokens; ask for a range within [0, {snapshot.Tokens}) (end 0 = the layer's end)");
             }
 
-            int[] ids = _store.ReadTokenIds(request.ContextId, request.Start, end);
+            int[] ids = _store.ReadTokenIds(contextId, request.Start, end);
             for (long start = request.Start; start < end; start += chunkTokens)
             {
                 int n = (int)Math.Min(chunkTokens, end - start);
@@ -186,5 +203,14 @@ public sealed class ContextsService : Contexts.ContextsBase
                 await responseStream.WriteAsync(chunk, context.CancellationToken).ConfigureAwait(false);
             }
         }
+    }
+
+    /// <summary>A context as the caller knows it: its id and namespace without the tenant's prefix.</summary>
+    private static Context Public(Principal p, ContextInfo info)
+    {
+        Context wire = WireMapping.ToWire(info);
+        wire.Id = TenantScope.Public(p, wire.Id);
+        wire.Namespace = TenantScope.Public(p, wire.Namespace);
+        return wire;
     }
 }
