@@ -10,11 +10,18 @@ internal static class CliApp
 
         usage:
           kvdb serve [--host 127.0.0.1] [--port 50051] [--data DIR] [--cpu-budget BYTES] [--gpu-budget BYTES] [--checkpoint-log-bytes N]
-              run the gRPC server (Models, Contexts, Attention, Admin, health, reflection).
+                     [--admin-key-file PATH] [--insecure]
+              run the gRPC server (Models, Contexts, Attention, Admin, Tenants, health, reflection).
+              With an admin key (KVDB_ADMIN_KEY, or the first line of --admin-key-file) every call needs a key;
+              without one the server runs open and only on a loopback address (--insecure allows others).
               --data DIR makes it durable (write-ahead log, checkpoints, disk tier for cold blocks;
               restarting on the same DIR recovers every acknowledged append); without it, memory only.
               --gpu-budget BYTES mirrors the blocks of queried layers into that much GPU memory and runs
               exact attention there (needs libkvdbcuda.so and a GPU; otherwise it says so and uses the CPU)
+          kvdb tenant create NAME [--admin] | list | rotate-key NAME | revoke-key KEY_ID | delete NAME
+                     [--server http://127.0.0.1:50051]
+              manage tenants on a running server with the admin key from KVDB_ADMIN_KEY; create and
+              rotate-key print the new key as the last line (shown once: the server keeps only a hash)
           kvdb demo [--tokens 32768] [--layers 4] [--queries 4]
               start an in-process server on a free port, load a synthetic Llama-3-8B-shaped context,
               answer attention queries and check them against an f64 reference
@@ -30,10 +37,11 @@ internal static class CliApp
 
         try
         {
-            var options = CliOptions.Parse(args.AsSpan(1));
+            var options = CliOptions.Parse(args.AsSpan(1), positional: args[0] == "tenant");
             return args[0] switch
             {
                 "serve" => await ServeAsync(options).ConfigureAwait(false),
+                "tenant" => await TenantCommand.RunAsync(options).ConfigureAwait(false),
                 "demo" => await DemoCommand.RunAsync(options).ConfigureAwait(false),
                 _ => Fail($"unknown command \"{args[0]}\"; run kvdb --help"),
             };
@@ -54,9 +62,24 @@ internal static class CliApp
             CpuBudgetBytes = options.GetLong("cpu-budget", 0),
             GpuBudgetBytes = options.GetLong("gpu-budget", 0),
             CheckpointLogBytes = options.GetLong("checkpoint-log-bytes", 0),
+            AdminKey = AdminKey(options),
+            Insecure = options.Has("insecure"),
         };
-        await using KvDbServerHandle server = await KvDbServer.StartAsync(serverOptions).ConfigureAwait(false);
+        KvDbServerHandle server;
+        try
+        {
+            server = await KvDbServer.StartAsync(serverOptions).ConfigureAwait(false);
+        }
+        catch (InvalidOperationException e)
+        {
+            return Fail(e.Message);
+        }
+
+        await using KvDbServerHandle running = server;
         Console.WriteLine($"kvdb listening on {server.Address}");
+        Console.WriteLine(serverOptions.IsOpen
+            ? $"authentication: off (no admin key){(serverOptions.Insecure ? "; --insecure: anyone reaching the port can read and delete everything" : ", so loopback only")}; set KVDB_ADMIN_KEY to require keys"
+            : "authentication: on (admin key set; tenants' keys via `kvdb tenant create`)");
         Console.WriteLine(serverOptions.DataDirectory is null
             ? "storage: memory only (pass --data DIR for a data directory)"
             : $"data directory: {serverOptions.DataDirectory}");
@@ -69,6 +92,18 @@ internal static class CliApp
         await server.WaitForShutdownAsync().ConfigureAwait(false);
         Console.WriteLine("kvdb stopped");
         return 0;
+    }
+
+    /// <summary>The admin key: the first line of --admin-key-file, else KVDB_ADMIN_KEY, else none (open).</summary>
+    private static string? AdminKey(CliOptions options)
+    {
+        if (options.GetOrNull("admin-key-file") is string file)
+        {
+            string key = File.ReadLines(file).FirstOrDefault()?.Trim() ?? string.Empty;
+            return key.Length > 0 ? key : throw new ArgumentException($"--admin-key-file {file} is empty; put the admin key on its first line");
+        }
+
+        return Environment.GetEnvironmentVariable("KVDB_ADMIN_KEY") is { Length: > 0 } env ? env.Trim() : null;
     }
 
     private static int Fail(string message)

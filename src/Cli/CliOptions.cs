@@ -2,12 +2,21 @@ using System.Globalization;
 
 namespace KvDb.Cli;
 
-/// <summary>"--name value" pairs after the command; unknown or valueless options are errors.</summary>
+/// <summary>
+/// "--name value" pairs after the command, switches that take no value (--insecure, --admin) and, where a command takes
+/// them, positional words (<c>kvdb tenant create NAME</c>); anything else is an error.
+/// </summary>
 internal sealed class CliOptions
 {
+    /// <summary>Options that are switches: present or not, no value.</summary>
+    private static readonly HashSet<string> Switches = new(StringComparer.Ordinal) { "insecure", "admin" };
+
     private readonly Dictionary<string, string> _values = new(StringComparer.Ordinal);
 
-    public static CliOptions Parse(ReadOnlySpan<string> args)
+    /// <summary>Words that are not options, in order.</summary>
+    public List<string> Positional { get; } = [];
+
+    public static CliOptions Parse(ReadOnlySpan<string> args, bool positional = false)
     {
         var options = new CliOptions();
         for (int i = 0; i < args.Length; i++)
@@ -15,10 +24,22 @@ internal sealed class CliOptions
             string a = args[i];
             if (!a.StartsWith("--", StringComparison.Ordinal) || a.Length == 2)
             {
+                if (positional)
+                {
+                    options.Positional.Add(a);
+                    continue;
+                }
+
                 throw new ArgumentException($"unexpected argument \"{a}\"; options look like --port 50051");
             }
 
             string name = a[2..];
+            if (Switches.Contains(name))
+            {
+                options._values[name] = "true";
+                continue;
+            }
+
             string? value = null;
             int eq = name.IndexOf('=', StringComparison.Ordinal);
             if (eq >= 0)
@@ -40,6 +61,8 @@ internal sealed class CliOptions
     public string Get(string name, string fallback) => _values.TryGetValue(name, out string? v) ? v : fallback;
 
     public string? GetOrNull(string name) => _values.TryGetValue(name, out string? v) ? v : null;
+
+    public bool Has(string name) => _values.ContainsKey(name);
 
     public int GetInt(string name, int fallback) => (int)GetLong(name, fallback);
 

@@ -1,4 +1,5 @@
 using Grpc.Core;
+using Grpc.Core.Interceptors;
 using Grpc.Net.Client;
 using KvDb.Protocol;
 using KvDb.Protocol.V1;
@@ -13,18 +14,30 @@ public sealed class KvDbClient : IDisposable
 
     private readonly GrpcChannel _channel;
 
-    /// <summary>Connects to <paramref name="address"/> (e.g. "http://127.0.0.1:50051"); HTTP/2 cleartext.</summary>
-    public KvDbClient(string address)
+    /// <summary>
+    /// Connects to <paramref name="address"/> (e.g. "http://127.0.0.1:50051"); HTTP/2 cleartext. With
+    /// <paramref name="apiKey"/> (a tenant's key from <c>kvdb tenant create</c>, or the admin key) every call carries
+    /// <c>authorization: Bearer KEY</c>; without one it reaches only a server running open on loopback.
+    /// </summary>
+    public KvDbClient(string address, string? apiKey = null)
     {
         _channel = GrpcChannel.ForAddress(address, new GrpcChannelOptions
         {
             MaxReceiveMessageSize = null,
             MaxSendMessageSize = null,
         });
-        Models = new Models.ModelsClient(_channel);
-        Contexts = new Contexts.ContextsClient(_channel);
-        Attention = new Attention.AttentionClient(_channel);
-        Admin = new Admin.AdminClient(_channel);
+        CallInvoker invoker = string.IsNullOrEmpty(apiKey)
+            ? _channel.CreateCallInvoker()
+            : _channel.Intercept(headers =>
+            {
+                headers.Add("authorization", "Bearer " + apiKey);
+                return headers;
+            });
+        Models = new Models.ModelsClient(invoker);
+        Contexts = new Contexts.ContextsClient(invoker);
+        Attention = new Attention.AttentionClient(invoker);
+        Admin = new Admin.AdminClient(invoker);
+        Tenants = new Tenants.TenantsClient(invoker);
     }
 
     /// <summary>The raw generated Models client.</summary>
@@ -38,6 +51,9 @@ public sealed class KvDbClient : IDisposable
 
     /// <summary>The raw generated Admin client.</summary>
     public Admin.AdminClient Admin { get; }
+
+    /// <summary>The raw generated Tenants client (admin keys only).</summary>
+    public Tenants.TenantsClient Tenants { get; }
 
     /// <summary>Creates (or re-declares identically) a model.</summary>
     public async Task<Model> CreateModelAsync(Model model, CancellationToken cancellationToken = default) =>

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using Grpc.Core;
+using Microsoft.AspNetCore.Http;
 
 namespace KvDb.Server.Security;
 
@@ -15,7 +16,7 @@ namespace KvDb.Server.Security;
 public sealed class Authenticator
 {
     /// <summary>Failed authentications a peer may make per window.</summary>
-    public const int FailuresPerWindow = 20;
+    public const int FailuresPerWindow = 32;
 
     /// <summary>The window failures are counted over.</summary>
     public static readonly TimeSpan FailureWindow = TimeSpan.FromSeconds(10);
@@ -47,7 +48,8 @@ public sealed class Authenticator
     /// <summary>The principal of a call, or an <see cref="RpcException"/> (UNAUTHENTICATED / RESOURCE_EXHAUSTED).</summary>
     public Principal Authenticate(ServerCallContext context)
     {
-        string peer = context.Peer ?? string.Empty;
+        // Per address, not per connection: a client that reconnects for every guess is still one peer.
+        string peer = context.GetHttpContext().Connection.RemoteIpAddress?.ToString() ?? context.Peer ?? string.Empty;
         if (Throttled(peer))
         {
             throw new RpcException(new Status(StatusCode.ResourceExhausted, $"too many failed authentications from this peer; wait {FailureWindow.TotalSeconds:F0} s and send a valid key"));

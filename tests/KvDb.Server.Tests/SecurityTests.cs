@@ -1,0 +1,262 @@
+using Grpc.Core;
+using KvDb.Client;
+using KvDb.Protocol.V1;
+using KvDb.Server.Security;
+
+namespace KvDb.Server.Tests;
+
+/// <summary>
+/// Tenants and keys end to end on a real server with an admin key: who may call what (the matrix of
+/// docs/security.md), isolation of contexts and prefix namespaces, revocation and rotation, restart, the open
+/// server's loopback rule, and malformed authorization values.
+/// </summary>
+public sealed class SecurityTests : IAsyncLifetime
+{
+    private const string AdminKey = "test-admin-key-0123456789";
+    private readonly string _data = Path.Combine(Path.GetTempPath(), "kvdb-security-" + Guid.NewGuid().ToString("N"));
+    private KvDbServerHandle? _server;
+
+    private string Address => _server!.Address;
+
+    public async Task InitializeAsync() => _server = await StartAsync();
+
+    public async Task DisposeAsync()
+    {
+        if (_server is not null)
+        {
+            await _server.DisposeAsync();
+        }
+
+        if (Directory.Exists(_data))
+        {
+            Directory.Delete(_data, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task Every_rpc_answers_each_caller_with_the_documented_status()
+    {
+        using var admin = new KvDbClient(Address, AdminKey);
+        string ownerKey = (await admin.Tenants.CreateTenantAsync(new CreateTenantRequest { Name = "owner" })).ApiKey;
+        string otherKey = (await admin.Tenants.CreateTenantAsync(new CreateTenantRequest { Name = "other" })).ApiKey;
+        CreateTenantResponse revoked = await admin.Tenants.CreateTenantAsync(new CreateTenantRequest { Name = "revoked" });
+        await admin.Tenants.RevokeApiKeyAsync(new RevokeApiKeyRequest { KeyId = revoked.Tenant.Keys[0].KeyId });
+
+        using var owner = new KvDbClient(Address, ownerKey);
+        Model model = await owner.CreateModelAsync(TestModels.Small("sec-matrix"));
+        await owner.CreateContextAsync(model.Name, id: "doc");
+        await EndToEndTests.Load(owner, model, "doc", 64);
+
+        // Callers: no key, a wrong key, a revoked key, another tenant, the owner, the admin key.
+        var callers = new (string Name, string? Key)[]
+        {
+            ("none", null), ("wrong", "kvdb.000000000000.not-a-secret"), ("revoked", revoked.ApiKey), ("other", otherKey), ("owner", ownerKey), ("admin", AdminKey),
+        };
+
+        // The owner's context is "doc"; the admin key is the global scope, where the owner's context is "owner:doc".
+        var expected = new Dictionary<string, StatusCode[]>
+        {
+            //                       none             wrong            revoked          other                    owner          admin
+            ["GetContext"] = [StatusCode.Unauthenticated, StatusCode.Unauthenticated, StatusCode.Unauthenticated, StatusCode.NotFound, StatusCode.OK, StatusCode.OK],
+            ["Attend"] = [StatusCode.Unauthenticated, StatusCode.Unauthenticated, StatusCode.Unauthenticated, StatusCode.NotFound, StatusCode.OK, StatusCode.OK],
+            ["ReadKv"] = [StatusCode.Unauthenticated, StatusCode.Unauthenticated, StatusCode.Unauthenticated, StatusCode.NotFound, StatusCode.OK, StatusCode.OK],
+            ["ForkContext"] = [StatusCode.Unauthenticated, StatusCode.Unauthenticated, StatusCode.Unauthenticated, StatusCode.NotFound, StatusCode.OK, StatusCode.OK],
+            ["ListContexts"] = [StatusCode.Unauthenticated, StatusCode.Unauthenticated, StatusCode.Unauthenticated, StatusCode.OK, StatusCode.OK, StatusCode.OK],
+            ["GetStats"] = [StatusCode.Unauthenticated, StatusCode.Unauthenticated, StatusCode.Unauthenticated, StatusCode.PermissionDenied, StatusCode.PermissionDenied, StatusCode.OK],
+            ["ListTenants"] = [StatusCode.Unauthenticated, StatusCode.Unauthenticated, StatusCode.Unauthenticated, StatusCode.PermissionDenied, StatusCode.PermissionDenied, StatusCode.OK],
+        };
+
+        float[] q = TestModels.Workload(model, 64, 0).Queries(1, 1);
+        int fork = 0;
+        foreach ((string rpc, StatusCode[] statuses) in expected)
+        {
+            for (int c = 0; c < callers.Length; c++)
+            {
+                using var client = new KvDbClient(Address, callers[c].Key);
+                string id = callers[c].Name == "admin" ? "owner:doc" : "doc";
+                StatusCode got = await StatusOf(rpc switch
+                {
+                    "GetContext" => () => client.GetContextAsync(id),
+                    "Attend" => () => client.AttendAsync(id, 0, q, 1, model.NumQueryHeads, model.HeadDim),
+                    "ReadKv" => () => client.ReadLayerAsync(id, 0),
+                    "ForkContext" => () => client.ForkContextAsync(id, callers[c].Name == "admin" ? $"owner:fork{fork++}" : $"fork{fork++}"),
+                    "ListContexts" => () => client.ListContextsAsync(),
+                    "GetStats" => () => client.GetStatsAsync(),
+                    _ => () => client.Tenants.ListTenantsAsync(new ListTenantsRequest()).ResponseAsync,
+                });
+                Assert.True(statuses[c] == got, $"{rpc} as {callers[c].Name}: expected {statuses[c]}, got {got}");
+            }
+        }
+
+        // Another tenant never sees the owner's contexts, the owner sees its own under the ids it gave.
+        using var other = new KvDbClient(Address, otherKey);
+        Assert.Empty((await other.ListContextsAsync()).Contexts);
+        ListContextsResponse own = await owner.ListContextsAsync();
+        Assert.Contains(own.Contexts, c => c.Id == "doc");
+        Assert.All(own.Contexts, c => Assert.DoesNotContain(':', c.Id));
+        Assert.Contains((await admin.ListContextsAsync()).Contexts, c => c.Id == "owner:doc");
+    }
+
+    [Fact]
+    public async Task Another_tenants_context_answers_exactly_as_one_that_does_not_exist()
+    {
+        using var admin = new KvDbClient(Address, AdminKey);
+        using var a = new KvDbClient(Address, (await admin.Tenants.CreateTenantAsync(new CreateTenantRequest { Name = "ta" })).ApiKey);
+        using var b = new KvDbClient(Address, (await admin.Tenants.CreateTenantAsync(new CreateTenantRequest { Name = "tb" })).ApiKey);
+        Model model = await a.CreateModelAsync(TestModels.Small("sec-iso"));
+        await a.CreateContextAsync(model.Name, id: "secret");
+        await EndToEndTests.Load(a, model, "secret", 48);
+
+        RpcException fromOther = await Assert.ThrowsAsync<RpcException>(() => b.GetContextAsync("secret"));
+        RpcException missing = await Assert.ThrowsAsync<RpcException>(() => b.GetContextAsync("never-made"));
+        Assert.Equal(StatusCode.NotFound, fromOther.StatusCode);
+        Assert.Equal(missing.Status.Detail.Replace("never-made", "secret", StringComparison.Ordinal), fromOther.Status.Detail);
+        Assert.DoesNotContain("ta:", fromOther.Status.Detail, StringComparison.Ordinal);
+
+        // Deleting by the same id from the other tenant does nothing to the owner's data.
+        await Assert.ThrowsAsync<RpcException>(() => b.DeleteContextAsync("secret"));
+        Assert.Equal(48, (await a.GetContextAsync("secret")).NumTokens);
+
+        // Both tenants may use the same id: two contexts.
+        await b.CreateContextAsync(model.Name, id: "secret");
+        Assert.Equal(0, (await b.GetContextAsync("secret")).NumTokens);
+        Assert.Equal(48, (await a.GetContextAsync("secret")).NumTokens);
+
+        // Prefix chains are salted per tenant: the same tokens in the same (empty) namespace do not meet.
+        int[] ids = new int[48];
+        TestModels.Workload(model, 48, 0).FillTokenIds(0, ids);
+        Assert.True(await a.LookupPrefixAsync(model.Name, "", ids) > 0);
+        Assert.Equal(0, await b.LookupPrefixAsync(model.Name, "", ids));
+
+        // ':' would name another tenant's ids: refused.
+        RpcException colon = await Assert.ThrowsAsync<RpcException>(() => b.GetContextAsync("ta:secret"));
+        Assert.Equal(StatusCode.InvalidArgument, colon.StatusCode);
+    }
+
+    [Fact]
+    public async Task Rotated_key_works_before_the_old_one_is_revoked_and_tenants_survive_a_restart()
+    {
+        using (var admin = new KvDbClient(Address, AdminKey))
+        {
+            CreateTenantResponse t = await admin.Tenants.CreateTenantAsync(new CreateTenantRequest { Name = "rot" });
+            using var oldClient = new KvDbClient(Address, t.ApiKey);
+            Model model = await oldClient.CreateModelAsync(TestModels.Small("sec-rot"));
+            await oldClient.CreateContextAsync(model.Name, id: "kept");
+            await EndToEndTests.Load(oldClient, model, "kept", 32);
+
+            string newKey = (await admin.Tenants.CreateApiKeyAsync(new CreateApiKeyRequest { Tenant = "rot" })).ApiKey;
+            using var newClient = new KvDbClient(Address, newKey);
+            Assert.Equal(32, (await newClient.GetContextAsync("kept")).NumTokens);
+            Assert.Equal(32, (await oldClient.GetContextAsync("kept")).NumTokens);
+            await admin.Tenants.RevokeApiKeyAsync(new RevokeApiKeyRequest { KeyId = t.Tenant.Keys[0].KeyId });
+            Assert.Equal(StatusCode.Unauthenticated, await StatusOf(() => oldClient.GetContextAsync("kept")));
+
+            await _server!.DisposeAsync();
+            _server = await StartAsync();
+
+            using var afterRestart = new KvDbClient(Address, newKey);
+            Assert.Equal(32, (await afterRestart.GetContextAsync("kept")).NumTokens);
+            using var oldAfterRestart = new KvDbClient(Address, t.ApiKey);
+            Assert.Equal(StatusCode.Unauthenticated, await StatusOf(() => oldAfterRestart.GetContextAsync("kept")));
+        }
+
+        using var admin2 = new KvDbClient(Address, AdminKey);
+        Tenant rot = Assert.Single((await admin2.Tenants.ListTenantsAsync(new ListTenantsRequest())).Tenants, x => x.Name == "rot");
+        Assert.Equal(2, rot.Keys.Count);
+        Assert.Equal(1, rot.Keys.Count(k => k.RevokedUnixMs != 0));
+        Assert.DoesNotContain(File.ReadAllText(Path.Combine(_data, TenantRegistry.FileName)), "kvdb.", StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Deleting_a_tenant_stops_its_keys_and_deletes_its_contexts()
+    {
+        using var admin = new KvDbClient(Address, AdminKey);
+        string key = (await admin.Tenants.CreateTenantAsync(new CreateTenantRequest { Name = "gone" })).ApiKey;
+        using var tenant = new KvDbClient(Address, key);
+        Model model = await tenant.CreateModelAsync(TestModels.Small("sec-gone"));
+        await tenant.CreateContextAsync(model.Name, id: "c");
+        await admin.Tenants.DeleteTenantAsync(new DeleteTenantRequest { Name = "gone" });
+        Assert.Equal(StatusCode.Unauthenticated, await StatusOf(() => tenant.GetContextAsync("c")));
+        Assert.Equal(StatusCode.NotFound, await StatusOf(() => admin.GetContextAsync("gone:c")));
+    }
+
+    [Fact]
+    public async Task Malformed_authorization_values_are_unauthenticated_never_accepted()
+    {
+        var rng = new Random(12345);
+        const string printable = " !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~";
+        var values = new List<string>
+        {
+            "", "Bearer", "Bearer ", "bearer " + AdminKey + "x", "Basic " + AdminKey, "Bearer kvdb.", "Bearer kvdb.0123456789ab.", "Bearer kvdb.0123456789ab",
+            "Bearer " + new string('A', 8000), "Bearer kvdb." + new string('f', 12) + "." + new string('x', 43), AdminKey,
+        };
+        for (int i = 0; i < 30; i++)
+        {
+            int n = rng.Next(1, 300);
+            var chars = new char[n];
+            for (int j = 0; j < n; j++)
+            {
+                chars[j] = printable[rng.Next(printable.Length)];
+            }
+
+            values.Add((i % 2 == 0 ? "Bearer " : string.Empty) + new string(chars).Trim());
+        }
+
+        int unauthenticated = 0;
+        int throttled = 0;
+        foreach (string value in values)
+        {
+            using var client = new KvDbClient(Address);
+            var headers = new Metadata { { "authorization", value } };
+            StatusCode got = await StatusOf(() => client.Contexts.ListContextsAsync(new ListContextsRequest(), headers).ResponseAsync);
+            Assert.True(got is StatusCode.Unauthenticated or StatusCode.ResourceExhausted, $"authorization \"{value[..Math.Min(40, value.Length)]}\" got {got}");
+            unauthenticated += got == StatusCode.Unauthenticated ? 1 : 0;
+            throttled += got == StatusCode.ResourceExhausted ? 1 : 0;
+        }
+
+        // The peer is slowed down after its budget of failures, and binary metadata does not count as a key.
+        Assert.Equal(Authenticator.FailuresPerWindow, unauthenticated);
+        Assert.Equal(values.Count - Authenticator.FailuresPerWindow, throttled);
+    }
+
+    [Fact]
+    public async Task Binary_authorization_metadata_is_not_a_key()
+    {
+        using var client = new KvDbClient(Address);
+        var headers = new Metadata { { "authorization-bin", System.Text.Encoding.UTF8.GetBytes("Bearer " + AdminKey) } };
+        Assert.Equal(StatusCode.Unauthenticated, await StatusOf(() => client.Contexts.ListContextsAsync(new ListContextsRequest(), headers).ResponseAsync));
+    }
+
+    [Fact]
+    public async Task An_open_server_listens_on_loopback_only_unless_insecure()
+    {
+        await Assert.ThrowsAsync<InvalidOperationException>(() => KvDbServer.StartAsync(new KvDbServerOptions { Host = "0.0.0.0", Port = 0, CalibrateCosts = false }));
+        await using (KvDbServerHandle insecure = await KvDbServer.StartAsync(new KvDbServerOptions { Host = "0.0.0.0", Port = 0, Insecure = true, CalibrateCosts = false }))
+        {
+            using var client = new KvDbClient(insecure.Address);
+            Assert.NotNull(await client.ListContextsAsync());
+        }
+
+        await using KvDbServerHandle keyed = await KvDbServer.StartAsync(new KvDbServerOptions { Host = "0.0.0.0", Port = 0, AdminKey = AdminKey, CalibrateCosts = false });
+        using var anonymous = new KvDbClient(keyed.Address);
+        Assert.Equal(StatusCode.Unauthenticated, await StatusOf(() => anonymous.ListContextsAsync()));
+        Assert.True(KvDbServer.IsLoopback("127.0.0.1") && KvDbServer.IsLoopback("::1") && KvDbServer.IsLoopback("localhost"));
+        Assert.False(KvDbServer.IsLoopback("0.0.0.0"));
+    }
+
+    private Task<KvDbServerHandle> StartAsync() =>
+        KvDbServer.StartAsync(new KvDbServerOptions { Host = "127.0.0.1", Port = 0, DataDirectory = _data, AdminKey = AdminKey, CpuBudgetBytes = 128L << 20, CalibrateCosts = false });
+
+    private static async Task<StatusCode> StatusOf(Func<Task> call)
+    {
+        try
+        {
+            await call();
+            return StatusCode.OK;
+        }
+        catch (RpcException e)
+        {
+            return e.StatusCode;
+        }
+    }
+}
