@@ -10,16 +10,17 @@ internal static class CliApp
 
         usage:
           kvdb serve [--host 127.0.0.1] [--port 50051] [--data DIR] [--cpu-budget BYTES] [--gpu-budget BYTES] [--checkpoint-log-bytes N]
-                     [--admin-key-file PATH] [--insecure]
+                     [--admin-key-file PATH] [--insecure] [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]
               run the gRPC server (Models, Contexts, Attention, Admin, Tenants, health, reflection).
               With an admin key (KVDB_ADMIN_KEY, or the first line of --admin-key-file) every call needs a key;
               without one the server runs open and only on a loopback address (--insecure allows others).
+              --tls-cert/--tls-key serve gRPC over TLS; --tls-client-ca also requires client certificates (mTLS).
               --data DIR makes it durable (write-ahead log, checkpoints, disk tier for cold blocks;
               restarting on the same DIR recovers every acknowledged append); without it, memory only.
               --gpu-budget BYTES mirrors the blocks of queried layers into that much GPU memory and runs
               exact attention there (needs libkvdbcuda.so and a GPU; otherwise it says so and uses the CPU)
           kvdb tenant create NAME [--admin] | list | rotate-key NAME | revoke-key KEY_ID | delete NAME
-                     [--server http://127.0.0.1:50051]
+                     [--server http://127.0.0.1:50051] [--ca-file PEM]
               manage tenants on a running server with the admin key from KVDB_ADMIN_KEY; create and
               rotate-key print the new key as the last line (shown once: the server keeps only a hash)
           kvdb demo [--tokens 32768] [--layers 4] [--queries 4]
@@ -64,6 +65,9 @@ internal static class CliApp
             CheckpointLogBytes = options.GetLong("checkpoint-log-bytes", 0),
             AdminKey = AdminKey(options),
             Insecure = options.Has("insecure"),
+            TlsCertificatePath = options.GetOrNull("tls-cert"),
+            TlsKeyPath = options.GetOrNull("tls-key"),
+            TlsClientCaPath = options.GetOrNull("tls-client-ca"),
         };
         KvDbServerHandle server;
         try

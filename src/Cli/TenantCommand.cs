@@ -16,7 +16,7 @@ internal static class TenantCommand
         }
 
         string server = options.Get("server", "http://127.0.0.1:50051");
-        using var client = new KvDbClient(server, Environment.GetEnvironmentVariable("KVDB_ADMIN_KEY"));
+        using var client = new KvDbClient(server, Environment.GetEnvironmentVariable("KVDB_ADMIN_KEY"), options.GetOrNull("ca-file"));
         try
         {
             switch (words[0])

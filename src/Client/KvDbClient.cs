@@ -1,3 +1,5 @@
+using System.Net.Security;
+using System.Security.Cryptography.X509Certificates;
 using Grpc.Core;
 using Grpc.Core.Interceptors;
 using Grpc.Net.Client;
@@ -15,16 +17,41 @@ public sealed class KvDbClient : IDisposable
     private readonly GrpcChannel _channel;
 
     /// <summary>
-    /// Connects to <paramref name="address"/> (e.g. "http://127.0.0.1:50051"); HTTP/2 cleartext. With
+    /// Connects to <paramref name="address"/> (e.g. "http://127.0.0.1:50051", or "https://…" for a server with TLS). With
     /// <paramref name="apiKey"/> (a tenant's key from <c>kvdb tenant create</c>, or the admin key) every call carries
     /// <c>authorization: Bearer KEY</c>; without one it reaches only a server running open on loopback.
     /// </summary>
     public KvDbClient(string address, string? apiKey = null)
+        : this(address, apiKey, caFile: null)
     {
+    }
+
+    /// <summary>
+    /// As above, over TLS: the server's certificate must chain to a CA in <paramref name="caFile"/> (PEM; null = the
+    /// system's roots), and <paramref name="clientCertificate"/> (with its key) is presented to a server that asks for
+    /// one (mTLS).
+    /// </summary>
+    public KvDbClient(string address, string? apiKey, string? caFile, X509Certificate2? clientCertificate = null)
+    {
+        var handler = new SocketsHttpHandler { EnableMultipleHttp2Connections = true };
+        if (caFile is not null)
+        {
+            var roots = new X509Certificate2Collection();
+            roots.ImportFromPemFile(caFile);
+            handler.SslOptions.RemoteCertificateValidationCallback = (_, certificate, _, errors) =>
+                certificate is not null && (errors & ~SslPolicyErrors.RemoteCertificateChainErrors) == SslPolicyErrors.None && ChainsTo(certificate, roots);
+        }
+
+        if (clientCertificate is not null)
+        {
+            handler.SslOptions.ClientCertificates = [clientCertificate];
+        }
+
         _channel = GrpcChannel.ForAddress(address, new GrpcChannelOptions
         {
             MaxReceiveMessageSize = null,
             MaxSendMessageSize = null,
+            HttpHandler = handler,
         });
         CallInvoker invoker = string.IsNullOrEmpty(apiKey)
             ? _channel.CreateCallInvoker()
@@ -38,6 +65,17 @@ public sealed class KvDbClient : IDisposable
         Attention = new Attention.AttentionClient(invoker);
         Admin = new Admin.AdminClient(invoker);
         Tenants = new Tenants.TenantsClient(invoker);
+    }
+
+    /// <summary>True when <paramref name="certificate"/> chains to one of <paramref name="roots"/> and nothing else.</summary>
+    private static bool ChainsTo(X509Certificate certificate, X509Certificate2Collection roots)
+    {
+        using var chain = new X509Chain();
+        chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+        chain.ChainPolicy.CustomTrustStore.AddRange(roots);
+        chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+        using var leaf = new X509Certificate2(certificate);
+        return chain.Build(leaf);
     }
 
     /// <summary>The raw generated Models client.</summary>

@@ -1,4 +1,5 @@
 using System.Net;
+using System.Security.Cryptography.X509Certificates;
 using KvDb.QueryEngine;
 using KvDb.QueryEngine.Execution;
 using KvDb.Server.Security;
@@ -48,7 +49,16 @@ public static class KvDbServer
         builder.WebHost.ConfigureKestrel(k =>
         {
             IPAddress ip = options.Host is "localhost" ? IPAddress.Loopback : IPAddress.Parse(options.Host);
-            k.Listen(ip, options.Port, listen => listen.Protocols = HttpProtocols.Http2);
+            X509Certificate2? certificate = ServerTls.LoadCertificate(options);
+            X509Certificate2Collection? clientCas = ServerTls.LoadClientCas(options);
+            k.Listen(ip, options.Port, listen =>
+            {
+                listen.Protocols = HttpProtocols.Http2;
+                if (certificate is not null)
+                {
+                    listen.UseHttps(https => ServerTls.Configure(https, certificate, clientCas));
+                }
+            });
             k.Limits.MaxRequestBodySize = null;
         });
 

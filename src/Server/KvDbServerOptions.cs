@@ -44,4 +44,16 @@ public sealed record KvDbServerOptions
 
     /// <summary>True when the server will run open (no admin key).</summary>
     public bool IsOpen => string.IsNullOrEmpty(AdminKey);
+
+    /// <summary>PEM certificate (chain) for TLS; with <see cref="TlsKeyPath"/> the server speaks gRPC over HTTPS only.</summary>
+    public string? TlsCertificatePath { get; init; }
+
+    /// <summary>PEM private key of <see cref="TlsCertificatePath"/>.</summary>
+    public string? TlsKeyPath { get; init; }
+
+    /// <summary>PEM CA certificate(s): with TLS on, clients must present a certificate issued by one of them (mTLS).</summary>
+    public string? TlsClientCaPath { get; init; }
+
+    /// <summary>True when TLS is configured.</summary>
+    public bool UsesTls => !string.IsNullOrEmpty(TlsCertificatePath);
 }
