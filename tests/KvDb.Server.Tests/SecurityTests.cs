@@ -293,6 +293,45 @@ public sealed class SecurityTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Admin_actions_and_failed_authentications_are_audited_durably()
+    {
+        using var admin = new KvDbClient(Address, AdminKey);
+        CreateTenantResponse t = await admin.Tenants.CreateTenantAsync(new CreateTenantRequest { Name = "audited" });
+        await admin.Tenants.RevokeApiKeyAsync(new RevokeApiKeyRequest { KeyId = t.Tenant.Keys[0].KeyId });
+        await admin.CheckpointAsync();
+        using var anonymous = new KvDbClient(Address);
+        await StatusOf(() => anonymous.ListContextsAsync());
+        using var revokedClient = new KvDbClient(Address, t.ApiKey);
+        await StatusOf(() => revokedClient.GetStatsAsync());
+        string tenantKey = (await admin.Tenants.CreateTenantAsync(new CreateTenantRequest { Name = "nosy" })).ApiKey;
+        using var nosy = new KvDbClient(Address, tenantKey);
+        await StatusOf(() => nosy.Tenants.ListTenantsAsync(new ListTenantsRequest()).ResponseAsync);
+        await StatusOf(() => admin.Tenants.DeleteTenantAsync(new DeleteTenantRequest { Name = "no-such-tenant" }).ResponseAsync);
+
+        await _server!.DisposeAsync();
+        _server = await StartAsync();
+        using var again = new KvDbClient(Address, AdminKey);
+        ReadAuditResponse audit = await again.Admin.ReadAuditAsync(new ReadAuditRequest());
+        var rows = audit.Entries.Select(e => (e.Actor, e.Action, e.Outcome)).ToList();
+        Assert.Contains(("admin-key", "/kvdb.v1.Tenants/CreateTenant", "OK"), rows);
+        Assert.Contains(("admin-key", "/kvdb.v1.Tenants/RevokeApiKey", "OK"), rows);
+        Assert.Contains(("admin-key", "/kvdb.v1.Admin/Checkpoint", "OK"), rows);
+        Assert.Contains(("unauthenticated", "/kvdb.v1.Contexts/ListContexts", "Unauthenticated"), rows);
+        Assert.Contains(("unauthenticated", "/kvdb.v1.Admin/GetStats", "Unauthenticated"), rows);
+        Assert.Contains(("tenant:nosy", "/kvdb.v1.Tenants/ListTenants", "PermissionDenied"), rows);
+        Assert.Contains(("admin-key", "/kvdb.v1.Tenants/DeleteTenant", "NotFound"), rows);
+        Assert.Contains(audit.Entries, e => e.Target.Contains("audited", StringComparison.Ordinal));
+        Assert.Equal(audit.Entries.Select(e => e.Sequence).Order(), audit.Entries.Select(e => e.Sequence));
+        Assert.All(audit.Entries, e => Assert.NotEmpty(e.Peer));
+
+        // Reading after the last sequence returns nothing new; no key's secret is ever written.
+        Assert.Empty((await again.Admin.ReadAuditAsync(new ReadAuditRequest { AfterSequence = audit.Entries[^1].Sequence })).Entries);
+        string file = File.ReadAllText(Path.Combine(_data, AuditLog.FileName));
+        Assert.DoesNotContain(t.ApiKey.Split('.')[2], file, StringComparison.Ordinal);
+        Assert.DoesNotContain(AdminKey, file, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Binary_authorization_metadata_is_not_a_key()
     {
         using var client = new KvDbClient(Address);

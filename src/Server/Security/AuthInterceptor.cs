@@ -13,11 +13,13 @@ public sealed class AuthInterceptor : Interceptor
     private const string PrincipalKey = "kvdb.principal";
 
     private readonly Authenticator _authenticator;
+    private readonly AuditLog _audit;
 
-    /// <summary>Creates the interceptor.</summary>
-    public AuthInterceptor(Authenticator authenticator)
+    /// <summary>Creates the interceptor; admin actions and failed authentications go to <paramref name="audit"/>.</summary>
+    public AuthInterceptor(Authenticator authenticator, AuditLog audit)
     {
         _authenticator = authenticator;
+        _audit = audit;
     }
 
     /// <summary>The principal <see cref="AuthInterceptor"/> attached to <paramref name="context"/> (open when none: in-process calls in tests).</summary>
@@ -28,9 +30,21 @@ public sealed class AuthInterceptor : Interceptor
     public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
     {
         Principal p = Admit(context);
+        bool audited = IsAudited(context.Method);
         try
         {
-            return await continuation(request, context).ConfigureAwait(false);
+            TResponse response = await continuation(request, context).ConfigureAwait(false);
+            if (audited)
+            {
+                _audit.Write(p.Actor, Authenticator.PeerOf(context), context.Method, Describe(request), "OK");
+            }
+
+            return response;
+        }
+        catch (Exception e) when (audited)
+        {
+            _audit.Write(p.Actor, Authenticator.PeerOf(context), context.Method, Describe(request), e is RpcException r ? r.StatusCode.ToString() : e.GetType().Name);
+            throw;
         }
         catch (RpcException e) when (p.Tenant is not null)
         {
@@ -88,14 +102,37 @@ public sealed class AuthInterceptor : Interceptor
             return Principal.Open;
         }
 
-        Principal p = _authenticator.Authenticate(context);
+        Principal p;
+        try
+        {
+            p = _authenticator.Authenticate(context);
+        }
+        catch (RpcException e)
+        {
+            _audit.Write("unauthenticated", Authenticator.PeerOf(context), method, string.Empty, e.StatusCode.ToString());
+            throw;
+        }
+
         if (!p.IsAdmin && (method.StartsWith("/kvdb.v1.Admin/", StringComparison.Ordinal) || method.StartsWith("/kvdb.v1.Tenants/", StringComparison.Ordinal)))
         {
+            _audit.Write(p.Actor, Authenticator.PeerOf(context), method, string.Empty, nameof(StatusCode.PermissionDenied));
             throw new RpcException(new Status(StatusCode.PermissionDenied, $"{method} needs an admin key; tenant keys reach Models, Contexts and Attention"));
         }
 
         context.UserState[PrincipalKey] = p;
         return p;
+    }
+
+    /// <summary>Admin actions: every Tenants call and the Admin calls that change something (reads are not logged).</summary>
+    private static bool IsAudited(string method) =>
+        method.StartsWith("/kvdb.v1.Tenants/", StringComparison.Ordinal)
+        || method is "/kvdb.v1.Admin/Evict" or "/kvdb.v1.Admin/Checkpoint";
+
+    /// <summary>The request as the audit log shows it (protobuf JSON, bounded; requests of audited calls carry no key).</summary>
+    private static string Describe(object? request)
+    {
+        string text = request?.ToString() ?? string.Empty;
+        return text.Length <= 256 ? text : text[..256];
     }
 
     /// <summary>The same status with the tenant's prefix taken out of the ids its message names.</summary>

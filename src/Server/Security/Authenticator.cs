@@ -48,8 +48,7 @@ public sealed class Authenticator
     /// <summary>The principal of a call, or an <see cref="RpcException"/> (UNAUTHENTICATED / RESOURCE_EXHAUSTED).</summary>
     public Principal Authenticate(ServerCallContext context)
     {
-        // Per address, not per connection: a client that reconnects for every guess is still one peer.
-        string peer = context.GetHttpContext().Connection.RemoteIpAddress?.ToString() ?? context.Peer ?? string.Empty;
+        string peer = PeerOf(context);
         if (Throttled(peer))
         {
             throw new RpcException(new Status(StatusCode.ResourceExhausted, $"too many failed authentications from this peer; wait {FailureWindow.TotalSeconds:F0} s and send a valid key"));
@@ -72,6 +71,13 @@ public sealed class Authenticator
 
         return Resolve(header) ?? Fail(peer);
     }
+
+    /// <summary>
+    /// The caller's address (per address, not per connection: a client that reconnects for every guess is still one
+    /// peer).
+    /// </summary>
+    public static string PeerOf(ServerCallContext context) =>
+        context.GetHttpContext().Connection.RemoteIpAddress?.ToString() ?? context.Peer ?? string.Empty;
 
     /// <summary>The principal of an authorization value ("Bearer KEY"), or null.</summary>
     public Principal? Resolve(string header)

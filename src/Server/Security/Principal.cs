@@ -8,8 +8,11 @@ namespace KvDb.Server.Security;
 public sealed record Principal(string? Tenant, bool IsAdmin)
 {
     /// <summary>Every caller of a server without an admin key (it listens on loopback only).</summary>
-    public static Principal Open { get; } = new(null, true);
+    public static Principal Open { get; } = new(null, true) { Actor = "open" };
 
     /// <summary>The caller holding the bootstrap admin key.</summary>
-    public static Principal BootstrapAdmin { get; } = new(null, true);
+    public static Principal BootstrapAdmin { get; } = new(null, true) { Actor = "admin-key" };
+
+    /// <summary>Who, as the audit log writes it: "open", "admin-key" or "tenant:NAME".</summary>
+    public string Actor { get; init; } = Tenant is null ? "open" : "tenant:" + Tenant;
 }

@@ -2,6 +2,7 @@ using Grpc.Core;
 using KvDb.Protocol.V1;
 using KvDb.QueryEngine.Execution;
 using KvDb.QueryEngine.Planning;
+using KvDb.Server.Security;
 using KvDb.Store;
 
 namespace KvDb.Server.Services;
@@ -11,12 +12,31 @@ public sealed class AdminService : Admin.AdminBase
 {
     private readonly IKvStore _store;
     private readonly AttentionExecutor _executor;
+    private readonly AuditLog _audit;
 
-    /// <summary>Creates the service over the store and the executor whose query costs it reports.</summary>
-    public AdminService(IKvStore store, AttentionExecutor executor)
+    /// <summary>Creates the service over the store, the executor whose query costs it reports, and the audit log it reads.</summary>
+    public AdminService(IKvStore store, AttentionExecutor executor, AuditLog audit)
     {
         _store = store;
         _executor = executor;
+        _audit = audit;
+    }
+
+    /// <inheritdoc />
+    public override Task<ReadAuditResponse> ReadAudit(ReadAuditRequest request, ServerCallContext context)
+    {
+        if (request.Limit < 0 || request.AfterSequence < 0)
+        {
+            throw KvDbException.Invalid($"limit and after_sequence must be ≥ 0 (limit 0 = 100, at most 1000), got {request.Limit} and {request.AfterSequence}");
+        }
+
+        var response = new ReadAuditResponse();
+        foreach (Security.AuditEntry e in _audit.Read(request.AfterSequence, request.Limit == 0 ? 100 : Math.Min(request.Limit, 1000)))
+        {
+            response.Entries.Add(new Protocol.V1.AuditEntry { Sequence = e.Sequence, UnixMs = e.UnixMs, Actor = e.Actor, Peer = e.Peer, Action = e.Action, Target = e.Target, Outcome = e.Outcome });
+        }
+
+        return Task.FromResult(response);
     }
 
     /// <inheritdoc />
