@@ -12,7 +12,7 @@ internal static class TenantCommand
         List<string> words = options.Positional;
         if (words.Count == 0)
         {
-            throw new ArgumentException("kvdb tenant needs a subcommand: create NAME [--admin], list, rotate-key NAME, revoke-key KEY_ID, delete NAME");
+            throw new ArgumentException("kvdb tenant needs a subcommand: create NAME [--admin], list, rotate-key NAME, revoke-key KEY_ID, set-quota NAME [--bytes N] [--contexts N] [--streams N] [--rps X], delete NAME");
         }
 
         string server = options.Get("server", "http://127.0.0.1:50051");
@@ -36,7 +36,7 @@ internal static class TenantCommand
                         {
                             int active = t.Keys.Count(k => k.RevokedUnixMs == 0);
                             string ids = string.Join(", ", t.Keys.Select(k => k.RevokedUnixMs == 0 ? k.KeyId : k.KeyId + " (revoked)"));
-                            Console.WriteLine($"{t.Name}{(t.Admin ? " [admin]" : string.Empty)}: {active} active key(s): {ids}");
+                            Console.WriteLine($"{t.Name}{(t.Admin ? " [admin]" : string.Empty)}: {active} active key(s): {ids}; usage {t.Usage.Bytes} bytes, {t.Usage.Contexts} contexts");
                         }
 
                         Console.WriteLine($"{r.Tenants.Count} tenant(s)");
@@ -51,6 +51,20 @@ internal static class TenantCommand
                         return 0;
                     }
 
+                case "set-quota":
+                    {
+                        var quota = new Quota
+                        {
+                            Bytes = options.GetLong("bytes", 0),
+                            Contexts = options.GetLong("contexts", 0),
+                            Streams = options.GetInt("streams", 0),
+                            RequestsPerSecond = options.GetOrNull("rps") is null ? 0 : options.GetDouble("rps", 0),
+                        };
+                        Tenant t = await client.Tenants.SetQuotaAsync(new SetQuotaRequest { Tenant = Argument(words, "NAME"), Quota = quota });
+                        Console.WriteLine($"tenant {t.Name}: quota bytes {t.Quota.Bytes}, contexts {t.Quota.Contexts}, streams {t.Quota.Streams}, rps {t.Quota.RequestsPerSecond} (0 = unlimited); usage bytes {t.Usage.Bytes}, contexts {t.Usage.Contexts}");
+                        return 0;
+                    }
+
                 case "revoke-key":
                     await client.Tenants.RevokeApiKeyAsync(new RevokeApiKeyRequest { KeyId = Argument(words, "KEY_ID") });
                     Console.WriteLine($"key {words[1]} revoked");
@@ -62,7 +76,7 @@ internal static class TenantCommand
                     return 0;
 
                 default:
-                    throw new ArgumentException($"unknown tenant subcommand \"{words[0]}\"; use create, list, rotate-key, revoke-key or delete");
+                    throw new ArgumentException($"unknown tenant subcommand \"{words[0]}\"; use create, list, rotate-key, revoke-key, set-quota or delete");
             }
         }
         catch (RpcException e)

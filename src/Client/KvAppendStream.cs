@@ -34,7 +34,7 @@ public sealed class KvAppendStream : IDisposable
             request.TokenIds.Add(id);
         }
 
-        return _call.RequestStream.WriteAsync(request);
+        return SendAsync(request);
     }
 
     /// <summary>
@@ -55,7 +55,25 @@ public sealed class KvAppendStream : IDisposable
             Layer = layer,
             SampleQueries = TensorCodec.FromSingles(queries, queries.Length / rowFloats, numQueryHeads, headDim),
         };
-        return _call.RequestStream.WriteAsync(request);
+        return SendAsync(request);
+    }
+
+    /// <summary>
+    /// Writes one message. When the server has already ended the stream (it refused an earlier message: bad input, a
+    /// quota), the write itself only says "cancelled"; the server's status, with its message and details, is what is
+    /// thrown instead.
+    /// </summary>
+    private async Task SendAsync(AppendKvRequest request)
+    {
+        try
+        {
+            await _call.RequestStream.WriteAsync(request).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is RpcException or InvalidOperationException)
+        {
+            await _call.ResponseAsync.ConfigureAwait(false);
+            throw;
+        }
     }
 
     /// <summary>Writes a layer's tokens split into messages of at most <paramref name="chunkTokens"/> tokens.</summary>

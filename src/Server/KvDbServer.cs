@@ -65,6 +65,7 @@ public static class KvDbServer
         builder.Services.AddSingleton(store);
         builder.Services.AddSingleton(new Authenticator(TenantRegistry.Open(options.DataDirectory), options.AdminKey));
         builder.Services.AddSingleton(_ => AuditLog.Open(options.DataDirectory));
+        builder.Services.AddSingleton(sp => new TenantQuotas(sp.GetRequiredService<Authenticator>().Tenants, store));
         // Registered by factory so the container disposes it (waiting for index builds) before the store is disposed.
         QueryEngine.Planning.CostModel costs = options.CalibrateCosts ? QueryEngine.Planning.CostModel.Calibrate() : QueryEngine.Planning.CostModel.Default;
         builder.Services.AddSingleton(_ => new AttentionExecutor(store, costs: costs, defaultQuality: options.DefaultQuality.Validated()));

@@ -14,12 +14,17 @@ public sealed class AuthInterceptor : Interceptor
 
     private readonly Authenticator _authenticator;
     private readonly AuditLog _audit;
+    private readonly TenantQuotas _quotas;
 
-    /// <summary>Creates the interceptor; admin actions and failed authentications go to <paramref name="audit"/>.</summary>
-    public AuthInterceptor(Authenticator authenticator, AuditLog audit)
+    /// <summary>
+    /// Creates the interceptor; admin actions and failed authentications go to <paramref name="audit"/>, and a tenant's
+    /// requests per second and concurrent streams are held to its quota by <paramref name="quotas"/>.
+    /// </summary>
+    public AuthInterceptor(Authenticator authenticator, AuditLog audit, TenantQuotas quotas)
     {
         _authenticator = authenticator;
         _audit = audit;
+        _quotas = quotas;
     }
 
     /// <summary>The principal <see cref="AuthInterceptor"/> attached to <paramref name="context"/> (open when none: in-process calls in tests).</summary>
@@ -56,6 +61,7 @@ public sealed class AuthInterceptor : Interceptor
     public override async Task<TResponse> ClientStreamingServerHandler<TRequest, TResponse>(IAsyncStreamReader<TRequest> requestStream, ServerCallContext context, ClientStreamingServerMethod<TRequest, TResponse> continuation)
     {
         Principal p = Admit(context);
+        using IDisposable stream = _quotas.OpenStream(p);
         try
         {
             return await continuation(requestStream, context).ConfigureAwait(false);
@@ -70,6 +76,7 @@ public sealed class AuthInterceptor : Interceptor
     public override async Task ServerStreamingServerHandler<TRequest, TResponse>(TRequest request, IServerStreamWriter<TResponse> responseStream, ServerCallContext context, ServerStreamingServerMethod<TRequest, TResponse> continuation)
     {
         Principal p = Admit(context);
+        using IDisposable stream = _quotas.OpenStream(p);
         try
         {
             await continuation(request, responseStream, context).ConfigureAwait(false);
@@ -84,6 +91,7 @@ public sealed class AuthInterceptor : Interceptor
     public override async Task DuplexStreamingServerHandler<TRequest, TResponse>(IAsyncStreamReader<TRequest> requestStream, IServerStreamWriter<TResponse> responseStream, ServerCallContext context, DuplexStreamingServerMethod<TRequest, TResponse> continuation)
     {
         Principal p = Admit(context);
+        using IDisposable stream = _quotas.OpenStream(p);
         try
         {
             await continuation(requestStream, responseStream, context).ConfigureAwait(false);
@@ -119,6 +127,7 @@ public sealed class AuthInterceptor : Interceptor
             throw new RpcException(new Status(StatusCode.PermissionDenied, $"{method} needs an admin key; tenant keys reach Models, Contexts and Attention"));
         }
 
+        _quotas.Request(p);
         context.UserState[PrincipalKey] = p;
         return p;
     }

@@ -12,6 +12,20 @@ public sealed class TenantRecord
     public long CreatedUnixMs { get; init; }
 
     public List<ApiKeyRecord> Keys { get; init; } = [];
+
+    public QuotaRecord Quota { get; set; } = new();
+}
+
+/// <summary>A tenant's limits; 0 = unlimited.</summary>
+public sealed record QuotaRecord
+{
+    public long Bytes { get; init; }
+
+    public long Contexts { get; init; }
+
+    public int Streams { get; init; }
+
+    public double RequestsPerSecond { get; init; }
 }
 
 /// <summary>One API key of a tenant: its public id and the salted hash of its secret (never the secret).</summary>

@@ -116,6 +116,33 @@ public sealed partial class TenantRegistry
         }
     }
 
+    /// <summary>Replaces a tenant's quota; returns the tenant.</summary>
+    public TenantRecord SetQuota(string tenant, QuotaRecord quota)
+    {
+        if (quota.Bytes < 0 || quota.Contexts < 0 || quota.Streams < 0 || !(quota.RequestsPerSecond >= 0) || double.IsInfinity(quota.RequestsPerSecond))
+        {
+            throw KvDbException.Invalid($"quota values must be ≥ 0 (0 = unlimited) and finite, got {quota}");
+        }
+
+        lock (_gate)
+        {
+            TenantRecord t = Find(tenant);
+            QuotaRecord old = t.Quota;
+            t.Quota = quota;
+            Save(() => t.Quota = old);
+            return t;
+        }
+    }
+
+    /// <summary>The tenant's quota (unlimited when the tenant does not exist: its calls fail authentication anyway).</summary>
+    public QuotaRecord QuotaOf(string tenant)
+    {
+        lock (_gate)
+        {
+            return _tenants.TryGetValue(tenant, out TenantRecord? t) ? t.Quota : new QuotaRecord();
+        }
+    }
+
     /// <summary>Deletes a tenant and every key of it; false when it did not exist.</summary>
     public bool DeleteTenant(string name)
     {

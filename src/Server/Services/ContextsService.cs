@@ -16,12 +16,14 @@ public sealed class ContextsService : Contexts.ContextsBase
 
     private readonly IKvStore _store;
     private readonly AttentionExecutor _executor;
+    private readonly TenantQuotas _quotas;
 
-    /// <summary>Creates the service over the store; the executor receives the sample queries appends carry.</summary>
-    public ContextsService(IKvStore store, AttentionExecutor executor)
+    /// <summary>Creates the service over the store; the executor receives the sample queries appends carry; tenants' context and byte quotas are held by <paramref name="quotas"/>.</summary>
+    public ContextsService(IKvStore store, AttentionExecutor executor, TenantQuotas quotas)
     {
         _store = store;
         _executor = executor;
+        _quotas = quotas;
     }
 
     /// <inheritdoc />
@@ -29,6 +31,7 @@ public sealed class ContextsService : Contexts.ContextsBase
     {
         int[] prefix = [.. request.PrefixTokenIds];
         Principal p = AuthInterceptor.PrincipalOf(context);
+        _quotas.NewContext(p);
         ContextInfo created = _store.CreateContext(request.Model, TenantScope.Namespace(p, request.Namespace), TenantScope.NewContextId(p, request.Id), prefix, request.TtlSeconds);
         return Task.FromResult(Public(p, created));
     }
@@ -61,6 +64,7 @@ public sealed class ContextsService : Contexts.ContextsBase
         string? contextId = null;
         string? sentId = null;
         Principal principal = AuthInterceptor.PrincipalOf(context);
+        long reserved = 0;
         ModelSchema? model = null;
         var samples = new List<(int Layer, float[] Queries)>();
         try
@@ -100,6 +104,10 @@ public sealed class ContextsService : Contexts.ContextsBase
                     throw KvDbException.Invalid($"message {index}: keys have {n} tokens, values {nv} and token_ids {chunk.TokenIds.Count}; all three must be equal");
                 }
 
+                // Reserved before the store sees the bytes: a tenant over its byte quota fails here, with nothing of the stream committed.
+                long bytes = (long)chunk.Keys!.Data.Length + chunk.Values!.Data.Length;
+                _quotas.Reserve(principal, bytes);
+                reserved += bytes;
                 int[] ids = [.. chunk.TokenIds];
                 tx!.Append(chunk.Layer, ids, chunk.Keys!.Data.Span, chunk.Values!.Data.Span);
                 index++;
@@ -124,6 +132,7 @@ public sealed class ContextsService : Contexts.ContextsBase
         finally
         {
             tx?.Dispose();
+            _quotas.Release(principal, reserved);
         }
     }
 
@@ -139,6 +148,7 @@ public sealed class ContextsService : Contexts.ContextsBase
     public override Task<Context> ForkContext(ForkContextRequest request, ServerCallContext context)
     {
         Principal p = AuthInterceptor.PrincipalOf(context);
+        _quotas.NewContext(p);
         return Task.FromResult(Public(p, _store.ForkContext(TenantScope.ContextId(p, request.Id), TenantScope.NewContextId(p, request.NewId))));
     }
 

@@ -12,13 +12,23 @@ public sealed class TenantsService : Tenants.TenantsBase
     private readonly TenantRegistry _tenants;
     private readonly IKvStore _store;
     private readonly AttentionExecutor _executor;
+    private readonly TenantQuotas _quotas;
 
     /// <summary>Creates the service.</summary>
-    public TenantsService(Authenticator authenticator, IKvStore store, AttentionExecutor executor)
+    public TenantsService(Authenticator authenticator, IKvStore store, AttentionExecutor executor, TenantQuotas quotas)
     {
         _tenants = authenticator.Tenants;
         _store = store;
         _executor = executor;
+        _quotas = quotas;
+    }
+
+    /// <inheritdoc />
+    public override Task<Tenant> SetQuota(SetQuotaRequest request, ServerCallContext context)
+    {
+        Quota q = request.Quota ?? new Quota();
+        TenantRecord t = _tenants.SetQuota(request.Tenant, new QuotaRecord { Bytes = q.Bytes, Contexts = q.Contexts, Streams = q.Streams, RequestsPerSecond = q.RequestsPerSecond });
+        return Task.FromResult(WithUsage(t));
     }
 
     /// <inheritdoc />
@@ -34,7 +44,7 @@ public sealed class TenantsService : Tenants.TenantsBase
         var response = new ListTenantsResponse();
         foreach (TenantRecord t in _tenants.List())
         {
-            response.Tenants.Add(ToWire(t));
+            response.Tenants.Add(WithUsage(t));
         }
 
         return Task.FromResult(response);
@@ -85,9 +95,23 @@ public sealed class TenantsService : Tenants.TenantsBase
         return Task.FromResult(new RevokeApiKeyResponse { Revoked = true });
     }
 
+    private Tenant WithUsage(TenantRecord t)
+    {
+        Tenant tenant = ToWire(t);
+        (long bytes, long contexts, int streams) = _quotas.Usage(t.Name);
+        tenant.Usage = new Usage { Bytes = bytes, Contexts = contexts, Streams = streams };
+        return tenant;
+    }
+
     private static Tenant ToWire(TenantRecord t)
     {
-        var tenant = new Tenant { Name = t.Name, Admin = t.Admin, CreatedUnixMs = t.CreatedUnixMs };
+        var tenant = new Tenant
+        {
+            Name = t.Name,
+            Admin = t.Admin,
+            CreatedUnixMs = t.CreatedUnixMs,
+            Quota = new Quota { Bytes = t.Quota.Bytes, Contexts = t.Quota.Contexts, Streams = t.Quota.Streams, RequestsPerSecond = t.Quota.RequestsPerSecond },
+        };
         foreach (ApiKeyRecord k in t.Keys)
         {
             tenant.Keys.Add(ToWire(k));
