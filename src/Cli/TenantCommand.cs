@@ -12,7 +12,7 @@ internal static class TenantCommand
         List<string> words = options.Positional;
         if (words.Count == 0)
         {
-            throw new ArgumentException("kvdb tenant needs a subcommand: create NAME [--admin], list, rotate-key NAME, revoke-key KEY_ID, set-quota NAME [--bytes N] [--contexts N] [--streams N] [--rps X], delete NAME");
+            throw new ArgumentException("kvdb tenant needs a subcommand: create NAME [--admin], list, rotate-key NAME, revoke-key KEY_ID, set-quota NAME [--bytes N] [--contexts N] [--streams N] [--rps X], grant NAME @NS, revoke-grant NAME @NS, delete NAME");
         }
 
         string server = options.Get("server", "http://127.0.0.1:50051");
@@ -65,6 +65,15 @@ internal static class TenantCommand
                         return 0;
                     }
 
+                case "grant":
+                case "revoke-grant":
+                    {
+                        string ns = words.Count >= 3 ? words[2] : throw new ArgumentException($"kvdb tenant {words[0]} needs NAME @NAMESPACE");
+                        Tenant t = await client.Tenants.GrantAsync(new GrantRequest { Tenant = Argument(words, "NAME"), Namespace = ns, Revoke = words[0] == "revoke-grant" });
+                        Console.WriteLine($"tenant {t.Name}: shared namespaces {(t.Grants.Count == 0 ? "(none)" : string.Join(", ", t.Grants))}");
+                        return 0;
+                    }
+
                 case "revoke-key":
                     await client.Tenants.RevokeApiKeyAsync(new RevokeApiKeyRequest { KeyId = Argument(words, "KEY_ID") });
                     Console.WriteLine($"key {words[1]} revoked");
@@ -76,7 +85,7 @@ internal static class TenantCommand
                     return 0;
 
                 default:
-                    throw new ArgumentException($"unknown tenant subcommand \"{words[0]}\"; use create, list, rotate-key, revoke-key, set-quota or delete");
+                    throw new ArgumentException($"unknown tenant subcommand \"{words[0]}\"; use create, list, rotate-key, revoke-key, set-quota, grant, revoke-grant or delete");
             }
         }
         catch (RpcException e)

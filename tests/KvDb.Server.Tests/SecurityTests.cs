@@ -140,6 +140,43 @@ public sealed class SecurityTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_shared_namespace_serves_the_tenants_granted_it_and_refuses_the_others()
+    {
+        using var admin = new KvDbClient(Address, AdminKey);
+        using var a = new KvDbClient(Address, (await admin.Tenants.CreateTenantAsync(new CreateTenantRequest { Name = "sa" })).ApiKey);
+        using var b = new KvDbClient(Address, (await admin.Tenants.CreateTenantAsync(new CreateTenantRequest { Name = "sb" })).ApiKey);
+        using var c = new KvDbClient(Address, (await admin.Tenants.CreateTenantAsync(new CreateTenantRequest { Name = "sc" })).ApiKey);
+        await admin.Tenants.GrantAsync(new GrantRequest { Tenant = "sa", Namespace = "@docs" });
+        Tenant sb = await admin.Tenants.GrantAsync(new GrantRequest { Tenant = "sb", Namespace = "@docs" });
+        Assert.Equal(["@docs"], sb.Grants);
+
+        Model model = await a.CreateModelAsync(TestModels.Small("sec-shared"));
+        const int tokens = 64;
+        Context stored = await a.CreateContextAsync(model.Name, ns: "@docs", id: "system-prompt");
+        Assert.Equal("@docs", stored.Namespace);
+        await EndToEndTests.Load(a, model, "system-prompt", tokens);
+        int[] ids = new int[tokens];
+        TestModels.Workload(model, tokens, 0).FillTokenIds(0, ids);
+
+        // b (granted) finds and reuses a's prefix; in its own namespace it does not.
+        Assert.Equal(tokens, await b.LookupPrefixAsync(model.Name, "@docs", ids));
+        Assert.Equal(0, await b.LookupPrefixAsync(model.Name, "", ids));
+        Context reused = await b.CreateContextAsync(model.Name, "@docs", "mine", ids);
+        Assert.Equal(tokens, reused.NumTokens);
+
+        // c (not granted) is refused, and cannot name a's context either.
+        Assert.Equal(StatusCode.PermissionDenied, await StatusOf(() => c.LookupPrefixAsync(model.Name, "@docs", ids)));
+        Assert.Equal(StatusCode.PermissionDenied, await StatusOf(() => c.CreateContextAsync(model.Name, ns: "@docs", id: "x")));
+        Assert.Equal(StatusCode.NotFound, await StatusOf(() => c.GetContextAsync("system-prompt")));
+
+        // Taking the grant away closes the namespace to b; b's context stays its own.
+        await admin.Tenants.GrantAsync(new GrantRequest { Tenant = "sb", Namespace = "@docs", Revoke = true });
+        Assert.Equal(StatusCode.PermissionDenied, await StatusOf(() => b.LookupPrefixAsync(model.Name, "@docs", ids)));
+        Assert.Equal(tokens, (await b.GetContextAsync("mine")).NumTokens);
+        Assert.Equal(StatusCode.InvalidArgument, await StatusOf(() => admin.Tenants.GrantAsync(new GrantRequest { Tenant = "sb", Namespace = "docs" }).ResponseAsync));
+    }
+
+    [Fact]
     public async Task Rotated_key_works_before_the_old_one_is_revoked_and_tenants_survive_a_restart()
     {
         using (var admin = new KvDbClient(Address, AdminKey))

@@ -14,6 +14,8 @@ public sealed class TenantRecord
     public List<ApiKeyRecord> Keys { get; init; } = [];
 
     public QuotaRecord Quota { get; set; } = new();
+
+    public List<string> Grants { get; init; } = [];
 }
 
 /// <summary>A tenant's limits; 0 = unlimited.</summary>

@@ -134,6 +134,50 @@ public sealed partial class TenantRegistry
         }
     }
 
+    /// <summary>Grants (or with <paramref name="revoke"/> takes away) the shared namespace <paramref name="ns"/> ("@NAME"); returns the tenant.</summary>
+    public TenantRecord Grant(string tenant, string ns, bool revoke)
+    {
+        if (!IsSharedNamespace(ns))
+        {
+            throw KvDbException.Invalid($"shared namespace \"{ns}\" is not valid; send \"@NAME\" with NAME of 1-63 characters of a-z, 0-9, '_' and '-'");
+        }
+
+        lock (_gate)
+        {
+            TenantRecord t = Find(tenant);
+            bool has = t.Grants.Contains(ns);
+            if (revoke == !has)
+            {
+                return t;
+            }
+
+            if (revoke)
+            {
+                t.Grants.Remove(ns);
+                Save(() => t.Grants.Add(ns));
+            }
+            else
+            {
+                t.Grants.Add(ns);
+                Save(() => t.Grants.Remove(ns));
+            }
+
+            return t;
+        }
+    }
+
+    /// <summary>True when <paramref name="tenant"/> holds a grant on the shared namespace <paramref name="ns"/>.</summary>
+    public bool HasGrant(string tenant, string ns)
+    {
+        lock (_gate)
+        {
+            return _tenants.TryGetValue(tenant, out TenantRecord? t) && t.Grants.Contains(ns);
+        }
+    }
+
+    /// <summary>True for "@NAME" with NAME a valid tenant name.</summary>
+    public static bool IsSharedNamespace(string ns) => ns.Length > 1 && ns[0] == '@' && IsValidName(ns[1..]);
+
     /// <summary>The tenant's quota (unlimited when the tenant does not exist: its calls fail authentication anyway).</summary>
     public QuotaRecord QuotaOf(string tenant)
     {

@@ -5,6 +5,7 @@ namespace KvDb.Server.Security;
 /// "n" as "tenant:n" (the empty namespace as "tenant:"), so a tenant can name only its own contexts and its prefix
 /// chains are salted by a namespace it cannot choose: another tenant's context answers exactly as one that does not
 /// exist. Tenants may not use ':' in ids and namespaces; the global scope (admin key, open server) uses them as sent.
+/// Shared namespaces ("@NAME") are stored as sent and open to the tenants an admin granted them to.
 /// </summary>
 public static class TenantScope
 {
@@ -26,11 +27,24 @@ public static class TenantScope
     public static string NewContextId(Principal p, string id) =>
         p.Tenant is not null && id.Length == 0 ? ContextId(p, "ctx-" + Guid.NewGuid().ToString("N")) : ContextId(p, id);
 
-    /// <summary>The store namespace of the caller's namespace <paramref name="ns"/>.</summary>
-    public static string Namespace(Principal p, string ns)
+    /// <summary>
+    /// The store namespace of the caller's namespace <paramref name="ns"/>: its own ("tenant:ns"), or a shared one
+    /// ("@NAME", stored as sent) when <paramref name="tenants"/> holds the caller's grant on it (PERMISSION_DENIED otherwise).
+    /// </summary>
+    public static string Namespace(Principal p, string ns, TenantRegistry tenants)
     {
         if (p.Tenant is null)
         {
+            return ns;
+        }
+
+        if (ns.StartsWith('@'))
+        {
+            if (!TenantRegistry.IsSharedNamespace(ns) || !tenants.HasGrant(p.Tenant, ns))
+            {
+                throw new Grpc.Core.RpcException(new Grpc.Core.Status(Grpc.Core.StatusCode.PermissionDenied, $"tenant {p.Tenant} has no grant on shared namespace \"{ns}\"; an admin grants it with `kvdb tenant grant {p.Tenant} {ns}`"));
+            }
+
             return ns;
         }
 

@@ -17,13 +17,18 @@ public sealed class ContextsService : Contexts.ContextsBase
     private readonly IKvStore _store;
     private readonly AttentionExecutor _executor;
     private readonly TenantQuotas _quotas;
+    private readonly TenantRegistry _tenants;
 
-    /// <summary>Creates the service over the store; the executor receives the sample queries appends carry; tenants' context and byte quotas are held by <paramref name="quotas"/>.</summary>
-    public ContextsService(IKvStore store, AttentionExecutor executor, TenantQuotas quotas)
+    /// <summary>
+    /// Creates the service over the store; the executor receives the sample queries appends carry; tenants' context and
+    /// byte quotas are held by <paramref name="quotas"/>, their grants on shared namespaces come from <paramref name="authenticator"/>.
+    /// </summary>
+    public ContextsService(IKvStore store, AttentionExecutor executor, TenantQuotas quotas, Authenticator authenticator)
     {
         _store = store;
         _executor = executor;
         _quotas = quotas;
+        _tenants = authenticator.Tenants;
     }
 
     /// <inheritdoc />
@@ -32,7 +37,7 @@ public sealed class ContextsService : Contexts.ContextsBase
         int[] prefix = [.. request.PrefixTokenIds];
         Principal p = AuthInterceptor.PrincipalOf(context);
         _quotas.NewContext(p);
-        ContextInfo created = _store.CreateContext(request.Model, TenantScope.Namespace(p, request.Namespace), TenantScope.NewContextId(p, request.Id), prefix, request.TtlSeconds);
+        ContextInfo created = _store.CreateContext(request.Model, TenantScope.Namespace(p, request.Namespace, _tenants), TenantScope.NewContextId(p, request.Id), prefix, request.TtlSeconds);
         return Task.FromResult(Public(p, created));
     }
 
@@ -140,7 +145,7 @@ public sealed class ContextsService : Contexts.ContextsBase
     public override Task<LookupPrefixResponse> LookupPrefix(LookupPrefixRequest request, ServerCallContext context)
     {
         int[] ids = [.. request.TokenIds];
-        string ns = TenantScope.Namespace(AuthInterceptor.PrincipalOf(context), request.Namespace);
+        string ns = TenantScope.Namespace(AuthInterceptor.PrincipalOf(context), request.Namespace, _tenants);
         return Task.FromResult(new LookupPrefixResponse { NumTokens = _store.LookupPrefix(request.Model, ns, ids) });
     }
 

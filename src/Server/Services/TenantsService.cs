@@ -39,6 +39,10 @@ public sealed class TenantsService : Tenants.TenantsBase
     }
 
     /// <inheritdoc />
+    public override Task<Tenant> Grant(GrantRequest request, ServerCallContext context) =>
+        Task.FromResult(WithUsage(_tenants.Grant(request.Tenant, request.Namespace, request.Revoke)));
+
+    /// <inheritdoc />
     public override Task<ListTenantsResponse> ListTenants(ListTenantsRequest request, ServerCallContext context)
     {
         var response = new ListTenantsResponse();
@@ -112,6 +116,7 @@ public sealed class TenantsService : Tenants.TenantsBase
             CreatedUnixMs = t.CreatedUnixMs,
             Quota = new Quota { Bytes = t.Quota.Bytes, Contexts = t.Quota.Contexts, Streams = t.Quota.Streams, RequestsPerSecond = t.Quota.RequestsPerSecond },
         };
+        tenant.Grants.Add(t.Grants);
         foreach (ApiKeyRecord k in t.Keys)
         {
             tenant.Keys.Add(ToWire(k));
