@@ -63,7 +63,7 @@ public static class KvDbServer
         });
 
         builder.Services.AddSingleton(store);
-        builder.Services.AddSingleton(new Authenticator(TenantRegistry.Open(options.DataDirectory), options.AdminKey));
+        builder.Services.AddSingleton(new Authenticator(TenantRegistry.Open(options.DataDirectory), options.AdminKey, options.AuthFailuresPerWindow));
         builder.Services.AddSingleton(_ => AuditLog.Open(options.DataDirectory));
         builder.Services.AddSingleton(sp => new TenantQuotas(sp.GetRequiredService<Authenticator>().Tenants, store));
         // Registered by factory so the container disposes it (waiting for index builds) before the store is disposed.

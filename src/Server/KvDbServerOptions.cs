@@ -56,4 +56,7 @@ public sealed record KvDbServerOptions
 
     /// <summary>True when TLS is configured.</summary>
     public bool UsesTls => !string.IsNullOrEmpty(TlsCertificatePath);
+
+    /// <summary>Failed authentications one client address may make per 10 s before its calls are refused outright.</summary>
+    public int AuthFailuresPerWindow { get; init; } = Security.Authenticator.FailuresPerWindow;
 }

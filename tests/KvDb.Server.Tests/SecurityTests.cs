@@ -60,43 +60,72 @@ public sealed class SecurityTests : IAsyncLifetime
         };
 
         // The owner's context is "doc"; the admin key is the global scope, where the owner's context is "owner:doc".
-        var expected = new Dictionary<string, StatusCode[]>
-        {
-            //                       none             wrong            revoked          other                    owner          admin
-            ["GetContext"] = [StatusCode.Unauthenticated, StatusCode.Unauthenticated, StatusCode.Unauthenticated, StatusCode.NotFound, StatusCode.OK, StatusCode.OK],
-            ["Attend"] = [StatusCode.Unauthenticated, StatusCode.Unauthenticated, StatusCode.Unauthenticated, StatusCode.NotFound, StatusCode.OK, StatusCode.OK],
-            ["ReadKv"] = [StatusCode.Unauthenticated, StatusCode.Unauthenticated, StatusCode.Unauthenticated, StatusCode.NotFound, StatusCode.OK, StatusCode.OK],
-            ["ForkContext"] = [StatusCode.Unauthenticated, StatusCode.Unauthenticated, StatusCode.Unauthenticated, StatusCode.NotFound, StatusCode.OK, StatusCode.OK],
-            ["ListContexts"] = [StatusCode.Unauthenticated, StatusCode.Unauthenticated, StatusCode.Unauthenticated, StatusCode.OK, StatusCode.OK, StatusCode.OK],
-            ["GetStats"] = [StatusCode.Unauthenticated, StatusCode.Unauthenticated, StatusCode.Unauthenticated, StatusCode.PermissionDenied, StatusCode.PermissionDenied, StatusCode.OK],
-            ["ListTenants"] = [StatusCode.Unauthenticated, StatusCode.Unauthenticated, StatusCode.Unauthenticated, StatusCode.PermissionDenied, StatusCode.PermissionDenied, StatusCode.OK],
-        };
-
+        const StatusCode U = StatusCode.Unauthenticated, N = StatusCode.NotFound, D = StatusCode.PermissionDenied, K = StatusCode.OK;
+        var expected = new List<(string Rpc, StatusCode[] Statuses, Func<KvDbClient, string, Task> Call)>();
         float[] q = TestModels.Workload(model, 64, 0).Queries(1, 1);
-        int fork = 0;
-        foreach ((string rpc, StatusCode[] statuses) in expected)
+        int[] prefix = new int[16];
+        int n = 0;
+        string Own(string caller, string id) => caller == "admin" ? "owner:" + id : id;
+        async Task<string> OwnerContext(string caller)
         {
+            // A fresh context of the owner for calls that consume one (delete, append).
+            string id = $"t{n++}";
+            await owner.CreateContextAsync(model.Name, id: id);
+            return Own(caller, id);
+        }
+
+        //                                   none wrong revoked other owner admin
+        expected.Add(("Models.CreateModel", [U, U, U, K, K, K], (c, _) => c.CreateModelAsync(TestModels.Small("sec-matrix"))));
+        expected.Add(("Models.GetModel", [U, U, U, K, K, K], (c, _) => c.Models.GetModelAsync(new GetModelRequest { Name = model.Name }).ResponseAsync));
+        expected.Add(("Models.ListModels", [U, U, U, K, K, K], (c, _) => c.Models.ListModelsAsync(new ListModelsRequest()).ResponseAsync));
+        expected.Add(("Contexts.CreateContext", [U, U, U, K, K, K], (c, _) => c.CreateContextAsync(model.Name, id: $"new{n++}")));
+        expected.Add(("Contexts.GetContext", [U, U, U, N, K, K], (c, who) => c.GetContextAsync(Own(who, "doc"))));
+        expected.Add(("Contexts.DeleteContext", [U, U, U, N, K, K], async (c, who) => await c.DeleteContextAsync(await OwnerContext(who))));
+        expected.Add(("Contexts.AppendKv", [U, U, U, N, K, K], async (c, who) => await EndToEndTests.Load(c, model, await OwnerContext(who), 16)));
+        expected.Add(("Contexts.LookupPrefix", [U, U, U, K, K, K], (c, _) => c.LookupPrefixAsync(model.Name, "", prefix)));
+        expected.Add(("Contexts.ForkContext", [U, U, U, N, K, K], (c, who) => c.ForkContextAsync(Own(who, "doc"), Own(who, $"fork{n++}"))));
+        expected.Add(("Contexts.ListContexts", [U, U, U, K, K, K], (c, _) => c.ListContextsAsync()));
+        expected.Add(("Contexts.ReadKv", [U, U, U, N, K, K], (c, who) => c.ReadLayerAsync(Own(who, "doc"), 0)));
+        expected.Add(("Attention.Attend", [U, U, U, N, K, K], (c, who) => c.AttendAsync(Own(who, "doc"), 0, q, 1, model.NumQueryHeads, model.HeadDim)));
+        expected.Add(("Attention.Explain", [U, U, U, N, K, K], (c, who) => c.ExplainAsync(Own(who, "doc"), 0, q, 1, model.NumQueryHeads, model.HeadDim)));
+        expected.Add(("Attention.AttendStream", [U, U, U, N, K, K], async (c, who) =>
+        {
+            using AsyncDuplexStreamingCall<AttendRequest, AttendResponse> call = c.Attention.AttendStream();
+            await call.RequestStream.WriteAsync(KvDbClient.BuildAttend(Own(who, "doc"), 0, q, 1, model.NumQueryHeads, model.HeadDim));
+            await call.RequestStream.CompleteAsync();
+            while (await call.ResponseStream.MoveNext())
+            {
+            }
+        }));
+        expected.Add(("Admin.GetStats", [U, U, U, D, D, K], (c, _) => c.GetStatsAsync()));
+        expected.Add(("Admin.Evict", [U, U, U, D, D, K], (c, _) => c.EvictAsync(long.MaxValue)));
+        expected.Add(("Admin.Checkpoint", [U, U, U, D, D, K], (c, _) => c.CheckpointAsync()));
+        expected.Add(("Admin.ReadAudit", [U, U, U, D, D, K], (c, _) => c.Admin.ReadAuditAsync(new ReadAuditRequest()).ResponseAsync));
+        expected.Add(("Tenants.ListTenants", [U, U, U, D, D, K], (c, _) => c.Tenants.ListTenantsAsync(new ListTenantsRequest()).ResponseAsync));
+        expected.Add(("Tenants.CreateApiKey", [U, U, U, D, D, K], (c, _) => c.Tenants.CreateApiKeyAsync(new CreateApiKeyRequest { Tenant = "other" }).ResponseAsync));
+
+        var table = new System.Text.StringBuilder();
+        foreach ((string rpc, StatusCode[] statuses, Func<KvDbClient, string, Task> call) in expected)
+        {
+            table.Append(rpc);
             for (int c = 0; c < callers.Length; c++)
             {
                 using var client = new KvDbClient(Address, callers[c].Key);
-                string id = callers[c].Name == "admin" ? "owner:doc" : "doc";
-                StatusCode got = await StatusOf(rpc switch
-                {
-                    "GetContext" => () => client.GetContextAsync(id),
-                    "Attend" => () => client.AttendAsync(id, 0, q, 1, model.NumQueryHeads, model.HeadDim),
-                    "ReadKv" => () => client.ReadLayerAsync(id, 0),
-                    "ForkContext" => () => client.ForkContextAsync(id, callers[c].Name == "admin" ? $"owner:fork{fork++}" : $"fork{fork++}"),
-                    "ListContexts" => () => client.ListContextsAsync(),
-                    "GetStats" => () => client.GetStatsAsync(),
-                    _ => () => client.Tenants.ListTenantsAsync(new ListTenantsRequest()).ResponseAsync,
-                });
+                StatusCode got = await StatusOf(() => call(client, callers[c].Name));
+                table.Append(' ').Append(got);
                 Assert.True(statuses[c] == got, $"{rpc} as {callers[c].Name}: expected {statuses[c]}, got {got}");
             }
+
+            table.AppendLine();
         }
+
+        _output.WriteLine(table.ToString());
 
         // Another tenant never sees the owner's contexts, the owner sees its own under the ids it gave.
         using var other = new KvDbClient(Address, otherKey);
-        Assert.Empty((await other.ListContextsAsync()).Contexts);
+        ListContextsResponse others = await other.ListContextsAsync();
+        Assert.Single(others.Contexts);
+        Assert.StartsWith("new", others.Contexts[0].Id, StringComparison.Ordinal);
         ListContextsResponse own = await owner.ListContextsAsync();
         Assert.Contains(own.Contexts, c => c.Id == "doc");
         Assert.All(own.Contexts, c => Assert.DoesNotContain(':', c.Id));
@@ -245,6 +274,26 @@ public sealed class SecurityTests : IAsyncLifetime
         Assert.Equal(0, await prober.LookupPrefixAsync(model.Name, "", heldIds));
         Assert.Equal(0, await prober.LookupPrefixAsync(model.Name, "", freshIds));
 
+        // Lookups: tokens another tenant holds vs tokens nobody holds, alternating; both answer 0.
+        const int lookups = 64;
+        var heldLookup = new double[lookups];
+        var freshLookup = new double[lookups];
+        for (int i = 0; i < lookups; i++)
+        {
+            var t = System.Diagnostics.Stopwatch.StartNew();
+            Assert.Equal(0, await prober.LookupPrefixAsync(model.Name, "", heldIds));
+            heldLookup[i] = t.Elapsed.TotalMicroseconds;
+            t.Restart();
+            Assert.Equal(0, await prober.LookupPrefixAsync(model.Name, "", freshIds));
+            freshLookup[i] = t.Elapsed.TotalMicroseconds;
+        }
+
+        Array.Sort(heldLookup);
+        Array.Sort(freshLookup);
+        double lookupRatio = heldLookup[lookups / 2] / freshLookup[lookups / 2];
+        _output.WriteLine($"lookup µs p10/p50/p90: held {heldLookup[lookups / 10]:F0}/{heldLookup[lookups / 2]:F0}/{heldLookup[lookups * 9 / 10]:F0}, fresh {freshLookup[lookups / 10]:F0}/{freshLookup[lookups / 2]:F0}/{freshLookup[lookups * 9 / 10]:F0}; median ratio {lookupRatio:F3}");
+        Assert.True(lookupRatio is > 1 / 1.5 and < 1.5, $"lookup medians: held {heldLookup[lookups / 2]:F0} µs, fresh {freshLookup[lookups / 2]:F0} µs");
+
         const int rounds = 16;
         var held = new double[rounds];
         var fresh = new double[rounds];
@@ -293,6 +342,8 @@ public sealed class SecurityTests : IAsyncLifetime
     [Fact]
     public async Task Malformed_authorization_values_are_unauthenticated_never_accepted()
     {
+        await _server!.DisposeAsync();
+        _server = await StartAsync(Authenticator.FailuresPerWindow);
         var rng = new Random(12345);
         const string printable = " !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~";
         var values = new List<string>
@@ -393,8 +444,9 @@ public sealed class SecurityTests : IAsyncLifetime
         Assert.False(KvDbServer.IsLoopback("0.0.0.0"));
     }
 
-    private Task<KvDbServerHandle> StartAsync() =>
-        KvDbServer.StartAsync(new KvDbServerOptions { Host = "127.0.0.1", Port = 0, DataDirectory = _data, AdminKey = AdminKey, CpuBudgetBytes = 128L << 20, CalibrateCosts = false });
+    // The matrix makes ~60 failed authentications from one address within seconds; the throttle test counts its own.
+    private Task<KvDbServerHandle> StartAsync(int failuresPerWindow = 1000) =>
+        KvDbServer.StartAsync(new KvDbServerOptions { Host = "127.0.0.1", Port = 0, DataDirectory = _data, AdminKey = AdminKey, CpuBudgetBytes = 128L << 20, CalibrateCosts = false, AuthFailuresPerWindow = failuresPerWindow });
 
     private static async Task<StatusCode> StatusOf(Func<Task> call)
     {

@@ -10,12 +10,12 @@ namespace KvDb.Server.Security;
 /// (<c>KVDB_ADMIN_KEY</c> / <c>--admin-key-file</c>), a tenant's key, or — only when no admin key is configured, which
 /// limits the server to loopback — nobody needed (<see cref="Principal.Open"/>). Every failure answers the same
 /// UNAUTHENTICATED message, whatever was wrong, and a peer that keeps failing is slowed down: after
-/// <see cref="FailuresPerWindow"/> failures within <see cref="FailureWindow"/> its calls get RESOURCE_EXHAUSTED until the
+/// <see cref="FailuresPerWindow"/> (configurable) failures within <see cref="FailureWindow"/> its calls get RESOURCE_EXHAUSTED until the
 /// window ends, before any key is looked at.
 /// </summary>
 public sealed class Authenticator
 {
-    /// <summary>Failed authentications a peer may make per window.</summary>
+    /// <summary>Failed authentications a peer may make per window, by default.</summary>
     public const int FailuresPerWindow = 32;
 
     /// <summary>The window failures are counted over.</summary>
@@ -28,10 +28,13 @@ public sealed class Authenticator
     private readonly byte[]? _adminHash;
     private readonly ConcurrentDictionary<string, (long WindowStart, int Failures)> _failures = new(StringComparer.Ordinal);
 
+    private readonly int _failuresPerWindow;
+
     /// <summary>Creates the authenticator; <paramref name="adminKey"/> null or empty runs open.</summary>
-    public Authenticator(TenantRegistry tenants, string? adminKey)
+    public Authenticator(TenantRegistry tenants, string? adminKey, int failuresPerWindow = FailuresPerWindow)
     {
         Tenants = tenants;
+        _failuresPerWindow = failuresPerWindow > 0 ? failuresPerWindow : FailuresPerWindow;
         if (!string.IsNullOrEmpty(adminKey))
         {
             _adminSalt = System.Security.Cryptography.RandomNumberGenerator.GetBytes(16);
@@ -119,6 +122,6 @@ public sealed class Authenticator
             return false;
         }
 
-        return f.Failures >= FailuresPerWindow;
+        return f.Failures >= _failuresPerWindow;
     }
 }
