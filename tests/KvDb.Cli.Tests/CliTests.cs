@@ -35,6 +35,69 @@ public sealed class CliTests
         Assert.Contains("kvdb serve", output, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task Tenant_create_prints_a_working_key_as_its_last_line_and_list_and_revoke_work()
+    {
+        const string adminKey = "cli-test-admin-key";
+        await using KvDb.Server.KvDbServerHandle server = await KvDb.Server.KvDbServer.StartAsync(new KvDb.Server.KvDbServerOptions { Port = 0, AdminKey = adminKey, CalibrateCosts = false });
+        string? previous = Environment.GetEnvironmentVariable("KVDB_ADMIN_KEY");
+        Environment.SetEnvironmentVariable("KVDB_ADMIN_KEY", adminKey);
+        try
+        {
+            (int code, string output) = await Run("tenant", "create", "acme", "--server", server.Address);
+            Assert.Equal(0, code);
+            string key = output.TrimEnd().Split('\n')[^1].Trim();
+            using (var client = new KvDb.Client.KvDbClient(server.Address, key))
+            {
+                Assert.Empty((await client.ListContextsAsync()).Contexts);
+            }
+
+            (code, output) = await Run("tenant", "set-quota", "acme", "--contexts", "3", "--server", server.Address);
+            Assert.Equal(0, code);
+            (code, output) = await Run("tenant", "grant", "acme", "@docs", "--server", server.Address);
+            Assert.Equal(0, code);
+            (code, output) = await Run("tenant", "list", "--server", server.Address);
+            Assert.Equal(0, code);
+            Assert.Contains("acme: 1 active key(s)", output, StringComparison.Ordinal);
+
+            string keyId = key.Split('.')[1];
+            (code, _) = await Run("tenant", "revoke-key", keyId, "--server", server.Address);
+            Assert.Equal(0, code);
+            using (var revoked = new KvDb.Client.KvDbClient(server.Address, key))
+            {
+                var e = await Assert.ThrowsAsync<Grpc.Core.RpcException>(() => revoked.ListContextsAsync());
+                Assert.Equal(Grpc.Core.StatusCode.Unauthenticated, e.StatusCode);
+            }
+
+            // Without the admin key the command reports the server's refusal and exits 1.
+            Environment.SetEnvironmentVariable("KVDB_ADMIN_KEY", null);
+            (code, output) = await Run("tenant", "list", "--server", server.Address);
+            Assert.Equal(1, code);
+            Assert.Contains("Unauthenticated", output, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("KVDB_ADMIN_KEY", previous);
+        }
+    }
+
+    [Fact]
+    public async Task Serve_refuses_a_non_loopback_host_without_an_admin_key()
+    {
+        string? previous = Environment.GetEnvironmentVariable("KVDB_ADMIN_KEY");
+        Environment.SetEnvironmentVariable("KVDB_ADMIN_KEY", null);
+        try
+        {
+            (int code, string output) = await Run("serve", "--host", "0.0.0.0", "--port", "0");
+            Assert.Equal(2, code);
+            Assert.Contains("--insecure", output, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("KVDB_ADMIN_KEY", previous);
+        }
+    }
+
     private static async Task<(int Code, string Output)> Run(params string[] args)
     {
         TextWriter oldOut = Console.Out;
