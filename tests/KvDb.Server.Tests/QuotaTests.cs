@@ -94,6 +94,8 @@ public sealed class QuotaTests : IAsyncLifetime
             Assert.True(stored <= 3 * perContext, $"{stored} bytes stored over a quota of {3 * perContext}");
             Tenant listed = (await admin.Tenants.ListTenantsAsync(new ListTenantsRequest())).Tenants.Single(t => t.Name == "qb");
             Assert.Equal(stored, listed.Usage.Bytes);
+            TenantUsage usage = (await admin.GetStatsAsync()).Tenants.Single(t => t.Tenant == "qb");
+            Assert.Equal((stored, 3 * perContext, (long)racers), (usage.Bytes, usage.QuotaBytes, usage.Contexts));
 
             // Restart: quota and usage are back, and the acknowledged data reads back whole.
             await _server!.DisposeAsync();

@@ -13,13 +13,17 @@ public sealed class AdminService : Admin.AdminBase
     private readonly IKvStore _store;
     private readonly AttentionExecutor _executor;
     private readonly AuditLog _audit;
+    private readonly TenantQuotas _quotas;
+    private readonly TenantRegistry _tenants;
 
-    /// <summary>Creates the service over the store, the executor whose query costs it reports, and the audit log it reads.</summary>
-    public AdminService(IKvStore store, AttentionExecutor executor, AuditLog audit)
+    /// <summary>Creates the service over the store, the executor whose query costs it reports, the audit log it reads and the tenants whose usage it reports.</summary>
+    public AdminService(IKvStore store, AttentionExecutor executor, AuditLog audit, TenantQuotas quotas, Authenticator authenticator)
     {
         _store = store;
         _executor = executor;
         _audit = audit;
+        _quotas = quotas;
+        _tenants = authenticator.Tenants;
     }
 
     /// <inheritdoc />
@@ -69,6 +73,16 @@ public sealed class AdminService : Admin.AdminBase
         foreach (Store.TierStats t in s.Tiers)
         {
             response.Tiers.Add(new Protocol.V1.TierStats { Name = t.Name, Bytes = t.Bytes, Blocks = t.Blocks, Hits = t.Hits, Misses = t.Misses });
+        }
+
+        foreach (TenantRecord t in _tenants.List())
+        {
+            (long bytes, long contexts, int streams) = _quotas.Usage(t.Name);
+            response.Tenants.Add(new TenantUsage
+            {
+                Tenant = t.Name, Bytes = bytes, Contexts = contexts, Streams = streams,
+                QuotaBytes = t.Quota.Bytes, QuotaContexts = t.Quota.Contexts, QuotaStreams = t.Quota.Streams, QuotaRequestsPerSecond = t.Quota.RequestsPerSecond,
+            });
         }
 
         return Task.FromResult(response);
