@@ -9,21 +9,15 @@ namespace KvDb.Server.Tests;
 public sealed class QuotaTests : IAsyncLifetime
 {
     private const string AdminKey = "quota-admin-key";
-    private readonly string _data = Path.Combine(Path.GetTempPath(), "kvdb-quota-" + Guid.NewGuid().ToString("N"));
-    private KvDbServerHandle? _server;
+    private KeyedServer? _server;
 
-    public async Task InitializeAsync() => _server = await StartAsync();
+    public async Task InitializeAsync() => _server = await KeyedServer.StartAsync(AdminKey);
 
     public async Task DisposeAsync()
     {
         if (_server is not null)
         {
             await _server.DisposeAsync();
-        }
-
-        if (Directory.Exists(_data))
-        {
-            Directory.Delete(_data, recursive: true);
         }
     }
 
@@ -98,8 +92,7 @@ public sealed class QuotaTests : IAsyncLifetime
             Assert.Equal((stored, 3 * perContext, (long)racers), (usage.Bytes, usage.QuotaBytes, usage.Contexts));
 
             // Restart: quota and usage are back, and the acknowledged data reads back whole.
-            await _server!.DisposeAsync();
-            _server = await StartAsync();
+            await _server!.RestartAsync();
             using var again = new KvDbClient(_server.Address, AdminKey);
             Tenant after = (await again.Tenants.ListTenantsAsync(new ListTenantsRequest())).Tenants.Single(t => t.Name == "qb");
             Assert.Equal(3 * perContext, after.Quota.Bytes);
@@ -185,6 +178,4 @@ public sealed class QuotaTests : IAsyncLifetime
         return (admin, new KvDbClient(_server.Address, key));
     }
 
-    private Task<KvDbServerHandle> StartAsync() =>
-        KvDbServer.StartAsync(new KvDbServerOptions { Host = "127.0.0.1", Port = 0, DataDirectory = _data, AdminKey = AdminKey, CpuBudgetBytes = 128L << 20, CalibrateCosts = false });
 }

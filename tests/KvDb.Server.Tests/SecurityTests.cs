@@ -13,9 +13,8 @@ namespace KvDb.Server.Tests;
 public sealed class SecurityTests : IAsyncLifetime
 {
     private const string AdminKey = "test-admin-key-0123456789";
-    private readonly string _data = Path.Combine(Path.GetTempPath(), "kvdb-security-" + Guid.NewGuid().ToString("N"));
     private readonly Xunit.Abstractions.ITestOutputHelper _output;
-    private KvDbServerHandle? _server;
+    private KeyedServer? _server;
 
     public SecurityTests(Xunit.Abstractions.ITestOutputHelper output)
     {
@@ -24,18 +23,13 @@ public sealed class SecurityTests : IAsyncLifetime
 
     private string Address => _server!.Address;
 
-    public async Task InitializeAsync() => _server = await StartAsync();
+    public async Task InitializeAsync() => _server = await KeyedServer.StartAsync(AdminKey);
 
     public async Task DisposeAsync()
     {
         if (_server is not null)
         {
             await _server.DisposeAsync();
-        }
-
-        if (Directory.Exists(_data))
-        {
-            Directory.Delete(_data, recursive: true);
         }
     }
 
@@ -223,8 +217,7 @@ public sealed class SecurityTests : IAsyncLifetime
             await admin.Tenants.RevokeApiKeyAsync(new RevokeApiKeyRequest { KeyId = t.Tenant.Keys[0].KeyId });
             Assert.Equal(StatusCode.Unauthenticated, await StatusOf(() => oldClient.GetContextAsync("kept")));
 
-            await _server!.DisposeAsync();
-            _server = await StartAsync();
+            await _server!.RestartAsync();
 
             using var afterRestart = new KvDbClient(Address, newKey);
             Assert.Equal(32, (await afterRestart.GetContextAsync("kept")).NumTokens);
@@ -236,7 +229,7 @@ public sealed class SecurityTests : IAsyncLifetime
         Tenant rot = Assert.Single((await admin2.Tenants.ListTenantsAsync(new ListTenantsRequest())).Tenants, x => x.Name == "rot");
         Assert.Equal(2, rot.Keys.Count);
         Assert.Equal(1, rot.Keys.Count(k => k.RevokedUnixMs != 0));
-        Assert.DoesNotContain(File.ReadAllText(Path.Combine(_data, TenantRegistry.FileName)), "kvdb.", StringComparison.Ordinal);
+        Assert.DoesNotContain(File.ReadAllText(Path.Combine(_server!.DataDirectory, TenantRegistry.FileName)), "kvdb.", StringComparison.Ordinal);
     }
 
     [Fact]
@@ -342,8 +335,7 @@ public sealed class SecurityTests : IAsyncLifetime
     [Fact]
     public async Task Malformed_authorization_values_are_unauthenticated_never_accepted()
     {
-        await _server!.DisposeAsync();
-        _server = await StartAsync(Authenticator.FailuresPerWindow);
+        await _server!.RestartAsync(Authenticator.FailuresPerWindow);
         var rng = new Random(12345);
         const string printable = " !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~";
         var values = new List<string>
@@ -396,8 +388,7 @@ public sealed class SecurityTests : IAsyncLifetime
         await StatusOf(() => nosy.Tenants.ListTenantsAsync(new ListTenantsRequest()).ResponseAsync);
         await StatusOf(() => admin.Tenants.DeleteTenantAsync(new DeleteTenantRequest { Name = "no-such-tenant" }).ResponseAsync);
 
-        await _server!.DisposeAsync();
-        _server = await StartAsync();
+        await _server!.RestartAsync();
         using var again = new KvDbClient(Address, AdminKey);
         ReadAuditResponse audit = await again.Admin.ReadAuditAsync(new ReadAuditRequest());
         var rows = audit.Entries.Select(e => (e.Actor, e.Action, e.Outcome)).ToList();
@@ -414,7 +405,7 @@ public sealed class SecurityTests : IAsyncLifetime
 
         // Reading after the last sequence returns nothing new; no key's secret is ever written.
         Assert.Empty((await again.Admin.ReadAuditAsync(new ReadAuditRequest { AfterSequence = audit.Entries[^1].Sequence })).Entries);
-        string file = File.ReadAllText(Path.Combine(_data, AuditLog.FileName));
+        string file = File.ReadAllText(Path.Combine(_server!.DataDirectory, AuditLog.FileName));
         Assert.DoesNotContain(t.ApiKey.Split('.')[2], file, StringComparison.Ordinal);
         Assert.DoesNotContain(AdminKey, file, StringComparison.Ordinal);
     }
@@ -444,9 +435,6 @@ public sealed class SecurityTests : IAsyncLifetime
         Assert.False(KvDbServer.IsLoopback("0.0.0.0"));
     }
 
-    // The matrix makes ~60 failed authentications from one address within seconds; the throttle test counts its own.
-    private Task<KvDbServerHandle> StartAsync(int failuresPerWindow = 1000) =>
-        KvDbServer.StartAsync(new KvDbServerOptions { Host = "127.0.0.1", Port = 0, DataDirectory = _data, AdminKey = AdminKey, CpuBudgetBytes = 128L << 20, CalibrateCosts = false, AuthFailuresPerWindow = failuresPerWindow });
 
     private static async Task<StatusCode> StatusOf(Func<Task> call)
     {
