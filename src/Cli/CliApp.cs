@@ -10,11 +10,12 @@ internal static class CliApp
 
         usage:
           kvdb serve [--host 127.0.0.1] [--port 50051] [--data DIR] [--cpu-budget BYTES] [--gpu-budget BYTES] [--checkpoint-log-bytes N]
-                     [--admin-key-file PATH] [--insecure] [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]
+                     [--http-port 50052] [--admin-key-file PATH] [--insecure] [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]
               run the gRPC server (Models, Contexts, Attention, Admin, Tenants, health, reflection).
               With an admin key (KVDB_ADMIN_KEY, or the first line of --admin-key-file) every call needs a key;
               without one the server runs open and only on a loopback address (--insecure allows others).
               --tls-cert/--tls-key serve gRPC over TLS; --tls-client-ca also requires client certificates (mTLS).
+              --http-port serves /metrics (Prometheus; admin key as bearer when keys are on), /healthz, /readyz.
               --data DIR makes it durable (write-ahead log, checkpoints, disk tier for cold blocks;
               restarting on the same DIR recovers every acknowledged append); without it, memory only.
               --gpu-budget BYTES mirrors the blocks of queried layers into that much GPU memory and runs
@@ -65,6 +66,7 @@ internal static class CliApp
             CpuBudgetBytes = options.GetLong("cpu-budget", 0),
             GpuBudgetBytes = options.GetLong("gpu-budget", 0),
             CheckpointLogBytes = options.GetLong("checkpoint-log-bytes", 0),
+            HttpPort = options.GetInt("http-port", KvDbServerOptions.DefaultHttpPort),
             AdminKey = AdminKey(options),
             Insecure = options.Has("insecure"),
             TlsCertificatePath = options.GetOrNull("tls-cert"),
@@ -83,6 +85,7 @@ internal static class CliApp
 
         await using KvDbServerHandle running = server;
         Console.WriteLine($"kvdb listening on {server.Address}");
+        Console.WriteLine($"kvdb metrics on {server.HttpAddress}/metrics (health: /healthz, /readyz)");
         Console.WriteLine(serverOptions.IsOpen
             ? $"authentication: off (no admin key){(serverOptions.Insecure ? "; --insecure: anyone reaching the port can read and delete everything" : ", so loopback only")}; set KVDB_ADMIN_KEY to require keys"
             : "authentication: on (admin key set; tenants' keys via `kvdb tenant create`)");

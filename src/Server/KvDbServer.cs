@@ -2,6 +2,7 @@ using System.Net;
 using System.Security.Cryptography.X509Certificates;
 using KvDb.QueryEngine;
 using KvDb.QueryEngine.Execution;
+using KvDb.Server.Observability;
 using KvDb.Server.Security;
 using KvDb.Server.Services;
 using KvDb.Store;
@@ -59,6 +60,18 @@ public static class KvDbServer
                     listen.UseHttps(https => ServerTls.Configure(https, certificate, clientCas));
                 }
             });
+            if (options.HttpPort >= 0)
+            {
+                // The HTTP endpoint (metrics, health) for Prometheus, curl and browsers: HTTP/1.1, same TLS as gRPC.
+                k.Listen(ip, options.HttpPort, listen =>
+                {
+                    listen.Protocols = HttpProtocols.Http1;
+                    if (certificate is not null)
+                    {
+                        listen.UseHttps(https => ServerTls.Configure(https, certificate, clientCas));
+                    }
+                });
+            }
             k.Limits.MaxRequestBodySize = null;
         });
 
@@ -66,6 +79,7 @@ public static class KvDbServer
         builder.Services.AddSingleton(new Authenticator(TenantRegistry.Open(options.DataDirectory), options.AdminKey, options.AuthFailuresPerWindow));
         builder.Services.AddSingleton(_ => AuditLog.Open(options.DataDirectory));
         builder.Services.AddSingleton(sp => new TenantQuotas(sp.GetRequiredService<Authenticator>().Tenants, store));
+        builder.Services.AddSingleton(sp => new KvDbMetrics(store, sp.GetRequiredService<Authenticator>().Tenants, sp.GetRequiredService<TenantQuotas>()));
         // Registered by factory so the container disposes it (waiting for index builds) before the store is disposed.
         QueryEngine.Planning.CostModel costs = options.CalibrateCosts ? QueryEngine.Planning.CostModel.Calibrate() : QueryEngine.Planning.CostModel.Default;
         builder.Services.AddSingleton(_ => new AttentionExecutor(store, costs: costs, defaultQuality: options.DefaultQuality.Validated()));
@@ -74,7 +88,9 @@ public static class KvDbServer
             o.MaxReceiveMessageSize = options.MaxMessageBytes;
             o.MaxSendMessageSize = null;
             o.EnableDetailedErrors = false;
-            // Authentication first (outermost): a call that fails it reaches no service, and a tenant's errors come back scoped.
+            // Metrics outermost (refused calls count too), then authentication: a call that fails it reaches no service,
+            // and a tenant's errors come back scoped.
+            o.Interceptors.Add<MetricsInterceptor>();
             o.Interceptors.Add<AuthInterceptor>();
             o.Interceptors.Add<ErrorMappingInterceptor>();
         });
@@ -94,6 +110,7 @@ public static class KvDbServer
         app.MapGrpcService<TenantsService>();
         app.MapGrpcHealthChecksService();
         app.MapGrpcReflectionService();
+        HttpEndpoints.Map(app, app.Services.GetRequiredService<KvDbMetrics>(), app.Services.GetRequiredService<Authenticator>());
 
         try
         {
@@ -107,9 +124,10 @@ public static class KvDbServer
             throw;
         }
 
-        string address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        address = address.Replace("[::]", "127.0.0.1", StringComparison.Ordinal).Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal);
-        return new KvDbServerHandle(app, store, app.Services.GetRequiredService<AttentionExecutor>(), address, loggerFactory);
+        // Kestrel lists the addresses in the order of the Listen calls: gRPC first, then HTTP.
+        string[] addresses = [.. app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses
+            .Select(a => a.Replace("[::]", "127.0.0.1", StringComparison.Ordinal).Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal))];
+        return new KvDbServerHandle(app, store, app.Services.GetRequiredService<AttentionExecutor>(), addresses[0], addresses.Length > 1 ? addresses[1] : null, loggerFactory);
     }
 
     /// <summary>True when <paramref name="host"/> names a loopback address ("localhost", 127.0.0.0/8, ::1).</summary>

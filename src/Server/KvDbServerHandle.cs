@@ -13,8 +13,9 @@ public sealed class KvDbServerHandle : IAsyncDisposable
     private readonly WebApplication _app;
     private readonly ILoggerFactory _loggerFactory;
 
-    internal KvDbServerHandle(WebApplication app, IKvStore store, AttentionExecutor executor, string address, ILoggerFactory loggerFactory)
+    internal KvDbServerHandle(WebApplication app, IKvStore store, AttentionExecutor executor, string address, string? httpAddress, ILoggerFactory loggerFactory)
     {
+        HttpAddress = httpAddress;
         Executor = executor;
         _app = app;
         _loggerFactory = loggerFactory;
@@ -24,6 +25,9 @@ public sealed class KvDbServerHandle : IAsyncDisposable
 
     /// <summary>The URL clients connect to, e.g. "http://127.0.0.1:50051".</summary>
     public string Address { get; }
+
+    /// <summary>The HTTP endpoint (/metrics, /healthz, /readyz), e.g. "http://127.0.0.1:50052"; null when it is off.</summary>
+    public string? HttpAddress { get; }
 
     /// <summary>The store behind the server.</summary>
     public IKvStore Store { get; }

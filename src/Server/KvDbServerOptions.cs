@@ -59,4 +59,10 @@ public sealed record KvDbServerOptions
 
     /// <summary>Failed authentications one client address may make per 10 s before its calls are refused outright.</summary>
     public int AuthFailuresPerWindow { get; init; } = Security.Authenticator.FailuresPerWindow;
+
+    /// <summary>The CLI's default HTTP port (metrics, health).</summary>
+    public const int DefaultHttpPort = 50052;
+
+    /// <summary>Port of the HTTP endpoint (/metrics, /healthz, /readyz): 0 picks a free one (read it from <see cref="KvDbServerHandle.HttpAddress"/>), −1 turns it off.</summary>
+    public int HttpPort { get; init; }
 }

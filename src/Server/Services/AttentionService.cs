@@ -4,6 +4,7 @@ using KvDb.Protocol;
 using KvDb.Protocol.V1;
 using KvDb.QueryEngine;
 using KvDb.QueryEngine.Execution;
+using KvDb.Server.Observability;
 using KvDb.Server.Security;
 
 namespace KvDb.Server.Services;
@@ -12,11 +13,13 @@ namespace KvDb.Server.Services;
 public sealed class AttentionService : Attention.AttentionBase
 {
     private readonly AttentionExecutor _executor;
+    private readonly KvDbMetrics? _metrics;
 
-    /// <summary>Creates the service.</summary>
-    public AttentionService(AttentionExecutor executor)
+    /// <summary>Creates the service; answered requests are counted in <paramref name="metrics"/> when given.</summary>
+    public AttentionService(AttentionExecutor executor, KvDbMetrics? metrics = null)
     {
         _executor = executor;
+        _metrics = metrics;
     }
 
     /// <inheritdoc />
@@ -87,6 +90,7 @@ public sealed class AttentionService : Attention.AttentionBase
     private AttendResponse Answer(AttendRequest request, Principal principal)
     {
         AttentionResult result = Run(request, principal, request.ReturnSelection, out int q, out int heads, out int dim);
+        _metrics?.Attend(result.Stats);
         var response = new AttendResponse
         {
             Output = TensorCodec.FromSingles(result.Output, q, heads, dim),

@@ -1,0 +1,46 @@
+using KvDb.Server.Security;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Prometheus;
+
+namespace KvDb.Server.Observability;
+
+/// <summary>
+/// The HTTP endpoint next to gRPC: <c>/metrics</c> (Prometheus text format; with an admin key configured it needs
+/// <c>Authorization: Bearer &lt;admin key&gt;</c>, which Prometheus sends with <c>authorization.credentials</c>),
+/// <c>/healthz</c> (the process answers) and <c>/readyz</c> (recovery done and the store open: true once the server
+/// listens, since it opens the store before it starts listening), and a small index page at <c>/</c>.
+/// </summary>
+public static class HttpEndpoints
+{
+    /// <summary>Maps the endpoints.</summary>
+    public static void Map(WebApplication app, KvDbMetrics metrics, Authenticator authenticator)
+    {
+        app.MapGet("/healthz", () => Results.Text("ok\n"));
+        app.MapGet("/readyz", () => Results.Text("ready\n"));
+        app.MapGet("/metrics", async context =>
+        {
+            if (authenticator.Required && !IsAdmin(context, authenticator))
+            {
+                context.Response.StatusCode = StatusCodes.Status401Unauthorized;
+                context.Response.Headers.WWWAuthenticate = "Bearer";
+                await context.Response.WriteAsync("send Authorization: Bearer <admin key>\n").ConfigureAwait(false);
+                return;
+            }
+
+            context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
+            await metrics.Registry.CollectAndExportAsTextAsync(context.Response.Body, context.RequestAborted).ConfigureAwait(false);
+        });
+        app.MapGet("/", () => Results.Content(
+            "<!doctype html><html><head><meta charset=utf-8><title>KvDb</title></head><body><h1>KvDb</h1><ul>" +
+            "<li><a href=\"/metrics\">/metrics</a> — Prometheus metrics</li><li><a href=\"/healthz\">/healthz</a> — liveness</li>" +
+            "<li><a href=\"/readyz\">/readyz</a> — readiness</li></ul></body></html>",
+            "text/html; charset=utf-8"));
+    }
+
+    private static bool IsAdmin(HttpContext context, Authenticator authenticator)
+    {
+        string header = context.Request.Headers.Authorization.ToString();
+        return header.Length > 0 && authenticator.Resolve(header) is { IsAdmin: true };
+    }
+}

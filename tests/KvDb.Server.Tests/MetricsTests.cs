@@ -1,0 +1,75 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Http.Headers;
+using Grpc.Core;
+using KvDb.Client;
+using KvDb.Protocol.V1;
+
+namespace KvDb.Server.Tests;
+
+/// <summary>The HTTP endpoint: Prometheus metrics that agree with what the server did and with Admin.GetStats, health, and the admin key on /metrics.</summary>
+public sealed class MetricsTests
+{
+    [Fact]
+    public async Task Metrics_count_calls_by_method_and_code_and_agree_with_get_stats()
+    {
+        await using KvDbServerHandle server = await KvDbServer.StartAsync(new KvDbServerOptions { Port = 0, CalibrateCosts = false, CpuBudgetBytes = 64L << 20 });
+        using var client = new KvDbClient(server.Address);
+        Model model = await client.CreateModelAsync(TestModels.Small("metrics"));
+        await client.CreateContextAsync(model.Name, id: "m");
+        await EndToEndTests.Load(client, model, "m", 100);
+        float[] q = TestModels.Workload(model, 100, 0).Queries(1, 2);
+        for (int i = 0; i < 3; i++)
+        {
+            await client.AttendAsync("m", 0, q, 1, model.NumQueryHeads, model.HeadDim);
+        }
+
+        await Assert.ThrowsAsync<RpcException>(() => client.AttendAsync("absent", 0, q, 1, model.NumQueryHeads, model.HeadDim));
+        StatsResponse stats = await client.GetStatsAsync();
+
+        using var http = new HttpClient();
+        string text = await http.GetStringAsync(server.HttpAddress + "/metrics");
+        Assert.Equal(3, Value(text, "kvdb_rpc_requests_total{method=\"/kvdb.v1.Attention/Attend\",code=\"OK\"}"));
+        Assert.Equal(1, Value(text, "kvdb_rpc_requests_total{method=\"/kvdb.v1.Attention/Attend\",code=\"NotFound\"}"));
+        Assert.Equal(3, Value(text, "kvdb_attend_requests_total{plan=\"exact\"}"));
+        Assert.Equal(3.0 * 100 * model.NumKvHeads, Value(text, "kvdb_attend_tokens_attended_total{plan=\"exact\"}")); // (token, KV head) pairs
+        Assert.Equal(4, Value(text, "kvdb_rpc_duration_seconds_count{method=\"/kvdb.v1.Attention/Attend\"}"));
+        Assert.Equal(stats.Contexts, Value(text, "kvdb_contexts"));
+        Assert.Equal(stats.LogicalBytes, Value(text, "kvdb_logical_bytes"));
+        Assert.Equal(stats.Tiers.Single(t => t.Name == "cpu").Bytes, Value(text, "kvdb_tier_bytes{tier=\"cpu\"}"));
+        Assert.Contains("process_cpu_seconds_total", text, StringComparison.Ordinal);
+        Assert.DoesNotContain("\"m\"", text, StringComparison.Ordinal);
+
+        Assert.Equal(HttpStatusCode.OK, (await http.GetAsync(server.HttpAddress + "/healthz")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await http.GetAsync(server.HttpAddress + "/readyz")).StatusCode);
+    }
+
+    [Fact]
+    public async Task With_an_admin_key_metrics_need_it_and_health_does_not()
+    {
+        await using KvDbServerHandle server = await KvDbServer.StartAsync(new KvDbServerOptions { Port = 0, CalibrateCosts = false, AdminKey = "metrics-admin" });
+        using var http = new HttpClient();
+        Assert.Equal(HttpStatusCode.Unauthorized, (await http.GetAsync(server.HttpAddress + "/metrics")).StatusCode);
+        using var wrong = new HttpRequestMessage(HttpMethod.Get, server.HttpAddress + "/metrics") { Headers = { Authorization = new AuthenticationHeaderValue("Bearer", "nope") } };
+        Assert.Equal(HttpStatusCode.Unauthorized, (await http.SendAsync(wrong)).StatusCode);
+        using var right = new HttpRequestMessage(HttpMethod.Get, server.HttpAddress + "/metrics") { Headers = { Authorization = new AuthenticationHeaderValue("Bearer", "metrics-admin") } };
+        HttpResponseMessage ok = await http.SendAsync(right);
+        Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
+        Assert.Contains("kvdb_contexts", await ok.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.OK, (await http.GetAsync(server.HttpAddress + "/healthz")).StatusCode);
+    }
+
+    /// <summary>The value of one series line "name{labels} value" of the exposition text.</summary>
+    private static double Value(string text, string series)
+    {
+        foreach (string line in text.Split('\n'))
+        {
+            if (line.StartsWith(series + " ", StringComparison.Ordinal))
+            {
+                return double.Parse(line[(series.Length + 1)..].Trim(), CultureInfo.InvariantCulture);
+            }
+        }
+
+        throw new Xunit.Sdk.XunitException($"no series {series} in the metrics");
+    }
+}
