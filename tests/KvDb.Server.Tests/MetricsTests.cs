@@ -59,6 +59,38 @@ public sealed class MetricsTests
         Assert.Equal(HttpStatusCode.OK, (await http.GetAsync(server.HttpAddress + "/healthz")).StatusCode);
     }
 
+    [Fact]
+    public async Task The_grafana_dashboard_queries_only_metrics_the_server_exports()
+    {
+        string? dir = AppContext.BaseDirectory;
+        while (dir is not null && !File.Exists(Path.Combine(dir, "KvDb.sln")))
+        {
+            dir = Path.GetDirectoryName(dir);
+        }
+
+        Assert.NotNull(dir);
+        string dashboard = File.ReadAllText(Path.Combine(dir!, "deploy", "grafana", "kvdb-dashboard.json"));
+        using System.Text.Json.JsonDocument doc = System.Text.Json.JsonDocument.Parse(dashboard);
+        var exprs = doc.RootElement.GetProperty("panels").EnumerateArray()
+            .SelectMany(p => p.GetProperty("targets").EnumerateArray().Select(t => t.GetProperty("expr").GetString()!)).ToList();
+        Assert.True(exprs.Count >= 10);
+
+        await using KvDbServerHandle server = await KvDbServer.StartAsync(new KvDbServerOptions { Port = 0, CalibrateCosts = false });
+        using var client = new KvDbClient(server.Address);
+        await client.ListContextsAsync();
+        using var http = new HttpClient();
+        string text = await http.GetStringAsync(server.HttpAddress + "/metrics");
+        foreach (string expr in exprs)
+        {
+            foreach (System.Text.RegularExpressions.Match m in System.Text.RegularExpressions.Regex.Matches(expr, @"\b(kvdb|process|dotnet)_[a-z_]+"))
+            {
+                // A family is declared (# TYPE) even before it has series (labelled metrics get theirs on first use).
+                string family = System.Text.RegularExpressions.Regex.Replace(m.Value, "_(bucket|count|sum)$", string.Empty);
+                Assert.True(text.Contains("# TYPE " + family + " ", StringComparison.Ordinal), $"the dashboard queries {m.Value}, which /metrics does not export");
+            }
+        }
+    }
+
     /// <summary>The value of one series line "name{labels} value" of the exposition text.</summary>
     private static double Value(string text, string series)
     {
