@@ -123,6 +123,7 @@ public partial class KvStore : IKvStore
         return new StoreStats(_models.Count, _contexts.Count, blocks, _arena.UsedBytes, _arena.BudgetBytes, logical)
         {
             Tiers = Blocks.GetTierStats(),
+            Demotions = Blocks.Demotions,
             SharedBlocks = _directory.PublishedBlocks,
             DedupeHits = Interlocked.Read(ref _dedupeHits),
             CorruptRecords = Interlocked.Read(ref _corrupt) + Blocks.CorruptBlocks,

@@ -37,11 +37,46 @@ public sealed class MetricsTests
         Assert.Equal(stats.Contexts, Value(text, "kvdb_contexts"));
         Assert.Equal(stats.LogicalBytes, Value(text, "kvdb_logical_bytes"));
         Assert.Equal(stats.Tiers.Single(t => t.Name == "cpu").Bytes, Value(text, "kvdb_tier_bytes{tier=\"cpu\"}"));
+        Assert.Equal(stats.Tiers.Single(t => t.Name == "cpu").Misses, Value(text, "kvdb_tier_promotions_total{tier=\"cpu\"}"));
+        Assert.Equal(0, Value(text, "kvdb_tier_demotions_total{tier=\"cpu\"}"));
         Assert.Contains("process_cpu_seconds_total", text, StringComparison.Ordinal);
         Assert.DoesNotContain("\"m\"", text, StringComparison.Ordinal);
 
         Assert.Equal(HttpStatusCode.OK, (await http.GetAsync(server.HttpAddress + "/healthz")).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await http.GetAsync(server.HttpAddress + "/readyz")).StatusCode);
+    }
+
+    [Fact]
+    public async Task Demotions_and_promotions_of_the_cpu_tier_are_counted()
+    {
+        string data = Path.Combine(Path.GetTempPath(), "kvdb-metrics-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            await using KvDbServerHandle server = await KvDbServer.StartAsync(new KvDbServerOptions { Port = 0, CalibrateCosts = false, DataDirectory = data, CpuBudgetBytes = 64L << 20 });
+            using var client = new KvDbClient(server.Address);
+            Model model = await client.CreateModelAsync(TestModels.Small("metrics-tiers"));
+            await client.CreateContextAsync(model.Name, id: "t");
+            await EndToEndTests.Load(client, model, "t", 256);
+            EvictResponse evicted = await client.EvictAsync(0);
+            Assert.True(evicted.Blocks > 0);
+            float[] q = TestModels.Workload(model, 256, 0).Queries(1, 3);
+            await client.AttendAsync("t", 0, q, 1, model.NumQueryHeads, model.HeadDim);
+
+            using var http = new HttpClient();
+            string text = await http.GetStringAsync(server.HttpAddress + "/metrics");
+            StatsResponse stats = await client.GetStatsAsync();
+            Assert.Equal(evicted.Blocks, Value(text, "kvdb_tier_demotions_total{tier=\"cpu\"}"));
+            double promoted = Value(text, "kvdb_tier_promotions_total{tier=\"cpu\"}");
+            Assert.True(promoted > 0, "the query read demoted blocks back");
+            Assert.Equal(stats.Tiers.Single(t => t.Name == "cpu").Misses, promoted);
+        }
+        finally
+        {
+            if (Directory.Exists(data))
+            {
+                Directory.Delete(data, recursive: true);
+            }
+        }
     }
 
     [Fact]

@@ -29,6 +29,8 @@ public sealed class KvDbMetrics
     private readonly Gauge _tierBlocks;
     private readonly Counter _tierHits;
     private readonly Counter _tierMisses;
+    private readonly Counter _promotions;
+    private readonly Counter _demotions;
     private readonly Gauge _contexts;
     private readonly Gauge _logicalBytes;
     private readonly Counter _dedupeHits;
@@ -56,6 +58,8 @@ public sealed class KvDbMetrics
         _tierBlocks = f.CreateGauge("kvdb_tier_blocks", "Blocks held per tier.", ["tier"]);
         _tierHits = f.CreateCounter("kvdb_tier_hits_total", "Reads that found their block in the tier.", ["tier"]);
         _tierMisses = f.CreateCounter("kvdb_tier_misses_total", "Reads that missed the tier (cpu: promoted from disk; disk: failed checksum).", ["tier"]);
+        _promotions = f.CreateCounter("kvdb_tier_promotions_total", "Blocks read back into the tier from the one below (cpu: from disk).", ["tier"]);
+        _demotions = f.CreateCounter("kvdb_tier_demotions_total", "Blocks moved out of the tier to the one below (cpu: to disk).", ["tier"]);
         _contexts = f.CreateGauge("kvdb_contexts", "Contexts stored.");
         _logicalBytes = f.CreateGauge("kvdb_logical_bytes", "K/V bytes the contexts hold, as if nothing were shared.");
         _dedupeHits = f.CreateCounter("kvdb_dedupe_hits_total", "Full blocks stored once for a second context.");
@@ -117,6 +121,15 @@ public sealed class KvDbMetrics
             _tierBlocks.WithLabels(t.Name).Set(t.Blocks);
             _tierHits.WithLabels(t.Name).IncTo(t.Hits);
             _tierMisses.WithLabels(t.Name).IncTo(t.Misses);
+        }
+
+        foreach (Store.TierStats t in s.Tiers)
+        {
+            if (t.Name == "cpu")
+            {
+                _promotions.WithLabels("cpu").IncTo(t.Misses);
+                _demotions.WithLabels("cpu").IncTo(s.Demotions);
+            }
         }
 
         _contexts.Set(s.Contexts);
