@@ -18,6 +18,9 @@ internal sealed class BlockDirectory
     /// <summary>Blocks currently published.</summary>
     public long PublishedBlocks => Interlocked.Read(ref _published);
 
+    /// <summary>Where block events go (stored and removed here; tier moves from the block manager).</summary>
+    public Events.KvEventHub Events { get; } = new();
+
     /// <summary>The published block at <paramref name="address"/> with a new reference, if it exists and has the same content checksum.</summary>
     public KvBlock? AcquireSame(BlockAddress address, ulong checksum)
     {
@@ -53,6 +56,7 @@ internal sealed class BlockDirectory
         Interlocked.Increment(ref node.Count);
         Interlocked.Increment(ref _published);
         block.Published = true;
+        Events.Emit(Store.Events.KvEventKind.Stored, block.Model.Name, a.ToString(), block.Model.BlockSize, block.IsResident ? "cpu" : "disk");
         return true;
     }
 
@@ -68,6 +72,7 @@ internal sealed class BlockDirectory
         if (_nodes.TryGetValue(a.Chain, out ChainNode? node) && ReferenceEquals(Interlocked.CompareExchange(ref node.Layers[a.Layer], null, block), block))
         {
             Interlocked.Decrement(ref _published);
+            Events.Emit(Store.Events.KvEventKind.Removed, block.Model.Name, a.ToString(), block.Model.BlockSize, string.Empty);
             if (Interlocked.Decrement(ref node.Count) == 0)
             {
                 _emptied.Enqueue(a.Chain);

@@ -103,6 +103,10 @@ public sealed unsafe class BlockManager
             {
                 Interlocked.Increment(ref _cpuMisses);
                 Promote(block);
+                if (block.Address is BlockAddress promoted)
+                {
+                    _directory.Events.Emit(Events.KvEventKind.Promoted, block.Model.Name, promoted.ToString(), block.Model.BlockSize, "cpu");
+                }
             }
 
             block.AddPin();
@@ -260,6 +264,10 @@ public sealed unsafe class BlockManager
                         Device?.Drop(b);
                         Interlocked.Decrement(ref _residentBlocks);
                         blocks++;
+                        if (b.Address is BlockAddress demoted)
+                        {
+                            _directory.Events.Emit(Events.KvEventKind.Demoted, b.Model.Name, demoted.ToString(), b.Model.BlockSize, "disk");
+                        }
                         bytes += b.Model.BlockBytes;
                         lock (_lruGate)
                         {

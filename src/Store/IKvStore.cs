@@ -58,6 +58,9 @@ public interface IKvStore : IDisposable
     /// <summary>Counters for operators.</summary>
     StoreStats GetStats();
 
+    /// <summary>Block events (stored, removed, demoted, promoted) for routers and dashboards.</summary>
+    Events.KvEventHub Events { get; }
+
     /// <summary>Demotes cold unpinned blocks to the disk tier until the CPU tier holds at most <paramref name="targetCpuBytes"/>.</summary>
     (long Blocks, long Bytes) Evict(long targetCpuBytes);
 

@@ -25,6 +25,9 @@ public partial class KvStore : IKvStore
     private readonly Lock _opLock = new();
     private readonly NativeSlabArena _arena;
     private readonly BlockDirectory _directory = new();
+
+    /// <inheritdoc />
+    public Events.KvEventHub Events => _directory.Events;
     private readonly CudaDeviceTier? _gpu;
     private int _disposed;
 

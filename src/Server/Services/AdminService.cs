@@ -27,6 +27,31 @@ public sealed class AdminService : Admin.AdminBase
     }
 
     /// <inheritdoc />
+    /// <remarks>Streams until the client cancels or the server stops; a watcher that falls behind loses the oldest events (gaps in sequence).</remarks>
+    public override async Task WatchEvents(WatchEventsRequest request, IServerStreamWriter<BlockEvent> responseStream, ServerCallContext context)
+    {
+        if (request.Buffer < 0)
+        {
+            throw KvDbException.Invalid($"buffer must be ≥ 0 (0 = 4096 events), got {request.Buffer}");
+        }
+
+        using Store.Events.KvEventSubscription subscription = _store.Events.Subscribe(request.Buffer == 0 ? 4096 : request.Buffer);
+        try
+        {
+            await foreach (Store.Events.KvEvent e in subscription.Reader.ReadAllAsync(context.CancellationToken).ConfigureAwait(false))
+            {
+                await responseStream.WriteAsync(
+                    new BlockEvent { Sequence = e.Sequence, UnixMs = e.UnixMs, Kind = e.Kind.ToString().ToLowerInvariant(), Model = e.Model, Block = e.Block, Tokens = e.Tokens, Tier = e.Tier },
+                    context.CancellationToken).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (context.CancellationToken.IsCancellationRequested)
+        {
+            // The watcher went away.
+        }
+    }
+
+    /// <inheritdoc />
     public override Task<ReadAuditResponse> ReadAudit(ReadAuditRequest request, ServerCallContext context)
     {
         if (request.Limit < 0 || request.AfterSequence < 0)
