@@ -58,7 +58,9 @@ public partial class KvStore
                 _previousReplayFrom = image.ReplayFrom;
                 _lastCheckpointTail = _wal.TailAddress;
                 _lastCheckpointTicks = Stopwatch.GetTimestamp();
-                return new CheckpointResult(image.Contexts.Count, held.Count, _wal.BeginAddress - before, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+                var result = new CheckpointResult(image.Contexts.Count, held.Count, _wal.BeginAddress - before, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+                CheckpointTaken?.Invoke(result.Milliseconds / 1e3);
+                return result;
             }
             finally
             {

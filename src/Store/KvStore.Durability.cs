@@ -25,17 +25,32 @@ public partial class KvStore
 
     private bool Logging => _wal is not null && !_replaying;
 
+    /// <summary>Seconds each wait for a log record to become durable took (an acknowledgement's commit latency).</summary>
+    public event Action<double>? WalCommitted;
+
+    /// <summary>Seconds each checkpoint took.</summary>
+    public event Action<double>? CheckpointTaken;
+
     /// <summary>Blocks until the log record at <paramref name="address"/> (−1 = none) is durable.</summary>
     private void WaitDurable(long address)
     {
         if (address >= 0 && _wal is not null)
         {
+            long started = System.Diagnostics.Stopwatch.GetTimestamp();
             _wal.WaitDurable(address);
+            WalCommitted?.Invoke(System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds);
         }
     }
 
-    private Task WaitDurableAsync(long address) =>
-        address >= 0 && _wal is not null ? _wal.WaitDurableAsync(address) : Task.CompletedTask;
+    private async Task WaitDurableAsync(long address)
+    {
+        if (address >= 0 && _wal is not null)
+        {
+            long started = System.Diagnostics.Stopwatch.GetTimestamp();
+            await _wal.WaitDurableAsync(address).ConfigureAwait(false);
+            WalCommitted?.Invoke(System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds);
+        }
+    }
 
     /// <summary>Appends a finished record unless memory only or replaying; returns its address or −1. Disposes the writer.</summary>
     private long LogRecord(WalRecordType type, RecordWriter record)

@@ -69,6 +69,12 @@ public sealed class MetricsTests
             double promoted = Value(text, "kvdb_tier_promotions_total{tier=\"cpu\"}");
             Assert.True(promoted > 0, "the query read demoted blocks back");
             Assert.Equal(stats.Tiers.Single(t => t.Name == "cpu").Misses, promoted);
+
+            // The append was acknowledged after its log records were durable; a checkpoint is timed too.
+            Assert.True(Value(text, "kvdb_wal_commit_duration_seconds_count") >= 1);
+            await client.CheckpointAsync();
+            text = await http.GetStringAsync(server.HttpAddress + "/metrics");
+            Assert.Equal(1, Value(text, "kvdb_checkpoint_duration_seconds_count"));
         }
         finally
         {

@@ -36,6 +36,8 @@ public sealed class KvDbMetrics
     private readonly Counter _dedupeHits;
     private readonly Gauge _walBytes;
     private readonly Counter _corrupt;
+    private readonly Histogram _walCommit;
+    private readonly Histogram _checkpoint;
     private readonly Gauge _tenantBytes;
     private readonly Gauge _tenantContexts;
     private readonly Gauge _tenantQuotaBytes;
@@ -65,6 +67,14 @@ public sealed class KvDbMetrics
         _dedupeHits = f.CreateCounter("kvdb_dedupe_hits_total", "Full blocks stored once for a second context.");
         _walBytes = f.CreateGauge("kvdb_wal_bytes", "Bytes in the write-ahead log since the last checkpoint.");
         _corrupt = f.CreateCounter("kvdb_corrupt_records_total", "Log records, checkpoint files and blocks that failed their checksum.");
+        _walCommit = f.CreateHistogram("kvdb_wal_commit_duration_seconds", "Time an acknowledgement waited for its log records to be durable.", new HistogramConfiguration { Buckets = LatencyBuckets });
+        _checkpoint = f.CreateHistogram("kvdb_checkpoint_duration_seconds", "Checkpoint duration.", new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.001, 2, 16) });
+        if (store is KvStore durable)
+        {
+            durable.WalCommitted += seconds => _walCommit.Observe(seconds);
+            durable.CheckpointTaken += seconds => _checkpoint.Observe(seconds);
+        }
+
         _tenantBytes = f.CreateGauge("kvdb_tenant_bytes", "K/V bytes of a tenant's contexts (with appends in flight).", ["tenant"]);
         _tenantContexts = f.CreateGauge("kvdb_tenant_contexts", "Contexts of a tenant.", ["tenant"]);
         _tenantQuotaBytes = f.CreateGauge("kvdb_tenant_quota_bytes", "A tenant's byte quota (0 = unlimited).", ["tenant"]);
