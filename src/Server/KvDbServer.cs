@@ -79,7 +79,7 @@ public static class KvDbServer
         builder.Services.AddSingleton(new Authenticator(TenantRegistry.Open(options.DataDirectory), options.AdminKey, options.AuthFailuresPerWindow));
         builder.Services.AddSingleton(_ => AuditLog.Open(options.DataDirectory));
         builder.Services.AddSingleton(sp => new TenantQuotas(sp.GetRequiredService<Authenticator>().Tenants, store));
-        builder.Services.AddSingleton(sp => new KvDbMetrics(store, sp.GetRequiredService<Authenticator>().Tenants, sp.GetRequiredService<TenantQuotas>()));
+        builder.Services.AddSingleton(sp => new KvDbMetrics(store, sp.GetRequiredService<Authenticator>().Tenants, sp.GetRequiredService<TenantQuotas>(), sp.GetRequiredService<AttentionExecutor>().Indexes));
         // Registered by factory so the container disposes it (waiting for index builds) before the store is disposed.
         QueryEngine.Planning.CostModel costs = options.CalibrateCosts ? QueryEngine.Planning.CostModel.Calibrate() : QueryEngine.Planning.CostModel.Default;
         builder.Services.AddSingleton(_ => new AttentionExecutor(store, costs: costs, defaultQuality: options.DefaultQuality.Validated()));

@@ -86,6 +86,37 @@ public sealed class MetricsTests
     }
 
     [Fact]
+    public async Task Index_updates_are_counted_and_timed_by_family()
+    {
+        await using KvDbServerHandle server = await KvDbServer.StartAsync(new KvDbServerOptions { Port = 0, CalibrateCosts = false, CpuBudgetBytes = 64L << 20 });
+        using var client = new KvDbClient(server.Address);
+        Model model = await client.CreateModelAsync(TestModels.Small("metrics-index"));
+        await client.CreateContextAsync(model.Name, id: "i");
+        await EndToEndTests.Load(client, model, "i", 4096);
+        float[] q = TestModels.Workload(model, 4096, 0).Queries(1, 4);
+        using var http = new HttpClient();
+        double finished = 0;
+        for (int i = 0; i < 100 && finished < 1; i++)
+        {
+            // AUTO asks for its index; the first requests start the build in the background.
+            await client.AttendAsync("i", 0, q, 1, model.NumQueryHeads, model.HeadDim, plan: new Plan { Kind = PlanKind.Auto });
+            string text = await http.GetStringAsync(server.HttpAddress + "/metrics");
+            finished = TryValue(text, "kvdb_index_updates_finished_total{family=\"centroid\",outcome=\"ok\"}");
+            if (finished >= 1)
+            {
+                Assert.True(Value(text, "kvdb_index_updates_started_total{family=\"centroid\"}") >= 1);
+                Assert.True(Value(text, "kvdb_index_update_duration_seconds_count{family=\"centroid\"}") >= 1);
+            }
+            else
+            {
+                await Task.Delay(100);
+            }
+        }
+
+        Assert.True(finished >= 1, "no centroid index update finished within 10 s");
+    }
+
+    [Fact]
     public async Task With_an_admin_key_metrics_need_it_and_health_does_not()
     {
         await using KvDbServerHandle server = await KvDbServer.StartAsync(new KvDbServerOptions { Port = 0, CalibrateCosts = false, AdminKey = "metrics-admin" });
@@ -131,6 +162,9 @@ public sealed class MetricsTests
             }
         }
     }
+
+    private static double TryValue(string text, string series) =>
+        text.Split('\n').Any(l => l.StartsWith(series + " ", StringComparison.Ordinal)) ? Value(text, series) : 0;
 
     /// <summary>The value of one series line "name{labels} value" of the exposition text.</summary>
     private static double Value(string text, string series)

@@ -29,6 +29,12 @@ public sealed class LayerIndexCatalog : IDisposable
     /// <summary>Default grid of base segment ends, in tokens.</summary>
     public const int DefaultSegmentTokens = 4096;
 
+    /// <summary>An index update (build or extension of a layer's segments) started: the index family ("centroid", "lsh", …).</summary>
+    public event Action<string>? UpdateStarted;
+
+    /// <summary>An update ended: family, seconds, and whether it failed (a deleted context's update counts as not failed).</summary>
+    public event Action<string, double, bool>? UpdateFinished;
+
     private const int MaxEntries = 512;
     private const int MaxShared = 512;
     private readonly IKvStore _store;
@@ -158,6 +164,7 @@ public sealed class LayerIndexCatalog : IDisposable
             if (wantUpdate && entry.Pending is null && !Volatile.Read(ref _disposed))
             {
                 float[] samples = _samples.Snapshot(contextId, layer.Layer);
+                UpdateStarted?.Invoke(Family(spec));
                 Task update = Task.Run(() => UpdateAsync(entry, contextId, layer.Layer, spec, samples));
                 entry.Pending = update;
                 Track(update);
@@ -265,8 +272,15 @@ public sealed class LayerIndexCatalog : IDisposable
         }
     }
 
+    private static string Family(string spec)
+    {
+        int colon = spec.IndexOf(':', StringComparison.Ordinal);
+        return colon < 0 ? spec : spec[..colon];
+    }
+
     private async Task UpdateAsync(Entry entry, string contextId, int layerIndex, string spec, float[] samples)
     {
+        long started = System.Diagnostics.Stopwatch.GetTimestamp();
         try
         {
             using LayerSnapshot layer = _store.OpenLayer(contextId, layerIndex);
@@ -352,6 +366,8 @@ public sealed class LayerIndexCatalog : IDisposable
                 entry.Error = null;
                 entry.Pending = null;
             }
+
+            UpdateFinished?.Invoke(Family(spec), System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds, false);
         }
         catch (Exception e)
         {
@@ -360,6 +376,8 @@ public sealed class LayerIndexCatalog : IDisposable
                 entry.Error = e.Message;
                 entry.Pending = null;
             }
+
+            UpdateFinished?.Invoke(Family(spec), System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds, e is not KvDbException { Code: KvDbErrorCode.NotFound });
 
             if (e is KvDbException { Code: KvDbErrorCode.NotFound })
             {

@@ -42,8 +42,11 @@ public sealed class KvDbMetrics
     private readonly Gauge _tenantContexts;
     private readonly Gauge _tenantQuotaBytes;
 
-    /// <summary>Creates the metrics; store and tenant figures are taken from <paramref name="store"/>, <paramref name="tenants"/> and <paramref name="quotas"/> at each scrape.</summary>
-    public KvDbMetrics(IKvStore store, TenantRegistry tenants, TenantQuotas quotas)
+    /// <summary>
+    /// Creates the metrics; store and tenant figures are taken from <paramref name="store"/>, <paramref name="tenants"/>
+    /// and <paramref name="quotas"/> at each scrape, index updates from <paramref name="indexes"/> as they happen.
+    /// </summary>
+    public KvDbMetrics(IKvStore store, TenantRegistry tenants, TenantQuotas quotas, Index.Catalog.LayerIndexCatalog? indexes = null)
     {
         Registry = Metrics.NewCustomRegistry();
         DotNetStats.Register(Registry);
@@ -73,6 +76,19 @@ public sealed class KvDbMetrics
         {
             durable.WalCommitted += seconds => _walCommit.Observe(seconds);
             durable.CheckpointTaken += seconds => _checkpoint.Observe(seconds);
+        }
+
+        Counter indexStarted = f.CreateCounter("kvdb_index_updates_started_total", "Index updates (builds or extensions of a layer's segments) started, by family.", ["family"]);
+        Counter indexFinished = f.CreateCounter("kvdb_index_updates_finished_total", "Index updates ended, by family and outcome (ok, failed).", ["family", "outcome"]);
+        Histogram indexDuration = f.CreateHistogram("kvdb_index_update_duration_seconds", "Index update duration, by family.", ["family"], new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.001, 2, 20) });
+        if (indexes is not null)
+        {
+            indexes.UpdateStarted += family => indexStarted.WithLabels(family).Inc();
+            indexes.UpdateFinished += (family, seconds, failed) =>
+            {
+                indexFinished.WithLabels(family, failed ? "failed" : "ok").Inc();
+                indexDuration.WithLabels(family).Observe(seconds);
+            };
         }
 
         _tenantBytes = f.CreateGauge("kvdb_tenant_bytes", "K/V bytes of a tenant's contexts (with appends in flight).", ["tenant"]);
