@@ -14,12 +14,21 @@ namespace KvDb.Server.Security;
 /// lock, so concurrent streams racing for the last bytes never take the tenant over its limit, and a refused message
 /// fails its stream before anything of it is committed (what was acknowledged before stays). Failures are
 /// RESOURCE_EXHAUSTED with a <c>google.rpc.QuotaFailure</c> detail. Thread-safe.
+/// <para>
+/// The stored bytes are summed over the tenant's contexts at most once per <see cref="StoredRefresh"/> per tenant, not
+/// per message: between sums, a committed stream adds its bytes to the cached figure, and deletions are seen at the
+/// next sum, so the figure errs only on the high side (a quota is never exceeded, and may refuse early for up to
+/// that long after a delete).
+/// </para>
 /// </summary>
 public sealed class TenantQuotas
 {
     private readonly TenantRegistry _tenants;
     private readonly IKvStore _store;
     private readonly ConcurrentDictionary<string, TenantState> _state = new(StringComparer.Ordinal);
+
+    /// <summary>How long a tenant's summed stored bytes are reused by <see cref="Reserve"/>.</summary>
+    public static readonly TimeSpan StoredRefresh = TimeSpan.FromSeconds(1);
 
     /// <summary>Creates the enforcer over the registry's quotas and the store's contexts.</summary>
     public TenantQuotas(TenantRegistry tenants, IKvStore store)
@@ -119,7 +128,13 @@ public sealed class TenantQuotas
         TenantState s = State(p.Tenant);
         lock (s.Gate)
         {
-            long used = Stored(p.Tenant).Bytes + s.ReservedBytes;
+            if (s.StoredAt == 0 || Stopwatch.GetElapsedTime(s.StoredAt) > StoredRefresh)
+            {
+                s.StoredBytes = Stored(p.Tenant).Bytes;
+                s.StoredAt = Stopwatch.GetTimestamp();
+            }
+
+            long used = s.StoredBytes + s.ReservedBytes;
             if (used + bytes > limit)
             {
                 throw Exceeded(p.Tenant, "bytes", limit, used, $"this message needs {bytes} more bytes; delete contexts or ask for a higher quota");
@@ -129,8 +144,8 @@ public sealed class TenantQuotas
         }
     }
 
-    /// <summary>Gives back what a stream reserved (after its commit the store counts the bytes instead; after a failure nobody does).</summary>
-    public void Release(Principal p, long bytes)
+    /// <summary>Gives back what a stream reserved; when it <paramref name="committed"/>, its bytes move to the cached stored figure.</summary>
+    public void Release(Principal p, long bytes, bool committed)
     {
         if (p.Tenant is null || bytes == 0)
         {
@@ -141,6 +156,10 @@ public sealed class TenantQuotas
         lock (s.Gate)
         {
             s.ReservedBytes = Math.Max(0, s.ReservedBytes - bytes);
+            if (committed)
+            {
+                s.StoredBytes += bytes;
+            }
         }
     }
 
@@ -182,6 +201,10 @@ public sealed class TenantQuotas
         public Lock Gate { get; } = new();
 
         public long ReservedBytes { get; set; }
+
+        public long StoredBytes { get; set; }
+
+        public long StoredAt { get; set; }
 
         public int Streams { get; set; }
 

@@ -70,6 +70,7 @@ public sealed class ContextsService : Contexts.ContextsBase
         string? sentId = null;
         Principal principal = AuthInterceptor.PrincipalOf(context);
         long reserved = 0;
+        bool committed = false;
         ModelSchema? model = null;
         var samples = new List<(int Layer, float[] Queries)>();
         try
@@ -124,6 +125,7 @@ public sealed class ContextsService : Contexts.ContextsBase
             }
 
             ContextInfo info = await tx.CommitAsync().ConfigureAwait(false);
+            committed = true;
 
             // Samples count only once the KV they describe is committed (a rejected stream leaves no trace).
             foreach ((int layer, float[] queries) in samples)
@@ -137,7 +139,7 @@ public sealed class ContextsService : Contexts.ContextsBase
         finally
         {
             tx?.Dispose();
-            _quotas.Release(principal, reserved);
+            _quotas.Release(principal, reserved, committed);
         }
     }
 
