@@ -40,7 +40,8 @@ public sealed class CentroidIndex : IKeyIndex, IIndexPayload, IHeavyHitterIndex
     private float[] _fineMax = [];  // [fine, dim] per-dimension max of members
     private float[] _coarseSpread = []; // [coarse] mean squared distance of members to the coarse centroid (key mean with one level)
     private List<int> _outliers = [];
-    private float[]? _outlierKeys;     // [outliers, dim] f32 copy for ranking them per query; null after the outliers change
+    private ushort[]? _outlierKeys;    // [outliers, dim] bf16 copy, contiguous, for ranking them per query; null after the outliers change
+    private int[] _outlierOrder = [];  // 0..outliers-1: the rows of _outlierKeys in order
     private float[] _anchor = [];      // key mean: the outlier anchor with one level  // rows far from every centroid, always scored exactly
 
     /// <summary>Creates an empty index; see the class summary for the knobs.</summary>
@@ -273,14 +274,14 @@ public sealed class CentroidIndex : IKeyIndex, IIndexPayload, IHeavyHitterIndex
             return 0;
         }
 
-        float[] keys = OutlierKeys();
+        ushort[] keys = OutlierKeys();
         float[] scores = ArrayPool<float>.Shared.Rent(n);
         try
         {
             int written = 0;
             for (int r = 0; r < rowCount; r++)
             {
-                RowDotKernel.Scores(rows.Slice(r * Dimension, Dimension), keys.AsSpan(0, n * Dimension), scores.AsSpan(0, n));
+                RowDotKernel.GatheredScoresBFloat16(rows.Slice(r * Dimension, Dimension), keys, _outlierOrder.AsSpan(0, n), scores.AsSpan(0, n));
                 for (int i = 0; i < n; i++)
                 {
                     namedFor[written] = r;
@@ -298,22 +299,28 @@ public sealed class CentroidIndex : IKeyIndex, IIndexPayload, IHeavyHitterIndex
     }
 
     /// <summary>
-    /// The outliers' keys as one f32 matrix, made once per set of outliers: every query ranks all of them, and copying
-    /// them out of the key store per query cost more than scoring them. Concurrent searches may both make it (same content).
+    /// The outliers' keys (bf16, as the key store holds them) copied into one contiguous matrix, made once per set of
+    /// outliers: every query ranks all of them, and contiguous rows stream where scattered ones each miss the cache.
+    /// Concurrent searches may both make it (same content).
     /// </summary>
-    private float[] OutlierKeys()
+    private ushort[] OutlierKeys()
     {
-        if (_outlierKeys is float[] cached && cached.Length == _outliers.Count * Dimension)
+        int n = _outliers.Count;
+        if (_outlierKeys is ushort[] cached && cached.Length == n * Dimension && _outlierOrder.Length == n)
         {
             return cached;
         }
 
-        var keys = new float[_outliers.Count * Dimension];
-        for (int i = 0; i < _outliers.Count; i++)
+        var keys = new ushort[n * Dimension];
+        var order = new int[n];
+        ReadOnlySpan<ushort> all = _rows.Keys;
+        for (int i = 0; i < n; i++)
         {
-            _rows.Row(_outliers[i], keys.AsSpan(i * Dimension, Dimension));
+            all.Slice(_outliers[i] * Dimension, Dimension).CopyTo(keys.AsSpan(i * Dimension, Dimension));
+            order[i] = i;
         }
 
+        _outlierOrder = order;
         _outlierKeys = keys;
         return keys;
     }
