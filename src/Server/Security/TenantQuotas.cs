@@ -165,23 +165,33 @@ public sealed class TenantQuotas
 
     private (long Bytes, long Contexts) Stored(string tenant)
     {
-        string prefix = TenantScope.IdPrefix(new Principal(tenant, false));
         long bytes = 0;
         long contexts = 0;
+        foreach (ContextInfo c in ContextsOf(_store, tenant))
+        {
+            bytes += c.Bytes;
+            contexts++;
+        }
+
+        return (bytes, contexts);
+    }
+
+    /// <summary>Every context of <paramref name="tenant"/> in the store, page by page (a snapshot per page).</summary>
+    public static IEnumerable<ContextInfo> ContextsOf(IKvStore store, string tenant)
+    {
+        string prefix = TenantScope.IdPrefix(new Principal(tenant, false));
         string token = string.Empty;
         do
         {
-            ContextPage page = _store.ListContexts(1000, token, prefix);
+            ContextPage page = store.ListContexts(1000, token, prefix);
             foreach (ContextInfo c in page.Contexts)
             {
-                bytes += c.Bytes;
-                contexts++;
+                yield return c;
             }
 
             token = page.NextPageToken;
         }
         while (token.Length > 0);
-        return (bytes, contexts);
     }
 
     private static RpcException Exceeded(string tenant, string quota, double limit, double usage, string advice)

@@ -63,20 +63,11 @@ public sealed class TenantsService : Tenants.TenantsBase
             throw KvDbException.NotFound($"tenant \"{request.Name}\" does not exist; list them with ListTenants");
         }
 
-        string prefix = TenantScope.IdPrefix(new Principal(request.Name, false));
-        string token = string.Empty;
-        do
+        foreach (ContextInfo c in TenantQuotas.ContextsOf(_store, request.Name).ToList())
         {
-            ContextPage page = _store.ListContexts(1000, token, prefix);
-            foreach (ContextInfo c in page.Contexts)
-            {
-                _store.DeleteContext(c.Id);
-                _executor.HeadStatistics.Forget(c.Id);
-            }
-
-            token = page.NextPageToken;
+            _store.DeleteContext(c.Id);
+            _executor.HeadStatistics.Forget(c.Id);
         }
-        while (token.Length > 0);
 
         return Task.FromResult(new DeleteTenantResponse { Deleted = true });
     }
