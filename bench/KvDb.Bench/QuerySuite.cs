@@ -23,7 +23,7 @@ public static class QuerySuite
     private const int KvHeads = 8;
     private const int Dim = 128;
 
-    /// <summary>Runs the suite: --ctx N (131072), --workloads peaked,mixed (or real), --plans exact,auto, --epsilon 0.05, --queries 16, --quality true, --stream false, --data DIR, --cpu-mb N (real: --window 64, --sequence S, --queries up to 64).</summary>
+    /// <summary>Runs the suite: --ctx N (131072), --workloads peaked,mixed (or real), --plans exact,auto, --epsilon 0.05, --queries 16, --quality true, --stream false, --data DIR, --cpu-mb N (real: --real-manifest PATH, --window 64, --sequence S, --queries up to 64).</summary>
     public static async Task RunAsync(string[] args)
     {
         long ctx = SuiteOptions.Get(args, "ctx", 128 * 1024);

@@ -10,11 +10,12 @@ using KvDb.Workload;
 namespace KvDb.Bench;
 
 /// <summary>
-/// The query suite's <c>real</c> workload: the committed real-attention set (eval/real-attention, a small transformer
-/// trained here), every layer, as an engine would use KvDb. Tokens [0, T − W) of a held-out sequence are stored through
-/// the gRPC server (the model's shape from the manifest, float16 as dumped, the layer's prefill queries as sample
-/// queries); the last W tokens stay in the engine's local window. Each decode query at position p (the last 64 of the
-/// sequence, all at or after T − W) is answered by KvDb over the stored tokens, the engine attends its window
+/// The query suite's <c>real</c> workload: a real-attention set (by default the committed one in eval/real-attention, a
+/// small transformer trained here; --real-manifest names another, e.g. a locally regenerated 16K set), every layer, as
+/// an engine would use KvDb. Tokens [0, T − W) of a held-out sequence are stored through the gRPC server (the model's
+/// shape from the manifest, float16 as dumped, the layer's prefill queries as sample queries); the last W tokens stay
+/// in the engine's local window. Each decode query at position p (the last 64 of the sequence, all at or after T − W)
+/// is answered by KvDb over the stored tokens, the engine attends its window
 /// [T − W, p] itself (f64 here), and the two partials are merged by LSE (<see cref="AttentionPartial.Merge"/>). Quality
 /// is against the f64 causal softmax over all tokens 0..p: mass = true softmax mass of the tokens KvDb returned as
 /// attended (return_selection: for AUTO the heavy hitters and the sample) plus the window's, rel_l2 = relative L2 error
@@ -25,10 +26,16 @@ internal static class RealQuery
     private const string ModelName = "real-attention";
     private static readonly Regex BuildingIndex = new(@"for layer \d+ is being built", RegexOptions.CultureInvariant);
 
-    /// <summary>Runs the workload: --window W (64), --sequence S (every dumped one), --queries N (all decode queries), --plans, --epsilon.</summary>
+    /// <summary>Runs the workload: --real-manifest PATH (the committed set), --window W (64), --sequence S (every dumped one), --queries N (all decode queries), --plans, --epsilon.</summary>
     public static async Task RunAsync(string[] args, string[] plans, double epsilon)
     {
-        string manifest = RealAttentionSet.Locate() ?? throw new FileNotFoundException("eval/real-attention/manifest.json not found above " + AppContext.BaseDirectory);
+        // Longer sets (e.g. the 16K one) are too large for the repository and are regenerated locally, so they are named by path.
+        string manifest = SuiteOptions.Get(args, "real-manifest", "");
+        if (manifest.Length == 0)
+        {
+            manifest = RealAttentionSet.Locate() ?? throw new FileNotFoundException("eval/real-attention/manifest.json not found above " + AppContext.BaseDirectory);
+        }
+
         RealAttentionSet set = RealAttentionSet.Load(manifest);
         int window = (int)SuiteOptions.Get(args, "window", 64);
         int queries = (int)Math.Min(SuiteOptions.Get(args, "queries", set.DecodePositions.Count), set.DecodePositions.Count);
@@ -44,6 +51,7 @@ internal static class RealQuery
         StatsResponse stats = await client.GetStatsAsync().ConfigureAwait(false);
         string simd = stats.QueryCosts.Simd;
         Console.Error.WriteLine($"query: calibrated stream {stats.QueryCosts.StreamBytesPerSecond / 1e9:F1} GB/s, gather {stats.QueryCosts.GatherBytesPerSecond / 1e9:F1} GB/s, simd {simd}");
+        Console.Error.WriteLine($"query: real: {manifest}");
         Console.Error.WriteLine($"query: real: {set.Layers} layers, {set.Heads} query heads, {set.KvHeads} KV heads, d = {set.HeadDim}, {set.Tokens} tokens; stored {ctx}, window {window}; train loss {set.TrainBitsPerByte} bits/byte");
         bool first = true;
         await client.CreateModelAsync(new Model { Name = ModelName, NumLayers = set.Layers, NumQueryHeads = set.Heads, NumKvHeads = set.KvHeads, HeadDim = set.HeadDim, Dtype = DType.F16 }).ConfigureAwait(false);
