@@ -6,7 +6,9 @@ public sealed class RowDotKernelTests
 {
     [Theory]
     [InlineData(7)]
+    [InlineData(12)]
     [InlineData(16)]
+    [InlineData(24)]
     [InlineData(128)]
     [InlineData(130)]
     public void Scores_and_gathered_scores_match_a_scalar_dot(int d)
