@@ -21,6 +21,11 @@ internal static class KMeans
             return centroids;
         }
 
+        if (n > MaxPointsPerCentroid * (long)k)
+        {
+            return TrainOnSample(points, dim, k, iterations, seed, assignment);
+        }
+
         Seed(points[..(n * dim)], dim, k, seed, centroids);
 
         var counts = new int[k];
@@ -63,6 +68,46 @@ internal static class KMeans
             }
         }
 
+        return centroids;
+    }
+
+    /// <summary>
+    /// Training points per centroid beyond which the centroids are trained on a uniform sample of that many per
+    /// centroid and every point is assigned once at the end (Faiss's max_points_per_centroid, same value). Only the
+    /// coarse level of an index is that large; training it on all keys made seeding stream every key once per
+    /// centroid from memory. Isolated keys missed by the sample still get a centroid at the fine level, which is
+    /// trained on all of its coarse cluster's keys.
+    /// </summary>
+    internal const int MaxPointsPerCentroid = 256;
+
+    private static float[] TrainOnSample(ReadOnlySpan<float> points, int dim, int k, int iterations, ulong seed, Span<int> assignment)
+    {
+        int n = assignment.Length;
+        int m = MaxPointsPerCentroid * k;
+
+        // A partial Fisher–Yates shuffle picks m distinct points; sorted so the copy reads memory in order.
+        var order = new int[n];
+        for (int i = 0; i < n; i++)
+        {
+            order[i] = i;
+        }
+
+        var rng = new SplitMix(seed ^ 0x5A3B1E);
+        for (int i = 0; i < m; i++)
+        {
+            int j = i + (int)(rng.NextDouble() * (n - i));
+            (order[i], order[j]) = (order[j], order[i]);
+        }
+
+        Array.Sort(order, 0, m);
+        var sample = new float[(long)m * dim];
+        for (int i = 0; i < m; i++)
+        {
+            points.Slice(order[i] * dim, dim).CopyTo(sample.AsSpan(i * dim, dim));
+        }
+
+        float[] centroids = Train(sample, dim, k, iterations, seed, new int[m]);
+        KMeansAssignKernel.Assign(points[..(n * dim)], centroids, dim, assignment);
         return centroids;
     }
 

@@ -74,13 +74,15 @@ public sealed class RowDotKernelTests
         Assert.Throws<ArgumentOutOfRangeException>(() => RowDotKernel.GatheredScoresBFloat16(query, rows, [-1], new float[1]));
     }
 
-    [Fact]
-    public void KMeans_assignment_picks_the_nearest_centroid()
+    [Theory]
+    [InlineData(200, 9, 24)]   // tiled: one partial tile of centroids
+    [InlineData(37, 33, 128)]  // tiled: two tiles, an odd point count
+    [InlineData(17, 64, 7)]    // tiled: a dimension below one vector
+    [InlineData(5, 40, 16)]    // too few points to tile: row by row
+    [InlineData(50, 3, 16)]    // too few centroids to tile
+    public void KMeans_assignment_picks_the_nearest_centroid(int n, int k, int d)
     {
-        const int d = 24;
-        const int n = 200;
-        const int k = 9;
-        var rng = new DeterministicRandom(3);
+        var rng = new DeterministicRandom((ulong)(n * 100 + k));
         float[] points = Random(ref rng, n * d);
         float[] centroids = Random(ref rng, k * d);
         var assignment = new int[n];
