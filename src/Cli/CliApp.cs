@@ -21,7 +21,7 @@ internal static class CliApp
               --gpu-budget BYTES mirrors the blocks of queried layers into that much GPU memory and runs
               exact attention there (needs libkvdbcuda.so and a GPU; otherwise it says so and uses the CPU)
           kvdb tenant create NAME [--admin] | list | rotate-key NAME | revoke-key KEY_ID | delete NAME
-                     | set-quota NAME [--bytes N] [--contexts N] [--streams N] [--rps X]   (0 = unlimited)
+                     | set-quota NAME [--bytes N] [--cpu-bytes N] [--contexts N] [--streams N] [--rps X]   (0 = unlimited)
                      | grant NAME @SHARED | revoke-grant NAME @SHARED
                      [--server http://127.0.0.1:50051] [--ca-file PEM]
               manage tenants on a running server with the admin key from KVDB_ADMIN_KEY; create and

@@ -12,7 +12,7 @@ internal static class TenantCommand
         List<string> words = options.Positional;
         if (words.Count == 0)
         {
-            throw new ArgumentException("kvdb tenant needs a subcommand: create NAME [--admin], list, rotate-key NAME, revoke-key KEY_ID, set-quota NAME [--bytes N] [--contexts N] [--streams N] [--rps X], grant NAME @NS, revoke-grant NAME @NS, delete NAME");
+            throw new ArgumentException("kvdb tenant needs a subcommand: create NAME [--admin], list, rotate-key NAME, revoke-key KEY_ID, set-quota NAME [--bytes N] [--cpu-bytes N] [--contexts N] [--streams N] [--rps X], grant NAME @NS, revoke-grant NAME @NS, delete NAME");
         }
 
         string server = options.Get("server", "http://127.0.0.1:50051");
@@ -59,9 +59,10 @@ internal static class TenantCommand
                             Contexts = options.GetLong("contexts", 0),
                             Streams = options.GetInt("streams", 0),
                             RequestsPerSecond = options.GetOrNull("rps") is null ? 0 : options.GetDouble("rps", 0),
+                            CpuBytes = options.GetLong("cpu-bytes", 0),
                         };
                         Tenant t = await client.Tenants.SetQuotaAsync(new SetQuotaRequest { Tenant = Argument(words, "NAME"), Quota = quota });
-                        Console.WriteLine($"tenant {t.Name}: quota bytes {t.Quota.Bytes}, contexts {t.Quota.Contexts}, streams {t.Quota.Streams}, rps {t.Quota.RequestsPerSecond} (0 = unlimited); usage bytes {t.Usage.Bytes}, contexts {t.Usage.Contexts}");
+                        Console.WriteLine($"tenant {t.Name}: quota bytes {t.Quota.Bytes}, contexts {t.Quota.Contexts}, streams {t.Quota.Streams}, rps {t.Quota.RequestsPerSecond} (0 = unlimited), cpu share {t.Quota.CpuBytes} bytes (0 = none); usage bytes {t.Usage.Bytes} ({t.Usage.CpuBytes} in the CPU tier), contexts {t.Usage.Contexts}");
                         return 0;
                     }
 

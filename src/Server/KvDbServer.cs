@@ -76,7 +76,14 @@ public static class KvDbServer
         });
 
         builder.Services.AddSingleton(store);
-        builder.Services.AddSingleton(new Authenticator(TenantRegistry.Open(options.DataDirectory), options.AdminKey, options.AuthFailuresPerWindow));
+        TenantRegistry tenants = TenantRegistry.Open(options.DataDirectory);
+        if (store is KvStore tiered)
+        {
+            // A tenant's cpu_bytes quota is its guaranteed CPU-tier share: demotion takes others' surplus first.
+            tiered.Blocks.ResidentShare = owner => tenants.QuotaOf(owner).CpuBytes;
+        }
+
+        builder.Services.AddSingleton(new Authenticator(tenants, options.AdminKey, options.AuthFailuresPerWindow));
         builder.Services.AddSingleton(_ => AuditLog.Open(options.DataDirectory));
         builder.Services.AddSingleton(sp => new TenantQuotas(sp.GetRequiredService<Authenticator>().Tenants, store));
         builder.Services.AddSingleton(sp => new KvDbMetrics(store, sp.GetRequiredService<Authenticator>().Tenants, sp.GetRequiredService<TenantQuotas>(), sp.GetRequiredService<AttentionExecutor>().Indexes));

@@ -91,7 +91,7 @@ internal sealed class AppendTransaction : IAppendTransaction
                     KvBlock tail;
                     if (l.Blocks.Count == 0 || l.Blocks[^1].Count == m.BlockSize)
                     {
-                        tail = _store.AllocateBlock(m, layer);
+                        tail = _store.AllocateBlock(m, layer, BlockOwner.Of(_context.Namespace));
                         l.Blocks.Add(tail);
                     }
                     else

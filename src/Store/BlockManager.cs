@@ -23,6 +23,8 @@ public sealed unsafe class BlockManager
     private readonly Lock _demoteGate = new();
     private long _clock;
     private long _residentBlocks;
+    private readonly Lock _ownerGate = new();
+    private readonly Dictionary<string, long> _residentByOwner = [];
     private long _cpuHits;
     private long _cpuMisses;
     private long _spillBlocks;
@@ -52,12 +54,40 @@ public sealed unsafe class BlockManager
     public long Demotions => Interlocked.Read(ref _demotions);
 
     /// <summary>Allocates an empty resident block with one reference; demotes cold blocks first when the budget is tight.</summary>
-    public KvBlock Allocate(ModelSchema model, int layer)
+    public KvBlock Allocate(ModelSchema model, int layer, string owner = "")
     {
         ArgumentNullException.ThrowIfNull(model);
         nint memory = AllocateSlot(model.BlockBytes);
-        Interlocked.Increment(ref _residentBlocks);
-        return new KvBlock(this, model, layer, memory);
+        var block = new KvBlock(this, model, layer, memory) { Owner = owner };
+        CountResident(block, +1);
+        return block;
+    }
+
+    /// <summary>CPU-tier bytes of <paramref name="owner"/>'s blocks (<see cref="BlockOwner"/>), pinned or not.</summary>
+    public long ResidentBytes(string owner)
+    {
+        lock (_ownerGate)
+        {
+            return _residentByOwner.GetValueOrDefault(owner);
+        }
+    }
+
+    /// <summary>Counts a block entering (+1) or leaving (−1) the CPU tier, in total and for its owner.</summary>
+    private void CountResident(KvBlock block, int sign)
+    {
+        Interlocked.Add(ref _residentBlocks, sign);
+        lock (_ownerGate)
+        {
+            long bytes = _residentByOwner.GetValueOrDefault(block.Owner) + (sign * block.Model.BlockBytes);
+            if (bytes == 0)
+            {
+                _residentByOwner.Remove(block.Owner);
+            }
+            else
+            {
+                _residentByOwner[block.Owner] = bytes;
+            }
+        }
     }
 
     /// <summary>Called when a block becomes full (and addressed): from now on it may be demoted.</summary>
@@ -75,9 +105,9 @@ public sealed unsafe class BlockManager
     }
 
     /// <summary>Registers a block that exists only in the spill tier (recovered from a checkpoint).</summary>
-    internal KvBlock AdoptSpilled(ModelSchema model, int layer, BlockAddress address, ulong checksum, long handle)
+    internal KvBlock AdoptSpilled(ModelSchema model, int layer, BlockAddress address, ulong checksum, long handle, string owner = "")
     {
-        var block = new KvBlock(this, model, layer, 0) { Address = address, Checksum = checksum, DiskAddress = handle };
+        var block = new KvBlock(this, model, layer, 0) { Address = address, Checksum = checksum, DiskAddress = handle, Owner = owner };
         block.MarkFullCount();
         Interlocked.Increment(ref _spillBlocks);
         Interlocked.Add(ref _spillBytes, model.BlockBytes);
@@ -159,6 +189,13 @@ public sealed unsafe class BlockManager
     }
 
     /// <summary>
+    /// The CPU-tier bytes guaranteed to an owner (<see cref="BlockOwner"/>); null or 0 = no guarantee. Demotion takes
+    /// the coldest blocks of owners above their share first (so one tenant filling the tier pushes out its own cold
+    /// blocks, not another's hot ones below that one's share), and only then, least recently used first, the rest.
+    /// </summary>
+    public Func<string, long>? ResidentShare { get; set; }
+
+    /// <summary>
     /// Demotes least recently used unpinned full blocks to the spill tier until the CPU tier uses at most
     /// <paramref name="targetBytes"/>. Returns the blocks and bytes demoted. No-op without a spill tier.
     /// </summary>
@@ -201,6 +238,11 @@ public sealed unsafe class BlockManager
             }
 
             Array.Sort(ages, candidates);
+            if (ResidentShare is { } share)
+            {
+                candidates = OverShareFirst(candidates, share);
+            }
+
             var chosen = new List<KvBlock>();
             long planned = 0;
             foreach (KvBlock b in candidates)
@@ -262,7 +304,7 @@ public sealed unsafe class BlockManager
                         _arena.Free(b.Memory, b.Model.BlockBytes);
                         b.SetMemory(0);
                         Device?.Drop(b);
-                        Interlocked.Decrement(ref _residentBlocks);
+                        CountResident(b, -1);
                         blocks++;
                         if (b.Address is BlockAddress demoted)
                         {
@@ -286,6 +328,52 @@ public sealed unsafe class BlockManager
         {
             _demoteGate.Exit();
         }
+    }
+
+    /// <summary>
+    /// <paramref name="coldestFirst"/> reordered: blocks of owners whose resident bytes (pinned ones included) exceed
+    /// their share, coldest first, as long as demoting them keeps the owner at or above its share; then the others in
+    /// their order.
+    /// </summary>
+    private KvBlock[] OverShareFirst(KvBlock[] coldestFirst, Func<string, long> share)
+    {
+        Dictionary<string, long> resident;
+        lock (_ownerGate)
+        {
+            resident = new Dictionary<string, long>(_residentByOwner);
+        }
+
+        foreach (KvBlock b in coldestFirst)
+        {
+            // A candidate counted nowhere (residency changed since the snapshot) must still have an entry.
+            resident.TryAdd(b.Owner, b.Model.BlockBytes);
+        }
+
+        var guaranteed = new Dictionary<string, long>(resident.Count);
+        foreach (string owner in resident.Keys)
+        {
+            guaranteed[owner] = owner.Length == 0 ? 0 : Math.Max(0, share(owner));
+        }
+
+        var ordered = new KvBlock[coldestFirst.Length];
+        var protectedBlocks = new List<KvBlock>();
+        int next = 0;
+        foreach (KvBlock b in coldestFirst)
+        {
+            long left = resident[b.Owner];
+            if (left - b.Model.BlockBytes >= guaranteed[b.Owner])
+            {
+                ordered[next++] = b;
+                resident[b.Owner] = left - b.Model.BlockBytes;
+            }
+            else
+            {
+                protectedBlocks.Add(b);
+            }
+        }
+
+        protectedBlocks.CopyTo(ordered, next);
+        return ordered;
     }
 
     /// <summary>Writes every listed full block that has no spill copy yet and makes the copies durable (for checkpoints). The caller holds a reference to each.</summary>
@@ -381,7 +469,7 @@ public sealed unsafe class BlockManager
             {
                 _arena.Free(block.Memory, block.Model.BlockBytes);
                 block.SetMemory(0);
-                Interlocked.Decrement(ref _residentBlocks);
+                CountResident(block, -1);
             }
 
             if (block.DiskAddress >= 0)
@@ -449,7 +537,7 @@ public sealed unsafe class BlockManager
 
         Interlocked.Increment(ref _spillHits);
         block.SetMemory(memory);
-        Interlocked.Increment(ref _residentBlocks);
+        CountResident(block, +1);
         lock (_lruGate)
         {
             _demotable.Add(block);

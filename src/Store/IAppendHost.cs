@@ -13,7 +13,7 @@ internal interface IAppendHost
     Lock MetadataLock { get; }
 
     /// <summary>A new empty block of <paramref name="layer"/> in the CPU tier, for rows past a full tail.</summary>
-    KvBlock AllocateBlock(ModelSchema model, int layer);
+    KvBlock AllocateBlock(ModelSchema model, int layer, string owner);
 
     /// <summary>
     /// The published block at <paramref name="address"/> with content <paramref name="checksum"/>, with a reference

@@ -66,6 +66,12 @@ public sealed unsafe class KvBlock
     /// <summary>Set when the disk copy failed its checksum; the block is never served again.</summary>
     internal bool Corrupt { get; set; }
 
+    /// <summary>
+    /// Who the block's CPU-tier bytes count against when demotion weighs resident shares: the owner part of the
+    /// namespace of the context that wrote it (<see cref="BlockOwner.Of"/>). A block shared by prefix keeps its writer's owner.
+    /// </summary>
+    internal string Owner { get; init; } = string.Empty;
+
     /// <summary>Logical clock of the last pin, for least-recently-used demotion.</summary>
     internal long LastUse { get; set; }
 
@@ -129,7 +135,7 @@ public sealed unsafe class KvBlock
     /// <summary>A new resident block holding a copy of this block's first <paramref name="rows"/> rows (copy-on-write for truncation and partial prefixes). The caller pins this block.</summary>
     public KvBlock CopyPrefix(int rows)
     {
-        KvBlock copy = _manager.Allocate(Model, Layer);
+        KvBlock copy = _manager.Allocate(Model, Layer, Owner);
         int rowBytes = Model.RowBytes;
         long headStride = (long)Capacity * rowBytes;
         for (int h = 0; h < Model.NumKvHeads; h++)

@@ -34,7 +34,7 @@ public partial class KvStore : IAppendHost
 
     Lock IAppendHost.MetadataLock => _opLock;
 
-    KvBlock IAppendHost.AllocateBlock(ModelSchema model, int layer) => Blocks.Allocate(model, layer);
+    KvBlock IAppendHost.AllocateBlock(ModelSchema model, int layer, string owner) => Blocks.Allocate(model, layer, owner);
 
     KvBlock? IAppendHost.AcquireIdentical(BlockAddress address, ulong checksum)
     {

@@ -82,7 +82,7 @@ public partial class KvStore
                         continue;
                     }
 
-                    KvBlock block = manager.AdoptSpilled(schema, layer, new BlockAddress(c.Chain[i], layer), checksum, handle);
+                    KvBlock block = manager.AdoptSpilled(schema, layer, new BlockAddress(c.Chain[i], layer), checksum, handle, BlockOwner.Of(ci.Namespace));
                     _directory.Publish(block);
                     byHandle[handle] = block;
                     l.Blocks.Add(block);
@@ -90,7 +90,7 @@ public partial class KvStore
 
                 if (rows > 0)
                 {
-                    KvBlock tail = manager.Allocate(schema, layer);
+                    KvBlock tail = manager.Allocate(schema, layer, BlockOwner.Of(ci.Namespace));
                     tail.AppendRows(li.TailKeys, li.TailValues, 0, rows);
                     l.Blocks.Add(tail);
                 }

@@ -159,6 +159,43 @@ public sealed class QuotaTests : IAsyncLifetime
         }
     }
 
+    [Fact]
+    public async Task Cpu_share_is_stored_reported_with_resident_usage_and_survives_a_restart()
+    {
+        Model model = TestModels.Small("quota-cpu");
+        const int tokens = 64;
+        (KvDbClient admin, KvDbClient tenant) = await TenantAsync("qcpu", new Quota { CpuBytes = 1 << 20 });
+        using (admin)
+        using (tenant)
+        {
+            await tenant.CreateModelAsync(model);
+            await tenant.CreateContextAsync(model.Name, id: "c");
+            await EndToEndTests.Load(tenant, model, "c", tokens);
+            long stored = (await tenant.GetContextAsync("c")).Bytes;
+
+            // Well under the server's CPU budget, every block of the tenant is resident.
+            Tenant listed = (await admin.Tenants.ListTenantsAsync(new ListTenantsRequest())).Tenants.Single(t => t.Name == "qcpu");
+            Assert.Equal(1 << 20, listed.Quota.CpuBytes);
+            Assert.Equal((stored, stored), (listed.Usage.Bytes, listed.Usage.CpuBytes));
+            TenantUsage usage = (await admin.GetStatsAsync()).Tenants.Single(t => t.Tenant == "qcpu");
+            Assert.Equal((stored, 1L << 20), (usage.CpuBytes, usage.QuotaCpuBytes));
+
+            // Evicting the CPU tier moves the full blocks to disk: the resident figure follows, the stored one does not.
+            await admin.Admin.EvictAsync(new EvictRequest { TargetCpuBytes = 0 });
+            Tenant evicted = (await admin.Tenants.ListTenantsAsync(new ListTenantsRequest())).Tenants.Single(t => t.Name == "qcpu");
+            Assert.Equal(stored, evicted.Usage.Bytes);
+            Assert.True(evicted.Usage.CpuBytes < stored, $"{evicted.Usage.CpuBytes} of {stored} bytes still resident after eviction");
+
+            RpcException bad = await Assert.ThrowsAsync<RpcException>(() => admin.Tenants.SetQuotaAsync(new SetQuotaRequest { Tenant = "qcpu", Quota = new Quota { CpuBytes = -1 } }).ResponseAsync);
+            Assert.Equal(StatusCode.InvalidArgument, bad.StatusCode);
+
+            await _server!.RestartAsync();
+            using var again = new KvDbClient(_server.Address, AdminKey);
+            Tenant after = (await again.Tenants.ListTenantsAsync(new ListTenantsRequest())).Tenants.Single(t => t.Name == "qcpu");
+            Assert.Equal((1L << 20, stored), (after.Quota.CpuBytes, after.Usage.Bytes));
+        }
+    }
+
     private static void AssertQuotaFailure(RpcException e, string tenant, string quota)
     {
         Assert.Equal(StatusCode.ResourceExhausted, e.StatusCode);

@@ -11,6 +11,51 @@ public sealed class TieringTests : IDisposable
     private readonly TempDirectory _dir = new();
     private readonly ModelSchema _m = ModelSchema.Normalize(TestData.Small());
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Demotion_takes_the_cold_blocks_of_owners_above_their_share_first(bool shares)
+    {
+        const int tokens = 2000; // 125 full blocks per layer
+        long contextBytes = _m.NumLayers * 125 * _m.BlockBytes;
+        using var store = new KvStore(new StoreOptions { CpuBudgetBytes = 2 * contextBytes, DataDirectory = _dir.Path, MaintenanceInterval = TimeSpan.Zero });
+        if (shares)
+        {
+            // Tenant b is guaranteed its whole context; tenant a nothing.
+            store.Blocks.ResidentShare = owner => owner == "b" ? contextBytes : 0;
+        }
+
+        store.CreateModel(_m);
+        store.CreateContext("m", "b:ns", "b:hot", []);
+        TestData.Append(store, "b:hot", _m, TestData.Tokens(tokens, 7), seed: 1, chunk: 500);
+        Assert.Equal(contextBytes, store.Blocks.ResidentBytes("b"));
+
+        // Tenant a then writes three times the tier's headroom: LRU alone would push b's older blocks out first.
+        for (int c = 0; c < 3; c++)
+        {
+            store.CreateContext("m", "a:ns", "a:c" + c, []);
+            TestData.Append(store, "a:c" + c, _m, TestData.Tokens(tokens, 1000 + c), seed: (ulong)(c + 2), chunk: 500);
+            Assert.True(store.GetStats().CpuBytes <= 2 * contextBytes);
+        }
+
+        Assert.True(store.Blocks.Demotions > 0);
+        long bResident = store.Blocks.ResidentBytes("b");
+        long aResident = store.Blocks.ResidentBytes("a");
+        Assert.Equal(store.GetStats().CpuBytes, aResident + bResident);
+        if (shares)
+        {
+            Assert.Equal(contextBytes, bResident);
+        }
+        else
+        {
+            Assert.True(bResident < contextBytes / 2, $"plain LRU demotes the oldest (b's) blocks first; b kept {bResident} of {contextBytes}");
+        }
+
+        // Whatever was demoted reads back exactly.
+        TestData.AssertExact(store, "b:hot", _m, tokens, seed: 1);
+        TestData.AssertExact(store, "a:c0", _m, tokens, seed: 2);
+    }
+
     [Fact]
     public void Attention_stays_exact_while_blocks_move_between_cpu_and_disk()
     {

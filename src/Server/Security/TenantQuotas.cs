@@ -48,6 +48,12 @@ public sealed class TenantQuotas
         }
     }
 
+    /// <summary>
+    /// Bytes of the tenant's blocks resident in the CPU tier: tracked per owner by a tiered store; a memory-only store
+    /// keeps every stored byte resident.
+    /// </summary>
+    public long ResidentBytes(string tenant) => _store is KvStore tiered ? tiered.Blocks.ResidentBytes(tenant) : Stored(tenant).Bytes;
+
     /// <summary>Takes one request from the tenant's token bucket, or throws.</summary>
     public void Request(Principal p)
     {

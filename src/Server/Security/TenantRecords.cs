@@ -28,6 +28,9 @@ public sealed record QuotaRecord
     public int Streams { get; init; }
 
     public double RequestsPerSecond { get; init; }
+
+    /// <summary>Guaranteed CPU-tier bytes: under memory pressure, blocks of tenants above their share are demoted first.</summary>
+    public long CpuBytes { get; init; }
 }
 
 /// <summary>One API key of a tenant: its public id and the salted hash of its secret (never the secret).</summary>

@@ -119,7 +119,7 @@ public sealed partial class TenantRegistry
     /// <summary>Replaces a tenant's quota; returns the tenant.</summary>
     public TenantRecord SetQuota(string tenant, QuotaRecord quota)
     {
-        if (quota.Bytes < 0 || quota.Contexts < 0 || quota.Streams < 0 || !(quota.RequestsPerSecond >= 0) || double.IsInfinity(quota.RequestsPerSecond))
+        if (quota.Bytes < 0 || quota.CpuBytes < 0 || quota.Contexts < 0 || quota.Streams < 0 || !(quota.RequestsPerSecond >= 0) || double.IsInfinity(quota.RequestsPerSecond))
         {
             throw KvDbException.Invalid($"quota values must be ≥ 0 (0 = unlimited) and finite, got {quota}");
         }

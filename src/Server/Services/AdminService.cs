@@ -107,6 +107,7 @@ public sealed class AdminService : Admin.AdminBase
             {
                 Tenant = t.Name, Bytes = bytes, Contexts = contexts, Streams = streams,
                 QuotaBytes = t.Quota.Bytes, QuotaContexts = t.Quota.Contexts, QuotaStreams = t.Quota.Streams, QuotaRequestsPerSecond = t.Quota.RequestsPerSecond,
+                CpuBytes = _quotas.ResidentBytes(t.Name), QuotaCpuBytes = t.Quota.CpuBytes,
             });
         }
 

@@ -27,7 +27,7 @@ public sealed class TenantsService : Tenants.TenantsBase
     public override Task<Tenant> SetQuota(SetQuotaRequest request, ServerCallContext context)
     {
         Quota q = request.Quota ?? new Quota();
-        TenantRecord t = _tenants.SetQuota(request.Tenant, new QuotaRecord { Bytes = q.Bytes, Contexts = q.Contexts, Streams = q.Streams, RequestsPerSecond = q.RequestsPerSecond });
+        TenantRecord t = _tenants.SetQuota(request.Tenant, new QuotaRecord { Bytes = q.Bytes, Contexts = q.Contexts, Streams = q.Streams, RequestsPerSecond = q.RequestsPerSecond, CpuBytes = q.CpuBytes });
         return Task.FromResult(WithUsage(t));
     }
 
@@ -94,7 +94,7 @@ public sealed class TenantsService : Tenants.TenantsBase
     {
         Tenant tenant = ToWire(t);
         (long bytes, long contexts, int streams) = _quotas.Usage(t.Name);
-        tenant.Usage = new Usage { Bytes = bytes, Contexts = contexts, Streams = streams };
+        tenant.Usage = new Usage { Bytes = bytes, Contexts = contexts, Streams = streams, CpuBytes = _quotas.ResidentBytes(t.Name) };
         return tenant;
     }
 
@@ -105,7 +105,7 @@ public sealed class TenantsService : Tenants.TenantsBase
             Name = t.Name,
             Admin = t.Admin,
             CreatedUnixMs = t.CreatedUnixMs,
-            Quota = new Quota { Bytes = t.Quota.Bytes, Contexts = t.Quota.Contexts, Streams = t.Quota.Streams, RequestsPerSecond = t.Quota.RequestsPerSecond },
+            Quota = new Quota { Bytes = t.Quota.Bytes, Contexts = t.Quota.Contexts, Streams = t.Quota.Streams, RequestsPerSecond = t.Quota.RequestsPerSecond, CpuBytes = t.Quota.CpuBytes },
         };
         tenant.Grants.Add(t.Grants);
         foreach (ApiKeyRecord k in t.Keys)
