@@ -26,6 +26,9 @@ internal static class CliApp
                      [--server http://127.0.0.1:50051] [--ca-file PEM]
               manage tenants on a running server with the admin key from KVDB_ADMIN_KEY; create and
               rotate-key print the new key as the last line (shown once: the server keeps only a hash)
+          kvdb context pin ID | unpin ID | ttl ID SECONDS   [--server http://127.0.0.1:50051] [--ca-file PEM]
+              pin a context's blocks in the CPU tier (admin key), unpin, or set its TTL from now (0 = never
+              expires), with the key from KVDB_API_KEY (or KVDB_ADMIN_KEY)
           kvdb demo [--tokens 32768] [--layers 4] [--queries 4]
               start an in-process server on a free port, load a synthetic Llama-3-8B-shaped context,
               answer attention queries and check them against an f64 reference
@@ -41,11 +44,12 @@ internal static class CliApp
 
         try
         {
-            var options = CliOptions.Parse(args.AsSpan(1), positional: args[0] == "tenant");
+            var options = CliOptions.Parse(args.AsSpan(1), positional: args[0] is "tenant" or "context");
             return args[0] switch
             {
                 "serve" => await ServeAsync(options).ConfigureAwait(false),
                 "tenant" => await TenantCommand.RunAsync(options).ConfigureAwait(false),
+                "context" => await ContextCommand.RunAsync(options).ConfigureAwait(false),
                 "demo" => await DemoCommand.RunAsync(options).ConfigureAwait(false),
                 _ => Fail($"unknown command \"{args[0]}\"; run kvdb --help"),
             };

@@ -166,6 +166,23 @@ public sealed class KvDbClient : IDisposable
     public async Task<Context> GetContextAsync(string id, CancellationToken cancellationToken = default) =>
         await Contexts.GetContextAsync(new GetContextRequest { Id = id }, cancellationToken: cancellationToken).ConfigureAwait(false);
 
+    /// <summary>Changes a context's TTL (seconds from now; 0 = never expires) and/or pin (admin key); null keeps a setting.</summary>
+    public async Task<Context> UpdateContextAsync(string id, long? ttlSeconds = null, bool? pinned = null, CancellationToken cancellationToken = default)
+    {
+        var request = new UpdateContextRequest { Id = id };
+        if (ttlSeconds is long ttl)
+        {
+            request.TtlSeconds = ttl;
+        }
+
+        if (pinned is bool pin)
+        {
+            request.Pinned = pin;
+        }
+
+        return await Contexts.UpdateContextAsync(request, cancellationToken: cancellationToken).ConfigureAwait(false);
+    }
+
     /// <summary>Deletes a context.</summary>
     public async Task DeleteContextAsync(string id, CancellationToken cancellationToken = default) =>
         await Contexts.DeleteContextAsync(new DeleteContextRequest { Id = id }, cancellationToken: cancellationToken).ConfigureAwait(false);

@@ -37,7 +37,7 @@ internal static class WireMapping
 
     public static Context ToWire(ContextInfo c)
     {
-        var ctx = new Context { Id = c.Id, Model = c.Model, Namespace = c.Namespace, NumTokens = c.NumTokens, Bytes = c.Bytes, CreatedUnixMs = c.CreatedUnixMs, ExpiresAtUnixMs = c.ExpiresAtUnixMs };
+        var ctx = new Context { Id = c.Id, Model = c.Model, Namespace = c.Namespace, NumTokens = c.NumTokens, Bytes = c.Bytes, CreatedUnixMs = c.CreatedUnixMs, ExpiresAtUnixMs = c.ExpiresAtUnixMs, Pinned = c.Pinned };
         ctx.LayerTokens.Add(c.LayerTokens);
         return ctx;
     }

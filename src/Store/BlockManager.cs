@@ -63,6 +63,9 @@ public sealed unsafe class BlockManager
         return block;
     }
 
+    /// <summary>The CPU tier's budget in bytes.</summary>
+    public long CpuBudgetBytes => _arena.BudgetBytes;
+
     /// <summary>CPU-tier bytes of <paramref name="owner"/>'s blocks (<see cref="BlockOwner"/>), pinned or not.</summary>
     public long ResidentBytes(string owner)
     {

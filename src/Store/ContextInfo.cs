@@ -8,4 +8,7 @@ public sealed record ContextInfo(string Id, string Model, string Namespace, long
 
     /// <summary>When the TTL sweep deletes it (Unix ms); 0 = never.</summary>
     public long ExpiresAtUnixMs { get; init; }
+
+    /// <summary>True while the context's blocks are held in the CPU tier (see <see cref="IKvStore.UpdateContext"/>).</summary>
+    public bool Pinned { get; init; }
 }

@@ -34,6 +34,14 @@ public interface IKvStore : IDisposable
     /// <summary>Deletes a context; false when it did not exist.</summary>
     bool DeleteContext(string id);
 
+    /// <summary>
+    /// Changes a context's TTL and pin, durably; null leaves a setting as it is. <paramref name="ttlSeconds"/> &gt; 0
+    /// expires the context that long from now, 0 keeps it forever. Pinning reads every block of the context back into
+    /// the CPU tier and keeps it there (demotion and eviction skip it) until unpinned or deleted; it fails with
+    /// RESOURCE_EXHAUSTED, changing nothing, when pinned blocks would hold more than half of the CPU tier.
+    /// </summary>
+    ContextInfo UpdateContext(string id, long? ttlSeconds, bool? pinned);
+
     /// <summary>Opens the single append transaction of a context (FAILED_PRECONDITION if one is open).</summary>
     IAppendTransaction BeginAppend(string contextId);
 

@@ -37,8 +37,14 @@ internal sealed class KvContext
 
     public long CreatedUnixMs { get; }
 
-    /// <summary>When the TTL sweep deletes the context (Unix ms); 0 = never.</summary>
-    public long ExpiresAtUnixMs { get; }
+    /// <summary>When the TTL sweep deletes the context (Unix ms); 0 = never. Changed only under the metadata lock.</summary>
+    public long ExpiresAtUnixMs { get; set; }
+
+    /// <summary>True while the context is pinned: its blocks are held in the CPU tier (never demoted). Changed under the metadata lock and the gate.</summary>
+    public bool Pinned { get; set; }
+
+    /// <summary>Per layer, how many leading (committed, full) blocks the context's pin holds; null while unpinned.</summary>
+    public int[]? PinnedPrefix { get; set; }
 
     public ContextLayer[] Layers { get; }
 
@@ -152,6 +158,7 @@ internal sealed class KvContext
         {
             CreatedUnixMs = CreatedUnixMs,
             ExpiresAtUnixMs = ExpiresAtUnixMs,
+            Pinned = Pinned,
         };
     }
 }

@@ -70,6 +70,10 @@ public partial class KvStore : IAppendHost
         }
 
         RegisterCommitted(context);
+        if (context.Pinned)
+        {
+            PinNewBlocks(context);
+        }
     }
 
     long IAppendHost.Log(WalRecord record) => Log(record);

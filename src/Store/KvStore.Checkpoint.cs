@@ -144,6 +144,7 @@ public partial class KvStore
             Namespace = c.Namespace,
             CreatedUnixMs = c.CreatedUnixMs,
             ExpiresAtUnixMs = c.ExpiresAtUnixMs,
+            Pinned = c.Pinned,
             TokenIds = CollectionsMarshal.AsSpan(c.TokenIds)[..(int)c.CommittedTokenIds].ToArray(),
             Layers = layers,
         };

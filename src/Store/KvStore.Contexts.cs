@@ -106,6 +106,8 @@ public partial class KvStore
             address = Log(new ContextDeleteRecord(c.Id));
             lock (c.Gate)
             {
+                UnpinBlocks(c);
+                c.Pinned = false;
                 c.Deleted = true;
                 Unregister(c);
                 foreach (ContextLayer l in c.Layers)

@@ -103,6 +103,14 @@ public partial class KvStore
             _directory.Register(c.Root, c);
             RegisterCommitted(c);
         }
+
+        foreach (ContextImage ci in image.Contexts)
+        {
+            if (ci.Pinned)
+            {
+                ApplyContextSettings(ci.Id, ci.ExpiresAtUnixMs, pinned: true);
+            }
+        }
     }
 
     /// <summary>Applies decoded log records after a checkpoint, rebuilding every committed transaction.</summary>
@@ -186,6 +194,13 @@ public partial class KvStore
                     if (!beforeCut)
                     {
                         _store.DeleteContext(d.Id);
+                    }
+
+                    break;
+                case ContextUpdateRecord u:
+                    if (!beforeCut)
+                    {
+                        _store.ApplyContextSettings(u.Id, u.ExpiresAtUnixMs, u.Pinned);
                     }
 
                     break;

@@ -80,6 +80,8 @@ public sealed class SecurityTests : IAsyncLifetime
         expected.Add(("Contexts.ForkContext", [U, U, U, N, K, K], (c, who) => c.ForkContextAsync(Own(who, "doc"), Own(who, $"fork{n++}"))));
         expected.Add(("Contexts.ListContexts", [U, U, U, K, K, K], (c, _) => c.ListContextsAsync()));
         expected.Add(("Contexts.ReadKv", [U, U, U, N, K, K], (c, who) => c.ReadLayerAsync(Own(who, "doc"), 0)));
+        expected.Add(("Contexts.UpdateContext", [U, U, U, N, K, K], (c, who) => c.UpdateContextAsync(Own(who, "doc"), ttlSeconds: 0)));
+        expected.Add(("Contexts.UpdateContext (pin)", [U, U, U, N, D, K], (c, who) => c.UpdateContextAsync(Own(who, "doc"), pinned: false)));
         expected.Add(("Attention.Attend", [U, U, U, N, K, K], (c, who) => c.AttendAsync(Own(who, "doc"), 0, q, 1, model.NumQueryHeads, model.HeadDim)));
         expected.Add(("Attention.Explain", [U, U, U, N, K, K], (c, who) => c.ExplainAsync(Own(who, "doc"), 0, q, 1, model.NumQueryHeads, model.HeadDim)));
         expected.Add(("Attention.AttendStream", [U, U, U, N, K, K], async (c, who) =>

@@ -90,6 +90,18 @@ public sealed class StoreRpcTests : IClassFixture<ServerFixture>
         }
 
         Assert.Equal(["zz-list-0", "zz-list-1", "zz-list-2", "zz-list-3", "zz-list-4", "zz-list-ttl"], seen);
+
+        // UpdateContext: a field left unset keeps its value; bad input changes nothing.
+        Context pinned = await client.UpdateContextAsync("zz-list-ttl", pinned: true);
+        Assert.Equal((true, ttl.ExpiresAtUnixMs), (pinned.Pinned, pinned.ExpiresAtUnixMs));
+        Context forever = await client.UpdateContextAsync("zz-list-ttl", ttlSeconds: 0);
+        Assert.Equal((true, 0L), (forever.Pinned, forever.ExpiresAtUnixMs));
+        Context shorter = await client.UpdateContextAsync("zz-list-ttl", ttlSeconds: 60, pinned: false);
+        Assert.False(shorter.Pinned);
+        Assert.InRange(shorter.ExpiresAtUnixMs - DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), 50_000, 60_000);
+        Assert.Equal(StatusCode.InvalidArgument, (await Assert.ThrowsAsync<RpcException>(() => client.UpdateContextAsync("zz-list-ttl", ttlSeconds: -1))).StatusCode);
+        Assert.Equal(StatusCode.NotFound, (await Assert.ThrowsAsync<RpcException>(() => client.UpdateContextAsync("zz-no-such", pinned: true))).StatusCode);
+        Assert.Equal(shorter.ExpiresAtUnixMs, (await client.GetContextAsync("zz-list-ttl")).ExpiresAtUnixMs);
     }
 
     [Fact]

@@ -27,6 +27,13 @@ public sealed class WalCodecTests
     public void ContextDelete_record_round_trips() => RoundTrip(new ContextDeleteRecord("ctx-ü"));
 
     [Fact]
+    public void ContextUpdate_record_round_trips()
+    {
+        RoundTrip(new ContextUpdateRecord("ctx-ü", 1_700_000_360_123, true));
+        RoundTrip(new ContextUpdateRecord("c", 0, false));
+    }
+
+    [Fact]
     public void ContextFork_record_round_trips() => RoundTrip(new ContextForkRecord("source", "copy", 1234, -1));
 
     [Fact]

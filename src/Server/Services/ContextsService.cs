@@ -49,6 +49,22 @@ public sealed class ContextsService : Contexts.ContextsBase
     }
 
     /// <inheritdoc />
+    public override Task<Context> UpdateContext(UpdateContextRequest request, ServerCallContext context)
+    {
+        Principal p = AuthInterceptor.PrincipalOf(context);
+        string id = TenantScope.ContextId(p, request.Id);
+        if (request.HasPinned && p.Tenant is not null)
+        {
+            // Checked after the id resolves, so another tenant's context still answers NOT_FOUND first.
+            _store.GetContext(id);
+            throw new RpcException(new Status(StatusCode.PermissionDenied, "pinning holds CPU-tier memory all tenants share: an admin pins and unpins contexts (send ttl_seconds alone to change the TTL)"));
+        }
+
+        ContextInfo updated = _store.UpdateContext(id, request.HasTtlSeconds ? request.TtlSeconds : null, request.HasPinned ? request.Pinned : null);
+        return Task.FromResult(Public(p, updated));
+    }
+
+    /// <inheritdoc />
     public override Task<DeleteContextResponse> DeleteContext(DeleteContextRequest request, ServerCallContext context)
     {
         string id = TenantScope.ContextId(AuthInterceptor.PrincipalOf(context), request.Id);

@@ -53,6 +53,22 @@ internal static class CheckpointFile
             }
         }
 
+        // Appended after the contexts so that readers of the previous format, which stop there, still read the file.
+        var pinned = new List<string>();
+        foreach (ContextImage c in image.Contexts)
+        {
+            if (c.Pinned)
+            {
+                pinned.Add(c.Id);
+            }
+        }
+
+        w.WriteInt32(pinned.Count);
+        foreach (string id in pinned)
+        {
+            w.WriteString(id);
+        }
+
         ReadOnlySpan<byte> record = w.Finish(WalRecordType.Checkpoint);
         string latest = Path.Combine(dataDirectory, LatestName);
         string previous = Path.Combine(dataDirectory, PreviousName);
@@ -153,6 +169,21 @@ internal static class CheckpointFile
             }
 
             image.Contexts.Add(new ContextImage { Id = id, Model = model, Namespace = ns, CreatedUnixMs = created, ExpiresAtUnixMs = expires, TokenIds = tokens, Layers = layers });
+        }
+
+        if (!r.AtEnd)
+        {
+            var pinned = new HashSet<string>();
+            int count = r.ReadInt32();
+            for (int i = 0; i < count; i++)
+            {
+                pinned.Add(r.ReadString());
+            }
+
+            foreach (ContextImage c in image.Contexts)
+            {
+                c.Pinned = pinned.Contains(c.Id);
+            }
         }
 
         return image;

@@ -35,6 +35,9 @@ internal sealed class ContextImage
 
     public long ExpiresAtUnixMs { get; init; }
 
+    /// <summary>Pinned contexts are written in a trailing section (files of older versions have none: nothing pinned).</summary>
+    public bool Pinned { get; set; }
+
     public required int[] TokenIds { get; init; }
 
     public required LayerImage[] Layers { get; init; }

@@ -10,6 +10,7 @@ namespace KvDb.Store.Durability;
 /// <item>Model: name · layers · query heads · kv heads · head dim (i32s) · dtype u8 · block i32 · scale f32</item>
 /// <item>ContextCreate: id · model · namespace · created ms · expires ms · the shared prefix's token ids</item>
 /// <item>ContextDelete: id</item>
+/// <item>ContextUpdate: id · expires i64 · pinned u8</item>
 /// <item>ContextFork: source id · new id · created ms · expires ms</item>
 /// <item>Chunk: transaction · context id · layer · first position · token ids · keys · values (wire layout)</item>
 /// <item>Commit and Abort: transaction · context id</item>
@@ -47,6 +48,15 @@ internal static class WalCodec
                 {
                     var w = new RecordWriter();
                     w.WriteString(d.Id);
+                    return w;
+                }
+
+            case ContextUpdateRecord u:
+                {
+                    var w = new RecordWriter();
+                    w.WriteString(u.Id);
+                    w.WriteInt64(u.ExpiresAtUnixMs);
+                    w.WriteByte(u.Pinned ? (byte)1 : (byte)0);
                     return w;
                 }
 
@@ -124,6 +134,13 @@ internal static class WalCodec
 
             case WalRecordType.ContextDelete:
                 return new ContextDeleteRecord(r.ReadString());
+            case WalRecordType.ContextUpdate:
+                {
+                    string id = r.ReadString();
+                    long expires = r.ReadInt64();
+                    return new ContextUpdateRecord(id, expires, r.ReadByte() != 0);
+                }
+
             case WalRecordType.ContextFork:
                 {
                     string source = r.ReadString();

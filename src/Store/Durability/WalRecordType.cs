@@ -24,6 +24,9 @@ internal enum WalRecordType : byte
     /// <summary>A transaction rolled back: its chunks are discarded.</summary>
     Abort = 7,
 
+    /// <summary>A context's TTL expiry or pin changed (the record holds both, as set).</summary>
+    ContextUpdate = 9,
+
     /// <summary>Marks a checkpoint's cut: every record before it is reflected in the checkpoint (except open transactions').</summary>
     CheckpointMarker = 8,
 

@@ -39,6 +39,13 @@ internal sealed record ContextDeleteRecord(string Id) : WalRecord
     public override WalRecordType Type => WalRecordType.ContextDelete;
 }
 
+/// <summary>Context <see cref="Id"/>'s settings as set by UpdateContext: expiry (Unix ms, 0 = never) and pin.</summary>
+internal sealed record ContextUpdateRecord(string Id, long ExpiresAtUnixMs, bool Pinned) : WalRecord
+{
+    /// <inheritdoc />
+    public override WalRecordType Type => WalRecordType.ContextUpdate;
+}
+
 /// <summary>Context <see cref="SourceId"/> was copied by reference to <see cref="Id"/>.</summary>
 internal sealed record ContextForkRecord(string SourceId, string Id, long CreatedUnixMs, long ExpiresAtUnixMs) : WalRecord
 {
