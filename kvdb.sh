@@ -15,8 +15,21 @@ ensure_native() {
   done
 }
 
+ensure_browser() {
+  # The dashboard's browser tests drive Debian's headless Chromium through chromedriver (no browser downloads).
+  if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+    if command -v apt-get >/dev/null && [ "$(id -u)" -eq 0 ]; then
+      DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver >/dev/null \
+        || echo "kvdb.sh: could not install chromium/chromium-driver; the dashboard's browser tests will be skipped" >&2
+    else
+      echo "kvdb.sh: chromium and chromium-driver are missing (install them as root); the dashboard's browser tests will be skipped" >&2
+    fi
+  fi
+}
+
 run_tests() {
   ensure_native
+  ensure_browser
   rm -rf TestResults
   dotnet restore KvDb.sln
   dotnet build KvDb.sln -c Release --no-restore

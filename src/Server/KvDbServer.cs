@@ -85,6 +85,7 @@ public static class KvDbServer
 
         builder.Services.AddSingleton(new Authenticator(tenants, options.AdminKey, options.AuthFailuresPerWindow));
         builder.Services.AddSingleton(_ => AuditLog.Open(options.DataDirectory));
+        builder.Services.AddSingleton(new RecentCalls());
         builder.Services.AddSingleton(sp => new TenantQuotas(sp.GetRequiredService<Authenticator>().Tenants, store));
         builder.Services.AddSingleton(sp => new KvDbMetrics(store, sp.GetRequiredService<Authenticator>().Tenants, sp.GetRequiredService<TenantQuotas>(), sp.GetRequiredService<AttentionExecutor>().Indexes));
         // Registered by factory so the container disposes it (waiting for index builds) before the store is disposed.
@@ -118,6 +119,7 @@ public static class KvDbServer
         app.MapGrpcHealthChecksService();
         app.MapGrpcReflectionService();
         HttpEndpoints.Map(app, app.Services.GetRequiredService<KvDbMetrics>(), app.Services.GetRequiredService<Authenticator>());
+        Dashboard.DashboardApi.Map(app, store, app.Services.GetRequiredService<Authenticator>(), app.Services.GetRequiredService<RecentCalls>(), app.Services.GetRequiredService<TenantQuotas>());
 
         try
         {

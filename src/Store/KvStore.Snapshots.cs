@@ -58,6 +58,31 @@ public partial class KvStore
         }
     }
 
+    /// <summary>Per layer, where the context's blocks are now (a snapshot; nothing is pinned or moved).</summary>
+    public IReadOnlyList<LayerTiers> DescribeTiers(string contextId)
+    {
+        KvContext c = Find(contextId);
+        lock (c.Gate)
+        {
+            var layers = new List<LayerTiers>(c.Layers.Length);
+            for (int layer = 0; layer < c.Layers.Length; layer++)
+            {
+                ContextLayer l = c.Layers[layer];
+                int resident = 0, onDisk = 0, shared = 0;
+                foreach (KvBlock b in l.Blocks)
+                {
+                    resident += b.IsResident ? 1 : 0;
+                    onDisk += b.DiskAddress >= 0 ? 1 : 0;
+                    shared += b.Refs > 1 ? 1 : 0;
+                }
+
+                layers.Add(new LayerTiers(layer, l.Length, l.Blocks.Count, resident, onDisk, shared));
+            }
+
+            return layers;
+        }
+    }
+
     /// <inheritdoc />
     public int[] ReadTokenIds(string contextId, long start, long end)
     {

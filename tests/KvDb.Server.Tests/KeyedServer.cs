@@ -18,6 +18,9 @@ internal sealed class KeyedServer : IAsyncDisposable
     /// <summary>The running server's address.</summary>
     public string Address => _server!.Address;
 
+    /// <summary>The HTTP endpoint (metrics, dashboard) of the running server.</summary>
+    public string HttpAddress => _server!.HttpAddress ?? throw new InvalidOperationException("the server has no HTTP endpoint");
+
     /// <summary>The data directory.</summary>
     public string DataDirectory => _data;
 

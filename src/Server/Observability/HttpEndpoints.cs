@@ -9,7 +9,7 @@ namespace KvDb.Server.Observability;
 /// The HTTP endpoint next to gRPC: <c>/metrics</c> (Prometheus text format; with an admin key configured it needs
 /// <c>Authorization: Bearer &lt;admin key&gt;</c>, which Prometheus sends with <c>authorization.credentials</c>),
 /// <c>/healthz</c> (the process answers) and <c>/readyz</c> (recovery done and the store open: true once the server
-/// listens, since it opens the store before it starts listening), and a small index page at <c>/</c>.
+/// listens, since it opens the store before it starts listening). The dashboard at <c>/</c> is <see cref="Dashboard.DashboardApi"/>.
 /// </summary>
 public static class HttpEndpoints
 {
@@ -31,14 +31,10 @@ public static class HttpEndpoints
             context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
             await metrics.Registry.CollectAndExportAsTextAsync(context.Response.Body, context.RequestAborted).ConfigureAwait(false);
         });
-        app.MapGet("/", () => Results.Content(
-            "<!doctype html><html><head><meta charset=utf-8><title>KvDb</title></head><body><h1>KvDb</h1><ul>" +
-            "<li><a href=\"/metrics\">/metrics</a> — Prometheus metrics</li><li><a href=\"/healthz\">/healthz</a> — liveness</li>" +
-            "<li><a href=\"/readyz\">/readyz</a> — readiness</li></ul></body></html>",
-            "text/html; charset=utf-8"));
     }
 
-    private static bool IsAdmin(HttpContext context, Authenticator authenticator)
+    /// <summary>True when the request carries <c>Authorization: Bearer</c> with an admin key.</summary>
+    internal static bool IsAdmin(HttpContext context, Authenticator authenticator)
     {
         string header = context.Request.Headers.Authorization.ToString();
         return header.Length > 0 && authenticator.Resolve(header) is { IsAdmin: true };

@@ -8,11 +8,13 @@ namespace KvDb.Server.Observability;
 public sealed class MetricsInterceptor : Interceptor
 {
     private readonly KvDbMetrics _metrics;
+    private readonly RecentCalls _recent;
 
     /// <summary>Creates the interceptor.</summary>
-    public MetricsInterceptor(KvDbMetrics metrics)
+    public MetricsInterceptor(KvDbMetrics metrics, RecentCalls recent)
     {
         _metrics = metrics;
+        _recent = recent;
     }
 
     /// <inheritdoc />
@@ -22,7 +24,7 @@ public sealed class MetricsInterceptor : Interceptor
         try
         {
             TResponse response = await continuation(request, context).ConfigureAwait(false);
-            Count(context, started, null);
+            Count(context, started, null, response as KvDb.Protocol.V1.AttendResponse);
             return response;
         }
         catch (Exception e)
@@ -81,10 +83,42 @@ public sealed class MetricsInterceptor : Interceptor
         }
     }
 
-    private void Count(ServerCallContext context, long started, Exception? failure)
+    private void Count(ServerCallContext context, long started, Exception? failure, KvDb.Protocol.V1.AttendResponse? attend = null)
     {
         // Errors reach this interceptor as RpcException (the inner ones map them); anything else would be Unknown.
         string code = failure is null ? nameof(StatusCode.OK) : failure is RpcException r ? r.StatusCode.ToString() : nameof(StatusCode.Unknown);
-        _metrics.Call(context.Method ?? "unknown", code, Stopwatch.GetElapsedTime(started).TotalSeconds);
+        double seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
+        string method = context.Method ?? "unknown";
+        _metrics.Call(method, code, seconds);
+        string plan = string.Empty;
+        double mass = 0;
+        long attended = 0;
+        string detail = failure is RpcException rpc ? rpc.Status.Detail : failure?.GetType().Name ?? string.Empty;
+        if (attend?.Stats is { } stats)
+        {
+            plan = stats.Plan;
+            attended = stats.TokensAttended;
+            mass = MeanMass(stats);
+            detail = stats.Explain.Length > 400 ? stats.Explain[..400] + "…" : stats.Explain;
+        }
+
+        _recent.Add(new RecentCall(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), method, code, seconds * 1e6, plan, mass, attended, detail));
+    }
+
+    /// <summary>The mean estimated mass of the exact part over the response's (query, head) pairs; 1 when it reports none.</summary>
+    private static double MeanMass(KvDb.Protocol.V1.AttendStats stats)
+    {
+        if (stats.HeadQuality.Count == 0)
+        {
+            return 1;
+        }
+
+        double sum = 0;
+        foreach (KvDb.Protocol.V1.HeadQuality h in stats.HeadQuality)
+        {
+            sum += h.MassExact;
+        }
+
+        return sum / stats.HeadQuality.Count;
     }
 }

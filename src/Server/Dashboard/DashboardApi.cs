@@ -1,0 +1,238 @@
+using System.Reflection;
+using KvDb.Server.Observability;
+using KvDb.Server.Security;
+using KvDb.Store;
+using KvDb.Store.Events;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+
+namespace KvDb.Server.Dashboard;
+
+/// <summary>
+/// The admin dashboard on the HTTP endpoint: the page at <c>/</c> (one self-contained HTML file: no CDN, works
+/// offline) and the JSON calls under <c>/api</c> it reads and acts through. With keys configured every <c>/api</c>
+/// call needs <c>Authorization: Bearer &lt;admin key&gt;</c> (the page asks for the key and keeps it in the browser
+/// session); the page itself holds no data. Actions go through the same store calls as the gRPC ones.
+/// </summary>
+public static class DashboardApi
+{
+    private const int EventRing = 500;
+
+    /// <summary>Maps the page and the API.</summary>
+    public static void Map(WebApplication app, IKvStore store, Authenticator authenticator, RecentCalls calls, TenantQuotas quotas)
+    {
+        string page = LoadPage();
+        var events = new RecentEvents(EventRing);
+        if (store is KvStore tiered)
+        {
+            events.Follow(tiered.Events, app.Lifetime.ApplicationStopping);
+        }
+
+        app.MapGet("/", () => Results.Content(page, "text/html; charset=utf-8"));
+        RouteGroupBuilder api = app.MapGroup("/api");
+        api.AddEndpointFilter(async (context, next) =>
+            authenticator.Required && !HttpEndpoints.IsAdmin(context.HttpContext, authenticator)
+                ? Results.Json(new { error = "send Authorization: Bearer <admin key>" }, statusCode: StatusCodes.Status401Unauthorized)
+                : await next(context).ConfigureAwait(false));
+
+        api.MapGet("/overview", () => Results.Json(Overview(store, calls)));
+        api.MapGet("/calls", (int? limit) => Results.Json(calls.Newest(Math.Clamp(limit ?? 100, 1, 1000))));
+        api.MapGet("/contexts", (string? q, string? after, int? size) => Guarded(() => Results.Json(Contexts(store, q ?? string.Empty, after, Math.Clamp(size ?? 25, 1, 500)))));
+        api.MapGet("/contexts/{id}", (string id) => Guarded(() => Results.Json(new
+        {
+            context = store.GetContext(id),
+            layers = store is KvStore k ? k.DescribeTiers(id) : [],
+        })));
+        api.MapPost("/contexts/{id}/pin", (string id) => Guarded(() => Results.Json(store.UpdateContext(id, null, true))));
+        api.MapPost("/contexts/{id}/unpin", (string id) => Guarded(() => Results.Json(store.UpdateContext(id, null, false))));
+        api.MapPost("/contexts/{id}/ttl", (string id, long seconds) => Guarded(() => Results.Json(store.UpdateContext(id, seconds, null))));
+        api.MapDelete("/contexts/{id}", (string id) => Guarded(() => store.DeleteContext(id) ? Results.Json(new { deleted = true }) : throw KvDbException.NotFound($"context \"{id}\" does not exist")));
+        api.MapPost("/evict", (long target) => Guarded(() =>
+        {
+            (long blocks, long bytes) = store.Evict(target);
+            return Results.Json(new { blocks, bytes });
+        }));
+        api.MapPost("/checkpoint", () => Guarded(() => Results.Json(store.Checkpoint())));
+        api.MapGet("/tenants", () => Results.Json(Tenants(authenticator.Tenants, quotas)));
+        api.MapGet("/events", (long? after) => Results.Json(events.After(after ?? 0)));
+    }
+
+    /// <summary>Runs an action, answering a store error as JSON with the HTTP status that matches its code.</summary>
+    private static IResult Guarded(Func<IResult> action)
+    {
+        try
+        {
+            return action();
+        }
+        catch (KvDbException e)
+        {
+            int status = e.Code switch
+            {
+                KvDbErrorCode.NotFound => StatusCodes.Status404NotFound,
+                KvDbErrorCode.InvalidArgument => StatusCodes.Status400BadRequest,
+                KvDbErrorCode.ResourceExhausted => StatusCodes.Status429TooManyRequests,
+                KvDbErrorCode.FailedPrecondition => StatusCodes.Status409Conflict,
+                _ => StatusCodes.Status500InternalServerError,
+            };
+            return Results.Json(new { error = e.Message, code = e.Code.ToString() }, statusCode: status);
+        }
+    }
+
+    private static object Overview(IKvStore store, RecentCalls calls)
+    {
+        StoreStats s = store.GetStats();
+        List<RecentCall> recent = calls.Newest(1000);
+        var micros = new List<double>(recent.Count);
+        var errors = new List<RecentCall>();
+        foreach (RecentCall c in recent)
+        {
+            micros.Add(c.Micros);
+            if (c.Code != "OK" && errors.Count < 10)
+            {
+                errors.Add(c);
+            }
+        }
+
+        micros.Sort();
+        return new
+        {
+            s.Models,
+            s.Contexts,
+            s.Blocks,
+            s.CpuBytes,
+            s.CpuBudgetBytes,
+            s.LogicalBytes,
+            s.SharedBlocks,
+            s.DedupeHits,
+            s.Demotions,
+            s.ExpiredContexts,
+            s.CorruptRecords,
+            s.WalBytes,
+            s.Durable,
+            PinnedBytes = store is KvStore k ? k.PinnedBytes : 0,
+            Tiers = s.Tiers,
+            Calls = calls.Total,
+            LatencyP50Micros = Percentile(micros, 0.50),
+            LatencyP99Micros = Percentile(micros, 0.99),
+            RecentErrors = errors,
+            UnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(),
+        };
+    }
+
+    private static double Percentile(List<double> sorted, double p) =>
+        sorted.Count == 0 ? 0 : sorted[Math.Min(sorted.Count - 1, (int)Math.Floor(p * sorted.Count))];
+
+    /// <summary>A page of contexts; with a search term, the matches among the first 10,000 contexts (ids or namespaces containing it).</summary>
+    private static object Contexts(IKvStore store, string q, string? after, int size)
+    {
+        if (q.Length == 0)
+        {
+            ContextPage page = store.ListContexts(size, after);
+            return new { contexts = page.Contexts, next = page.NextPageToken };
+        }
+
+        var matches = new List<ContextInfo>();
+        string? token = after;
+        int scanned = 0;
+        string next = string.Empty;
+        while (scanned < 10_000)
+        {
+            ContextPage page = store.ListContexts(500, token);
+            foreach (ContextInfo c in page.Contexts)
+            {
+                scanned++;
+                if (c.Id.Contains(q, StringComparison.OrdinalIgnoreCase) || c.Namespace.Contains(q, StringComparison.OrdinalIgnoreCase))
+                {
+                    matches.Add(c);
+                    if (matches.Count == size)
+                    {
+                        return new { contexts = matches, next = c.Id };
+                    }
+                }
+            }
+
+            if (page.NextPageToken.Length == 0)
+            {
+                break;
+            }
+
+            token = page.NextPageToken;
+        }
+
+        return new { contexts = matches, next };
+    }
+
+    private static object Tenants(TenantRegistry registry, TenantQuotas quotas)
+    {
+        var list = new List<object>();
+        foreach (TenantRecord t in registry.List())
+        {
+            (long bytes, long contexts, int streams) = quotas.Usage(t.Name);
+            list.Add(new { t.Name, t.Admin, t.Quota, Usage = new { bytes, contexts, streams, cpuBytes = quotas.ResidentBytes(t.Name) } });
+        }
+
+        return list;
+    }
+
+    private static string LoadPage()
+    {
+        using Stream stream = Assembly.GetExecutingAssembly().GetManifestResourceStream("KvDb.Server.Dashboard.dashboard.html")
+            ?? throw new InvalidOperationException("the dashboard page is not embedded in the server assembly");
+        using var reader = new StreamReader(stream);
+        return reader.ReadToEnd();
+    }
+
+    /// <summary>The last block events, for the page's live list (it polls with the last sequence it saw).</summary>
+    private sealed class RecentEvents(int capacity)
+    {
+        private readonly Queue<KvEvent> _events = new();
+        private readonly Lock _gate = new();
+
+        public void Follow(KvEventHub hub, CancellationToken stopping)
+        {
+            KvEventSubscription subscription = hub.Subscribe();
+            _ = Task.Run(async () =>
+            {
+                using (subscription)
+                {
+                    try
+                    {
+                        await foreach (KvEvent e in subscription.Reader.ReadAllAsync(stopping).ConfigureAwait(false))
+                        {
+                            lock (_gate)
+                            {
+                                _events.Enqueue(e);
+                                while (_events.Count > capacity)
+                                {
+                                    _events.Dequeue();
+                                }
+                            }
+                        }
+                    }
+                    catch (OperationCanceledException)
+                    {
+                    }
+                }
+            },
+            CancellationToken.None);
+        }
+
+        public List<KvEvent> After(long sequence)
+        {
+            lock (_gate)
+            {
+                var list = new List<KvEvent>();
+                foreach (KvEvent e in _events)
+                {
+                    if (e.Sequence > sequence)
+                    {
+                        list.Add(e);
+                    }
+                }
+
+                return list;
+            }
+        }
+    }
+}
