@@ -8,6 +8,69 @@ namespace KvDb.Server.Tests;
 public sealed class EventsTests
 {
     [Fact]
+    public async Task A_watcher_that_disconnects_and_resumes_sees_each_of_ten_thousand_block_events_once_in_order()
+    {
+        string data = Path.Combine(Path.GetTempPath(), "kvdb-events-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            await using KvDbServerHandle server = await KvDbServer.StartAsync(new KvDbServerOptions { Port = 0, CalibrateCosts = false, DataDirectory = data, CpuBudgetBytes = 256L << 20 });
+            using var client = new KvDbClient(server.Address);
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(120));
+
+            // One KV head of 8 dims in blocks of 16 tokens: 10,000 full blocks are 160,000 tokens (10 MB) of one layer.
+            Model model = await client.CreateModelAsync(new Model { Name = "events-10k", NumLayers = 1, NumQueryHeads = 1, NumKvHeads = 1, HeadDim = 8, Dtype = DType.F32, BlockSize = 16 });
+            await client.CreateContextAsync(model.Name, id: "many");
+            const int blocks = 10_000;
+            Task append = EndToEndTests.Load(client, model, "many", blocks * 16);
+
+            // First watcher: from the start (0 = every event kept), gone after 3,000 events.
+            var seen = new List<BlockEvent>();
+            using (var first = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token))
+            using (AsyncServerStreamingCall<BlockEvent> watch = client.Admin.WatchEvents(new WatchEventsRequest { AfterSequence = 0 }, cancellationToken: first.Token))
+            {
+                seen.AddRange(await Next(watch, 3_000, timeout.Token));
+                first.Cancel();
+            }
+
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            await append;
+
+            // Resume after the last one seen, while nothing else happens: the rest arrives once, in order, without a gap.
+            using (AsyncServerStreamingCall<BlockEvent> resumed = client.Admin.WatchEvents(new WatchEventsRequest { AfterSequence = seen[^1].Sequence }, cancellationToken: timeout.Token))
+            {
+                seen.AddRange(await Next(resumed, blocks - seen.Count, timeout.Token));
+            }
+
+            Assert.Equal(Enumerable.Range(1, blocks).Select(s => (long)s), seen.Select(e => e.Sequence));
+            Assert.All(seen, e => Assert.Equal(("stored", 16, "cpu"), (e.Kind, e.Tokens, e.Tier)));
+            Assert.Equal(blocks, seen.Select(e => e.Block).Distinct().Count());
+
+            // An eviction moves blocks: one "demoted" event per block, from the CPU tier to disk, after the others.
+            EvictResponse evicted = await client.EvictAsync(0);
+            using (AsyncServerStreamingCall<BlockEvent> moves = client.Admin.WatchEvents(new WatchEventsRequest { AfterSequence = blocks }, cancellationToken: timeout.Token))
+            {
+                List<BlockEvent> moved = await Next(moves, (int)evicted.Blocks, timeout.Token);
+                Assert.All(moved, e => Assert.Equal(("demoted", "cpu", "disk"), (e.Kind, e.FromTier, e.Tier)));
+                Assert.Equal(Enumerable.Range(blocks + 1, (int)evicted.Blocks).Select(s => (long)s), moved.Select(e => e.Sequence));
+            }
+
+            RpcException beyond = await Assert.ThrowsAsync<RpcException>(async () =>
+            {
+                using AsyncServerStreamingCall<BlockEvent> w = client.Admin.WatchEvents(new WatchEventsRequest { AfterSequence = 1_000_000 }, cancellationToken: timeout.Token);
+                await w.ResponseStream.MoveNext(timeout.Token);
+            });
+            Assert.Equal(StatusCode.InvalidArgument, beyond.StatusCode);
+        }
+        finally
+        {
+            if (Directory.Exists(data))
+            {
+                Directory.Delete(data, recursive: true);
+            }
+        }
+    }
+
+    [Fact]
     public async Task A_watcher_sees_prefix_blocks_stored_moved_between_tiers_and_removed()
     {
         string data = Path.Combine(Path.GetTempPath(), "kvdb-events-" + Guid.NewGuid().ToString("N"));

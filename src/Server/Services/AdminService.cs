@@ -35,14 +35,34 @@ public sealed class AdminService : Admin.AdminBase
             throw KvDbException.Invalid($"buffer must be ≥ 0 (0 = 4096 events), got {request.Buffer}");
         }
 
-        using Store.Events.KvEventSubscription subscription = _store.Events.Subscribe(request.Buffer == 0 ? 4096 : request.Buffer);
+        int buffer = request.Buffer == 0 ? 4096 : request.Buffer;
+        Store.Events.KvEventHub hub = _store.Events;
+        using Store.Events.KvEventSubscription subscription = hub.Subscribe(buffer, request.HasAfterSequence ? request.AfterSequence : long.MaxValue, out List<Store.Events.KvEvent> replay, out long lost);
         try
         {
+            // Sent so far (−1: a live-only watcher that has had nothing yet; it starts at the first event it gets).
+            long last = request.HasAfterSequence ? request.AfterSequence : -1;
+            last = await SendAsync(responseStream, replay, lost, last, context.CancellationToken).ConfigureAwait(false);
             await foreach (Store.Events.KvEvent e in subscription.Reader.ReadAllAsync(context.CancellationToken).ConfigureAwait(false))
             {
-                await responseStream.WriteAsync(
-                    new BlockEvent { Sequence = e.Sequence, UnixMs = e.UnixMs, Kind = e.Kind.ToString().ToLowerInvariant(), Model = e.Model, Block = e.Block, Tokens = e.Tokens, Tier = e.Tier },
-                    context.CancellationToken).ConfigureAwait(false);
+                if (last < 0)
+                {
+                    last = e.Sequence - 1;
+                }
+
+                if (e.Sequence > last + 1)
+                {
+                    // This watcher's buffer overflowed while it was sending: fill the hole from the hub's ring, so
+                    // nothing is lost unless the ring itself moved past it (then a "gap" event says how much).
+                    List<Store.Events.KvEvent> fill = hub.Since(last, out long missed);
+                    last = await SendAsync(responseStream, fill, missed, last, context.CancellationToken).ConfigureAwait(false);
+                }
+
+                if (e.Sequence > last)
+                {
+                    await responseStream.WriteAsync(ToWire(e), context.CancellationToken).ConfigureAwait(false);
+                    last = e.Sequence;
+                }
             }
         }
         catch (OperationCanceledException) when (context.CancellationToken.IsCancellationRequested)
@@ -50,6 +70,39 @@ public sealed class AdminService : Admin.AdminBase
             // The watcher went away.
         }
     }
+
+    /// <summary>Sends a "gap" event for <paramref name="lost"/> events after <paramref name="last"/> (if any), then <paramref name="events"/> newer than it; returns the last sequence sent.</summary>
+    private static async Task<long> SendAsync(IServerStreamWriter<BlockEvent> stream, List<Store.Events.KvEvent> events, long lost, long last, CancellationToken cancel)
+    {
+        if (lost > 0)
+        {
+            last += lost;
+            await stream.WriteAsync(new BlockEvent { Sequence = last, UnixMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), Kind = "gap", Lost = lost }, cancel).ConfigureAwait(false);
+        }
+
+        foreach (Store.Events.KvEvent e in events)
+        {
+            if (e.Sequence > last)
+            {
+                await stream.WriteAsync(ToWire(e), cancel).ConfigureAwait(false);
+                last = e.Sequence;
+            }
+        }
+
+        return last;
+    }
+
+    private static BlockEvent ToWire(Store.Events.KvEvent e) => new()
+    {
+        Sequence = e.Sequence,
+        UnixMs = e.UnixMs,
+        Kind = e.Kind.ToString().ToLowerInvariant(),
+        Model = e.Model,
+        Block = e.Block,
+        Tokens = e.Tokens,
+        Tier = e.Tier,
+        FromTier = e.Kind switch { Store.Events.KvEventKind.Demoted => "cpu", Store.Events.KvEventKind.Promoted => "disk", _ => string.Empty },
+    };
 
     /// <inheritdoc />
     public override Task<ReadAuditResponse> ReadAudit(ReadAuditRequest request, ServerCallContext context)
