@@ -29,6 +29,10 @@ internal static class CliApp
           kvdb context pin ID | unpin ID | ttl ID SECONDS   [--server http://127.0.0.1:50051] [--ca-file PEM]
               pin a context's blocks in the CPU tier (admin key), unpin, or set its TTL from now (0 = never
               expires), with the key from KVDB_API_KEY (or KVDB_ADMIN_KEY)
+          kvdb stats | contexts [--namespace NS] [--limit 100] | evict [--target BYTES] | checkpoint
+                     | events [--after SEQ] [--count N]          [--json] [--server URL] [--ca-file PEM]
+              operate a running server (key from KVDB_ADMIN_KEY, or KVDB_API_KEY): tables for people, --json
+              for scripts; events follows the block event stream (Ctrl-C stops; --after resumes after a sequence)
           kvdb demo [--tokens 32768] [--layers 4] [--queries 4]
               start an in-process server on a free port, load a synthetic Llama-3-8B-shaped context,
               answer attention queries and check them against an f64 reference
@@ -50,6 +54,7 @@ internal static class CliApp
                 "serve" => await ServeAsync(options).ConfigureAwait(false),
                 "tenant" => await TenantCommand.RunAsync(options).ConfigureAwait(false),
                 "context" => await ContextCommand.RunAsync(options).ConfigureAwait(false),
+                "stats" or "contexts" or "evict" or "checkpoint" or "events" => await AdminCommands.RunAsync(args[0], options).ConfigureAwait(false),
                 "demo" => await DemoCommand.RunAsync(options).ConfigureAwait(false),
                 _ => Fail($"unknown command \"{args[0]}\"; run kvdb --help"),
             };

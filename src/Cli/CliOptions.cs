@@ -9,7 +9,7 @@ namespace KvDb.Cli;
 internal sealed class CliOptions
 {
     /// <summary>Options that are switches: present or not, no value.</summary>
-    private static readonly HashSet<string> Switches = new(StringComparer.Ordinal) { "insecure", "admin" };
+    private static readonly HashSet<string> Switches = new(StringComparer.Ordinal) { "insecure", "admin", "json" };
 
     private readonly Dictionary<string, string> _values = new(StringComparer.Ordinal);
 

@@ -82,6 +82,76 @@ public sealed class CliTests
     }
 
     [Fact]
+    public async Task Admin_commands_print_tables_and_json_that_match_the_server()
+    {
+        const string adminKey = "cli-admin-commands-key";
+        string data = Path.Combine(Path.GetTempPath(), "kvdb-cli-admin-" + Guid.NewGuid().ToString("N"));
+        string? previous = Environment.GetEnvironmentVariable("KVDB_ADMIN_KEY");
+        try
+        {
+            await using KvDb.Server.KvDbServerHandle server = await KvDb.Server.KvDbServer.StartAsync(new KvDb.Server.KvDbServerOptions { Port = 0, AdminKey = adminKey, CalibrateCosts = false, DataDirectory = data });
+            using (var client = new KvDb.Client.KvDbClient(server.Address, adminKey))
+            {
+                var model = new KvDb.Protocol.V1.Model { Name = "cli-m", NumLayers = 1, NumQueryHeads = 2, NumKvHeads = 1, HeadDim = 8, Dtype = KvDb.Protocol.V1.DType.F32, BlockSize = 16 };
+                await client.CreateModelAsync(model);
+                await client.CreateContextAsync(model.Name, "docs", "cli-ctx");
+                using KvDb.Client.KvAppendStream append = client.OpenAppend("cli-ctx");
+                await append.WriteLayerAsync(0, new int[64], new byte[64 * 8 * 4], new byte[64 * 8 * 4], KvDb.Core.KvDType.F32, 1, 8, chunkTokens: 64);
+                await append.CompleteAsync();
+            }
+
+            Environment.SetEnvironmentVariable("KVDB_ADMIN_KEY", adminKey);
+            (int code, string output) = await Run("stats", "--json", "--server", server.Address);
+            Assert.Equal(0, code);
+            using (var stats = System.Text.Json.JsonDocument.Parse(output))
+            {
+                Assert.Equal((1, 1, true), (stats.RootElement.GetProperty("models").GetInt32(), stats.RootElement.GetProperty("contexts").GetInt32(), stats.RootElement.GetProperty("durable").GetBoolean()));
+            }
+
+            (code, output) = await Run("contexts", "--namespace", "docs", "--server", server.Address);
+            Assert.Equal(0, code);
+            string row = Assert.Single(output.Split('\n'), l => l.StartsWith("cli-ctx", StringComparison.Ordinal));
+            Assert.Contains("64", row, StringComparison.Ordinal);
+            (code, output) = await Run("contexts", "--namespace", "other", "--json", "--server", server.Address);
+            Assert.Equal(0, code);
+            using (var none = System.Text.Json.JsonDocument.Parse(output))
+            {
+                Assert.Equal(0, none.RootElement.GetProperty("contexts").GetArrayLength());
+            }
+
+            (code, output) = await Run("evict", "--target", "0", "--json", "--server", server.Address);
+            Assert.Equal(0, code);
+            using (var evicted = System.Text.Json.JsonDocument.Parse(output))
+            {
+                Assert.Equal("4", evicted.RootElement.GetProperty("blocks").GetString()); // 64 tokens = 4 full blocks; int64 is a JSON string
+            }
+
+            (code, output) = await Run("checkpoint", "--json", "--server", server.Address);
+            Assert.Equal(0, code);
+            using (var checkpoint = System.Text.Json.JsonDocument.Parse(output))
+            {
+                Assert.Equal("1", checkpoint.RootElement.GetProperty("contexts").GetString());
+            }
+
+            // 4 stored + 4 demoted events so far; resume from the start and stop after 8.
+            (code, output) = await Run("events", "--after", "0", "--count", "8", "--json", "--server", server.Address);
+            Assert.Equal(0, code);
+            string[] lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            Assert.Equal(8, lines.Length);
+            string[] kinds = [.. lines.Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement.GetProperty("kind").GetString()!)];
+            Assert.Equal(["stored", "stored", "stored", "stored", "demoted", "demoted", "demoted", "demoted"], kinds);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("KVDB_ADMIN_KEY", previous);
+            if (Directory.Exists(data))
+            {
+                Directory.Delete(data, recursive: true);
+            }
+        }
+    }
+
+    [Fact]
     public async Task Serve_refuses_a_non_loopback_host_without_an_admin_key()
     {
         string? previous = Environment.GetEnvironmentVariable("KVDB_ADMIN_KEY");

@@ -1,0 +1,191 @@
+using System.Globalization;
+using Google.Protobuf;
+using Grpc.Core;
+using KvDb.Client;
+using KvDb.Protocol.V1;
+
+namespace KvDb.Cli;
+
+/// <summary>
+/// <c>kvdb stats | contexts | evict | checkpoint | events</c>: operating a running server from a shell. Tables for
+/// people; <c>--json</c> prints protobuf JSON (one object, or one line per event) for scripts. The key comes from
+/// KVDB_ADMIN_KEY (or KVDB_API_KEY: a tenant key sees its own contexts).
+/// </summary>
+internal static class AdminCommands
+{
+    private static readonly JsonFormatter Json = new(JsonFormatter.Settings.Default.WithFormatDefaultValues(true));
+
+    public static async Task<int> RunAsync(string command, CliOptions options)
+    {
+        string server = options.Get("server", "http://127.0.0.1:50051");
+        string? key = Environment.GetEnvironmentVariable("KVDB_ADMIN_KEY") ?? Environment.GetEnvironmentVariable("KVDB_API_KEY");
+        using var client = new KvDbClient(server, key, options.GetOrNull("ca-file"));
+        bool json = options.Has("json");
+        try
+        {
+            switch (command)
+            {
+                case "stats":
+                    Stats(await client.GetStatsAsync().ConfigureAwait(false), json);
+                    return 0;
+                case "contexts":
+                    await ContextsAsync(client, options.GetOrNull("namespace"), options.GetInt("limit", 100), json).ConfigureAwait(false);
+                    return 0;
+                case "evict":
+                    {
+                        long target = options.GetLong("target", 0);
+                        EvictResponse r = await client.EvictAsync(target).ConfigureAwait(false);
+                        Console.WriteLine(json ? Json.Format(r) : $"demoted {r.Blocks:N0} blocks ({Bytes(r.Bytes)}) to bring the CPU tier down to {Bytes(target)}");
+                        return 0;
+                    }
+
+                case "checkpoint":
+                    {
+                        if (!json)
+                        {
+                            Console.Error.WriteLine("kvdb: writing a checkpoint…");
+                        }
+
+                        CheckpointResponse r = await client.CheckpointAsync().ConfigureAwait(false);
+                        Console.WriteLine(json ? Json.Format(r) : $"checkpoint of {r.Contexts:N0} contexts and {r.Blocks:N0} blocks in {r.Milliseconds:F0} ms; {Bytes(r.LogBytesTruncated)} of log truncated");
+                        return 0;
+                    }
+
+                case "events":
+                    await EventsAsync(client, options, json).ConfigureAwait(false);
+                    return 0;
+                default:
+                    throw new ArgumentException($"unknown command \"{command}\"");
+            }
+        }
+        catch (RpcException e)
+        {
+            Console.Error.WriteLine($"kvdb: {e.StatusCode}: {e.Status.Detail}");
+            return 1;
+        }
+    }
+
+    private static void Stats(StatsResponse s, bool json)
+    {
+        if (json)
+        {
+            Console.WriteLine(Json.Format(s));
+            return;
+        }
+
+        long cpu = s.Tiers.FirstOrDefault(t => t.Name == "cpu")?.Bytes ?? 0;
+        Console.WriteLine($"{(s.Durable ? "durable" : "memory only")}: {s.Models} models, {s.Contexts} contexts, {Bytes(s.LogicalBytes)} stored, CPU tier {Bytes(cpu)} of {Bytes(s.CpuBudgetBytes)}");
+        Console.WriteLine($"shared blocks {s.SharedBlocks:N0}, dedupe hits {s.DedupeHits:N0}, expired contexts {s.ExpiredContexts:N0}, corrupt records {s.CorruptRecords:N0}, WAL {Bytes(s.WalBytes)}");
+        Table(
+            ["tier", "bytes", "blocks", "hits", "misses", "hit ratio"],
+            s.Tiers.Select(t => new[] { t.Name, Bytes(t.Bytes), t.Blocks.ToString("N0", CultureInfo.InvariantCulture), t.Hits.ToString("N0", CultureInfo.InvariantCulture), t.Misses.ToString("N0", CultureInfo.InvariantCulture), t.Hits + t.Misses == 0 ? "–" : ((double)t.Hits / (t.Hits + t.Misses)).ToString("P1", CultureInfo.InvariantCulture) }));
+        if (s.Tenants.Count > 0)
+        {
+            Table(
+                ["tenant", "bytes (quota)", "CPU tier (share)", "contexts (quota)", "streams (quota)"],
+                s.Tenants.Select(t => new[] { t.Tenant, $"{Bytes(t.Bytes)} ({Quota(t.QuotaBytes, Bytes)})", $"{Bytes(t.CpuBytes)} ({Quota(t.QuotaCpuBytes, Bytes)})", $"{t.Contexts} ({Quota(t.QuotaContexts, v => v.ToString(CultureInfo.InvariantCulture))})", $"{t.Streams} ({Quota(t.QuotaStreams, v => v.ToString(CultureInfo.InvariantCulture))})" }));
+        }
+    }
+
+    private static async Task ContextsAsync(KvDbClient client, string? ns, int limit, bool json)
+    {
+        var rows = new List<Context>();
+        string token = string.Empty;
+        do
+        {
+            ListContextsResponse page = await client.ListContextsAsync(500, token).ConfigureAwait(false);
+            rows.AddRange(page.Contexts.Where(c => ns is null || c.Namespace == ns));
+            token = page.NextPageToken;
+        }
+        while (token.Length > 0 && rows.Count < limit);
+
+        if (rows.Count > limit)
+        {
+            rows.RemoveRange(limit, rows.Count - limit);
+        }
+
+        if (json)
+        {
+            var response = new ListContextsResponse();
+            response.Contexts.Add(rows);
+            Console.WriteLine(Json.Format(response));
+            return;
+        }
+
+        Table(
+            ["id", "namespace", "model", "tokens", "bytes", "pinned", "expires"],
+            rows.Select(c => new[] { c.Id, c.Namespace, c.Model, c.NumTokens.ToString("N0", CultureInfo.InvariantCulture), Bytes(c.Bytes), c.Pinned ? "yes" : "", c.ExpiresAtUnixMs == 0 ? "never" : DateTimeOffset.FromUnixTimeMilliseconds(c.ExpiresAtUnixMs).ToString("u", CultureInfo.InvariantCulture) }));
+        Console.WriteLine($"{rows.Count} context(s){(token.Length > 0 ? $" (first {limit}; --limit N for more)" : string.Empty)}");
+    }
+
+    private static async Task EventsAsync(KvDbClient client, CliOptions options, bool json)
+    {
+        var request = new WatchEventsRequest();
+        if (options.GetOrNull("after") is not null)
+        {
+            request.AfterSequence = options.GetLong("after", 0);
+        }
+
+        long count = options.GetLong("count", 0);
+        using var cancel = new CancellationTokenSource();
+        Console.CancelKeyPress += (_, e) =>
+        {
+            e.Cancel = true;
+            cancel.Cancel();
+        };
+        using AsyncServerStreamingCall<BlockEvent> watch = client.Admin.WatchEvents(request, cancellationToken: cancel.Token);
+        long seen = 0;
+        try
+        {
+            while ((count == 0 || seen < count) && await watch.ResponseStream.MoveNext(cancel.Token).ConfigureAwait(false))
+            {
+                BlockEvent e = watch.ResponseStream.Current;
+                seen++;
+                Console.WriteLine(json
+                    ? Json.Format(e)
+                    : e.Kind == "gap"
+                        ? $"{e.Sequence,10}  gap: {e.Lost:N0} events no longer kept"
+                        : $"{e.Sequence,10}  {DateTimeOffset.FromUnixTimeMilliseconds(e.UnixMs):HH:mm:ss.fff}  {e.Kind,-9} {(e.FromTier.Length > 0 ? e.FromTier + "→" : string.Empty)}{e.Tier,-5} {e.Model}  {e.Block}  {e.Tokens} tokens");
+            }
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.Cancelled && cancel.IsCancellationRequested)
+        {
+            // Ctrl-C.
+        }
+    }
+
+    private static string Quota<T>(T value, Func<T, string> format)
+        where T : System.Numerics.INumber<T> => T.IsZero(value) ? "∞" : format(value);
+
+    private static string Bytes(long n)
+    {
+        string[] units = ["B", "KiB", "MiB", "GiB", "TiB"];
+        double v = n;
+        int u = 0;
+        while (Math.Abs(v) >= 1024 && u < units.Length - 1)
+        {
+            v /= 1024;
+            u++;
+        }
+
+        return u == 0 ? $"{n} B" : string.Create(CultureInfo.InvariantCulture, $"{v:F2} {units[u]}");
+    }
+
+    private static void Table(string[] header, IEnumerable<string[]> rows)
+    {
+        List<string[]> all = [header, .. rows];
+        var widths = new int[header.Length];
+        foreach (string[] r in all)
+        {
+            for (int i = 0; i < r.Length; i++)
+            {
+                widths[i] = Math.Max(widths[i], r[i].Length);
+            }
+        }
+
+        foreach (string[] r in all)
+        {
+            Console.WriteLine(string.Join("  ", r.Select((cell, i) => cell.PadRight(widths[i]))).TrimEnd());
+        }
+    }
+}
