@@ -11,11 +11,14 @@ internal static class CliApp
         usage:
           kvdb serve [--host 127.0.0.1] [--port 50051] [--data DIR] [--cpu-budget BYTES] [--gpu-budget BYTES] [--checkpoint-log-bytes N]
                      [--http-port 50052] [--admin-key-file PATH] [--insecure] [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]
+                     [--log-format text|json] [--log-level warning]
               run the gRPC server (Models, Contexts, Attention, Admin, Tenants, health, reflection).
               With an admin key (KVDB_ADMIN_KEY, or the first line of --admin-key-file) every call needs a key;
               without one the server runs open and only on a loopback address (--insecure allows others).
               --tls-cert/--tls-key serve gRPC over TLS; --tls-client-ca also requires client certificates (mTLS).
-              --http-port serves /metrics (Prometheus; admin key as bearer when keys are on), /healthz, /readyz.
+              --http-port serves the dashboard at /, /metrics (Prometheus; admin key as bearer when keys are on), /healthz, /readyz.
+              --log-format json writes one JSON object per log line; --log-level debug logs every call (request id,
+              method, status, latency); warnings name slow calls (over 1 s), quota refusals and corruption.
               --data DIR makes it durable (write-ahead log, checkpoints, disk tier for cold blocks;
               restarting on the same DIR recovers every acknowledged append); without it, memory only.
               --gpu-budget BYTES mirrors the blocks of queried layers into that much GPU memory and runs
@@ -81,6 +84,10 @@ internal static class CliApp
             TlsCertificatePath = options.GetOrNull("tls-cert"),
             TlsKeyPath = options.GetOrNull("tls-key"),
             TlsClientCaPath = options.GetOrNull("tls-client-ca"),
+            LogFormat = options.Get("log-format", "text"),
+            LogLevel = Enum.TryParse(options.Get("log-level", "warning"), ignoreCase: true, out Microsoft.Extensions.Logging.LogLevel level) && Enum.IsDefined(level)
+                ? level
+                : throw new ArgumentException($"--log-level must be one of trace, debug, information, warning, error, critical, none; got \"{options.Get("log-level", "")}\""),
         };
         KvDbServerHandle server;
         try
@@ -94,7 +101,10 @@ internal static class CliApp
 
         await using KvDbServerHandle running = server;
         Console.WriteLine($"kvdb listening on {server.Address}");
-        Console.WriteLine($"kvdb metrics on {server.HttpAddress}/metrics (health: /healthz, /readyz)");
+        if (server.HttpAddress is not null)
+        {
+            Console.WriteLine($"kvdb dashboard on {server.HttpAddress}/ (metrics: /metrics, health: /healthz, /readyz)");
+        }
         Console.WriteLine(serverOptions.IsOpen
             ? $"authentication: off (no admin key){(serverOptions.Insecure ? "; --insecure: anyone reaching the port can read and delete everything" : ", so loopback only")}; set KVDB_ADMIN_KEY to require keys"
             : "authentication: on (admin key set; tenants' keys via `kvdb tenant create`)");

@@ -20,11 +20,36 @@ namespace KvDb.Server;
 /// <summary>Builds and starts the gRPC host: Models, Contexts, Attention, Admin, health and reflection on HTTP/2 cleartext.</summary>
 public static class KvDbServer
 {
+    /// <summary>Console logging as the options ask: single-line text or one JSON object per entry (UTC timestamps).</summary>
+    private static void ConfigureLogging(ILoggingBuilder logging, KvDbServerOptions options)
+    {
+        if (options.LogFormat == "json")
+        {
+            logging.AddJsonConsole(o =>
+            {
+                o.UseUtcTimestamp = true;
+                o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ";
+                o.IncludeScopes = false;
+            });
+        }
+        else
+        {
+            logging.AddSimpleConsole(o => o.SingleLine = true);
+        }
+
+        logging.SetMinimumLevel(options.LogLevel);
+    }
+
     /// <summary>Starts a server and returns once it listens.</summary>
     public static async Task<KvDbServerHandle> StartAsync(KvDbServerOptions options, CancellationToken cancellationToken = default)
     {
-        // Warnings only: recovery problems and corruption reports must reach the operator's console.
-        ILoggerFactory loggerFactory = LoggerFactory.Create(b => b.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning));
+        if (options.LogFormat is not ("text" or "json"))
+        {
+            throw new InvalidOperationException($"log format must be \"text\" or \"json\", got \"{options.LogFormat}\"");
+        }
+
+        // Warnings by default: recovery problems and corruption reports must reach the operator's console.
+        ILoggerFactory loggerFactory = LoggerFactory.Create(b => ConfigureLogging(b, options));
         var storeOptions = new StoreOptions
         {
             CpuBudgetBytes = options.CpuBudgetBytes,
@@ -45,8 +70,11 @@ public static class KvDbServer
 
         WebApplicationBuilder builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
-        builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
-        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        ConfigureLogging(builder.Logging, options);
+
+        // ASP.NET Core's own per-request entries would double ours at Debug; keep its warnings.
+        builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
+        builder.Logging.AddFilter("Grpc", LogLevel.Warning);
         builder.WebHost.ConfigureKestrel(k =>
         {
             IPAddress ip = options.Host is "localhost" ? IPAddress.Loopback : IPAddress.Parse(options.Host);
@@ -86,6 +114,7 @@ public static class KvDbServer
         builder.Services.AddSingleton(new Authenticator(tenants, options.AdminKey, options.AuthFailuresPerWindow));
         builder.Services.AddSingleton(_ => AuditLog.Open(options.DataDirectory));
         builder.Services.AddSingleton(new RecentCalls());
+        builder.Services.AddSingleton(new CallLogOptions(options.SlowCall));
         builder.Services.AddSingleton(sp => new TenantQuotas(sp.GetRequiredService<Authenticator>().Tenants, store));
         builder.Services.AddSingleton(sp => new KvDbMetrics(store, sp.GetRequiredService<Authenticator>().Tenants, sp.GetRequiredService<TenantQuotas>(), sp.GetRequiredService<AttentionExecutor>().Indexes));
         // Registered by factory so the container disposes it (waiting for index builds) before the store is disposed.

@@ -65,4 +65,13 @@ public sealed record KvDbServerOptions
 
     /// <summary>Port of the HTTP endpoint (/metrics, /healthz, /readyz): 0 picks a free one (read it from <see cref="KvDbServerHandle.HttpAddress"/>), −1 turns it off.</summary>
     public int HttpPort { get; init; }
+
+    /// <summary>"text" (one line per entry) or "json" (one JSON object per line, for log shippers).</summary>
+    public string LogFormat { get; init; } = "text";
+
+    /// <summary>The least severe entries written: Warning by default; Debug adds a line per call.</summary>
+    public Microsoft.Extensions.Logging.LogLevel LogLevel { get; init; } = Microsoft.Extensions.Logging.LogLevel.Warning;
+
+    /// <summary>Calls slower than this are logged as warnings.</summary>
+    public TimeSpan SlowCall { get; init; } = TimeSpan.FromSeconds(1);
 }

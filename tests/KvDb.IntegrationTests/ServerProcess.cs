@@ -6,12 +6,13 @@ namespace KvDb.IntegrationTests;
 internal sealed class ServerProcess : IDisposable
 {
     private readonly Process _process;
-    private readonly List<string> _output = [];
+    private readonly List<string> _output;
 
-    private ServerProcess(Process process, string address)
+    private ServerProcess(Process process, string address, List<string> output)
     {
         _process = process;
         Address = address;
+        _output = output;
     }
 
     public string Address { get; }
@@ -27,8 +28,8 @@ internal sealed class ServerProcess : IDisposable
         }
     }
 
-    /// <summary>Starts the server on a free port and returns once it printed its address.</summary>
-    public static async Task<ServerProcess> StartAsync(string dataDirectory, long cpuBudget = 64L << 20)
+    /// <summary>Starts the server on a free port and returns once it printed its address; <see cref="Output"/> keeps growing with what it prints.</summary>
+    public static async Task<ServerProcess> StartAsync(string dataDirectory, long cpuBudget = 64L << 20, params string[] extraArguments)
     {
         var info = new ProcessStartInfo("dotnet")
         {
@@ -36,7 +37,7 @@ internal sealed class ServerProcess : IDisposable
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (string a in (string[])[KvdbDll(), "serve", "--port", "0", "--data", dataDirectory, "--cpu-budget", cpuBudget.ToString(System.Globalization.CultureInfo.InvariantCulture)])
+        foreach (string a in (string[])[KvdbDll(), "serve", "--port", "0", "--data", dataDirectory, "--cpu-budget", cpuBudget.ToString(System.Globalization.CultureInfo.InvariantCulture), .. extraArguments])
         {
             info.ArgumentList.Add(a);
         }
@@ -82,11 +83,7 @@ internal sealed class ServerProcess : IDisposable
             throw new TimeoutException("kvdb did not start listening within 60 s: " + string.Join('\n', lines));
         }
 
-        var server = new ServerProcess(p, await listening.Task.ConfigureAwait(false));
-        lock (lines)
-        {
-            server._output.AddRange(lines);
-        }
+        var server = new ServerProcess(p, await listening.Task.ConfigureAwait(false), lines);
 
         return server;
     }

@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using Grpc.Core;
 using Grpc.Core.Interceptors;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
 
 namespace KvDb.Server.Observability;
 
@@ -9,12 +11,16 @@ public sealed class MetricsInterceptor : Interceptor
 {
     private readonly KvDbMetrics _metrics;
     private readonly RecentCalls _recent;
+    private readonly ILogger _log;
+    private readonly TimeSpan _slow;
 
     /// <summary>Creates the interceptor.</summary>
-    public MetricsInterceptor(KvDbMetrics metrics, RecentCalls recent)
+    public MetricsInterceptor(KvDbMetrics metrics, RecentCalls recent, ILogger<MetricsInterceptor> log, CallLogOptions options)
     {
         _metrics = metrics;
         _recent = recent;
+        _log = log;
+        _slow = options.SlowCall;
     }
 
     /// <inheritdoc />
@@ -103,6 +109,33 @@ public sealed class MetricsInterceptor : Interceptor
         }
 
         _recent.Add(new RecentCall(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), method, code, seconds * 1e6, plan, mass, attended, detail));
+        Log(context, method, code, seconds, plan, detail);
+    }
+
+    /// <summary>One entry per call at Debug; slow calls, quota refusals and server faults as warnings (structured fields, so JSON logs keep them apart).</summary>
+    private void Log(ServerCallContext context, string method, string code, double seconds, string plan, string detail)
+    {
+        bool slow = seconds >= _slow.TotalSeconds;
+        bool warn = slow || code is nameof(StatusCode.ResourceExhausted) or nameof(StatusCode.Internal) or nameof(StatusCode.Unknown) or nameof(StatusCode.DataLoss);
+        LogLevel level = warn ? LogLevel.Warning : LogLevel.Debug;
+        if (!_log.IsEnabled(level))
+        {
+            return;
+        }
+
+        string requestId = context.GetHttpContext().TraceIdentifier;
+        string reason = slow ? "slow call" : code == "OK" ? "call" : "call failed";
+        _log.Log(
+            level,
+            "{Reason} {RequestId} {Method} {Status} {LatencyMs:F3} ms {Plan} {Peer} {Detail}",
+            reason,
+            requestId,
+            method,
+            code,
+            seconds * 1e3,
+            plan,
+            context.Peer,
+            code == "OK" ? string.Empty : detail);
     }
 
     /// <summary>The mean estimated mass of the exact part over the response's (query, head) pairs; 1 when it reports none.</summary>
