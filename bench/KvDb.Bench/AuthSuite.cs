@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using KvDb.Client;
 using KvDb.Protocol.V1;
 using KvDb.Server;
@@ -40,43 +39,6 @@ internal static class AuthSuite
             ids[s] = await new QueryContext(workload, ctx).LoadAsync(clients[s], "auth").ConfigureAwait(false);
         }
 
-        var server = new double[2][];
-        var rtt = new double[2][];
-        for (int s = 0; s < 2; s++)
-        {
-            server[s] = new double[queries];
-            rtt[s] = new double[queries];
-        }
-
-        // Warm both paths, then alternate which server goes first.
-        for (int i = 0; i < 20; i++)
-        {
-            for (int s = 0; s < 2; s++)
-            {
-                await clients[s].Attention.AttendAsync(KvDbClient.BuildAttend(ids[s], 0, workload.Queries(1, (ulong)i), 1, 32, 128)).ConfigureAwait(false);
-            }
-        }
-
-        for (int i = 0; i < queries; i++)
-        {
-            float[] q = workload.Queries(1, 5000 + (ulong)i);
-            for (int k = 0; k < 2; k++)
-            {
-                int s = (i + k) % 2;
-                long t0 = Stopwatch.GetTimestamp();
-                AttendResponse r = await clients[s].Attention.AttendAsync(KvDbClient.BuildAttend(ids[s], 0, q, 1, 32, 128)).ConfigureAwait(false);
-                rtt[s][i] = Stopwatch.GetElapsedTime(t0).TotalMicroseconds;
-                server[s][i] = r.Stats.ServerMicros;
-            }
-        }
-
-        double openRtt = Percentile.Median(rtt[0]);
-        double keyedRtt = Percentile.Median(rtt[1]);
-        new JsonLine()
-            .Add("suite", "auth").Add("plan", "exact").Add("ctx", ctx).Add("queries", queries)
-            .Add("open_p50_us", Percentile.Median(server[0]), 1).Add("keyed_p50_us", Percentile.Median(server[1]), 1)
-            .Add("open_rtt_p50_us", openRtt, 1).Add("keyed_rtt_p50_us", keyedRtt, 1)
-            .Add("rtt_overhead", (keyedRtt / openRtt) - 1, 4)
-            .WriteTo(Console.Out);
+        await PairedAttend.RunAsync("auth", "open", "keyed", clients, ids, workload, ctx, queries).ConfigureAwait(false);
     }
 }

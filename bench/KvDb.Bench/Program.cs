@@ -33,6 +33,9 @@ switch (suite)
     case "auth":
         await AuthSuite.RunAsync(rest);
         return 0;
+    case "metrics":
+        await MetricsSuite.RunAsync(rest);
+        return 0;
     case "index-lifecycle":
         await IndexLifecycleSuite.RunAsync(rest);
         return 0;
@@ -41,6 +44,7 @@ switch (suite)
         Console.Error.WriteLine("suites:");
         Console.Error.WriteLine("  exact [ctx ...]   exact CPU attention over a bf16 context vs a streaming read of the same bytes");
         Console.Error.WriteLine("  auth [--ctx 32768] [--queries 200]  Attend p50 with and without authentication (open server vs tenant key, same run)");
+        Console.Error.WriteLine("  metrics [--ctx 32768] [--queries 200]  Attend p50 with call metrics off vs on (same run)");
         Console.Error.WriteLine("  kernels [ctx ...] exact and 2%-gathered CPU attention vs streaming read (JSON: kernel, ctx, p50_us, bytes, achieved_gbps, reference_gbps, ratio)");
         Console.Error.WriteLine("  ingest            AppendKv of a 128K-token, 4-layer bf16 context vs raw loopback gRPC bytes");
         Console.Error.WriteLine("  prefix            LookupPrefix latency of a 128K-token prefix");

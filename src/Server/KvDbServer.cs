@@ -127,7 +127,11 @@ public static class KvDbServer
             o.EnableDetailedErrors = false;
             // Metrics outermost (refused calls count too), then authentication: a call that fails it reaches no service,
             // and a tenant's errors come back scoped.
-            o.Interceptors.Add<MetricsInterceptor>();
+            if (options.CallMetrics)
+            {
+                o.Interceptors.Add<MetricsInterceptor>();
+            }
+
             o.Interceptors.Add<AuthInterceptor>();
             o.Interceptors.Add<ErrorMappingInterceptor>();
         });

@@ -72,6 +72,9 @@ public sealed record KvDbServerOptions
     /// <summary>The least severe entries written: Warning by default; Debug adds a line per call.</summary>
     public Microsoft.Extensions.Logging.LogLevel LogLevel { get; init; } = Microsoft.Extensions.Logging.LogLevel.Warning;
 
+    /// <summary>Count and time every call (Prometheus, the dashboard's recent calls, the call log); false only to measure what that costs.</summary>
+    public bool CallMetrics { get; init; } = true;
+
     /// <summary>Calls slower than this are logged as warnings.</summary>
     public TimeSpan SlowCall { get; init; } = TimeSpan.FromSeconds(1);
 }
