@@ -93,7 +93,10 @@ public partial class KvStore
     }
 
     /// <inheritdoc />
-    public bool DeleteContext(string id)
+    public bool DeleteContext(string id) => DeleteContext(id, KvDb.Store.Events.KvEventKind.ContextDeleted);
+
+    /// <summary>Deletes a context, announcing it as <paramref name="reason"/> (deleted by a call, or expired).</summary>
+    private bool DeleteContext(string id, KvDb.Store.Events.KvEventKind reason)
     {
         long address;
         lock (_opLock)
@@ -106,6 +109,7 @@ public partial class KvStore
             address = Log(new ContextDeleteRecord(c.Id));
             lock (c.Gate)
             {
+                int tokens = (int)Math.Min(int.MaxValue, c.NumTokens);
                 UnpinBlocks(c);
                 c.Pinned = false;
                 c.Deleted = true;
@@ -115,6 +119,7 @@ public partial class KvStore
                     l.ReleaseAll();
                 }
 
+                _directory.Events.Emit(reason, c.Model.Name, c.Id, tokens, string.Empty);
                 c.TrimTokens(0);
             }
 
@@ -145,6 +150,7 @@ public partial class KvStore
                 _directory.Register(c.Root, c);
                 RegisterCommitted(c);
                 _directory.Sweep();
+                _directory.Events.Emit(KvDb.Store.Events.KvEventKind.ContextCreated, schema.Name, id, (int)shared, string.Empty);
                 return (c.Info(), address, shared);
             }
         }
@@ -183,6 +189,7 @@ public partial class KvStore
             {
                 _directory.Register(c.Root, c);
                 RegisterCommitted(c);
+                _directory.Events.Emit(KvDb.Store.Events.KvEventKind.ContextCreated, c.Model.Name, newId, (int)Math.Min(int.MaxValue, c.NumTokens), string.Empty);
                 return (c.Info(), address);
             }
         }

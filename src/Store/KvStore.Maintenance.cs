@@ -26,7 +26,7 @@ public partial class KvStore
             long now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
             foreach (KvContext c in _contexts.Values)
             {
-                if (c.ExpiresAtUnixMs > 0 && c.ExpiresAtUnixMs <= now && DeleteContext(c.Id))
+                if (c.ExpiresAtUnixMs > 0 && c.ExpiresAtUnixMs <= now && DeleteContext(c.Id, KvDb.Store.Events.KvEventKind.ContextExpired))
                 {
                     Interlocked.Increment(ref _expired);
                 }

@@ -133,13 +133,13 @@ public sealed class CliTests
                 Assert.Equal("1", checkpoint.RootElement.GetProperty("contexts").GetString());
             }
 
-            // 4 stored + 4 demoted events so far; resume from the start and stop after 8.
-            (code, output) = await Run("events", "--after", "0", "--count", "8", "--json", "--server", server.Address);
+            // The context's creation, 4 stored and 4 demoted events so far; resume from the start and stop after 9.
+            (code, output) = await Run("events", "--after", "0", "--count", "9", "--json", "--server", server.Address);
             Assert.Equal(0, code);
             string[] lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-            Assert.Equal(8, lines.Length);
+            Assert.Equal(9, lines.Length);
             string[] kinds = [.. lines.Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement.GetProperty("kind").GetString()!)];
-            Assert.Equal(["stored", "stored", "stored", "stored", "demoted", "demoted", "demoted", "demoted"], kinds);
+            Assert.Equal(["context_created", "stored", "stored", "stored", "stored", "demoted", "demoted", "demoted", "demoted"], kinds);
         }
         finally
         {

@@ -28,7 +28,7 @@ public sealed class EventsTests
             using (var first = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token))
             using (AsyncServerStreamingCall<BlockEvent> watch = client.Admin.WatchEvents(new WatchEventsRequest { AfterSequence = 0 }, cancellationToken: first.Token))
             {
-                seen.AddRange(await Next(watch, 3_000, timeout.Token));
+                seen.AddRange(await Next(watch, 3_000, timeout.Token, kinds: []));
                 first.Cancel();
             }
 
@@ -38,20 +38,22 @@ public sealed class EventsTests
             // Resume after the last one seen, while nothing else happens: the rest arrives once, in order, without a gap.
             using (AsyncServerStreamingCall<BlockEvent> resumed = client.Admin.WatchEvents(new WatchEventsRequest { AfterSequence = seen[^1].Sequence }, cancellationToken: timeout.Token))
             {
-                seen.AddRange(await Next(resumed, blocks - seen.Count, timeout.Token));
+                seen.AddRange(await Next(resumed, blocks + 1 - seen.Count, timeout.Token, kinds: []));
             }
 
-            Assert.Equal(Enumerable.Range(1, blocks).Select(s => (long)s), seen.Select(e => e.Sequence));
-            Assert.All(seen, e => Assert.Equal(("stored", 16, "cpu"), (e.Kind, e.Tokens, e.Tier)));
-            Assert.Equal(blocks, seen.Select(e => e.Block).Distinct().Count());
+            // The context's creation, then one "stored" per block.
+            Assert.Equal(Enumerable.Range(1, blocks + 1).Select(s => (long)s), seen.Select(e => e.Sequence));
+            Assert.Equal(("context_created", "many", model.Name), (seen[0].Kind, seen[0].Block, seen[0].Model));
+            Assert.All(seen.Skip(1), e => Assert.Equal(("stored", 16, "cpu"), (e.Kind, e.Tokens, e.Tier)));
+            Assert.Equal(blocks, seen.Skip(1).Select(e => e.Block).Distinct().Count());
 
             // An eviction moves blocks: one "demoted" event per block, from the CPU tier to disk, after the others.
             EvictResponse evicted = await client.EvictAsync(0);
-            using (AsyncServerStreamingCall<BlockEvent> moves = client.Admin.WatchEvents(new WatchEventsRequest { AfterSequence = blocks }, cancellationToken: timeout.Token))
+            using (AsyncServerStreamingCall<BlockEvent> moves = client.Admin.WatchEvents(new WatchEventsRequest { AfterSequence = blocks + 1 }, cancellationToken: timeout.Token))
             {
                 List<BlockEvent> moved = await Next(moves, (int)evicted.Blocks, timeout.Token);
                 Assert.All(moved, e => Assert.Equal(("demoted", "cpu", "disk"), (e.Kind, e.FromTier, e.Tier)));
-                Assert.Equal(Enumerable.Range(blocks + 1, (int)evicted.Blocks).Select(s => (long)s), moved.Select(e => e.Sequence));
+                Assert.Equal(Enumerable.Range(blocks + 2, (int)evicted.Blocks).Select(s => (long)s), moved.Select(e => e.Sequence));
             }
 
             RpcException beyond = await Assert.ThrowsAsync<RpcException>(async () =>
@@ -68,6 +70,35 @@ public sealed class EventsTests
                 Directory.Delete(data, recursive: true);
             }
         }
+    }
+
+    [Fact]
+    public async Task Context_lifecycle_events_name_created_forked_deleted_and_expired_contexts()
+    {
+        await using KvDbServerHandle server = await KvDbServer.StartAsync(new KvDbServerOptions { Port = 0, CalibrateCosts = false });
+        using var client = new KvDbClient(server.Address);
+        using var cancel = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        Model model = await client.CreateModelAsync(TestModels.Small("ctx-events"));
+        await client.CreateContextAsync(model.Name, "", "short", null, 1);
+        await client.CreateContextAsync(model.Name, id: "kept");
+        await EndToEndTests.Load(client, model, "kept", 4096);
+        await client.ForkContextAsync("kept", "copy");
+        await client.DeleteContextAsync("copy");
+
+        // From the start: the TTL sweep (every second) deletes "short" a second after its creation.
+        string[] contextKinds = ["context_created", "context_deleted", "context_expired"];
+        using AsyncServerStreamingCall<BlockEvent> watch = client.Admin.WatchEvents(new WatchEventsRequest { AfterSequence = 0 }, cancellationToken: cancel.Token);
+        List<BlockEvent> events = await Next(watch, 5, cancel.Token, contextKinds);
+        Assert.Equal(
+            [("context_created", "short", 0), ("context_created", "kept", 0), ("context_created", "copy", 4096), ("context_deleted", "copy", 4096), ("context_expired", "short", 0)],
+            events.Select(e => (e.Kind, e.Block, e.Tokens)));
+        Assert.All(events, e => Assert.Equal(model.Name, e.Model));
+
+        // An AUTO query starts an index build of the layer (answered exactly meanwhile); its end is announced.
+        await client.AttendAsync("kept", 0, TestModels.Workload(model, 4096, 0).Queries(1, 1), 1, model.NumQueryHeads, model.HeadDim);
+        BlockEvent ready = Assert.Single(await Next(watch, 1, cancel.Token, ["index_ready"]));
+        Assert.Equal(("kept/0", 4096, model.Name), (ready.Block, ready.Tokens, ready.Model));
+        Assert.False(string.IsNullOrEmpty(ready.Tier)); // the index spec, e.g. "centroid:L2"
     }
 
     [Fact]
@@ -121,12 +152,18 @@ public sealed class EventsTests
         }
     }
 
-    private static async Task<List<BlockEvent>> Next(AsyncServerStreamingCall<BlockEvent> watch, int count, CancellationToken cancel)
+    private static readonly string[] BlockKinds = ["stored", "removed", "demoted", "promoted"];
+
+    /// <summary>The next <paramref name="count"/> events of the given kinds (block events by default; context and index events are skipped then).</summary>
+    private static async Task<List<BlockEvent>> Next(AsyncServerStreamingCall<BlockEvent> watch, int count, CancellationToken cancel, string[]? kinds = null)
     {
         var events = new List<BlockEvent>();
         while (events.Count < count && await watch.ResponseStream.MoveNext(cancel))
         {
-            events.Add(watch.ResponseStream.Current);
+            if (kinds is { Length: 0 } || (kinds ?? BlockKinds).Contains(watch.ResponseStream.Current.Kind))
+            {
+                events.Add(watch.ResponseStream.Current);
+            }
         }
 
         return events;

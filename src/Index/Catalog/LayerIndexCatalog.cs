@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using KvDb.Store;
+using KvDb.Store.Events;
 
 namespace KvDb.Index.Catalog;
 
@@ -368,6 +369,9 @@ public sealed class LayerIndexCatalog : IDisposable
             }
 
             UpdateFinished?.Invoke(Family(spec), System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds, false);
+
+            // For routers and operators: which context layer is searchable by which index now, up to which token.
+            _store.Events.Emit(KvEventKind.IndexReady, layer.Model.Name, $"{contextId}/{layerIndex}", (int)Math.Min(int.MaxValue, suffix?.EndToken ?? baseSegment?.EndToken ?? 0), spec);
         }
         catch (Exception e)
         {

@@ -96,7 +96,7 @@ public sealed class AdminService : Admin.AdminBase
     {
         Sequence = e.Sequence,
         UnixMs = e.UnixMs,
-        Kind = e.Kind.ToString().ToLowerInvariant(),
+        Kind = e.KindName,
         Model = e.Model,
         Block = e.Block,
         Tokens = e.Tokens,
