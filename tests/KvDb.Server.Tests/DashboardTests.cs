@@ -46,6 +46,9 @@ public sealed class DashboardTests : IAsyncLifetime
         q[0] = 1;
         await admin.AttendAsync("dash-pinned", 0, q, 1, model.NumQueryHeads, model.HeadDim);
 
+        // A centroid plan asks for that index: it is built in the background (the answer is exact meanwhile).
+        await admin.AttendAsync("dash-pinned", 0, q, 1, model.NumQueryHeads, model.HeadDim, plan: new Plan { Kind = PlanKind.CentroidTopK });
+
         using ChromeDriver browser = StartBrowser();
         var wait = new WebDriverWait(browser, Patience);
 
@@ -97,6 +100,12 @@ public sealed class DashboardTests : IAsyncLifetime
             Assert.Equal(cells[2], cells[3]); // blocks == in CPU
         }
 
+        // The context page lists its layer's centroid index once built (it refreshes on a click, so click until then).
+        wait.Until(d =>
+        {
+            d.FindElement(By.CssSelector("a.ctx-link[data-id='dash-pinned']")).Click();
+            return d.FindElements(By.CssSelector("#ctx-indexes td.index-state")).Any(c => c.Text == "ready");
+        });
         Shoot(browser, "context");
 
         // Delete the other one from the page: gRPC no longer finds it.
@@ -115,6 +124,11 @@ public sealed class DashboardTests : IAsyncLifetime
             }
         });
         wait.Until(d => d.FindElements(By.CssSelector("tr[data-id='dash-cold']")).Count == 0);
+
+        // Indexes: the catalog's index of the pinned context's layer 0, ready, with its memory.
+        Tab(browser, "indexes");
+        wait.Until(d => d.FindElements(By.CssSelector("tr[data-index='dash-pinned/0/centroid:L2'] td.index-state")).Any(c => c.Text == "ready"));
+        Shoot(browser, "indexes");
 
         // Recent queries: the attention call above, with its plan.
         Tab(browser, "queries");

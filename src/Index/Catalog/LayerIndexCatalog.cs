@@ -137,6 +137,41 @@ public sealed class LayerIndexCatalog : IDisposable
     }
 
     /// <summary>
+    /// Every index the catalog holds for <paramref name="contextId"/> (or, with an empty id, for every context), for
+    /// dashboards: state, indexed tokens, base/suffix split and memory, by (context, layer, spec). Opens no snapshot and
+    /// changes nothing, so a view made before a rollback is listed as it is (<see cref="Probe"/> is the check a query makes).
+    /// </summary>
+    public List<(string ContextId, IndexStatus Status, long MemoryBytes)> List(string contextId = "")
+    {
+        var list = new List<(string, IndexStatus, long)>();
+        foreach (KeyValuePair<(string Context, int Layer, string Spec), Entry> pair in _entries)
+        {
+            if (contextId.Length > 0 && pair.Key.Context != contextId)
+            {
+                continue;
+            }
+
+            Entry entry = pair.Value;
+            lock (entry)
+            {
+                LayerIndexes? current = entry.Current;
+                IndexState state = entry.Pending is not null ? IndexState.Building
+                    : current is not null ? IndexState.Ready
+                    : entry.Error is not null ? IndexState.Failed
+                    : IndexState.Absent;
+                var status = new IndexStatus(
+                    state, pair.Key.Spec, pair.Key.Layer, 0, current?.IndexedTokens ?? 0,
+                    entry.Base?.Tokens ?? 0, entry.Base is null ? SegmentOrigin.None : entry.BaseOrigin, entry.Suffix?.Tokens ?? 0,
+                    Error: entry.Error, Problem: entry.Problem);
+                list.Add((pair.Key.Context, status, current?.MemoryBytes ?? 0));
+            }
+        }
+
+        list.Sort((a, b) => (a.Item1, a.Item2.Layer, a.Item2.Spec).CompareTo((b.Item1, b.Item2.Layer, b.Item2.Spec)));
+        return list;
+    }
+
+    /// <summary>
     /// Asks the catalog to keep the <paramref name="spec"/> index of the snapshot's layer current: starts one
     /// background update when none is under way and there is no view yet, the view no longer describes the layer, or
     /// the unindexed full-block rows reached <see cref="ExtendStep"/>. Returns at once; <see cref="Probe"/> then says

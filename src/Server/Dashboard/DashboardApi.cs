@@ -20,7 +20,7 @@ public static class DashboardApi
     private const int EventRing = 500;
 
     /// <summary>Maps the page and the API.</summary>
-    public static void Map(WebApplication app, IKvStore store, Authenticator authenticator, RecentCalls calls, TenantQuotas quotas)
+    public static void Map(WebApplication app, IKvStore store, Authenticator authenticator, RecentCalls calls, TenantQuotas quotas, KvDb.Index.Catalog.LayerIndexCatalog indexes)
     {
         string page = LoadPage();
         var events = new RecentEvents(EventRing);
@@ -43,7 +43,9 @@ public static class DashboardApi
         {
             context = store.GetContext(id),
             layers = store is KvStore k ? k.DescribeTiers(id) : [],
+            indexes = Indexes(indexes, id),
         })));
+        api.MapGet("/indexes", () => Results.Json(new { counters = indexes.Counters, indexes = Indexes(indexes, string.Empty) }));
         api.MapPost("/contexts/{id}/pin", (string id) => Guarded(() => Results.Json(store.UpdateContext(id, null, true))));
         api.MapPost("/contexts/{id}/unpin", (string id) => Guarded(() => Results.Json(store.UpdateContext(id, null, false))));
         api.MapPost("/contexts/{id}/ttl", (string id, long seconds) => Guarded(() => Results.Json(store.UpdateContext(id, seconds, null))));
@@ -161,6 +163,29 @@ public static class DashboardApi
         }
 
         return new { contexts = matches, next };
+    }
+
+    private static List<object> Indexes(KvDb.Index.Catalog.LayerIndexCatalog catalog, string contextId)
+    {
+        var list = new List<object>();
+        foreach ((string context, KvDb.Index.Catalog.IndexStatus s, long bytes) in catalog.List(contextId))
+        {
+            list.Add(new
+            {
+                context,
+                s.Layer,
+                s.Spec,
+                state = s.State.ToString().ToLowerInvariant(),
+                s.IndexedTokens,
+                s.BaseTokens,
+                baseOrigin = s.BaseOrigin.ToString().ToLowerInvariant(),
+                s.SuffixTokens,
+                memoryBytes = bytes,
+                error = s.Error ?? string.Empty,
+            });
+        }
+
+        return list;
     }
 
     private static object Tenants(TenantRegistry registry, TenantQuotas quotas)
