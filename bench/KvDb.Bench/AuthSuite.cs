@@ -1,7 +1,6 @@
 using KvDb.Client;
 using KvDb.Protocol.V1;
 using KvDb.Server;
-using KvDb.Workload;
 
 namespace KvDb.Bench;
 
@@ -15,10 +14,6 @@ internal static class AuthSuite
 {
     public static async Task RunAsync(string[] args)
     {
-        long ctx = SuiteOptions.Get(args, "ctx", 32 * 1024);
-        int queries = (int)SuiteOptions.Get(args, "queries", 200);
-        var workload = new SyntheticWorkload(new SyntheticWorkloadOptions { Tokens = ctx, NumKvHeads = 8, NumQueryHeads = 32, HeadDim = 128, Seed = 4242 });
-        var model = new Model { Name = "llama3-8b-layer", NumLayers = 1, NumQueryHeads = 32, NumKvHeads = 8, HeadDim = 128, Dtype = DType.Bf16 };
         const string adminKey = "bench-admin-key";
 
         await using KvDbServerHandle open = await KvDbServer.StartAsync(new KvDbServerOptions { Port = 0, CalibrateCosts = false }).ConfigureAwait(false);
@@ -31,14 +26,6 @@ internal static class AuthSuite
         }
 
         using var tenantClient = new KvDbClient(keyed.Address, tenantKey);
-        var clients = new[] { openClient, tenantClient };
-        var ids = new string[2];
-        for (int s = 0; s < 2; s++)
-        {
-            await clients[s].CreateModelAsync(model).ConfigureAwait(false);
-            ids[s] = await new QueryContext(workload, ctx).LoadAsync(clients[s], "auth").ConfigureAwait(false);
-        }
-
-        await PairedAttend.RunAsync("auth", "open", "keyed", clients, ids, workload, ctx, queries).ConfigureAwait(false);
+        await PairedAttend.RunAsync(args, "auth", "open", "keyed", [openClient, tenantClient]).ConfigureAwait(false);
     }
 }

@@ -12,8 +12,20 @@ namespace KvDb.Bench;
 /// </summary>
 internal static class PairedAttend
 {
-    public static async Task RunAsync(string suite, string baseName, string featureName, KvDbClient[] clients, string[] ids, SyntheticWorkload workload, long ctx, int queries)
+    /// <summary>Loads the same --ctx-token context (default 32K) through both clients, then alternates --queries EXACT requests (default 200).</summary>
+    public static async Task RunAsync(string[] args, string suite, string baseName, string featureName, KvDbClient[] clients)
     {
+        long ctx = SuiteOptions.Get(args, "ctx", 32 * 1024);
+        int queries = (int)SuiteOptions.Get(args, "queries", 200);
+        var workload = new SyntheticWorkload(new SyntheticWorkloadOptions { Tokens = ctx, NumKvHeads = 8, NumQueryHeads = 32, HeadDim = 128, Seed = 4242 });
+        var model = new Model { Name = "llama3-8b-layer", NumLayers = 1, NumQueryHeads = 32, NumKvHeads = 8, HeadDim = 128, Dtype = DType.Bf16 };
+        var ids = new string[2];
+        for (int s = 0; s < 2; s++)
+        {
+            await clients[s].CreateModelAsync(model).ConfigureAwait(false);
+            ids[s] = await new QueryContext(workload, ctx).LoadAsync(clients[s], suite).ConfigureAwait(false);
+        }
+
         var server = new double[2][];
         var rtt = new double[2][];
         for (int s = 0; s < 2; s++)
