@@ -108,6 +108,21 @@ public sealed class DashboardTests : IAsyncLifetime
         });
         Shoot(browser, "context");
 
+        // Start a build from the page: layer 1's LSH index, which no query asked for, appears in the catalog.
+        IWebElement layerBox = browser.FindElement(By.Id("build-layer"));
+        layerBox.Clear();
+        layerBox.SendKeys("1");
+        IWebElement specBox = browser.FindElement(By.Id("build-spec"));
+        specBox.Clear();
+        specBox.SendKeys("lsh");
+        browser.FindElement(By.Id("build-btn")).Click();
+        Accept(wait);
+        wait.Until(d =>
+        {
+            d.FindElement(By.CssSelector("a.ctx-link[data-id='dash-pinned']")).Click();
+            return d.FindElements(By.CssSelector("#ctx-indexes tr[data-index='dash-pinned/1/lsh'] td.index-state")).Any(c => c.Text == "ready");
+        });
+
         // Delete the other one from the page: gRPC no longer finds it.
         Click(wait, "tr[data-id='dash-cold'] .act-delete");
         Accept(wait);
@@ -160,11 +175,30 @@ public sealed class DashboardTests : IAsyncLifetime
         Assert.True(doc.RootElement.GetProperty("durable").GetBoolean());
         Assert.Equal(0, doc.RootElement.GetProperty("contexts").GetInt32());
 
+        // Actions on what does not exist or with a bad spec answer with the matching HTTP status and change nothing.
+        using (var admin = new KvDbClient(_server.Address, AdminKey))
+        {
+            Model model = await admin.CreateModelAsync(TestModels.Small("dash-api"));
+            await admin.CreateContextAsync(model.Name, id: "api-ctx");
+        }
+
+        Assert.Equal(System.Net.HttpStatusCode.NotFound, (await Post(http, "/api/contexts/no-such/index?layer=0&spec=centroid:L2")).StatusCode);
+        Assert.Equal(System.Net.HttpStatusCode.BadRequest, (await Post(http, "/api/contexts/api-ctx/index?layer=0&spec=no-such-family")).StatusCode);
+        Assert.Equal(System.Net.HttpStatusCode.BadRequest, (await Post(http, "/api/contexts/api-ctx/index?layer=9&spec=lsh")).StatusCode);
+        Assert.Equal(System.Net.HttpStatusCode.NotFound, (await Post(http, "/api/contexts/no-such/pin")).StatusCode);
+
         // Every asset is inline: no script, style or image is fetched from anywhere.
         string page = await http.GetStringAsync(_server.HttpAddress + "/");
         Assert.DoesNotContain("src=\"http", page, StringComparison.OrdinalIgnoreCase);
         Assert.DoesNotContain("href=\"http", page, StringComparison.OrdinalIgnoreCase);
         Assert.DoesNotContain("<link", page, StringComparison.OrdinalIgnoreCase);
+    }
+
+    private async Task<HttpResponseMessage> Post(HttpClient http, string path)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, _server!.HttpAddress + path);
+        request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", AdminKey);
+        return await http.SendAsync(request);
     }
 
     private static ChromeDriver StartBrowser()

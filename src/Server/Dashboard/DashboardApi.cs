@@ -45,6 +45,29 @@ public static class DashboardApi
             layers = store is KvStore k ? k.DescribeTiers(id) : [],
             indexes = Indexes(indexes, id),
         })));
+        api.MapPost("/contexts/{id}/index", (string id, int layer, string spec) => Guarded(() =>
+        {
+            ContextInfo info = store.GetContext(id);
+            if ((uint)layer >= (uint)info.LayerTokens.Count)
+            {
+                throw KvDbException.Invalid($"layer must be in [0, {info.LayerTokens.Count}) for context \"{id}\", got {layer}");
+            }
+
+            try
+            {
+                // Checks the spec the way a build would, before anything starts.
+                KvDb.Index.IndexFactory.Create(spec, 8).Dispose();
+            }
+            catch (ArgumentException e)
+            {
+                throw KvDbException.Invalid($"spec \"{spec}\" is not an index spec ({e.Message}); send one like {string.Join(", ", KvDb.Index.IndexFactory.DefaultSpecs)}");
+            }
+
+            // The build runs in the background like one a query asks for; the snapshot only pins the layer while it is queued.
+            using LayerSnapshot snapshot = store.OpenLayer(id, layer);
+            indexes.RequestUpdate(id, snapshot, spec);
+            return Results.Json(new { requested = true, layer, spec });
+        }));
         api.MapGet("/indexes", () => Results.Json(new { counters = indexes.Counters, indexes = Indexes(indexes, string.Empty) }));
         api.MapPost("/contexts/{id}/pin", (string id) => Guarded(() => Results.Json(store.UpdateContext(id, null, true))));
         api.MapPost("/contexts/{id}/unpin", (string id) => Guarded(() => Results.Json(store.UpdateContext(id, null, false))));
