@@ -17,11 +17,8 @@ internal static class AdminCommands
 
     public static async Task<int> RunAsync(string command, CliOptions options)
     {
-        string server = options.Get("server", "http://127.0.0.1:50051");
-        string? key = Environment.GetEnvironmentVariable("KVDB_ADMIN_KEY") ?? Environment.GetEnvironmentVariable("KVDB_API_KEY");
-        using var client = new KvDbClient(server, key, options.GetOrNull("ca-file"));
         bool json = options.Has("json");
-        try
+        return await RemoteCommand.RunAsync(options, Environment.GetEnvironmentVariable("KVDB_ADMIN_KEY") ?? Environment.GetEnvironmentVariable("KVDB_API_KEY"), async client =>
         {
             switch (command)
             {
@@ -57,12 +54,7 @@ internal static class AdminCommands
                 default:
                     throw new ArgumentException($"unknown command \"{command}\"");
             }
-        }
-        catch (RpcException e)
-        {
-            Console.Error.WriteLine($"kvdb: {e.StatusCode}: {e.Status.Detail}");
-            return 1;
-        }
+        }).ConfigureAwait(false);
     }
 
     private static void Stats(StatsResponse s, bool json)

@@ -1,5 +1,3 @@
-using Grpc.Core;
-using KvDb.Client;
 using KvDb.Protocol.V1;
 
 namespace KvDb.Cli;
@@ -15,10 +13,7 @@ internal static class ContextCommand
             throw new ArgumentException("kvdb context needs a subcommand and a context id: pin ID, unpin ID, ttl ID SECONDS (0 = never expires)");
         }
 
-        string server = options.Get("server", "http://127.0.0.1:50051");
-        string? key = Environment.GetEnvironmentVariable("KVDB_API_KEY") ?? Environment.GetEnvironmentVariable("KVDB_ADMIN_KEY");
-        using var client = new KvDbClient(server, key, options.GetOrNull("ca-file"));
-        try
+        return await RemoteCommand.RunAsync(options, Environment.GetEnvironmentVariable("KVDB_API_KEY") ?? Environment.GetEnvironmentVariable("KVDB_ADMIN_KEY"), async client =>
         {
             Context c = words[0] switch
             {
@@ -30,11 +25,6 @@ internal static class ContextCommand
             string expires = c.ExpiresAtUnixMs == 0 ? "never expires" : "expires " + DateTimeOffset.FromUnixTimeMilliseconds(c.ExpiresAtUnixMs).ToString("u");
             Console.WriteLine($"context {c.Id}: {(c.Pinned ? "pinned in the CPU tier" : "not pinned")}, {expires}, {c.NumTokens} tokens, {c.Bytes} bytes");
             return 0;
-        }
-        catch (RpcException e)
-        {
-            Console.Error.WriteLine($"kvdb: {e.StatusCode}: {e.Status.Detail}");
-            return 1;
-        }
+        }).ConfigureAwait(false);
     }
 }

@@ -1,5 +1,3 @@
-using Grpc.Core;
-using KvDb.Client;
 using KvDb.Protocol.V1;
 
 namespace KvDb.Cli;
@@ -15,9 +13,7 @@ internal static class TenantCommand
             throw new ArgumentException("kvdb tenant needs a subcommand: create NAME [--admin], list, rotate-key NAME, revoke-key KEY_ID, set-quota NAME [--bytes N] [--cpu-bytes N] [--contexts N] [--streams N] [--rps X], grant NAME @NS, revoke-grant NAME @NS, delete NAME");
         }
 
-        string server = options.Get("server", "http://127.0.0.1:50051");
-        using var client = new KvDbClient(server, Environment.GetEnvironmentVariable("KVDB_ADMIN_KEY"), options.GetOrNull("ca-file"));
-        try
+        return await RemoteCommand.RunAsync(options, Environment.GetEnvironmentVariable("KVDB_ADMIN_KEY"), async client =>
         {
             switch (words[0])
             {
@@ -88,12 +84,7 @@ internal static class TenantCommand
                 default:
                     throw new ArgumentException($"unknown tenant subcommand \"{words[0]}\"; use create, list, rotate-key, revoke-key, set-quota, grant, revoke-grant or delete");
             }
-        }
-        catch (RpcException e)
-        {
-            Console.Error.WriteLine($"kvdb: {e.StatusCode}: {e.Status.Detail}");
-            return 1;
-        }
+        }).ConfigureAwait(false);
     }
 
     private static string Argument(List<string> words, string what) =>

@@ -110,8 +110,7 @@ public partial class KvStore
             lock (c.Gate)
             {
                 int tokens = (int)Math.Min(int.MaxValue, c.NumTokens);
-                UnpinBlocks(c);
-                c.Pinned = false;
+                SetPinned(c, false);
                 c.Deleted = true;
                 Unregister(c);
                 foreach (ContextLayer l in c.Layers)

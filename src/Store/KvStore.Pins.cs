@@ -44,17 +44,8 @@ public partial class KvStore
             lock (c.Gate)
             {
                 // Pinning first: it may fail (no room), and then nothing is logged or changed.
-                if (pin && !c.Pinned)
-                {
-                    PinBlocks(c);
-                }
-                else if (!pin && c.Pinned)
-                {
-                    UnpinBlocks(c);
-                }
-
+                SetPinned(c, pin);
                 c.ExpiresAtUnixMs = expires;
-                c.Pinned = pin;
                 info = c.Info();
             }
 
@@ -78,25 +69,31 @@ public partial class KvStore
             lock (c.Gate)
             {
                 c.ExpiresAtUnixMs = expiresAtUnixMs;
-                if (pinned && !c.Pinned)
+                try
                 {
-                    try
-                    {
-                        PinBlocks(c);
-                        c.Pinned = true;
-                    }
-                    catch (KvDbException e) when (e.Code == KvDbErrorCode.ResourceExhausted)
-                    {
-                        ReportCorrupt($"context \"{id}\" was pinned but its blocks no longer fit the CPU tier's pinnable half ({e.Message}); it is left unpinned");
-                    }
+                    SetPinned(c, pinned);
                 }
-                else if (!pinned && c.Pinned)
+                catch (KvDbException e) when (e.Code == KvDbErrorCode.ResourceExhausted)
                 {
-                    UnpinBlocks(c);
-                    c.Pinned = false;
+                    ReportCorrupt($"context \"{id}\" was pinned but its blocks no longer fit the CPU tier's pinnable half ({e.Message}); it is left unpinned");
                 }
             }
         }
+    }
+
+    /// <summary>Pins or unpins the context's blocks when that changes its state (metadata lock and gate held); a failed pin changes nothing.</summary>
+    private void SetPinned(KvContext c, bool pin)
+    {
+        if (pin && !c.Pinned)
+        {
+            PinBlocks(c);
+        }
+        else if (!pin && c.Pinned)
+        {
+            UnpinBlocks(c);
+        }
+
+        c.Pinned = pin;
     }
 
     /// <summary>

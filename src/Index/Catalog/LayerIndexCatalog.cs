@@ -124,8 +124,7 @@ public sealed class LayerIndexCatalog : IDisposable
             bool stale = current is not null && !StillDescribes(entry, layer);
             if (current is null || stale)
             {
-                IndexState state = entry.Pending is not null ? IndexState.Building : entry.Error is not null ? IndexState.Failed : IndexState.Absent;
-                return new IndexStatus(state, spec, layer.Layer, layer.Tokens, Stale: stale, Error: entry.Error, Problem: entry.Problem);
+                return new IndexStatus(StateWithoutView(entry), spec, layer.Layer, layer.Tokens, Stale: stale, Error: entry.Error, Problem: entry.Problem);
             }
 
             view = current;
@@ -135,6 +134,10 @@ public sealed class LayerIndexCatalog : IDisposable
                 Problem: entry.Problem);
         }
     }
+
+    /// <summary>An entry's state apart from its view: building while an update runs, else failed after an error, else absent.</summary>
+    private static IndexState StateWithoutView(Entry entry) =>
+        entry.Pending is not null ? IndexState.Building : entry.Error is not null ? IndexState.Failed : IndexState.Absent;
 
     /// <summary>
     /// Every index the catalog holds for <paramref name="contextId"/> (or, with an empty id, for every context), for
@@ -155,10 +158,7 @@ public sealed class LayerIndexCatalog : IDisposable
             lock (entry)
             {
                 LayerIndexes? current = entry.Current;
-                IndexState state = entry.Pending is not null ? IndexState.Building
-                    : current is not null ? IndexState.Ready
-                    : entry.Error is not null ? IndexState.Failed
-                    : IndexState.Absent;
+                IndexState state = current is not null && entry.Pending is null ? IndexState.Ready : StateWithoutView(entry);
                 var status = new IndexStatus(
                     state, pair.Key.Spec, pair.Key.Layer, 0, current?.IndexedTokens ?? 0,
                     entry.Base?.Tokens ?? 0, entry.Base is null ? SegmentOrigin.None : entry.BaseOrigin, entry.Suffix?.Tokens ?? 0,

@@ -17,18 +17,13 @@ namespace KvDb.Server.Dashboard;
 /// </summary>
 public static class DashboardApi
 {
-    private const int EventRing = 500;
+    /// <summary>The most events one poll of the page gets (the newest).</summary>
+    private const int EventPage = 500;
 
     /// <summary>Maps the page and the API.</summary>
     public static void Map(WebApplication app, IKvStore store, Authenticator authenticator, RecentCalls calls, TenantQuotas quotas, KvDb.Index.Catalog.LayerIndexCatalog indexes)
     {
         string page = LoadPage();
-        var events = new RecentEvents(EventRing);
-        if (store is KvStore tiered)
-        {
-            events.Follow(tiered.Events, app.Lifetime.ApplicationStopping);
-        }
-
         app.MapGet("/", () => Results.Content(page, "text/html; charset=utf-8"));
         RouteGroupBuilder api = app.MapGroup("/api");
         api.AddEndpointFilter(async (context, next) =>
@@ -80,7 +75,7 @@ public static class DashboardApi
         }));
         api.MapPost("/checkpoint", () => Guarded(() => Results.Json(store.Checkpoint())));
         api.MapGet("/tenants", () => Results.Json(Tenants(authenticator.Tenants, quotas)));
-        api.MapGet("/events", (long? after) => Results.Json(events.After(after ?? 0)));
+        api.MapGet("/events", (long? after) => Results.Json(Events(store.Events, after ?? 0)));
     }
 
     /// <summary>Runs an action, answering a store error as JSON with the HTTP status that matches its code.</summary>
@@ -211,6 +206,17 @@ public static class DashboardApi
         return list;
     }
 
+    /// <summary>
+    /// The hub's kept events after <paramref name="after"/>, at most the newest <see cref="EventPage"/>: the page polls
+    /// with the last sequence it saw. One it cannot have seen (a sequence of a previous server process) starts over.
+    /// </summary>
+    private static List<KvEvent> Events(KvEventHub hub, long after)
+    {
+        long last = hub.LastSequence;
+        long from = after > last ? 0 : after;
+        return hub.Since(Math.Max(from, last - EventPage), out _);
+    }
+
     private static object Tenants(TenantRegistry registry, TenantQuotas quotas)
     {
         var list = new List<object>();
@@ -229,58 +235,5 @@ public static class DashboardApi
             ?? throw new InvalidOperationException("the dashboard page is not embedded in the server assembly");
         using var reader = new StreamReader(stream);
         return reader.ReadToEnd();
-    }
-
-    /// <summary>The last block events, for the page's live list (it polls with the last sequence it saw).</summary>
-    private sealed class RecentEvents(int capacity)
-    {
-        private readonly Queue<KvEvent> _events = new();
-        private readonly Lock _gate = new();
-
-        public void Follow(KvEventHub hub, CancellationToken stopping)
-        {
-            KvEventSubscription subscription = hub.Subscribe();
-            _ = Task.Run(async () =>
-            {
-                using (subscription)
-                {
-                    try
-                    {
-                        await foreach (KvEvent e in subscription.Reader.ReadAllAsync(stopping).ConfigureAwait(false))
-                        {
-                            lock (_gate)
-                            {
-                                _events.Enqueue(e);
-                                while (_events.Count > capacity)
-                                {
-                                    _events.Dequeue();
-                                }
-                            }
-                        }
-                    }
-                    catch (OperationCanceledException)
-                    {
-                    }
-                }
-            },
-            CancellationToken.None);
-        }
-
-        public List<KvEvent> After(long sequence)
-        {
-            lock (_gate)
-            {
-                var list = new List<KvEvent>();
-                foreach (KvEvent e in _events)
-                {
-                    if (e.Sequence > sequence)
-                    {
-                        list.Add(e);
-                    }
-                }
-
-                return list;
-            }
-        }
     }
 }
