@@ -13,6 +13,7 @@ using KvDb.Workload;
 //   --bench                  exact and gathered attention benchmark of a Llama-3-8B layer
 //   --store                  the store's GPU tier: StoreGpuChecks (promotion/eviction/demotion parity) and
 //                            store_gpu_exact timing vs the raw backend at --store-ctx tokens (default 131072; a list)
+//   --auto                   AUTO on the device (GpuAutoAttention) over --auto-ctx tokens (default 1048576; a list), --auto-trials queries
 //   --contexts 131072,1048576  --batches 1,8,32 (gathered_batch: requests per launch)  --iters 30  --fraction 0.02  --splits 0  --sdpa sdpa.jsonl  --out results.jsonl
 var options = RunnerOptions.Parse(args);
 using var output = options.OutPath is null ? null : new StreamWriter(options.OutPath, append: true);
@@ -72,15 +73,33 @@ if (options.Store)
     }
 }
 
+if (options.Auto)
+{
+    foreach (long ctx in options.AutoContexts)
+    {
+        try
+        {
+            failures += AutoBench.Run(backend, ctx, Math.Max(options.Iterations, 50), options.AutoTrials, Emit);
+        }
+        catch (Exception e)
+        {
+            failures++;
+            Emit(Json.Line(("kind", "auto"), ("ctx", ctx), ("pass", false), ("error", e.ToString())));
+        }
+    }
+}
+
 Console.Error.WriteLine(failures == 0 ? "gpurunner: all checks passed" : $"gpurunner: {failures} checks FAILED");
 return failures == 0 ? 0 : 1;
 
-internal sealed record RunnerOptions(bool Parity, bool Bench, bool Store, long[] StoreContexts, long[] Contexts, int[] Batches, int Iterations, double Fraction, int Splits, string? SdpaPath, string? OutPath)
+internal sealed record RunnerOptions(bool Parity, bool Bench, bool Store, bool Auto, long[] AutoContexts, int AutoTrials, long[] StoreContexts, long[] Contexts, int[] Batches, int Iterations, double Fraction, int Splits, string? SdpaPath, string? OutPath)
 {
     public static RunnerOptions Parse(string[] args)
     {
-        bool parity = false, bench = false, store = false;
+        bool parity = false, bench = false, store = false, auto = false;
         long[] storeContexts = [131_072];
+        long[] autoContexts = [1_048_576];
+        int autoTrials = 8;
         long[] contexts = [32_768, 131_072, 1_048_576];
         int[] batches = [1, 8, 32];
         int iters = 30, splits = 0;
@@ -94,6 +113,9 @@ internal sealed record RunnerOptions(bool Parity, bool Bench, bool Store, long[]
                 case "--parity": parity = true; break;
                 case "--bench": bench = true; break;
                 case "--store": store = true; break;
+                case "--auto": auto = true; break;
+                case "--auto-ctx": autoContexts = [.. Next().Split(',').Select(s => long.Parse(s, CultureInfo.InvariantCulture))]; break;
+                case "--auto-trials": autoTrials = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                 case "--store-ctx": storeContexts = [.. Next().Split(',').Select(s => long.Parse(s, CultureInfo.InvariantCulture))]; break;
                 case "--contexts": contexts = [.. Next().Split(',').Select(s => long.Parse(s, CultureInfo.InvariantCulture))]; break;
                 case "--batches": batches = [.. Next().Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture))]; break;
@@ -106,12 +128,12 @@ internal sealed record RunnerOptions(bool Parity, bool Bench, bool Store, long[]
             }
         }
 
-        if (!parity && !bench && !store)
+        if (!parity && !bench && !store && !auto)
         {
             parity = bench = store = true;
         }
 
-        return new RunnerOptions(parity, bench, store, storeContexts, contexts, batches, iters, fraction, splits, sdpa, outPath);
+        return new RunnerOptions(parity, bench, store, auto, autoContexts, autoTrials, storeContexts, contexts, batches, iters, fraction, splits, sdpa, outPath);
     }
 }
 

@@ -472,6 +472,56 @@ public sealed class CentroidIndex : IKeyIndex, IIndexPayload, IHeavyHitterIndex
         }
     }
 
+    /// <summary>
+    /// The index as flat arrays for the device search (<see cref="CentroidExport"/>): with one level the key mean is the
+    /// single coarse centroid; positions below <paramref name="sinks"/> leave the members and outliers (they are attended
+    /// anyway).
+    /// </summary>
+    public CentroidExport Export(long sinks)
+    {
+        int d = Dimension;
+        int coarseCount = CoarseCount;
+        float[] coarse = _coarse.Length > 0 ? (float[])_coarse.Clone() : (float[])_anchor.Clone();
+        if (coarse.Length != coarseCount * d)
+        {
+            coarse = new float[coarseCount * d];
+        }
+
+        ReadOnlySpan<long> positions = _rows.Positions;
+        var coarseMembers = new int[coarseCount];
+        var memberStart = new int[FineCount + 1];
+        var members = new List<int>(Count);
+        for (int c = 0; c < coarseCount; c++)
+        {
+            int before = members.Count;
+            for (int f = _fineStart[c]; f < _fineStart[c + 1]; f++)
+            {
+                foreach (int row in _members[f])
+                {
+                    if (positions[row] >= sinks)
+                    {
+                        members.Add(checked((int)positions[row]));
+                    }
+                }
+
+                memberStart[f + 1] = members.Count;
+            }
+
+            coarseMembers[c] = members.Count - before;
+        }
+
+        var outliers = new List<int>(_outliers.Count);
+        foreach (int row in _outliers)
+        {
+            if (positions[row] >= sinks)
+            {
+                outliers.Add(checked((int)positions[row]));
+            }
+        }
+
+        return new CentroidExport(d, coarse, coarseMembers, (int[])_fineStart.Clone(), (float[])_fine.Clone(), memberStart, [.. members], [.. outliers]);
+    }
+
     /// <inheritdoc />
     public void Save(Stream stream)
     {

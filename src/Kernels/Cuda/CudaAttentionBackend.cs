@@ -299,6 +299,38 @@ public sealed unsafe class CudaAttentionBackend : IDisposable
         }
     }
 
+    /// <summary>Queues AUTO's device-side selection (kvdb_auto_select); <see cref="GpuAutoAttention"/> owns every buffer it names.</summary>
+    internal void AutoSelectAsync(in KvdbAutoSelectArgs args)
+    {
+        KvdbAutoSelectArgs a = args;
+        lock (_gate)
+        {
+            CudaRuntime.Check(CudaRuntime.Native.AutoSelect(Ctx, &a), "kvdb_auto_select");
+        }
+    }
+
+    /// <summary>Queues AUTO's merge of the heavy and the sampled partial with its error bound (kvdb_auto_merge).</summary>
+    internal void AutoMergeAsync(
+        in AttentionGeometry geometry,
+        in GpuKvSource kv,
+        nint queries,
+        int numQueries,
+        long excludeStart,
+        long excludeEnd,
+        nint output,
+        nint lse,
+        in KvdbAutoMergeArgs args)
+    {
+        KvdbAttnArgs a = MakeArgs(geometry, kv, default, queries, numQueries, excludeStart, excludeEnd);
+        a.Output = output;
+        a.Lse = lse;
+        KvdbAutoMergeArgs m = args;
+        lock (_gate)
+        {
+            CudaRuntime.Check(CudaRuntime.Native.AutoMerge(Ctx, &a, &m), "kvdb_auto_merge");
+        }
+    }
+
     /// <summary>Benchmark helper: queues a write over a buffer larger than L2, so the next kernel starts cold.</summary>
     public void FlushL2()
     {

@@ -11,7 +11,7 @@ namespace KvDb.Kernels.Cuda;
 internal sealed unsafe class CudaNative
 {
     /// <summary>ABI version this binding was written for (KVDB_CUDA_ABI_VERSION).</summary>
-    public const int AbiVersion = 2;
+    public const int AbiVersion = 3;
 
     public const int CopyHostToDevice = 1;
     public const int CopyDeviceToHost = 2;
@@ -40,6 +40,8 @@ internal sealed unsafe class CudaNative
     public readonly delegate* unmanaged<nint, nint, ulong, int> ReadBytes;
     public readonly delegate* unmanaged<nint, int> FlushL2;
     public readonly delegate* unmanaged<int, int, int> SetOption;
+    public readonly delegate* unmanaged<nint, KvdbAutoSelectArgs*, int> AutoSelect;
+    public readonly delegate* unmanaged<nint, KvdbAttnArgs*, KvdbAutoMergeArgs*, int> AutoMerge;
     public readonly delegate* unmanaged<nint*, int> EventCreate;
     public readonly delegate* unmanaged<nint, int> EventDestroy;
     public readonly delegate* unmanaged<nint, nint, int> EventRecord;
@@ -70,6 +72,8 @@ internal sealed unsafe class CudaNative
         ReadBytes = (delegate* unmanaged<nint, nint, ulong, int>)Export(h, "kvdb_read_bytes");
         FlushL2 = (delegate* unmanaged<nint, int>)Export(h, "kvdb_flush_l2");
         SetOption = (delegate* unmanaged<int, int, int>)Export(h, "kvdb_set_option");
+        AutoSelect = (delegate* unmanaged<nint, KvdbAutoSelectArgs*, int>)Export(h, "kvdb_auto_select");
+        AutoMerge = (delegate* unmanaged<nint, KvdbAttnArgs*, KvdbAutoMergeArgs*, int>)Export(h, "kvdb_auto_merge");
         EventCreate = (delegate* unmanaged<nint*, int>)Export(h, "kvdb_event_create");
         EventDestroy = (delegate* unmanaged<nint, int>)Export(h, "kvdb_event_destroy");
         EventRecord = (delegate* unmanaged<nint, nint, int>)Export(h, "kvdb_event_record");

@@ -17,7 +17,7 @@ gencode=()
 for a in ${KVDB_CUDA_ARCHS:-90}; do gencode+=("-gencode=arch=compute_$a,code=sm_$a"); done
 flags=(-O3 -std=c++17 -lineinfo -Xcompiler -fPIC -Xcompiler -fvisibility=hidden -Xptxas -v)
 pids=()
-units=(kvdb_attention kvdb_attention_batch kvdb_score kvdb_runtime)
+units=(kvdb_attention kvdb_attention_batch kvdb_score kvdb_auto kvdb_runtime)
 for unit in "${units[@]}"; do
   "$NVCC" "${flags[@]}" "${gencode[@]}" -c "$here/$unit.cu" -o "$out/$unit.o" >"$out/$unit.log" 2>&1 &
   pids+=($!)

@@ -32,7 +32,7 @@ extern "C" {
 #define KVDB_API __attribute__((visibility("default")))
 #endif
 
-#define KVDB_CUDA_ABI_VERSION 2
+#define KVDB_CUDA_ABI_VERSION 3
 
 #define KVDB_ERR_INVALID_ARGUMENT (-1)
 #define KVDB_ERR_UNSUPPORTED (-2)
@@ -152,6 +152,88 @@ KVDB_API int kvdb_score(kvdb_ctx* context, const kvdb_attn_args* args, float* sc
  * descending (equal values by lower index), with their indices; which of several values equal to
  * the k-th largest are kept is unspecified. k <= min(n, 4096). */
 KVDB_API int kvdb_topk(kvdb_ctx* context, const float* values, int rows, int n, long long stride, int k, float* out_values, int* out_indices);
+
+/* --- AUTO on the device: centroid selection, residual sample, merge with an error bound --- */
+
+/* A layer's centroid index in device memory (src/Index/CentroidIndex.cs exported per KV head and concatenated).
+ * Coarse cluster c (global id) holds fine clusters [fine_start[c], fine_start[c + 1]) and coarse_members[c] keys;
+ * fine cluster f holds the positions members[member_start[f] .. member_start[f + 1]); outliers of KV head h are
+ * outliers[outlier_start[h] .. outlier_start[h + 1]). KV head h owns coarse ids [coarse_start[h], coarse_start[h + 1])
+ * and fine ids [fine_head_start[h], fine_head_start[h + 1]). Members and outliers hold no position below the sinks
+ * (they are attended anyway) and none at or past indexed_tokens (the unindexed tail is attended anyway). 88 bytes. */
+typedef struct kvdb_centroid_layout {
+    const float* coarse;                  /* [coarse ids][head_dim] f32 */
+    const int* coarse_members;            /* [coarse ids] */
+    const int* fine_start;                /* [coarse ids + 1] */
+    const float* fine;                    /* [fine ids][head_dim] f32 */
+    const int* member_start;              /* [fine ids + 1] */
+    const int* members;
+    const int* outliers;
+    const int* coarse_start;              /* [num_kv_heads + 1]; at most 1024 coarse clusters per KV head */
+    const int* fine_head_start;           /* [num_kv_heads + 1] */
+    const int* outlier_start;             /* [num_kv_heads + 1] */
+    long long indexed_tokens;             /* the index covers positions [0, indexed_tokens) */
+} kvdb_centroid_layout;
+
+/* kvdb_auto_select: per KV head, the heavy hitters of its GQA group's query rows (each row scores the coarse
+ * centroids, probes the best coarse clusters until probe_members keys, scores their fine centroids (at most 2048)
+ * and names the best fine clusters until per_row keys), united over the rows, plus outliers, sinks and the tail,
+ * as CSR heavy_positions/heavy_offsets; and sample_size positions drawn uniformly (with replacement) from the
+ * residual (indexed positions past the sinks that are neither heavy nor excluded) as CSR sample_positions /
+ * sample_offsets (KV head h at h * sample_size); residual[h] = the residual's size. flags and bitmap must be zero
+ * before the call and are zero after it. status[0] gets bit 1 when a KV head has more than 1024 coarse clusters,
+ * bit 2 when heavy_capacity is too small, bit 4 when a sample position could not be drawn (a residual too small
+ * to sample by rejection); the results are unusable when it is not 0. 248 bytes. */
+typedef struct kvdb_auto_select_args {
+    kvdb_centroid_layout index;
+    const float* queries;                 /* device f32 [num_queries][num_query_heads][head_dim] */
+    int* heavy_positions;                 /* [heavy_capacity] */
+    int* heavy_offsets;                   /* [num_kv_heads + 1] */
+    int* sample_positions;                /* [num_kv_heads * sample_size] */
+    int* sample_offsets;                  /* [num_kv_heads + 1] */
+    float* residual;                      /* [num_kv_heads] */
+    unsigned int* flags;                  /* [fine ids], zero between calls */
+    unsigned int* bitmap;                 /* [num_kv_heads][bitmap_words], zero between calls */
+    int* counts;                          /* [num_kv_heads] scratch */
+    int* status;                          /* [1] */
+    unsigned long long seed;
+    long long num_tokens;
+    long long exclude_start;
+    long long exclude_end;                /* empty when exclude_end <= exclude_start */
+    long long heavy_capacity;
+    int num_queries;
+    int num_query_heads;
+    int num_kv_heads;
+    int head_dim;                         /* 64 or 128 */
+    int per_row;
+    int probe_members;
+    int sample_size;
+    int sinks;
+    int bitmap_words;                     /* >= ceil(indexed_tokens / 32) */
+    int reserved;                         /* 0 */
+} kvdb_auto_select_args;
+
+/* kvdb_auto_merge: merges the heavy part's attention (exact over heavy_positions) with the sample's (over
+ * sample_positions, weighted residual / sample_size) into the output and LSE of the kvdb_attn_args (whose K/V,
+ * queries, shape and exclude range are those of both attention calls; positions are ignored), and per query head
+ * the (1 - delta)-quantile of the relative L2 error, sqrt(factor * R^2 * var / n) / (D * |o|) with var the sample's
+ * variance of w_i (v_i - o) (bound; +inf when it cannot be bounded) and the share of the estimated softmax mass
+ * held by the heavy part (heavy_mass). factor = (1 + sqrt(2 ln(1/delta)))^2. 72 bytes. */
+typedef struct kvdb_auto_merge_args {
+    const float* heavy_output;            /* [num_queries][num_query_heads][head_dim] */
+    const float* heavy_lse;               /* [num_queries][num_query_heads] */
+    const float* sample_output;
+    const float* sample_lse;
+    const int* sample_positions;          /* KV head h's at h * sample_size */
+    const float* residual;                /* [num_kv_heads] */
+    float* bound;                         /* [num_queries][num_query_heads] */
+    float* heavy_mass;                    /* [num_queries][num_query_heads] */
+    int sample_size;
+    float factor;
+} kvdb_auto_merge_args;
+
+KVDB_API int kvdb_auto_select(kvdb_ctx* context, const kvdb_auto_select_args* args);
+KVDB_API int kvdb_auto_merge(kvdb_ctx* context, const kvdb_attn_args* attention, const kvdb_auto_merge_args* args);
 
 /* Process-wide tuning knob (KVDB_OPTION_*); for benchmarks and A/B tests. */
 KVDB_API int kvdb_set_option(int option, int value);
