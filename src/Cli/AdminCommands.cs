@@ -19,23 +19,24 @@ internal static class AdminCommands
     /// <summary>The five commands, each with <c>--json</c>, <c>--server</c> and <c>--ca-file</c>.</summary>
     public static IEnumerable<Command> Create()
     {
-        yield return Command("stats", "Store and tier figures, and tenants' usage against their quotas.", [], (client, _, json) => StatsAsync(client, json));
+        yield return AdminCommand("stats", "Store and tier figures, and tenants' usage against their quotas.", [], (client, _, json) => StatsAsync(client, json));
 
         var ns = new Option<string?>("--namespace") { Description = "only the contexts of this namespace", HelpName = "NS" };
         Option<int> limit = NumberOptions.NonNegative("--limit", "list at most this many contexts", 100);
-        yield return Command("contexts", "The contexts with their tokens, bytes, pin and expiry.", [ns, limit], (client, parse, json) => ContextsAsync(client, parse.GetValue(ns), parse.GetValue(limit), json));
+        yield return AdminCommand("contexts", "The contexts with their tokens, bytes, pin and expiry.", [ns, limit], (client, parse, json) => ContextsAsync(client, parse.GetValue(ns), parse.GetValue(limit), json));
 
         Option<long> target = NumberOptions.NonNegative("--target", "bytes the CPU tier may hold afterwards", 0L, "BYTES");
-        yield return Command("evict", "Demote cold unpinned blocks of the CPU tier to disk until it holds at most --target bytes.", [target], (client, parse, json) => EvictAsync(client, parse.GetValue(target), json));
+        yield return AdminCommand("evict", "Demote cold unpinned blocks of the CPU tier to disk until it holds at most --target bytes.", [target], (client, parse, json) => EvictAsync(client, parse.GetValue(target), json));
 
-        yield return Command("checkpoint", "Write a checkpoint now and truncate the write-ahead log (prints progress, then what it wrote).", [], (client, _, json) => CheckpointAsync(client, json));
+        yield return AdminCommand("checkpoint", "Write a checkpoint now and truncate the write-ahead log (prints progress, then what it wrote).", [], (client, _, json) => CheckpointAsync(client, json));
 
         Option<long> after = NumberOptions.NonNegative("--after", "resume after this sequence number, the last one received (0 = every event still kept); left out: live events only", 0L, "SEQ");
+        after.DefaultValueFactory = null; // left out is not 0: see WasGiven below
         Option<long> count = NumberOptions.NonNegative("--count", "stop after this many events; 0 = follow until Ctrl-C", 0L);
-        yield return Command("events", "Follow the block, context and index event stream (Ctrl-C stops; --after resumes after a sequence number).", [after, count], (client, parse, json) => EventsAsync(client, parse.WasGiven(after) ? parse.GetValue(after) : null, parse.GetValue(count), json));
+        yield return AdminCommand("events", "Follow the block, context and index event stream (Ctrl-C stops; --after resumes after a sequence number).", [after, count], (client, parse, json) => EventsAsync(client, parse.WasGiven(after) ? parse.GetValue(after) : null, parse.GetValue(count), json));
     }
 
-    private static Command Command(string name, string description, Option[] options, Func<KvDbClient, ParseResult, bool, Task> body)
+    private static Command AdminCommand(string name, string description, Option[] options, Func<KvDbClient, ParseResult, bool, Task> body)
     {
         var json = new Option<bool>("--json") { Description = "protobuf JSON (64-bit numbers as strings) for scripts instead of a table" };
         var command = new Command(name, description) { json };

@@ -13,13 +13,13 @@ internal sealed class ContextCommand : Command
         : base("context", "Pin a context's blocks in the CPU tier, unpin them, or set its TTL, with the key from KVDB_API_KEY (or KVDB_ADMIN_KEY).")
     {
         _connection.AddTo(this);
-        Subcommands.Add(Update("pin", "Keep the context's blocks in the CPU tier (admin key).", (client, id, _) => client.UpdateContextAsync(id, pinned: true)));
-        Subcommands.Add(Update("unpin", "Let the context's blocks be demoted again (admin key).", (client, id, _) => client.UpdateContextAsync(id, pinned: false)));
+        Subcommands.Add(UpdateCommand("pin", "Keep the context's blocks in the CPU tier (admin key).", (client, id, _) => client.UpdateContextAsync(id, pinned: true)));
+        Subcommands.Add(UpdateCommand("unpin", "Let the context's blocks be demoted again (admin key).", (client, id, _) => client.UpdateContextAsync(id, pinned: false)));
         var seconds = new Argument<long>("SECONDS") { Description = "lifetime from now in seconds; 0 = never expires" };
-        Subcommands.Add(Update("ttl", "Set the context's time to live from now.", (client, id, parse) => client.UpdateContextAsync(id, ttlSeconds: parse.GetValue(seconds)), seconds));
+        Subcommands.Add(UpdateCommand("ttl", "Set the context's time to live from now.", (client, id, parse) => client.UpdateContextAsync(id, ttlSeconds: parse.GetValue(seconds)), seconds));
     }
 
-    private Command Update(string verb, string description, Func<KvDbClient, string, ParseResult, Task<Context>> update, params Argument[] more)
+    private Command UpdateCommand(string verb, string description, Func<KvDbClient, string, ParseResult, Task<Context>> update, params Argument[] more)
     {
         var id = new Argument<string>("ID") { Description = "the context's id" };
         var command = new Command(verb, description) { id };

@@ -15,19 +15,19 @@ internal sealed class TenantCommand : Command
         : base("tenant", "Manage tenants on a running server with the admin key from KVDB_ADMIN_KEY.")
     {
         _connection.AddTo(this);
-        Subcommands.Add(Create());
-        Subcommands.Add(List());
-        Subcommands.Add(RotateKey());
-        Subcommands.Add(RevokeKey());
-        Subcommands.Add(SetQuota());
-        Subcommands.Add(Grant("grant", "Let the tenant use a shared namespace (@NAME).", revoke: false));
-        Subcommands.Add(Grant("revoke-grant", "Take a shared namespace back from the tenant.", revoke: true));
-        Subcommands.Add(Delete());
+        Subcommands.Add(CreateCommand());
+        Subcommands.Add(ListCommand());
+        Subcommands.Add(RotateKeyCommand());
+        Subcommands.Add(RevokeKeyCommand());
+        Subcommands.Add(SetQuotaCommand());
+        Subcommands.Add(GrantCommand("grant", "Let the tenant use a shared namespace (@NAME).", revoke: false));
+        Subcommands.Add(GrantCommand("revoke-grant", "Take a shared namespace back from the tenant.", revoke: true));
+        Subcommands.Add(DeleteCommand());
     }
 
     private static Argument<string> TenantName() => new("NAME") { Description = "the tenant's name" };
 
-    private Command Create()
+    private Command CreateCommand()
     {
         Argument<string> name = TenantName();
         var admin = new Option<bool>("--admin") { Description = "an admin tenant: its keys are admin keys" };
@@ -42,7 +42,7 @@ internal sealed class TenantCommand : Command
         return command;
     }
 
-    private Command List()
+    private Command ListCommand()
     {
         var command = new Command("list", "List the tenants with their keys and usage.");
         _connection.SetAction(command, async (_, client) =>
@@ -61,7 +61,7 @@ internal sealed class TenantCommand : Command
         return command;
     }
 
-    private Command RotateKey()
+    private Command RotateKeyCommand()
     {
         Argument<string> name = TenantName();
         var command = new Command("rotate-key", "Give the tenant a new key (the old ones keep working until revoked); the key is the last line printed (shown once).") { name };
@@ -75,7 +75,7 @@ internal sealed class TenantCommand : Command
         return command;
     }
 
-    private Command RevokeKey()
+    private Command RevokeKeyCommand()
     {
         var keyId = new Argument<string>("KEY_ID") { Description = "the key's id (`kvdb tenant list` shows them)" };
         var command = new Command("revoke-key", "Revoke a key: calls with it are refused from now on.") { keyId };
@@ -89,7 +89,7 @@ internal sealed class TenantCommand : Command
         return command;
     }
 
-    private Command SetQuota()
+    private Command SetQuotaCommand()
     {
         Argument<string> name = TenantName();
         Option<long> bytes = NumberOptions.NonNegative("--bytes", "bytes of K/V the tenant may store; 0 = unlimited", 0L);
@@ -115,7 +115,7 @@ internal sealed class TenantCommand : Command
         return command;
     }
 
-    private Command Grant(string verb, string description, bool revoke)
+    private Command GrantCommand(string verb, string description, bool revoke)
     {
         Argument<string> name = TenantName();
         var ns = new Argument<string>("@SHARED") { Description = "the shared namespace, with its @" };
@@ -129,7 +129,7 @@ internal sealed class TenantCommand : Command
         return command;
     }
 
-    private Command Delete()
+    private Command DeleteCommand()
     {
         Argument<string> name = TenantName();
         var command = new Command("delete", "Delete the tenant: its keys stop working, then its contexts are deleted.") { name };
