@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Globalization;
 using Google.Protobuf;
 using Grpc.Core;
@@ -15,46 +16,62 @@ internal static class AdminCommands
 {
     private static readonly JsonFormatter Json = new(JsonFormatter.Settings.Default.WithFormatDefaultValues(true));
 
-    public static async Task<int> RunAsync(string command, CliOptions options)
+    /// <summary>The five commands, each with <c>--json</c>, <c>--server</c> and <c>--ca-file</c>.</summary>
+    public static IEnumerable<Command> Create()
     {
-        bool json = options.Has("json");
-        return await RemoteCommand.RunAsync(options, Environment.GetEnvironmentVariable("KVDB_ADMIN_KEY") ?? Environment.GetEnvironmentVariable("KVDB_API_KEY"), async client =>
+        yield return AdminCommand("stats", "Store and tier figures, and tenants' usage against their quotas.", [], (client, _, json) => StatsAsync(client, json));
+
+        var ns = new Option<string?>("--namespace") { Description = "only the contexts of this namespace", HelpName = "NS" };
+        Option<int> limit = NumberOptions.NonNegative("--limit", "list at most this many contexts", 100);
+        yield return AdminCommand("contexts", "The contexts with their tokens, bytes, pin and expiry.", [ns, limit], (client, parse, json) => ContextsAsync(client, parse.GetValue(ns), parse.GetValue(limit), json));
+
+        Option<long> target = NumberOptions.NonNegative("--target", "bytes the CPU tier may hold afterwards", 0L, "BYTES");
+        yield return AdminCommand("evict", "Demote cold unpinned blocks of the CPU tier to disk until it holds at most --target bytes.", [target], (client, parse, json) => EvictAsync(client, parse.GetValue(target), json));
+
+        yield return AdminCommand("checkpoint", "Write a checkpoint now and truncate the write-ahead log (prints progress, then what it wrote).", [], (client, _, json) => CheckpointAsync(client, json));
+
+        Option<long> after = NumberOptions.NonNegative("--after", "resume after this sequence number, the last one received (0 = every event still kept); left out: live events only", 0L, "SEQ");
+        after.DefaultValueFactory = null; // left out is not 0: see WasGiven below
+        Option<long> count = NumberOptions.NonNegative("--count", "stop after this many events; 0 = follow until Ctrl-C", 0L);
+        yield return AdminCommand("events", "Follow the block, context and index event stream (Ctrl-C stops; --after resumes after a sequence number).", [after, count], (client, parse, json) => EventsAsync(client, parse.WasGiven(after) ? parse.GetValue(after) : null, parse.GetValue(count), json));
+    }
+
+    private static Command AdminCommand(string name, string description, Option[] options, Func<KvDbClient, ParseResult, bool, Task> body)
+    {
+        var json = new Option<bool>("--json") { Description = "protobuf JSON (64-bit numbers as strings) for scripts instead of a table" };
+        var command = new Command(name, description) { json };
+        foreach (Option option in options)
         {
-            switch (command)
-            {
-                case "stats":
-                    Stats(await client.GetStatsAsync().ConfigureAwait(false), json);
-                    return 0;
-                case "contexts":
-                    await ContextsAsync(client, options.GetOrNull("namespace"), options.GetInt("limit", 100), json).ConfigureAwait(false);
-                    return 0;
-                case "evict":
-                    {
-                        long target = options.GetLong("target", 0);
-                        EvictResponse r = await client.EvictAsync(target).ConfigureAwait(false);
-                        Console.WriteLine(json ? Json.Format(r) : $"demoted {r.Blocks:N0} blocks ({Bytes(r.Bytes)}) to bring the CPU tier down to {Bytes(target)}");
-                        return 0;
-                    }
+            command.Options.Add(option);
+        }
 
-                case "checkpoint":
-                    {
-                        if (!json)
-                        {
-                            Console.Error.WriteLine("kvdb: writing a checkpoint…");
-                        }
+        var connection = new ServerConnection("KVDB_ADMIN_KEY", "KVDB_API_KEY");
+        connection.AddTo(command);
+        connection.SetAction(command, async (parse, client) =>
+        {
+            await body(client, parse, parse.GetValue(json)).ConfigureAwait(false);
+            return 0;
+        });
+        return command;
+    }
 
-                        CheckpointResponse r = await client.CheckpointAsync().ConfigureAwait(false);
-                        Console.WriteLine(json ? Json.Format(r) : $"checkpoint of {r.Contexts:N0} contexts and {r.Blocks:N0} blocks in {r.Milliseconds:F0} ms; {Bytes(r.LogBytesTruncated)} of log truncated");
-                        return 0;
-                    }
+    private static async Task StatsAsync(KvDbClient client, bool json) => Stats(await client.GetStatsAsync().ConfigureAwait(false), json);
 
-                case "events":
-                    await EventsAsync(client, options, json).ConfigureAwait(false);
-                    return 0;
-                default:
-                    throw new ArgumentException($"unknown command \"{command}\"");
-            }
-        }).ConfigureAwait(false);
+    private static async Task EvictAsync(KvDbClient client, long target, bool json)
+    {
+        EvictResponse r = await client.EvictAsync(target).ConfigureAwait(false);
+        Console.WriteLine(json ? Json.Format(r) : $"demoted {r.Blocks:N0} blocks ({Bytes(r.Bytes)}) to bring the CPU tier down to {Bytes(target)}");
+    }
+
+    private static async Task CheckpointAsync(KvDbClient client, bool json)
+    {
+        if (!json)
+        {
+            Console.Error.WriteLine("kvdb: writing a checkpoint…");
+        }
+
+        CheckpointResponse r = await client.CheckpointAsync().ConfigureAwait(false);
+        Console.WriteLine(json ? Json.Format(r) : $"checkpoint of {r.Contexts:N0} contexts and {r.Blocks:N0} blocks in {r.Milliseconds:F0} ms; {Bytes(r.LogBytesTruncated)} of log truncated");
     }
 
     private static void Stats(StatsResponse s, bool json)
@@ -110,15 +127,14 @@ internal static class AdminCommands
         Console.WriteLine($"{rows.Count} context(s){(token.Length > 0 ? $" (first {limit}; --limit N for more)" : string.Empty)}");
     }
 
-    private static async Task EventsAsync(KvDbClient client, CliOptions options, bool json)
+    private static async Task EventsAsync(KvDbClient client, long? after, long count, bool json)
     {
         var request = new WatchEventsRequest();
-        if (options.GetOrNull("after") is not null)
+        if (after is long sequence)
         {
-            request.AfterSequence = options.GetLong("after", 0);
+            request.AfterSequence = sequence;
         }
 
-        long count = options.GetLong("count", 0);
         using var cancel = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) =>
         {

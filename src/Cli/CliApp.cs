@@ -1,66 +1,81 @@
-using KvDb.Server;
+using System.CommandLine;
+using System.CommandLine.Help;
+using System.CommandLine.Invocation;
 
 namespace KvDb.Cli;
 
-/// <summary>The kvdb command line: a thin dispatcher over the server and client libraries.</summary>
+/// <summary>
+/// The kvdb command line: a System.CommandLine tree (one command per verb, generated help, the <c>[suggest]</c>
+/// directive for shell completion) over the server and client libraries. Exit codes: 0 done; 1 the server refused a
+/// call, or the demo's check failed; 2 a usage error (also <c>kvdb</c> alone, after printing the help).
+/// </summary>
 internal static class CliApp
 {
-    private const string Usage = """
-        kvdb — a database for LLM attention KV caches
+    /// <summary>The exit code of a command line that cannot run: an unknown command or option, a bad or missing value.</summary>
+    public const int UsageError = 2;
 
-        usage:
-          kvdb serve [--host 127.0.0.1] [--port 50051] [--data DIR] [--cpu-budget BYTES] [--gpu-budget BYTES] [--checkpoint-log-bytes N]
-                     [--http-port 50052] [--admin-key-file PATH] [--insecure] [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]
-                     [--log-format text|json] [--log-level warning]
-              run the gRPC server (Models, Contexts, Attention, Admin, Tenants, health, reflection).
-              With an admin key (KVDB_ADMIN_KEY, or the first line of --admin-key-file) every call needs a key;
-              without one the server runs open and only on a loopback address (--insecure allows others).
-              --tls-cert/--tls-key serve gRPC over TLS; --tls-client-ca also requires client certificates (mTLS).
-              --http-port serves the dashboard at /, /metrics (Prometheus; admin key as bearer when keys are on), /healthz, /readyz.
-              --log-format json writes one JSON object per log line; --log-level debug logs every call (request id,
-              method, status, latency); warnings name slow calls (over 1 s), quota refusals and corruption.
-              --data DIR makes it durable (write-ahead log, checkpoints, disk tier for cold blocks;
-              restarting on the same DIR recovers every acknowledged append); without it, memory only.
-              --gpu-budget BYTES mirrors the blocks of queried layers into that much GPU memory and runs
-              exact attention there (needs libkvdbcuda.so and a GPU; otherwise it says so and uses the CPU)
-          kvdb tenant create NAME [--admin] | list | rotate-key NAME | revoke-key KEY_ID | delete NAME
-                     | set-quota NAME [--bytes N] [--cpu-bytes N] [--contexts N] [--streams N] [--rps X]   (0 = unlimited)
-                     | grant NAME @SHARED | revoke-grant NAME @SHARED
-                     [--server http://127.0.0.1:50051] [--ca-file PEM]
-              manage tenants on a running server with the admin key from KVDB_ADMIN_KEY; create and
-              rotate-key print the new key as the last line (shown once: the server keeps only a hash)
-          kvdb context pin ID | unpin ID | ttl ID SECONDS   [--server http://127.0.0.1:50051] [--ca-file PEM]
-              pin a context's blocks in the CPU tier (admin key), unpin, or set its TTL from now (0 = never
-              expires), with the key from KVDB_API_KEY (or KVDB_ADMIN_KEY)
-          kvdb stats | contexts [--namespace NS] [--limit 100] | evict [--target BYTES] | checkpoint
-                     | events [--after SEQ] [--count N]          [--json] [--server URL] [--ca-file PEM]
-              operate a running server (key from KVDB_ADMIN_KEY, or KVDB_API_KEY): tables for people, --json
-              for scripts; events follows the block event stream (Ctrl-C stops; --after resumes after a sequence)
-          kvdb demo [--tokens 32768] [--layers 4] [--queries 4]
-              start an in-process server on a free port, load a synthetic Llama-3-8B-shaped context,
-              answer attention queries and check them against an f64 reference
-        """;
+    /// <summary>
+    /// How arguments are read: no response files, so <c>kvdb tenant grant acme @docs</c> passes "@docs" as the
+    /// shared namespace instead of reading a file named docs.
+    /// </summary>
+    public static ParserConfiguration ParserConfiguration { get; } = new() { ResponseFileTokenReplacer = null };
 
-    public static async Task<int> RunAsync(string[] args)
+    /// <summary>Every kvdb command, with --help on each and the [suggest] directive on the root.</summary>
+    public static RootCommand CreateRootCommand()
     {
-        if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
+        var root = new RootCommand("kvdb — a database for LLM attention KV caches") { HelpName = "kvdb" };
+        root.Subcommands.Add(new ServeCommand());
+        root.Subcommands.Add(new TenantCommand());
+        root.Subcommands.Add(new ContextCommand());
+        foreach (Command command in AdminCommands.Create())
         {
-            Console.WriteLine(Usage);
-            return args.Length == 0 ? 2 : 0;
+            root.Subcommands.Add(command);
         }
 
+        root.Subcommands.Add(new DemoCommand());
+        root.Subcommands.Add(new CompletionCommand());
+        root.Subcommands.Add(new HelpCommand());
+
+        // No command: the help, with the usage-error exit code.
+        root.SetAction(parse =>
+        {
+            new HelpAction().Invoke(parse);
+            return UsageError;
+        });
+        return root;
+    }
+
+    /// <summary>Parses <paramref name="args"/> against a fresh <see cref="CreateRootCommand"/>.</summary>
+    public static ParseResult Parse(IReadOnlyList<string> args) => CreateRootCommand().Parse(args, ParserConfiguration);
+
+    public static Task<int> RunAsync(string[] args) => RunAsync(Parse(args));
+
+    /// <summary>Runs a parsed command line: parse errors print "kvdb: …" and exit 2, like an <see cref="ArgumentException"/> from a command.</summary>
+    public static async Task<int> RunAsync(ParseResult parse)
+    {
+        if (parse.Action is ParseErrorAction)
+        {
+            foreach (System.CommandLine.Parsing.ParseError error in parse.Errors)
+            {
+                Console.Error.WriteLine("kvdb: " + error.Message);
+            }
+
+            Console.Error.WriteLine($"kvdb: see `{CommandPath(parse.CommandResult)} --help`");
+            return UsageError;
+        }
+
+        var invocation = new InvocationConfiguration
+        {
+            Output = Console.Out,
+            Error = Console.Error,
+            // Exceptions reach the catch below (usage errors) or the runtime (bugs), as before.
+            EnableDefaultExceptionHandler = false,
+            // serve stops gracefully on SIGINT/SIGTERM through the host's lifetime, and events on Ctrl-C by itself.
+            ProcessTerminationTimeout = null,
+        };
         try
         {
-            var options = CliOptions.Parse(args.AsSpan(1), positional: args[0] is "tenant" or "context");
-            return args[0] switch
-            {
-                "serve" => await ServeAsync(options).ConfigureAwait(false),
-                "tenant" => await TenantCommand.RunAsync(options).ConfigureAwait(false),
-                "context" => await ContextCommand.RunAsync(options).ConfigureAwait(false),
-                "stats" or "contexts" or "evict" or "checkpoint" or "events" => await AdminCommands.RunAsync(args[0], options).ConfigureAwait(false),
-                "demo" => await DemoCommand.RunAsync(options).ConfigureAwait(false),
-                _ => Fail($"unknown command \"{args[0]}\"; run kvdb --help"),
-            };
+            return await parse.InvokeAsync(invocation).ConfigureAwait(false);
         }
         catch (ArgumentException e)
         {
@@ -68,75 +83,26 @@ internal static class CliApp
         }
     }
 
-    private static async Task<int> ServeAsync(CliOptions options)
-    {
-        var serverOptions = new KvDbServerOptions
-        {
-            Host = options.Get("host", "127.0.0.1"),
-            Port = options.GetInt("port", KvDbServerOptions.DefaultPort),
-            DataDirectory = options.GetOrNull("data"),
-            CpuBudgetBytes = options.GetLong("cpu-budget", 0),
-            GpuBudgetBytes = options.GetLong("gpu-budget", 0),
-            CheckpointLogBytes = options.GetLong("checkpoint-log-bytes", 0),
-            HttpPort = options.GetInt("http-port", KvDbServerOptions.DefaultHttpPort),
-            AdminKey = AdminKey(options),
-            Insecure = options.Has("insecure"),
-            TlsCertificatePath = options.GetOrNull("tls-cert"),
-            TlsKeyPath = options.GetOrNull("tls-key"),
-            TlsClientCaPath = options.GetOrNull("tls-client-ca"),
-            LogFormat = options.Get("log-format", "text"),
-            LogLevel = Enum.TryParse(options.Get("log-level", "warning"), ignoreCase: true, out Microsoft.Extensions.Logging.LogLevel level) && Enum.IsDefined(level)
-                ? level
-                : throw new ArgumentException($"--log-level must be one of trace, debug, information, warning, error, critical, none; got \"{options.Get("log-level", "")}\""),
-        };
-        KvDbServerHandle server;
-        try
-        {
-            server = await KvDbServer.StartAsync(serverOptions).ConfigureAwait(false);
-        }
-        catch (InvalidOperationException e)
-        {
-            return Fail(e.Message);
-        }
-
-        await using KvDbServerHandle running = server;
-        Console.WriteLine($"kvdb listening on {server.Address}");
-        if (server.HttpAddress is not null)
-        {
-            Console.WriteLine($"kvdb dashboard on {server.HttpAddress}/ (metrics: /metrics, health: /healthz, /readyz)");
-        }
-        Console.WriteLine(serverOptions.IsOpen
-            ? $"authentication: off (no admin key){(serverOptions.Insecure ? "; --insecure: anyone reaching the port can read and delete everything" : ", so loopback only")}; set KVDB_ADMIN_KEY to require keys"
-            : "authentication: on (admin key set; tenants' keys via `kvdb tenant create`)");
-        Console.WriteLine(serverOptions.DataDirectory is null
-            ? "storage: memory only (pass --data DIR for a data directory)"
-            : $"data directory: {serverOptions.DataDirectory}");
-        if (server.Store is KvDb.Store.KvStore store)
-        {
-            Console.WriteLine(store.GpuTierStatus);
-        }
-
-        // The host's console lifetime turns SIGINT/SIGTERM into a graceful stop; wait for it.
-        await server.WaitForShutdownAsync().ConfigureAwait(false);
-        Console.WriteLine("kvdb stopped");
-        return 0;
-    }
-
-    /// <summary>The admin key: the first line of --admin-key-file, else KVDB_ADMIN_KEY, else none (open).</summary>
-    private static string? AdminKey(CliOptions options)
-    {
-        if (options.GetOrNull("admin-key-file") is string file)
-        {
-            string key = File.ReadLines(file).FirstOrDefault()?.Trim() ?? string.Empty;
-            return key.Length > 0 ? key : throw new ArgumentException($"--admin-key-file {file} is empty; put the admin key on its first line");
-        }
-
-        return Environment.GetEnvironmentVariable("KVDB_ADMIN_KEY") is { Length: > 0 } env ? env.Trim() : null;
-    }
-
-    private static int Fail(string message)
+    /// <summary>Prints "kvdb: <paramref name="message"/>" on stderr; returns <see cref="UsageError"/>.</summary>
+    public static int Fail(string message)
     {
         Console.Error.WriteLine("kvdb: " + message);
-        return 2;
+        return UsageError;
+    }
+
+    /// <summary>"kvdb tenant create" for the command a parse ended in.</summary>
+    private static string CommandPath(System.CommandLine.Parsing.CommandResult result)
+    {
+        var names = new List<string>();
+        for (System.CommandLine.Parsing.SymbolResult? r = result; r is not null; r = r.Parent)
+        {
+            if (r is System.CommandLine.Parsing.CommandResult c)
+            {
+                names.Add(c.Command is RootCommand ? "kvdb" : c.Command.Name);
+            }
+        }
+
+        names.Reverse();
+        return string.Join(' ', names);
     }
 }

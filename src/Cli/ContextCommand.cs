@@ -1,30 +1,40 @@
+using System.CommandLine;
+using KvDb.Client;
 using KvDb.Protocol.V1;
 
 namespace KvDb.Cli;
 
 /// <summary><c>kvdb context pin|unpin|ttl …</c>: a context's settings on a running server (key from KVDB_API_KEY or KVDB_ADMIN_KEY).</summary>
-internal static class ContextCommand
+internal sealed class ContextCommand : Command
 {
-    public static async Task<int> RunAsync(CliOptions options)
+    private readonly ServerConnection _connection = new("KVDB_API_KEY", "KVDB_ADMIN_KEY");
+
+    public ContextCommand()
+        : base("context", "Pin a context's blocks in the CPU tier, unpin them, or set its TTL, with the key from KVDB_API_KEY (or KVDB_ADMIN_KEY).")
     {
-        List<string> words = options.Positional;
-        if (words.Count < 2 || (words[0] == "ttl" && words.Count < 3))
+        _connection.AddTo(this);
+        Subcommands.Add(UpdateCommand("pin", "Keep the context's blocks in the CPU tier (admin key).", (client, id, _) => client.UpdateContextAsync(id, pinned: true)));
+        Subcommands.Add(UpdateCommand("unpin", "Let the context's blocks be demoted again (admin key).", (client, id, _) => client.UpdateContextAsync(id, pinned: false)));
+        var seconds = new Argument<long>("SECONDS") { Description = "lifetime from now in seconds; 0 = never expires" };
+        Subcommands.Add(UpdateCommand("ttl", "Set the context's time to live from now.", (client, id, parse) => client.UpdateContextAsync(id, ttlSeconds: parse.GetValue(seconds)), seconds));
+    }
+
+    private Command UpdateCommand(string verb, string description, Func<KvDbClient, string, ParseResult, Task<Context>> update, params Argument[] more)
+    {
+        var id = new Argument<string>("ID") { Description = "the context's id" };
+        var command = new Command(verb, description) { id };
+        foreach (Argument argument in more)
         {
-            throw new ArgumentException("kvdb context needs a subcommand and a context id: pin ID, unpin ID, ttl ID SECONDS (0 = never expires)");
+            command.Arguments.Add(argument);
         }
 
-        return await RemoteCommand.RunAsync(options, Environment.GetEnvironmentVariable("KVDB_API_KEY") ?? Environment.GetEnvironmentVariable("KVDB_ADMIN_KEY"), async client =>
+        _connection.SetAction(command, async (parse, client) =>
         {
-            Context c = words[0] switch
-            {
-                "pin" => await client.UpdateContextAsync(words[1], pinned: true),
-                "unpin" => await client.UpdateContextAsync(words[1], pinned: false),
-                "ttl" => await client.UpdateContextAsync(words[1], ttlSeconds: long.TryParse(words[2], out long s) ? s : throw new ArgumentException($"ttl needs a whole number of seconds, got \"{words[2]}\"")),
-                _ => throw new ArgumentException($"unknown context subcommand \"{words[0]}\"; use pin, unpin or ttl"),
-            };
+            Context c = await update(client, parse.GetValue(id)!, parse);
             string expires = c.ExpiresAtUnixMs == 0 ? "never expires" : "expires " + DateTimeOffset.FromUnixTimeMilliseconds(c.ExpiresAtUnixMs).ToString("u");
             Console.WriteLine($"context {c.Id}: {(c.Pinned ? "pinned in the CPU tier" : "not pinned")}, {expires}, {c.NumTokens} tokens, {c.Bytes} bytes");
             return 0;
-        }).ConfigureAwait(false);
+        });
+        return command;
     }
 }

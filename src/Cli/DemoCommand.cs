@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Diagnostics;
 using KvDb.Client;
 using KvDb.Kernels;
@@ -14,7 +15,7 @@ namespace KvDb.Cli;
 /// client); AUTO with its speed-up, the mass it kept, its true error against the reference next to the tolerance it
 /// promised, and what it chose per KV head and why.
 /// </summary>
-internal static class DemoCommand
+internal sealed class DemoCommand : Command
 {
     private const int QueryHeads = 32;
     private const int KvHeads = 8;
@@ -22,17 +23,29 @@ internal static class DemoCommand
     private const int LocalWindow = 256;
     private const KvDType Dtype = KvDType.BF16;
 
-    public static async Task<int> RunAsync(CliOptions options)
+    public DemoCommand()
+        : base("demo", """
+            Start an in-process server on a free port, load a synthetic Llama-3-8B-shaped context, answer attention
+            queries EXACT and AUTO and check them against an f64 reference (exit code 1 when a check fails).
+            """)
     {
-        int tokens = options.GetInt("tokens", 64 * 1024);
-        int layers = options.GetInt("layers", 2);
-        int queriesPerLayer = options.GetInt("queries", 4);
-        double epsilon = options.GetDouble("epsilon", 0.05);
-        if (tokens <= LocalWindow || layers <= 0 || queriesPerLayer <= 0)
-        {
-            throw new ArgumentException($"--tokens must exceed {LocalWindow}; --layers and --queries must be ≥ 1");
-        }
+        Options.Add(Tokens);
+        Options.Add(Layers);
+        Options.Add(Queries);
+        Options.Add(Epsilon);
+        SetAction(parse => RunAsync(parse.GetValue(Tokens), parse.GetValue(Layers), parse.GetValue(Queries), parse.GetValue(Epsilon)));
+    }
 
+    public Option<int> Tokens { get; } = NumberOptions.Integer("--tokens", $"tokens in the context (more than the {LocalWindow}-token local window)", 64 * 1024, LocalWindow + 1, int.MaxValue);
+
+    public Option<int> Layers { get; } = NumberOptions.Integer("--layers", "layers of the model (even ones peaked, odd ones mixed heads)", 2, 1, int.MaxValue);
+
+    public Option<int> Queries { get; } = NumberOptions.Integer("--queries", "decode queries per layer", 4, 1, int.MaxValue);
+
+    public Option<double> Epsilon { get; } = NumberOptions.Real("--epsilon", "AUTO's error tolerance (per-head relative L2)", 0.05, allowZero: false);
+
+    private static async Task<int> RunAsync(int tokens, int layers, int queriesPerLayer, double epsilon)
+    {
         await using KvDbServerHandle server = await KvDbServer.StartAsync(new KvDbServerOptions { Port = 0 }).ConfigureAwait(false);
         Console.WriteLine($"server    listening on {server.Address} (in-process, memory store)");
         using var client = new KvDbClient(server.Address);
