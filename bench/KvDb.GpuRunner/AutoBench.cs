@@ -24,6 +24,12 @@ internal static class AutoBench
 
     public static int Run(CudaAttentionBackend backend, long ctx, int iterations, int trials, Action<string> emit)
     {
+        if (!GpuAutoAttention.IsAvailable)
+        {
+            emit(Json.Line(("kind", "auto"), ("ctx", ctx), ("available", false), ("reason", "libkvdbcuda.so was built without kvdb_auto.cu")));
+            return 1;
+        }
+
         int n = checked((int)ctx);
         var wall = Stopwatch.StartNew();
         var workload = new SyntheticWorkload(new SyntheticWorkloadOptions { Tokens = ctx, NumKvHeads = KvHeads, NumQueryHeads = QueryHeads, HeadDim = Dim, Seed = 4242, DiffuseHeadFraction = 0 });

@@ -54,6 +54,18 @@ if [ "${KVDB_GPU_STORE:-1}" != 0 ]; then
   echo "store rc=$?"
 fi
 
+# AUTO on the device (kvdb_auto.cu): the PyTorch-side parity/quality/timing harness against SDPA in the same process,
+# then the C# path (KvDb's own centroid index, GpuAutoAttention) at KVDB_GPU_AUTO_CTX tokens. KVDB_GPU_AUTO=0 skips both.
+if [ "${KVDB_GPU_AUTO:-1}" != 0 ]; then
+  echo "=== auto_reference.py"
+  (cd bench/gpu && PYTHONUNBUFFERED=1 timeout 300 python3 auto_reference.py --lib "$KVDB_CUDA_LIBRARY" --contexts "${KVDB_GPU_AUTO_CTX:-131072,1048576}" \
+    --out "$out/auto.jsonl" >/dev/null 2>"$out/auto.err")
+  echo "auto_reference rc=$?"
+  echo "=== runner --auto"
+  timeout 400 "$runner" --auto --auto-ctx "${KVDB_GPU_AUTO_CTX:-131072,1048576}" --out "$out/auto-runner.jsonl" >>"$out/runner.log" 2>&1
+  echo "auto rc=$?"
+fi
+
 echo "=== summary"
 tail -5 "$out/sdpa.err"
 grep -h '"kind": "reference"\|"kind": "splits"' "$out/sdpa.jsonl" 2>/dev/null
@@ -65,4 +77,7 @@ grep -h '"kind":"parity"' "$out/bench.jsonl" 2>/dev/null | cut -c1-160
 echo "store checks: $(grep -c '"kind":"store_parity".*"pass":true' "$out/store.jsonl" 2>/dev/null) passed, $(grep -c '"kind":"store_parity".*"pass":false' "$out/store.jsonl" 2>/dev/null) failed"
 grep -h '"pass":false' "$out/store.jsonl" 2>/dev/null | cut -c1-400
 grep -h '"kernel":"store_gpu_exact"' "$out/store.jsonl" 2>/dev/null
+tail -6 "$out/auto.err" 2>/dev/null
+grep -h '"kind": "auto' "$out/auto.jsonl" 2>/dev/null | cut -c1-600
+grep -h '"kind":"auto' "$out/auto-runner.jsonl" 2>/dev/null | cut -c1-600
 grep -h "gpurunner:" "$out/runner.log"

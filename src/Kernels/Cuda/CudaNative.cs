@@ -6,12 +6,13 @@ namespace KvDb.Kernels.Cuda;
 /// The C ABI of libkvdbcuda.so (src/Kernels/native/cuda/kvdb_cuda.h) as unmanaged function pointers
 /// resolved from one loaded library handle. Resolving by hand (instead of DllImport) keeps the probe
 /// free of exceptions when the library is missing, needs no assembly-wide import resolver, and is
-/// trimming-safe. Every pointer here is non-null once <see cref="TryLoad"/> returned an instance.
+/// trimming-safe. Every pointer here is non-null once <see cref="TryLoad"/> returned an instance, except the
+/// optional AUTO exports (<see cref="AutoSelect"/>, <see cref="AutoMerge"/>).
 /// </summary>
 internal sealed unsafe class CudaNative
 {
     /// <summary>ABI version this binding was written for (KVDB_CUDA_ABI_VERSION).</summary>
-    public const int AbiVersion = 3;
+    public const int AbiVersion = 2;
 
     public const int CopyHostToDevice = 1;
     public const int CopyDeviceToHost = 2;
@@ -72,8 +73,9 @@ internal sealed unsafe class CudaNative
         ReadBytes = (delegate* unmanaged<nint, nint, ulong, int>)Export(h, "kvdb_read_bytes");
         FlushL2 = (delegate* unmanaged<nint, int>)Export(h, "kvdb_flush_l2");
         SetOption = (delegate* unmanaged<int, int, int>)Export(h, "kvdb_set_option");
-        AutoSelect = (delegate* unmanaged<nint, KvdbAutoSelectArgs*, int>)Export(h, "kvdb_auto_select");
-        AutoMerge = (delegate* unmanaged<nint, KvdbAttnArgs*, KvdbAutoMergeArgs*, int>)Export(h, "kvdb_auto_merge");
+        // Optional (a library built without kvdb_auto.cu lacks them): null then, and AUTO on the device stays off.
+        AutoSelect = (delegate* unmanaged<nint, KvdbAutoSelectArgs*, int>)OptionalExport(h, "kvdb_auto_select");
+        AutoMerge = (delegate* unmanaged<nint, KvdbAttnArgs*, KvdbAutoMergeArgs*, int>)OptionalExport(h, "kvdb_auto_merge");
         EventCreate = (delegate* unmanaged<nint*, int>)Export(h, "kvdb_event_create");
         EventDestroy = (delegate* unmanaged<nint, int>)Export(h, "kvdb_event_destroy");
         EventRecord = (delegate* unmanaged<nint, nint, int>)Export(h, "kvdb_event_record");
@@ -134,6 +136,8 @@ internal sealed unsafe class CudaNative
     public string Message(int status) => Marshal.PtrToStringUTF8((nint)ErrorString(status)) ?? $"status {status}";
 
     private static nint Export(nint handle, string name) => NativeLibrary.GetExport(handle, name);
+
+    private static nint OptionalExport(nint handle, string name) => NativeLibrary.TryGetExport(handle, name, out nint address) ? address : 0;
 }
 
 /// <summary>kvdb_attn_args of kvdb_cuda.h: eight pointers, four int64, nine int32 and a float (136 bytes).</summary>

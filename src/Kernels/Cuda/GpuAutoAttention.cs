@@ -47,6 +47,11 @@ public sealed class GpuAutoAttention : IDisposable
     {
         ArgumentNullException.ThrowIfNull(backend);
         ArgumentNullException.ThrowIfNull(index);
+        if (!IsAvailable)
+        {
+            throw new InvalidOperationException($"the CUDA library at {CudaRuntime.LibraryPath} was built without the AUTO kernels (kvdb_auto.cu)");
+        }
+
         geometry.Validate();
         if (index.KvHeads != geometry.NumKvHeads || index.Dimension != geometry.HeadDim || numTokens < index.IndexedTokens || numQueries <= 0 || perRow <= 0)
         {
@@ -114,6 +119,9 @@ public sealed class GpuAutoAttention : IDisposable
 
     /// <summary>Tokens of the layer.</summary>
     public long NumTokens { get; }
+
+    /// <summary>True when the loaded CUDA library has the AUTO kernels (kvdb_auto.cu compiled into it).</summary>
+    public static unsafe bool IsAvailable => CudaRuntime.IsAvailable && CudaRuntime.Native.AutoSelect != null && CudaRuntime.Native.AutoMerge != null;
 
     /// <summary>
     /// Answers <paramref name="queries"/> (f32 [numQueries, Hq, d]) over <paramref name="kv"/> within relative L2 error

@@ -32,7 +32,7 @@ extern "C" {
 #define KVDB_API __attribute__((visibility("default")))
 #endif
 
-#define KVDB_CUDA_ABI_VERSION 3
+#define KVDB_CUDA_ABI_VERSION 2
 
 #define KVDB_ERR_INVALID_ARGUMENT (-1)
 #define KVDB_ERR_UNSUPPORTED (-2)
@@ -153,7 +153,9 @@ KVDB_API int kvdb_score(kvdb_ctx* context, const kvdb_attn_args* args, float* sc
  * the k-th largest are kept is unspecified. k <= min(n, 4096). */
 KVDB_API int kvdb_topk(kvdb_ctx* context, const float* values, int rows, int n, long long stride, int k, float* out_values, int* out_indices);
 
-/* --- AUTO on the device: centroid selection, residual sample, merge with an error bound --- */
+/* --- AUTO on the device: centroid selection, residual sample, merge with an error bound ---
+ * Optional exports (kvdb_auto.cu): build.sh leaves them out when that unit does not compile, and the C# binding
+ * treats them as absent (GpuAutoAttention.IsAvailable) instead of refusing the library. */
 
 /* A layer's centroid index in device memory (src/Index/CentroidIndex.cs exported per KV head and concatenated).
  * Coarse cluster c (global id) holds fine clusters [fine_start[c], fine_start[c + 1]) and coarse_members[c] keys;
