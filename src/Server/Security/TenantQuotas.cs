@@ -122,11 +122,27 @@ public sealed class TenantQuotas
         }
     }
 
+    /// <summary>True when the store has no disk tier (no --data): the CPU tier holds every stored byte.</summary>
+    private bool MemoryOnly => _store is not KvStore { Durable: true };
+
     /// <summary>Reserves <paramref name="bytes"/> for an append in flight, or throws; <see cref="Release"/> gives them back when the stream ends.</summary>
     public void Reserve(Principal p, long bytes)
     {
-        long limit = p.Tenant is null ? 0 : _tenants.QuotaOf(p.Tenant).Bytes;
-        if (p.Tenant is null || limit <= 0)
+        if (p.Tenant is null)
+        {
+            return;
+        }
+
+        // Without a disk tier every stored byte is resident, so the CPU-tier quota bounds what may be stored too.
+        QuotaRecord quota = _tenants.QuotaOf(p.Tenant);
+        (string name, long limit) = (quota.Bytes, MemoryOnly ? quota.CpuBytes : 0) switch
+        {
+            ( > 0, > 0) when quota.CpuBytes < quota.Bytes => ("cpu_bytes", quota.CpuBytes),
+            ( > 0, _) => ("bytes", quota.Bytes),
+            (_, > 0) => ("cpu_bytes", quota.CpuBytes),
+            _ => ("bytes", 0L),
+        };
+        if (limit <= 0)
         {
             return;
         }
@@ -143,7 +159,7 @@ public sealed class TenantQuotas
             long used = s.StoredBytes + s.ReservedBytes;
             if (used + bytes > limit)
             {
-                throw Exceeded(p.Tenant, "bytes", limit, used, $"this message needs {bytes} more bytes; delete contexts or ask for a higher quota");
+                throw Exceeded(p.Tenant, name, limit, used, $"this message needs {bytes} more bytes; delete contexts or ask for a higher quota");
             }
 
             s.ReservedBytes += bytes;
