@@ -152,7 +152,7 @@ public static class KvDbServer
         app.MapGrpcHealthChecksService();
         app.MapGrpcReflectionService();
         HttpEndpoints.Map(app, app.Services.GetRequiredService<KvDbMetrics>(), app.Services.GetRequiredService<Authenticator>());
-        Dashboard.DashboardApi.Map(app, store, app.Services.GetRequiredService<Authenticator>(), app.Services.GetRequiredService<RecentCalls>(), app.Services.GetRequiredService<TenantQuotas>(), app.Services.GetRequiredService<AttentionExecutor>().Indexes);
+        Dashboard.DashboardApi.Map(app, store, app.Services.GetRequiredService<Authenticator>(), app.Services.GetRequiredService<RecentCalls>(), app.Services.GetRequiredService<TenantQuotas>(), app.Services.GetRequiredService<AttentionExecutor>());
 
         try
         {

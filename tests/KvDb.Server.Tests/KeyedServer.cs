@@ -21,6 +21,9 @@ internal sealed class KeyedServer : IAsyncDisposable
     /// <summary>The HTTP endpoint (metrics, dashboard) of the running server.</summary>
     public string HttpAddress => _server!.HttpAddress ?? throw new InvalidOperationException("the server has no HTTP endpoint");
 
+    /// <summary>The running server (its executor: index catalog, head statistics).</summary>
+    public KvDbServerHandle Handle => _server ?? throw new InvalidOperationException("the server is not running");
+
     /// <summary>The data directory.</summary>
     public string DataDirectory => _data;
 

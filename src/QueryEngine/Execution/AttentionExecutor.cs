@@ -44,6 +44,18 @@ public sealed class AttentionExecutor : IDisposable
     /// <summary>What AUTO remembers per (context, layer, KV head) from the queries it answered.</summary>
     public HeadStatistics HeadStatistics => _planner.Statistics;
 
+    /// <summary>
+    /// What AUTO remembers of each layer and KV head of context <paramref name="contextId"/>
+    /// (<see cref="HeadStatistics.Describe"/> over the context's layers), with the model's layer and KV head counts;
+    /// NOT_FOUND for an unknown context. Reads the store's catalog only: no layer is opened.
+    /// </summary>
+    public ContextHeadReport DescribeHeads(string contextId)
+    {
+        ContextInfo info = _store.GetContext(contextId);
+        ModelSchema m = _store.GetModel(info.Model);
+        return new ContextHeadReport(m.NumLayers, m.NumKvHeads, _planner.Statistics.Describe(contextId, m.NumLayers));
+    }
+
     /// <summary>The background-built indexes the sparse plans use.</summary>
     public LayerIndexCatalog Indexes => _catalog;
 

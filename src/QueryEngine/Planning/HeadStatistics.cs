@@ -19,6 +19,9 @@ public sealed class HeadStatistics
     /// <summary>(context, layer) pairs remembered; past it the table starts over (statistics are a hint, not state).</summary>
     public const int MaxLayers = 1 << 16;
 
+    /// <summary>The most KV heads one <see cref="Describe"/> copies; past it the report is cut at a layer boundary.</summary>
+    public const int MaxDescribedHeads = 1 << 16;
+
     private const double Smoothing = 0.2;
 
     private readonly ConcurrentDictionary<(string Context, int Layer), Entry[]> _layers = new();
@@ -57,7 +60,9 @@ public sealed class HeadStatistics
             e.SampleShare = e.Queries == 1 ? sampleShare : e.SampleShare + (Smoothing * (sampleShare - e.SampleShare));
             if (double.IsFinite(massExact))
             {
-                e.MassExact = e.Queries == 1 ? massExact : e.MassExact + (Smoothing * (massExact - e.MassExact));
+                // The first measured mass seeds the average: a head that went exact first (no mass) does not start from 0.
+                e.MassSamples++;
+                e.MassExact = e.MassSamples == 1 ? massExact : e.MassExact + (Smoothing * (massExact - e.MassExact));
             }
         }
     }
@@ -93,8 +98,50 @@ public sealed class HeadStatistics
         Entry e = entries[kvHead];
         lock (e)
         {
-            return new HeadStatisticsSnapshot(e.Queries, e.ExactAnswers, e.ExactRun, e.SampleShare, e.MassExact, e.HeavyPerRow);
+            return Copy(e);
         }
+    }
+
+    /// <summary>
+    /// A copy of every KV head's statistics in layers 0..<paramref name="layers"/>−1 of <paramref name="context"/> that
+    /// AUTO recorded anything for, by layer (layers with none are left out). Each head is copied under its own lock, so
+    /// a head's numbers are consistent; queries answered meanwhile may land in some heads and not others. Probes only the
+    /// context's layers (no scan of the table) and copies at most <see cref="MaxDescribedHeads"/> heads
+    /// (<see cref="ContextHeadStatistics.Truncated"/> past it). Off the query path: it allocates, queries do not.
+    /// </summary>
+    public ContextHeadStatistics Describe(string context, int layers)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentOutOfRangeException.ThrowIfNegative(layers);
+        var described = new List<LayerHeadStatistics>();
+        int copied = 0;
+        for (int layer = 0; layer < layers; layer++)
+        {
+            if (!_layers.TryGetValue((context, layer), out Entry[]? entries))
+            {
+                continue;
+            }
+
+            if (copied + entries.Length > MaxDescribedHeads)
+            {
+                return new ContextHeadStatistics(context, described, Truncated: true);
+            }
+
+            var heads = new HeadStatisticsSnapshot[entries.Length];
+            for (int h = 0; h < entries.Length; h++)
+            {
+                Entry e = entries[h];
+                lock (e)
+                {
+                    heads[h] = Copy(e);
+                }
+            }
+
+            copied += heads.Length;
+            described.Add(new LayerHeadStatistics(layer, heads));
+        }
+
+        return new ContextHeadStatistics(context, described, Truncated: false);
     }
 
     /// <summary>Forgets a context's statistics (deleted contexts).</summary>
@@ -120,6 +167,9 @@ public sealed class HeadStatistics
         return entries[kvHead];
     }
 
+    private static HeadStatisticsSnapshot Copy(Entry e) =>
+        new(e.Queries, e.ExactAnswers, e.ExactRun, e.SampleShare, e.MassExact, e.HeavyPerRow, e.MassSamples);
+
     private static Entry[] NewEntries(int n)
     {
         var entries = new Entry[n];
@@ -139,12 +189,27 @@ public sealed class HeadStatistics
         public int SkippedSinceTry;
         public double SampleShare;
         public double MassExact;
+        public long MassSamples;
         public int HeavyPerRow;
     }
 }
 
 /// <summary>
 /// A KV head's AUTO statistics: queries, how many needed exact attention, the current exact streak, the smoothed sample
-/// share of the residual and heavy-hitter mass, and the heavy hitters per row its next query names (0: the default).
+/// share of the residual and heavy-hitter mass, the heavy hitters per row its next query names (0: the default), and
+/// how many answers measured a heavy mass (sampled or heavy-only ones; <see cref="MassExact"/> means nothing while 0).
 /// </summary>
-public readonly record struct HeadStatisticsSnapshot(long Queries, long ExactAnswers, int ExactRun, double SampleShare, double MassExact, int HeavyPerRow = 0);
+public readonly record struct HeadStatisticsSnapshot(long Queries, long ExactAnswers, int ExactRun, double SampleShare, double MassExact, int HeavyPerRow = 0, long MassSamples = 0)
+{
+    /// <summary>The share of the recorded queries that needed exact attention (0 before any).</summary>
+    public double ExactShare => Queries == 0 ? 0 : (double)ExactAnswers / Queries;
+}
+
+/// <summary>The AUTO statistics of one layer of a context: one snapshot per KV head, indexed by KV head.</summary>
+public sealed record LayerHeadStatistics(int Layer, IReadOnlyList<HeadStatisticsSnapshot> Heads);
+
+/// <summary>
+/// What <see cref="HeadStatistics.Describe"/> copied for a context: the layers AUTO recorded anything for, in order;
+/// <see cref="Truncated"/> when it stopped at <see cref="HeadStatistics.MaxDescribedHeads"/>.
+/// </summary>
+public sealed record ContextHeadStatistics(string Context, IReadOnlyList<LayerHeadStatistics> Layers, bool Truncated);

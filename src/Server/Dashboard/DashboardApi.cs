@@ -1,4 +1,6 @@
 using System.Reflection;
+using KvDb.QueryEngine.Execution;
+using KvDb.QueryEngine.Planning;
 using KvDb.Server.Observability;
 using KvDb.Server.Security;
 using KvDb.Store;
@@ -21,8 +23,9 @@ public static class DashboardApi
     private const int EventPage = 500;
 
     /// <summary>Maps the page and the API.</summary>
-    public static void Map(WebApplication app, IKvStore store, Authenticator authenticator, RecentCalls calls, TenantQuotas quotas, KvDb.Index.Catalog.LayerIndexCatalog indexes)
+    public static void Map(WebApplication app, IKvStore store, Authenticator authenticator, RecentCalls calls, TenantQuotas quotas, AttentionExecutor executor)
     {
+        KvDb.Index.Catalog.LayerIndexCatalog indexes = executor.Indexes;
         string page = LoadPage();
         app.MapGet("/", () => Results.Content(page, "text/html; charset=utf-8"));
         RouteGroupBuilder api = app.MapGroup("/api");
@@ -40,6 +43,7 @@ public static class DashboardApi
             layers = store is KvStore k ? k.DescribeTiers(id) : [],
             indexes = Indexes(indexes, id),
         })));
+        api.MapGet("/contexts/{id}/heads", (string id) => Guarded(() => Results.Json(Heads(id, executor.DescribeHeads(id)))));
         api.MapPost("/contexts/{id}/index", (string id, int layer, string spec) => Guarded(() =>
         {
             ContextInfo info = store.GetContext(id);
@@ -204,6 +208,51 @@ public static class DashboardApi
         }
 
         return list;
+    }
+
+    /// <summary>
+    /// AUTO's statistics of a context as a layers × KV heads matrix (every layer of the model, every KV head): per head
+    /// the queries recorded, how many needed exact attention and their share, the smoothed heavy-hitter mass (null
+    /// until an answer measured one), the smoothed sample share of the residual (null before any query), the heavy
+    /// hitters per row its next query names, and the current run of exact answers. Past
+    /// <see cref="HeadStatistics.MaxDescribedHeads"/> heads the matrix stops at the last whole layer (truncated).
+    /// </summary>
+    private static object Heads(string id, ContextHeadReport report)
+    {
+        var byLayer = new Dictionary<int, LayerHeadStatistics>();
+        foreach (LayerHeadStatistics l in report.Statistics.Layers)
+        {
+            byLayer[l.Layer] = l;
+        }
+
+        bool truncated = (long)report.NumLayers * report.NumKvHeads > HeadStatistics.MaxDescribedHeads || report.Statistics.Truncated;
+        int layers = truncated ? HeadStatistics.MaxDescribedHeads / Math.Max(1, report.NumKvHeads) : report.NumLayers;
+        var matrix = new List<object>(layers);
+        for (int layer = 0; layer < layers; layer++)
+        {
+            var heads = new object[report.NumKvHeads];
+            byLayer.TryGetValue(layer, out LayerHeadStatistics? l);
+            for (int h = 0; h < heads.Length; h++)
+            {
+                HeadStatisticsSnapshot s = l is not null && h < l.Heads.Count ? l.Heads[h] : default;
+                heads[h] = new
+                {
+                    kvHead = h,
+                    queries = s.Queries,
+                    exactAnswers = s.ExactAnswers,
+                    exactShare = s.ExactShare,
+                    massExact = s.MassSamples > 0 ? s.MassExact : (double?)null,
+                    massSamples = s.MassSamples,
+                    sampleShare = s.Queries > 0 ? s.SampleShare : (double?)null,
+                    heavyPerRow = s.HeavyPerRow,
+                    exactRun = s.ExactRun,
+                };
+            }
+
+            matrix.Add(new { layer, heads });
+        }
+
+        return new { context = id, numLayers = report.NumLayers, numKvHeads = report.NumKvHeads, truncated, layers = matrix };
     }
 
     /// <summary>
