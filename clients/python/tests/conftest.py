@@ -10,7 +10,6 @@ import queue
 import subprocess
 import tempfile
 import threading
-import time
 from typing import Dict, Iterator, List, Optional
 
 import pytest
@@ -84,10 +83,3 @@ def auth_server() -> Iterator[ServerProcess]:
     s = ServerProcess({"KVDB_ADMIN_KEY": ADMIN_KEY})
     yield s
     s.stop()
-
-
-@pytest.fixture()
-def unique() -> str:
-    """A name no other test uses (model and context ids)."""
-    unique.counter = getattr(unique, "counter", 0) + 1  # type: ignore[attr-defined]
-    return f"py{os.getpid()}-{unique.counter}-{int(time.time() * 1000) % 100000}"  # type: ignore[attr-defined]

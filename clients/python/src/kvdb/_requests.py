@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -67,7 +67,7 @@ def model_message(name: Union[str, models_pb2.Model], num_layers: int, num_query
     from kvdb.dtypes import as_dtype
 
     return models_pb2.Model(name=name, num_layers=num_layers, num_query_heads=num_query_heads, num_kv_heads=num_kv_heads,
-                            head_dim=head_dim, dtype=int(as_dtype(dtype)), block_size=block_size, softmax_scale=softmax_scale)
+                            head_dim=head_dim, dtype=cast(Any, int(as_dtype(dtype))), block_size=block_size, softmax_scale=softmax_scale)
 
 
 def plan_message(plan: PlanLike = None, *, epsilon: Optional[float] = None, delta: Optional[float] = None,
@@ -89,7 +89,7 @@ def plan_message(plan: PlanLike = None, *, epsilon: Optional[float] = None, delt
             raise ValueError(f"unknown plan {plan!r}; one of {', '.join(sorted(_PLAN_NAMES))}")
         msg = attention_pb2.Plan(kind=_PLAN_NAMES[key])
     else:
-        msg = attention_pb2.Plan(kind=int(plan))
+        msg = attention_pb2.Plan(kind=cast(Any, int(plan)))
     if epsilon is not None:
         msg.epsilon = float(epsilon)
     if delta is not None:
@@ -186,7 +186,7 @@ def _layer_items(layers: Layers) -> Iterator[Tuple[int, KvPair]]:
         for i in range(keys.shape[0]):
             yield i, (keys[i], values[i])
         return
-    for i, pair in enumerate(layers):  # type: ignore[arg-type]
+    for i, pair in enumerate(layers):
         yield i, pair  # type: ignore[misc]
 
 

@@ -233,9 +233,10 @@ class KvDbClient:
 
     def _stream(self, requests: Iterator[contexts_pb2.AppendKvRequest]) -> contexts_pb2.AppendKvResponse:
         # Build the first message here so argument errors raise ValueError/TypeError rather than a cancelled call.
-        first = next(requests, None)
-        if first is None:
+        head = next(requests, None)
+        if head is None:
             raise ValueError("nothing to append")
+        first: contexts_pb2.AppendKvRequest = head
 
         def all_requests() -> Iterator[contexts_pb2.AppendKvRequest]:
             yield first

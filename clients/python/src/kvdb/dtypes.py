@@ -8,7 +8,7 @@ message's bytes (no copy). An array whose dtype is named ``bfloat16`` (ml_dtypes
 from __future__ import annotations
 
 import enum
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Dict, Optional, Sequence, Union, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -33,7 +33,7 @@ class DType(enum.IntEnum):
         return _NUMPY[self]
 
 
-_NUMPY = {DType.F32: np.dtype("<f4"), DType.F16: np.dtype("<f2"), DType.BF16: np.dtype("<u2")}
+_NUMPY: Dict[DType, "np.dtype[Any]"] = {DType.F32: np.dtype("<f4"), DType.F16: np.dtype("<f2"), DType.BF16: np.dtype("<u2")}
 
 DTypeLike = Union[DType, str, int]
 
@@ -128,7 +128,7 @@ def to_tensor(array: np.ndarray, dtype: Optional[DTypeLike] = None) -> tensor_pb
     if dtype is not None:
         array = convert(array, dtype)
     a, kind = _wire_array(np.asarray(array))
-    return tensor_pb2.Tensor(dtype=int(kind), shape=list(a.shape), data=a.tobytes())
+    return tensor_pb2.Tensor(dtype=cast(Any, int(kind)), shape=list(a.shape), data=a.tobytes())
 
 
 def from_tensor(tensor: tensor_pb2.Tensor) -> np.ndarray:

@@ -19,10 +19,13 @@ class KvDbError(Exception):
     @staticmethod
     def from_rpc_error(error: grpc.RpcError) -> "KvDbError":
         """The KvDbError subclass for an RpcError (sync or asyncio)."""
-        code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN  # type: ignore[attr-defined]
-        details = error.details() if hasattr(error, "details") else str(error)  # type: ignore[attr-defined]
+        code_of = getattr(error, "code", None)
+        details_of = getattr(error, "details", None)
+        trailing_of = getattr(error, "trailing_metadata", None)
+        code = code_of() if callable(code_of) else grpc.StatusCode.UNKNOWN
+        details = details_of() if callable(details_of) else str(error)
         try:
-            trailing = error.trailing_metadata()  # type: ignore[attr-defined]
+            trailing = trailing_of() if callable(trailing_of) else None
         except Exception:  # noqa: BLE001 - some errors carry none
             trailing = None
         if code is None:
