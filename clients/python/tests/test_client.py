@@ -188,3 +188,18 @@ def test_errors_carry_status_codes(client: kvdb.KvDbClient, loaded) -> None:  # 
         client.append(ctx.id, np.arange(8), {0: good, 1: (wrong, wrong)})
     assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert client.get_context(ctx.id).num_tokens == 0 and list(client.get_context(ctx.id).layer_tokens) == [0] * LAYERS
+
+
+def test_append_stream_errors_and_cancel(client: kvdb.KvDbClient, loaded) -> None:  # type: ignore[no-untyped-def]
+    ctx = client.create_context(loaded["model"])
+    wrong = np.zeros((4, KVH, D), np.float16)
+    with pytest.raises(kvdb.KvDbError) as e:
+        with client.open_append(ctx.id) as stream:
+            stream.write(0, np.arange(4), *make_kv(np.random.default_rng(14), 4, loaded["dtype"]))
+            stream.write(1, np.arange(4), wrong, wrong)
+            stream.complete()
+    assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    # Leaving the block without complete() cancels the stream: nothing is stored.
+    with client.open_append(ctx.id) as stream:
+        stream.write(0, np.arange(4), *make_kv(np.random.default_rng(15), 4, loaded["dtype"]))
+    assert client.get_context(ctx.id).num_tokens == 0 and list(client.get_context(ctx.id).layer_tokens) == [0] * LAYERS
