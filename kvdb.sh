@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # KvDb's two entry points on a fresh Debian machine with the .NET 10 SDK:
 #   ./kvdb.sh demo   — build, start the server on its embedded defaults, load a demo context, answer attention queries
-#   ./kvdb.sh test   — build everything (native parts included) and run every test project; prints "N passed, N failed"
+#   ./kvdb.sh test   — build everything (native parts included), run every test project and the Python client's pytest
+#                      tests (clients/python/test.sh); prints "N passed, N failed"
 # Anything else is passed to the kvdb CLI (e.g. ./kvdb.sh serve --port 50051).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -43,6 +44,11 @@ run_tests() {
   DOTNET_EnableAVX512=0 dotnet test tests/KvDb.Core.Tests -c Release --no-build --logger trx --results-directory TestResults/avx2-core "$@"
   rc2=$?
   [ "$rc" -ne 0 ] || rc=$rc2
+  # The Python client (clients/python) installed with pip and tested with pytest against the server just built.
+  mkdir -p TestResults/python
+  bash clients/python/test.sh --junitxml "$PWD/TestResults/python/pytest.xml"
+  rc2=$?
+  [ "$rc" -ne 0 ] || rc=$rc2
   set -e
   local passed=0 failed=0 files=0
   for trx in TestResults/*.trx TestResults/*/*.trx; do
@@ -53,6 +59,20 @@ run_tests() {
     passed=$((passed + $(sed -n 's/.* passed="\([0-9]*\)".*/\1/p' <<<"$counters")))
     failed=$((failed + $(sed -n 's/.* failed="\([0-9]*\)".*/\1/p' <<<"$counters")))
   done
+  # pytest's JUnit XML: tests, failures, errors and skipped of the first <testsuite>; no file at all counts as a failure.
+  local junit=TestResults/python/pytest.xml
+  if [ -s "$junit" ]; then
+    local suite tests failures errors skipped
+    suite=$(grep -o '<testsuite [^>]*>' "$junit" | head -1)
+    tests=$(sed -n 's/.* tests="\([0-9]*\)".*/\1/p' <<<"$suite")
+    failures=$(sed -n 's/.* failures="\([0-9]*\)".*/\1/p' <<<"$suite")
+    errors=$(sed -n 's/.* errors="\([0-9]*\)".*/\1/p' <<<"$suite")
+    skipped=$(sed -n 's/.* skipped="\([0-9]*\)".*/\1/p' <<<"$suite")
+    passed=$((passed + ${tests:-0} - ${failures:-0} - ${errors:-0} - ${skipped:-0}))
+    failed=$((failed + ${failures:-0} + ${errors:-0}))
+  else
+    failed=$((failed + 1))
+  fi
   echo "$passed passed, $failed failed"
   if [ "$rc" -ne 0 ] || [ "$failed" -ne 0 ] || [ "$passed" -eq 0 ]; then
     exit 1
