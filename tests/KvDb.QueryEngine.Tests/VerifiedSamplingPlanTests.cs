@@ -142,6 +142,76 @@ public sealed class VerifiedSamplingPlanTests : IDisposable
         }
     }
 
+    /// <summary>
+    /// Random keys and zero-mean random values: attention is near uniform and the true output is near zero, so a pilot's
+    /// estimate of the output is mostly its own noise. Sized against that estimate, the sample would be far too small;
+    /// the plan must bound the output norm from below and answer exactly when it cannot (the violation rate stays ≤ δ).
+    /// </summary>
+    [Theory]
+    [InlineData(0.05)]
+    [InlineData(0.2)]
+    public void Near_zero_outputs_are_answered_within_epsilon(double epsilon)
+    {
+        var random = new Random(17);
+        int rowFloats = KvHeads * Dim;
+        const int tokens = 32768;
+        var keys = new float[tokens * rowFloats];
+        var values = new float[tokens * rowFloats];
+        for (int i = 0; i < keys.Length; i++)
+        {
+            keys[i] = Gaussian(random);
+            values[i] = Gaussian(random);
+        }
+
+        string context = _store.CreateContext("m", "zero-mean", null, ReadOnlySpan<int>.Empty).Id;
+        using (IAppendTransaction tx = _store.BeginAppend(context))
+        {
+            tx.Append(0, new int[tokens], ElementConversion.FromSingle(KvDType.BF16, keys), ElementConversion.FromSingle(KvDType.BF16, values));
+            tx.Commit();
+        }
+
+        using LayerSnapshot layer = _store.OpenLayer(context, 0);
+        var sampleQueries = new float[64 * Dim];
+        for (int i = 0; i < sampleQueries.Length; i++)
+        {
+            sampleQueries[i] = Gaussian(random);
+        }
+
+        using LayerIndexes indexes = LayerIndexes.Build(layer, QueryPlanner.AutoHeavySpec, sampleQueries);
+        var contract = new QualityContract(epsilon, 0.05);
+        var plan = new VerifiedSamplingPlan(indexes, contract, CostModel.Default, new HeadStatistics(), context, seed: 3);
+        var reference = new StoredLayerReference(layer);
+        int pairs = 0, violations = 0;
+        double worst = 0;
+        for (int trial = 0; trial < 12; trial++)
+        {
+            var queries = new float[QueryHeads * Dim];
+            for (int i = 0; i < queries.Length; i++)
+            {
+                queries[i] = Gaussian(random);
+            }
+
+            var query = new AttentionQuery(context, 0, queries, 1, 0, 0, PlanRequest.Auto, false);
+            HeadSelection[] heads = plan.SelectAll(layer, query);
+            var output = new float[queries.Length];
+            var lse = new float[QueryHeads];
+            SelectionAttention.Run(layer, query, heads, null, output, lse, out _);
+            (double[] exact, _) = reference.Attend(queries, 1);
+            for (int h = 0; h < QueryHeads; h++)
+            {
+                double error = ReferenceAttention.RelativeL2(output.AsSpan(h * Dim, Dim), exact.AsSpan(h * Dim, Dim));
+                worst = Math.Max(worst, error);
+                violations += error > epsilon ? 1 : 0;
+                pairs++;
+            }
+        }
+
+        _output.WriteLine($"epsilon {epsilon}: {violations}/{pairs} violations, worst rel-L2 {worst:F4}");
+        Assert.True((double)violations / pairs <= 0.05 + 0.02, $"{violations}/{pairs} violations, worst {worst:F3}");
+    }
+
+    private static float Gaussian(Random random) => (float)(Math.Sqrt(-2 * Math.Log(1 - random.NextDouble())) * Math.Cos(2 * Math.PI * random.NextDouble()));
+
     [Fact]
     public void Estimate_of_the_softmax_denominator_is_unbiased()
     {

@@ -223,6 +223,21 @@ internal sealed class SampledHead : IDisposable
         }
     }
 
+    /// <summary>
+    /// Replaces each row's ‖o‖² by the square of a lower confidence bound on the true output's norm, ‖ô‖·(1 − err(n₀)),
+    /// err(n₀) the pilot's own predicted relative error (0 when that is 1 or more: no relative bound is possible). The
+    /// pilot's ‖ô‖ is a plug-in estimate: where the true output is near zero it is mostly the pilot's noise, and a sample
+    /// sized against it would be far too small for a bound relative to the true output.
+    /// </summary>
+    public void LowerOutputNorms(long residual, int pilot, double factor)
+    {
+        for (int r = 0; r < Rows; r++)
+        {
+            double relative = VerifiedSamplingPlan.PredictedError(residual, pilot, Variance[r], OutputNorm2[r], Denominator[r], factor);
+            OutputNorm2[r] = relative < 1 ? OutputNorm2[r] * (1 - relative) * (1 - relative) : 0;
+        }
+    }
+
     /// <summary>The selection carrying the merged answer and each row's quality; calls <paramref name="record"/> with the mean heavy mass.</summary>
     public HeadSelection Finish(long[] heavy, long[] sample, float logWeight, long residual, double factor, double epsilon, AttentionCounters counters, HeadChoice choice, Action<double> record)
     {

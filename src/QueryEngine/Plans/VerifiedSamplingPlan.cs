@@ -182,6 +182,7 @@ public sealed class VerifiedSamplingPlan : IAttentionPlan
             sampler.Draw(pilot);
             Array.Sort(pilot);
             counters += work.MeasurePilot(layer, pilot, residual);
+            work.LowerOutputNorms(residual, pilotCount, factor);
 
             double needed = pilotCount;
             for (int r = 0; r < work.Rows; r++)
