@@ -38,9 +38,9 @@ public sealed class ErrorMappingInterceptor : Interceptor
         {
             return await continuation(requestStream, context).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is not RpcException)
+        catch (Exception e)
         {
-            throw Map(e);
+            throw await EndStream(e, context).ConfigureAwait(false);
         }
     }
 
@@ -64,10 +64,26 @@ public sealed class ErrorMappingInterceptor : Interceptor
         {
             await continuation(requestStream, responseStream, context).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is not RpcException)
+        catch (Exception e)
         {
-            throw Map(e);
+            throw await EndStream(e, context).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>
+    /// The status a failed call with a request stream ends with, once what the client is still sending has been drained
+    /// (bounded, see <see cref="RequestDrain"/>): the call then ends with its status and no HTTP/2 reset, so a burst of
+    /// rejected streams cannot fill Kestrel's drain queue and get the client's next calls refused with ENHANCE_YOUR_CALM.
+    /// </summary>
+    private static async Task<RpcException> EndStream(Exception e, ServerCallContext context)
+    {
+        RpcException status = Map(e);
+        if (status.StatusCode != StatusCode.Cancelled && status.StatusCode != StatusCode.DeadlineExceeded)
+        {
+            await RequestDrain.DrainAsync(context).ConfigureAwait(false);
+        }
+
+        return status;
     }
 
     private static StatusCode Code(KvDbErrorCode code) => code switch

@@ -86,6 +86,60 @@ public sealed class RejectedStreamTests : IClassFixture<ServerFixture>, IAsyncLi
         Assert.Equal(0, c.NumTokens);
     }
 
+    [Fact]
+    public async Task A_client_that_keeps_sending_after_a_rejection_cannot_hold_the_server_reading()
+    {
+        using GrpcChannel channel = OneConnection();
+        var contexts = new Contexts.ContextsClient(channel);
+        AppendKvRequest first = _chunk.Clone();
+        first.ContextId = "no-such-context";
+
+        // 1 MiB messages, sent until the server stops the stream: without a bound the drain would read forever.
+        AppendKvRequest big = first.Clone();
+        big.SampleQueries = KvDb.Protocol.TensorCodec.FromSingles(new float[(1 << 18) - 64], ((1 << 18) - 64) / (_model.NumQueryHeads * _model.HeadDim), _model.NumQueryHeads, _model.HeadDim);
+        using AsyncClientStreamingCall<AppendKvRequest, AppendKvResponse> call = contexts.AppendKv();
+        var clock = Stopwatch.StartNew();
+        long sent = 0;
+        Task writer = Task.Run(async () =>
+        {
+            try
+            {
+                await call.RequestStream.WriteAsync(first);
+                while (clock.Elapsed < TimeSpan.FromSeconds(60))
+                {
+                    await call.RequestStream.WriteAsync(big);
+                    sent++;
+                }
+            }
+            catch (Exception write) when (write is RpcException or InvalidOperationException or HttpProtocolException or IOException or OperationCanceledException)
+            {
+                // The server ended the stream.
+            }
+        });
+
+        RpcException e = await Assert.ThrowsAsync<RpcException>(async () => await call.ResponseAsync);
+        TimeSpan answered = clock.Elapsed;
+        Assert.Equal(StatusCode.NotFound, e.StatusCode);
+        await writer.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.True(answered < TimeSpan.FromSeconds(10), $"status after {answered.TotalSeconds:F1} s ({sent} MiB sent)");
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(40), $"client still writing after {clock.Elapsed.TotalSeconds:F1} s");
+    }
+
+    [Fact]
+    public async Task A_client_that_waits_for_the_answer_before_half_closing_gets_it_promptly()
+    {
+        using GrpcChannel channel = OneConnection();
+        var contexts = new Contexts.ContextsClient(channel);
+        AppendKvRequest first = _chunk.Clone();
+        first.Layer = -1;
+        using AsyncClientStreamingCall<AppendKvRequest, AppendKvResponse> call = contexts.AppendKv();
+        await call.RequestStream.WriteAsync(first);
+        var clock = Stopwatch.StartNew();
+        RpcException e = await Assert.ThrowsAsync<RpcException>(async () => await call.ResponseAsync);
+        Assert.Equal(StatusCode.InvalidArgument, e.StatusCode);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"status after {clock.Elapsed.TotalSeconds:F1} s");
+    }
+
     /// <summary>
     /// An append the server rejects at its first message, the client still sending: it writes the first message,
     /// gives the server time to reject it, writes more, then half-closes. Returns the call's status.
