@@ -15,6 +15,13 @@ public sealed class ErrorMappingInterceptor : Interceptor
         KvDbException k => new RpcException(new Status(Code(k.Code), k.Message)),
         TensorFormatException t => new RpcException(new Status(StatusCode.InvalidArgument, t.Message)),
         OperationCanceledException => new RpcException(new Status(StatusCode.Cancelled, "the call was cancelled")),
+        Google.Protobuf.InvalidProtocolBufferException p => new RpcException(new Status(StatusCode.InvalidArgument, "the request is not a valid protobuf message: " + p.Message)),
+
+        // Safety net: a client-supplied number the edge failed to check must not surface as INTERNAL. Sizes reach
+        // allocations (OutOfMemoryException), ranges reach argument checks and arithmetic.
+        OutOfMemoryException => new RpcException(new Status(StatusCode.ResourceExhausted, "the request needs more memory than the server can give it; ask for fewer tokens, queries or a smaller budget")),
+        ArgumentException a => new RpcException(new Status(StatusCode.InvalidArgument, "a request field is out of range: " + a.Message)),
+        OverflowException o => new RpcException(new Status(StatusCode.InvalidArgument, "a request number is too large: " + o.Message)),
         _ => new RpcException(new Status(StatusCode.Internal, "internal error: " + e.GetType().Name + ": " + e.Message)),
     };
 
