@@ -15,6 +15,13 @@ public sealed class ErrorMappingInterceptor : Interceptor
         KvDbException k => new RpcException(new Status(Code(k.Code), k.Message)),
         TensorFormatException t => new RpcException(new Status(StatusCode.InvalidArgument, t.Message)),
         OperationCanceledException => new RpcException(new Status(StatusCode.Cancelled, "the call was cancelled")),
+        Google.Protobuf.InvalidProtocolBufferException p => new RpcException(new Status(StatusCode.InvalidArgument, "the request is not a valid protobuf message: " + p.Message)),
+
+        // Safety net: a client-supplied number the edge failed to check must not surface as INTERNAL. Sizes reach
+        // allocations (OutOfMemoryException), ranges reach argument checks and arithmetic.
+        OutOfMemoryException => new RpcException(new Status(StatusCode.ResourceExhausted, "the request needs more memory than the server can give it; ask for fewer tokens, queries or a smaller budget")),
+        ArgumentException a => new RpcException(new Status(StatusCode.InvalidArgument, "a request field is out of range: " + a.Message)),
+        OverflowException o => new RpcException(new Status(StatusCode.InvalidArgument, "a request number is too large: " + o.Message)),
         _ => new RpcException(new Status(StatusCode.Internal, "internal error: " + e.GetType().Name + ": " + e.Message)),
     };
 
@@ -38,9 +45,9 @@ public sealed class ErrorMappingInterceptor : Interceptor
         {
             return await continuation(requestStream, context).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is not RpcException)
+        catch (Exception e)
         {
-            throw Map(e);
+            throw await EndStream(e, context).ConfigureAwait(false);
         }
     }
 
@@ -64,10 +71,26 @@ public sealed class ErrorMappingInterceptor : Interceptor
         {
             await continuation(requestStream, responseStream, context).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is not RpcException)
+        catch (Exception e)
         {
-            throw Map(e);
+            throw await EndStream(e, context).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>
+    /// The status a failed call with a request stream ends with, once what the client is still sending has been drained
+    /// (bounded, see <see cref="RequestDrain"/>): the call then ends with its status and no HTTP/2 reset, so a burst of
+    /// rejected streams cannot fill Kestrel's drain queue and get the client's next calls refused with ENHANCE_YOUR_CALM.
+    /// </summary>
+    private static async Task<RpcException> EndStream(Exception e, ServerCallContext context)
+    {
+        RpcException status = Map(e);
+        if (status.StatusCode != StatusCode.Cancelled && status.StatusCode != StatusCode.DeadlineExceeded)
+        {
+            await RequestDrain.DrainAsync(context).ConfigureAwait(false);
+        }
+
+        return status;
     }
 
     private static StatusCode Code(KvDbErrorCode code) => code switch

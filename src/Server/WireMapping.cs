@@ -42,6 +42,9 @@ internal static class WireMapping
         return ctx;
     }
 
+    /// <summary>The largest plan budget passed on: more tokens than any layer holds (a larger one means the same, all of them).</summary>
+    public const long MaxBudget = int.MaxValue;
+
     /// <summary>The request's plan; a tolerance field left 0 takes <paramref name="defaults"/>' value.</summary>
     public static PlanRequest ToPlan(Plan? p, QualityContract defaults)
     {
@@ -50,15 +53,24 @@ internal static class WireMapping
             return PlanRequest.Auto;
         }
 
-        if (p.Budget < 0 || !float.IsFinite(p.Beta) || p.Beta < 0)
+        if (p.Budget < 0)
         {
-            throw KvDbException.Invalid("plan.budget and plan.beta must be ≥ 0 (0 = the plan's default)");
+            throw KvDbException.Invalid($"plan.budget must be ≥ 0 (0 = the plan's default; a budget past the context's tokens selects them all), got {p.Budget}");
         }
+
+        if (!float.IsFinite(p.Beta) || p.Beta < 0)
+        {
+            throw KvDbException.Invalid($"plan.beta must be a finite number ≥ 0 (0 = the default, alpha = 1e-3), got {p.Beta}");
+        }
+
+        // A budget is a count of tokens: past int.MaxValue it cannot mean more than "all of them", and no plan may size
+        // anything by it (plans clamp to the indexed tokens as well).
+        long budget = Math.Min(p.Budget, MaxBudget);
 
         QualityContract? quality = p.Epsilon == 0 && p.Delta == 0 && p.MaxLatencyUs == 0
             ? null
             : QualityContract.FromWire(p.Epsilon, p.Delta, p.MaxLatencyUs, defaults);
-        return new PlanRequest((QueryEngine.PlanKind)(int)p.Kind, p.Budget, p.Beta, quality);
+        return new PlanRequest((QueryEngine.PlanKind)(int)p.Kind, budget, p.Beta, quality);
     }
 
     /// <summary>The wire stats of an answer: counters, time, the rendered explain, the contract and each query head's quality.</summary>
