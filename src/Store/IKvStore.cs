@@ -42,6 +42,15 @@ public interface IKvStore : IDisposable
     /// </summary>
     ContextInfo UpdateContext(string id, long? ttlSeconds, bool? pinned);
 
+    /// <summary>
+    /// As <see cref="UpdateContext(string, long?, bool?)"/>, with the tier the pin holds the context's blocks in:
+    /// <see cref="PinTier.Cpu"/> (also when null and <paramref name="pinned"/> is given), <see cref="PinTier.Gpu"/> (CPU
+    /// pin plus pinned GPU-tier mirrors; FAILED_PRECONDITION without a GPU tier) or <see cref="PinTier.Disk"/> (recorded,
+    /// holds nothing). A tier with <paramref name="pinned"/> null pins; with <paramref name="pinned"/> false it is INVALID_ARGUMENT.
+    /// Pins of each tier may hold at most <see cref="StoreOptions.MaxPinnedFraction"/> of it (RESOURCE_EXHAUSTED beyond, nothing changed).
+    /// </summary>
+    ContextInfo UpdateContext(string id, long? ttlSeconds, bool? pinned, PinTier? pinTier);
+
     /// <summary>Opens the single append transaction of a context (FAILED_PRECONDITION if one is open).</summary>
     IAppendTransaction BeginAppend(string contextId);
 
