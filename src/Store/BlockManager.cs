@@ -39,13 +39,13 @@ public sealed unsafe class BlockManager
     private readonly Lock _sketchGate = new();
 
     /// <summary>
-    /// Under <see cref="EvictionPolicy.TinyLfu"/>, demotion ranks by frequency the coldest candidates that together hold
-    /// this many times the bytes it must free (the rest of the tier, the recently used part, is TinyLFU's window: new
-    /// blocks are not ranked until they have had a chance to be read again).
+    /// Under <see cref="EvictionPolicy.TinyLfu"/>, the most recently used percent of the demotable blocks that demotion
+    /// leaves out of its frequency ranking: W-TinyLFU's window (Caffeine's default size), where a block just written or
+    /// read back has the chance to be read again before it competes on frequency.
     /// </summary>
-    public const int TinyLfuPoolFactor = 2;
+    public const int TinyLfuWindowPercent = 1;
 
-    /// <summary>The fewest candidates TinyLFU ranks by frequency (a demotion that frees one block still compares this many).</summary>
+    /// <summary>The fewest candidates TinyLFU ranks by frequency (also when the window would leave fewer).</summary>
     public const int TinyLfuMinPool = 16;
 
     /// <summary>Bytes per sketch word the sketch is sized for: one word (16 counters) per 64 KiB of CPU budget (a 16-token block of an 8-head, d = 128, bf16 model).</summary>
@@ -443,15 +443,21 @@ public sealed unsafe class BlockManager
     }
 
     /// <summary>
-    /// TinyLFU's choice, in place: the coldest candidates that hold <see cref="TinyLfuPoolFactor"/> × <paramref name="need"/>
-    /// bytes (at least <see cref="TinyLfuMinPool"/>) are reordered least frequently used first (ties: least recently used
-    /// first); the more recently used rest keeps its order behind them.
+    /// TinyLFU's choice, in place: every candidate but the most recently used <see cref="TinyLfuWindowPercent"/> percent
+    /// (the window; still ranked when needed to cover <paramref name="need"/> bytes, and at least
+    /// <see cref="TinyLfuMinPool"/> are ranked) is reordered least frequently used first (ties: least recently used
+    /// first); the window keeps its order behind them.
     /// </summary>
     private void LeastFrequentFirst(KvBlock[] coldestFirst, long need)
     {
-        int pool = 0;
+        int pool = Math.Min(coldestFirst.Length, Math.Max(TinyLfuMinPool, coldestFirst.Length - (coldestFirst.Length * TinyLfuWindowPercent / 100)));
         long bytes = 0;
-        while (pool < coldestFirst.Length && (bytes < need * TinyLfuPoolFactor || pool < TinyLfuMinPool))
+        for (int i = 0; i < pool; i++)
+        {
+            bytes += coldestFirst[i].Model.BlockBytes;
+        }
+
+        while (pool < coldestFirst.Length && bytes < need)
         {
             bytes += coldestFirst[pool].Model.BlockBytes;
             pool++;

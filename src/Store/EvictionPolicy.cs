@@ -7,8 +7,9 @@ public enum EvictionPolicy
     Lru = 0,
 
     /// <summary>
-    /// Frequency-aware (TinyLFU): among the least recently used blocks (those covering <see cref="BlockManager.TinyLfuPoolFactor"/>
-    /// times the bytes to demote), the least frequently accessed go first, by a <see cref="FrequencySketch"/> of block reads and writes.
+    /// Frequency-aware (W-TinyLFU style): the least frequently accessed blocks go first, by a <see cref="FrequencySketch"/> of
+    /// block reads and writes with aging; the most recently used <see cref="BlockManager.TinyLfuWindowPercent"/> percent (the
+    /// window) are not ranked, and equal frequencies go least recently used first.
     /// </summary>
     TinyLfu = 1,
 }

@@ -38,7 +38,8 @@ public interface IKvStore : IDisposable
     /// Changes a context's TTL and pin, durably; null leaves a setting as it is. <paramref name="ttlSeconds"/> &gt; 0
     /// expires the context that long from now, 0 keeps it forever. Pinning reads every block of the context back into
     /// the CPU tier and keeps it there (demotion and eviction skip it) until unpinned or deleted; it fails with
-    /// RESOURCE_EXHAUSTED, changing nothing, when pinned blocks would hold more than half of the CPU tier.
+    /// RESOURCE_EXHAUSTED, changing nothing, when pinned blocks would hold more than the pin quota
+    /// (<see cref="StoreOptions.MaxPinnedFraction"/>, half by default) of the CPU tier. Pinning here always means the CPU tier; a TTL-only update keeps the tier.
     /// </summary>
     ContextInfo UpdateContext(string id, long? ttlSeconds, bool? pinned);
 
