@@ -183,6 +183,10 @@ public sealed class KvDbClient : IDisposable
         return await Contexts.UpdateContextAsync(request, cancellationToken: cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>Pins a context so its blocks are not demoted below <paramref name="tier"/> (admin key); unpin with <see cref="UpdateContextAsync"/> (pinned: false).</summary>
+    public async Task<Context> PinContextAsync(string id, PinTier tier, CancellationToken cancellationToken = default) =>
+        await Contexts.UpdateContextAsync(new UpdateContextRequest { Id = id, Pinned = true, PinTier = tier }, cancellationToken: cancellationToken).ConfigureAwait(false);
+
     /// <summary>Deletes a context.</summary>
     public async Task DeleteContextAsync(string id, CancellationToken cancellationToken = default) =>
         await Contexts.DeleteContextAsync(new DeleteContextRequest { Id = id }, cancellationToken: cancellationToken).ConfigureAwait(false);

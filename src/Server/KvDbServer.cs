@@ -55,6 +55,8 @@ public static class KvDbServer
             CpuBudgetBytes = options.CpuBudgetBytes,
             GpuBudgetBytes = options.GpuBudgetBytes,
             DataDirectory = options.DataDirectory,
+            EvictionPolicy = options.EvictionPolicy,
+            MaxPinnedFraction = options.MaxPinnedFraction,
             Logger = loggerFactory.CreateLogger("KvDb.Store"),
         };
         if (options.CheckpointLogBytes > 0)

@@ -21,6 +21,12 @@ public sealed record KvDbServerOptions
     /// <summary>Bytes of device memory for the GPU tier; 0 = off (also off, with a log line, when CUDA is unavailable).</summary>
     public long GpuBudgetBytes { get; init; }
 
+    /// <summary>How the CPU tier picks blocks to demote to disk: LRU (default) or TinyLFU (least frequently used among the coldest); see docs/storage.md.</summary>
+    public Store.EvictionPolicy EvictionPolicy { get; init; } = Store.EvictionPolicy.Lru;
+
+    /// <summary>The pin quota: the fraction of the CPU tier (and of the GPU tier for GPU pins) that context pins may hold together (0 to 1).</summary>
+    public double MaxPinnedFraction { get; init; } = 0.5;
+
     /// <summary>With a data directory: take a checkpoint after this many bytes of write-ahead log; 0 = the store's default (512 MiB).</summary>
     public long CheckpointLogBytes { get; init; }
 

@@ -37,7 +37,7 @@ internal static class WireMapping
 
     public static Context ToWire(ContextInfo c)
     {
-        var ctx = new Context { Id = c.Id, Model = c.Model, Namespace = c.Namespace, NumTokens = c.NumTokens, Bytes = c.Bytes, CreatedUnixMs = c.CreatedUnixMs, ExpiresAtUnixMs = c.ExpiresAtUnixMs, Pinned = c.Pinned };
+        var ctx = new Context { Id = c.Id, Model = c.Model, Namespace = c.Namespace, NumTokens = c.NumTokens, Bytes = c.Bytes, CreatedUnixMs = c.CreatedUnixMs, ExpiresAtUnixMs = c.ExpiresAtUnixMs, Pinned = c.Pinned, PinTier = c.Pinned ? ToWire(c.PinTier) : Protocol.V1.PinTier.Unspecified };
         ctx.LayerTokens.Add(c.LayerTokens);
         return ctx;
     }
@@ -242,4 +242,27 @@ internal static class WireMapping
 
     /// <summary>A figure the wire can carry: −1 for NaN or infinity (no estimate, unbounded).</summary>
     private static double Finite(double x) => double.IsFinite(x) ? x : -1;
+
+    /// <summary>The wire form of a pin tier.</summary>
+    public static Protocol.V1.PinTier ToWire(Store.PinTier tier) => tier switch
+    {
+        Store.PinTier.Gpu => Protocol.V1.PinTier.Gpu,
+        Store.PinTier.Disk => Protocol.V1.PinTier.Disk,
+        _ => Protocol.V1.PinTier.Cpu,
+    };
+
+    /// <summary>A request's pin tier (UNSPECIFIED = CPU); INVALID_ARGUMENT for a value this server does not know.</summary>
+    public static Store.PinTier ToPinTier(Protocol.V1.PinTier tier) => tier switch
+    {
+        Protocol.V1.PinTier.Unspecified or Protocol.V1.PinTier.Cpu => Store.PinTier.Cpu,
+        Protocol.V1.PinTier.Gpu => Store.PinTier.Gpu,
+        Protocol.V1.PinTier.Disk => Store.PinTier.Disk,
+        _ => throw KvDbException.Invalid($"pin_tier {(int)tier} is not one of PIN_TIER_CPU, PIN_TIER_GPU, PIN_TIER_DISK"),
+    };
+
+    /// <summary>The policy's name in stats and metric labels: "lru" or "tinylfu".</summary>
+    public static string PolicyName(Store.EvictionPolicy policy) => policy == Store.EvictionPolicy.TinyLfu ? "tinylfu" : "lru";
+
+    /// <summary>hits / (hits + misses), 0 before any read.</summary>
+    public static double HitRatio(long hits, long misses) => hits + misses == 0 ? 0 : (double)hits / (hits + misses);
 }

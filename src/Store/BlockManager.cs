@@ -4,6 +4,8 @@ namespace KvDb.Store;
 /// Places blocks in tiers. The CPU tier is the native slab arena with the byte budget; with a spill tier
 /// (the disk tier under a data directory), crossing the high watermark demotes the least recently used
 /// unpinned full blocks until usage is back under the low watermark, and a pin promotes a demoted block back.
+/// Under <see cref="EvictionPolicy.TinyLfu"/> a <see cref="FrequencySketch"/> counts every read (pin) and write (a block
+/// filling up) of a block, and demotion takes the least frequently used among the coldest blocks first.
 /// Unsafe: spans over arena slots are created only for resident blocks whose reference the caller holds, so
 /// the slot cannot be freed or reused meanwhile.
 /// </summary>
@@ -33,12 +35,106 @@ public sealed unsafe class BlockManager
     private long _spillMisses;
     private long _corrupt;
     private long _demotions;
+    private readonly FrequencySketch? _sketch;
+    private readonly Lock _sketchGate = new();
 
-    internal BlockManager(NativeSlabArena arena, ISpillTier? spill, BlockDirectory directory)
+    /// <summary>
+    /// Under <see cref="EvictionPolicy.TinyLfu"/>, the most recently used percent of the demotable blocks that demotion
+    /// leaves out of its frequency ranking: W-TinyLFU's window (Caffeine's default size), where a block just written or
+    /// read back has the chance to be read again before it competes on frequency.
+    /// </summary>
+    public const int TinyLfuWindowPercent = 1;
+
+    /// <summary>The fewest candidates TinyLFU ranks by frequency (also when the window would leave fewer).</summary>
+    public const int TinyLfuMinPool = 16;
+
+    /// <summary>Bytes per sketch word the sketch is sized for: one word (16 counters) per 64 KiB of CPU budget (a 16-token block of an 8-head, d = 128, bf16 model).</summary>
+    private const long SketchBytesPerKey = 64 << 10;
+
+    /// <summary>The fewest sketch words (32 KiB): small budgets of small blocks still get a sketch that does not age after a few hundred accesses.</summary>
+    private const long SketchMinKeys = 4096;
+
+    internal BlockManager(NativeSlabArena arena, ISpillTier? spill, BlockDirectory directory, EvictionPolicy policy = EvictionPolicy.Lru)
     {
         _arena = arena;
         _spill = spill;
         _directory = directory;
+        Policy = policy;
+        if (policy == EvictionPolicy.TinyLfu)
+        {
+            _sketch = new FrequencySketch(Math.Max(SketchMinKeys, arena.BudgetBytes / SketchBytesPerKey));
+        }
+    }
+
+    /// <summary>How demotion picks its blocks.</summary>
+    public EvictionPolicy Policy { get; }
+
+    /// <summary>The estimated access frequency of a full block (0 to 15) under TinyLFU; 0 under LRU or for a block with no address.</summary>
+    public int EstimatedFrequency(KvBlock block)
+    {
+        ArgumentNullException.ThrowIfNull(block);
+        if (_sketch is null || block.Address is not BlockAddress address)
+        {
+            return 0;
+        }
+
+        lock (_sketchGate)
+        {
+            return _sketch.Frequency(SketchKey(address));
+        }
+    }
+
+    /// <summary>Times the TinyLFU sketch halved its counters (aging); 0 under LRU.</summary>
+    public long SketchHalvings
+    {
+        get
+        {
+            if (_sketch is null)
+            {
+                return 0;
+            }
+
+            lock (_sketchGate)
+            {
+                return _sketch.Halvings;
+            }
+        }
+    }
+
+    /// <summary>The sketch key of a block address: the chain hash folded to 64 bits, mixed with the layer.</summary>
+    private static ulong SketchKey(BlockAddress address) =>
+        (ulong)address.Chain ^ (ulong)(address.Chain >> 64) ^ ((ulong)(uint)address.Layer * 0x9E3779B97F4A7C15UL);
+
+    /// <summary>Counts one access of a full block in the TinyLFU sketch (no-op under LRU).</summary>
+    private void RecordAccess(KvBlock block)
+    {
+        if (_sketch is not null && block.Address is BlockAddress address)
+        {
+            lock (_sketchGate)
+            {
+                _sketch.Increment(SketchKey(address));
+            }
+        }
+    }
+
+    /// <summary>Counts one access of each block in the TinyLFU sketch, under one lock (no-op under LRU).</summary>
+    private void RecordAccesses(ReadOnlySpan<KvBlock> blocks)
+    {
+        if (_sketch is null || blocks.IsEmpty)
+        {
+            return;
+        }
+
+        lock (_sketchGate)
+        {
+            foreach (KvBlock block in blocks)
+            {
+                if (block.Address is BlockAddress address)
+                {
+                    _sketch.Increment(SketchKey(address));
+                }
+            }
+        }
     }
 
     /// <summary>True when blocks can be demoted to a lower tier.</summary>
@@ -96,6 +192,7 @@ public sealed unsafe class BlockManager
     /// <summary>Called when a block becomes full (and addressed): from now on it may be demoted.</summary>
     internal void MarkFull(KvBlock block)
     {
+        RecordAccess(block);
         if (_spill is not null)
         {
             // Writing counts as a use, so a block just appended is not the first to go.
@@ -121,6 +218,12 @@ public sealed unsafe class BlockManager
     public void Pin(KvBlock block)
     {
         ArgumentNullException.ThrowIfNull(block);
+        PinCore(block);
+        RecordAccess(block);
+    }
+
+    private void PinCore(KvBlock block)
+    {
         lock (block.Gate)
         {
             if (block.Corrupt)
@@ -172,12 +275,13 @@ public sealed unsafe class BlockManager
                     }
                 }
 
-                Pin(block);
+                PinCore(block);
             }
         }
         finally
         {
             Interlocked.Add(ref _cpuHits, hits);
+            RecordAccesses(blocks[..pinned]);
         }
     }
 
@@ -241,6 +345,11 @@ public sealed unsafe class BlockManager
             }
 
             Array.Sort(ages, candidates);
+            if (_sketch is not null)
+            {
+                LeastFrequentFirst(candidates, need);
+            }
+
             if (ResidentShare is { } share)
             {
                 candidates = OverShareFirst(candidates, share);
@@ -331,6 +440,41 @@ public sealed unsafe class BlockManager
         {
             _demoteGate.Exit();
         }
+    }
+
+    /// <summary>
+    /// TinyLFU's choice, in place: every candidate but the most recently used <see cref="TinyLfuWindowPercent"/> percent
+    /// (the window; still ranked when needed to cover <paramref name="need"/> bytes, and at least
+    /// <see cref="TinyLfuMinPool"/> are ranked) is reordered least frequently used first (ties: least recently used
+    /// first); the window keeps its order behind them.
+    /// </summary>
+    private void LeastFrequentFirst(KvBlock[] coldestFirst, long need)
+    {
+        int pool = Math.Min(coldestFirst.Length, Math.Max(TinyLfuMinPool, coldestFirst.Length - (coldestFirst.Length * TinyLfuWindowPercent / 100)));
+        long bytes = 0;
+        for (int i = 0; i < pool; i++)
+        {
+            bytes += coldestFirst[i].Model.BlockBytes;
+        }
+
+        while (pool < coldestFirst.Length && bytes < need)
+        {
+            bytes += coldestFirst[pool].Model.BlockBytes;
+            pool++;
+        }
+
+        // Frequency in the high half, LRU rank in the low half: one sort, stable within a frequency.
+        var keys = new long[pool];
+        lock (_sketchGate)
+        {
+            for (int i = 0; i < pool; i++)
+            {
+                int frequency = coldestFirst[i].Address is BlockAddress address ? _sketch!.Frequency(SketchKey(address)) : 0;
+                keys[i] = ((long)frequency << 32) | (uint)i;
+            }
+        }
+
+        Array.Sort(keys, coldestFirst, 0, pool);
     }
 
     /// <summary>

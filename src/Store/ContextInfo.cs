@@ -11,4 +11,7 @@ public sealed record ContextInfo(string Id, string Model, string Namespace, long
 
     /// <summary>True while the context's blocks are held in the CPU tier (see <see cref="IKvStore.UpdateContext"/>).</summary>
     public bool Pinned { get; init; }
+
+    /// <summary>The tier a pinned context's blocks are not demoted below (<see cref="PinTier.Cpu"/> when not pinned).</summary>
+    public PinTier PinTier { get; init; }
 }

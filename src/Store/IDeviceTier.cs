@@ -9,6 +9,9 @@ namespace KvDb.Store;
 /// </summary>
 public interface IDeviceTier : IKvTier
 {
+    /// <summary>Bytes of device memory the tier may use.</summary>
+    long BudgetBytes { get; }
+
     /// <summary>Mirrors a resident, pinned, full block; returns the device pointer, or 0 when the device budget is full.</summary>
     nint TryMirror(KvBlock block);
 

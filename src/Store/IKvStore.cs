@@ -38,9 +38,19 @@ public interface IKvStore : IDisposable
     /// Changes a context's TTL and pin, durably; null leaves a setting as it is. <paramref name="ttlSeconds"/> &gt; 0
     /// expires the context that long from now, 0 keeps it forever. Pinning reads every block of the context back into
     /// the CPU tier and keeps it there (demotion and eviction skip it) until unpinned or deleted; it fails with
-    /// RESOURCE_EXHAUSTED, changing nothing, when pinned blocks would hold more than half of the CPU tier.
+    /// RESOURCE_EXHAUSTED, changing nothing, when pinned blocks would hold more than the pin quota
+    /// (<see cref="StoreOptions.MaxPinnedFraction"/>, half by default) of the CPU tier. Pinning here always means the CPU tier; a TTL-only update keeps the tier.
     /// </summary>
     ContextInfo UpdateContext(string id, long? ttlSeconds, bool? pinned);
+
+    /// <summary>
+    /// As <see cref="UpdateContext(string, long?, bool?)"/>, with the tier the pin holds the context's blocks in:
+    /// <see cref="PinTier.Cpu"/> (also when null and <paramref name="pinned"/> is given), <see cref="PinTier.Gpu"/> (CPU
+    /// pin plus pinned GPU-tier mirrors; FAILED_PRECONDITION without a GPU tier) or <see cref="PinTier.Disk"/> (recorded,
+    /// holds nothing). A tier with <paramref name="pinned"/> null pins; with <paramref name="pinned"/> false it is INVALID_ARGUMENT.
+    /// Pins of each tier may hold at most <see cref="StoreOptions.MaxPinnedFraction"/> of it (RESOURCE_EXHAUSTED beyond, nothing changed).
+    /// </summary>
+    ContextInfo UpdateContext(string id, long? ttlSeconds, bool? pinned, PinTier? pinTier);
 
     /// <summary>Opens the single append transaction of a context (FAILED_PRECONDITION if one is open).</summary>
     IAppendTransaction BeginAppend(string contextId);

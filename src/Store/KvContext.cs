@@ -40,8 +40,17 @@ internal sealed class KvContext
     /// <summary>When the TTL sweep deletes the context (Unix ms); 0 = never. Changed only under the metadata lock.</summary>
     public long ExpiresAtUnixMs { get; set; }
 
-    /// <summary>True while the context is pinned: its blocks are held in the CPU tier (never demoted). Changed under the metadata lock and the gate.</summary>
+    /// <summary>True while the context is pinned: its blocks are not demoted below <see cref="PinTier"/>. Changed under the metadata lock and the gate.</summary>
     public bool Pinned { get; set; }
+
+    /// <summary>The tier the pin holds the blocks in (meaningful while <see cref="Pinned"/>; <see cref="PinTier.Cpu"/> otherwise).</summary>
+    public PinTier PinTier { get; set; }
+
+    /// <summary>Per layer, the GPU-tier mirrors a <see cref="PinTier.Gpu"/> pin holds (null entries: no full block yet); null otherwise.</summary>
+    public DeviceLayer?[]? DevicePins { get; set; }
+
+    /// <summary>Device-tier bytes <see cref="DevicePins"/> hold (full blocks × block bytes).</summary>
+    public long DevicePinnedBytes { get; set; }
 
     /// <summary>Per layer, how many leading (committed, full) blocks the context's pin holds; null while unpinned.</summary>
     public int[]? PinnedPrefix { get; set; }
@@ -159,6 +168,7 @@ internal sealed class KvContext
             CreatedUnixMs = CreatedUnixMs,
             ExpiresAtUnixMs = ExpiresAtUnixMs,
             Pinned = Pinned,
+            PinTier = PinTier,
         };
     }
 }

@@ -145,6 +145,7 @@ public partial class KvStore
             CreatedUnixMs = c.CreatedUnixMs,
             ExpiresAtUnixMs = c.ExpiresAtUnixMs,
             Pinned = c.Pinned,
+            PinTier = c.PinTier,
             TokenIds = CollectionsMarshal.AsSpan(c.TokenIds)[..(int)c.CommittedTokenIds].ToArray(),
             Layers = layers,
         };

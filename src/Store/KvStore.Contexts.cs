@@ -110,7 +110,7 @@ public partial class KvStore
             lock (c.Gate)
             {
                 int tokens = (int)Math.Min(int.MaxValue, c.NumTokens);
-                SetPinned(c, false);
+                SetPinned(c, false, PinTier.Cpu);
                 c.Deleted = true;
                 Unregister(c);
                 foreach (ContextLayer l in c.Layers)

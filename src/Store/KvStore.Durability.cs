@@ -94,7 +94,7 @@ public partial class KvStore
             ReportCorrupt("the block log's commit metadata could not be read; it was moved aside (blocks.corrupt-*) — blocks stored only there are reported as corrupt when read");
         }
 
-        var manager = new BlockManager(_arena, _blockLog, _directory);
+        var manager = new BlockManager(_arena, _blockLog, _directory, Options.EvictionPolicy);
         Blocks = manager;
         _replaying = true;
         try

@@ -108,7 +108,7 @@ public partial class KvStore
         {
             if (ci.Pinned)
             {
-                ApplyContextSettings(ci.Id, ci.ExpiresAtUnixMs, pinned: true);
+                ApplyContextSettings(ci.Id, ci.ExpiresAtUnixMs, pinned: true, ci.PinTier);
             }
         }
     }
@@ -200,7 +200,7 @@ public partial class KvStore
                 case ContextUpdateRecord u:
                     if (!beforeCut)
                     {
-                        _store.ApplyContextSettings(u.Id, u.ExpiresAtUnixMs, u.Pinned);
+                        _store.ApplyContextSettings(u.Id, u.ExpiresAtUnixMs, u.Pinned, u.PinTier);
                     }
 
                     break;

@@ -36,6 +36,11 @@ public partial class KvStore : IKvStore
     {
         ArgumentNullException.ThrowIfNull(options);
         Options = options;
+        if (options.MaxPinnedFraction is not (>= 0 and <= 1))
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), options.MaxPinnedFraction, "MaxPinnedFraction must be between 0 and 1");
+        }
+
         _arena = new NativeSlabArena(options.ResolvedCpuBudgetBytes);
         if (options.DataDirectory is string dir)
         {
@@ -43,7 +48,7 @@ public partial class KvStore : IKvStore
         }
         else
         {
-            Blocks = new BlockManager(_arena, null, _directory);
+            Blocks = new BlockManager(_arena, null, _directory, options.EvictionPolicy);
         }
 
         _gpu = GpuTierBringUp.Open(options, out string gpuStatus);
@@ -54,6 +59,7 @@ public partial class KvStore : IKvStore
         }
 
         Blocks.Device = _gpu;
+        PinRecoveredDeviceContexts();
 
         if (options.MaintenanceInterval > TimeSpan.Zero)
         {
@@ -127,6 +133,7 @@ public partial class KvStore : IKvStore
         {
             Tiers = Blocks.GetTierStats(),
             Demotions = Blocks.Demotions,
+            EvictionPolicy = Blocks.Policy,
             SharedBlocks = _directory.PublishedBlocks,
             DedupeHits = Interlocked.Read(ref _dedupeHits),
             CorruptRecords = Interlocked.Read(ref _corrupt) + Blocks.CorruptBlocks,

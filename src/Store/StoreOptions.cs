@@ -17,6 +17,15 @@ public sealed record StoreOptions
     /// <summary>CUDA device of the GPU tier.</summary>
     public int GpuDevice { get; init; }
 
+    /// <summary>How the CPU tier picks blocks to demote to the disk tier: least recently used (default) or TinyLFU (least frequently used among the coldest).</summary>
+    public EvictionPolicy EvictionPolicy { get; init; } = EvictionPolicy.Lru;
+
+    /// <summary>
+    /// The pin quota: the fraction of the CPU tier (and of the GPU tier, for pins to it) that context pins may hold
+    /// together; a pin beyond it is RESOURCE_EXHAUSTED. Between 0 and 1; default one half.
+    /// </summary>
+    public double MaxPinnedFraction { get; init; } = 0.5;
+
     /// <summary>Directory for persistent data; null = memory only (nothing survives a restart).</summary>
     public string? DataDirectory { get; init; }
 

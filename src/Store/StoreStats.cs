@@ -24,6 +24,9 @@ public sealed record StoreStats(int Models, int Contexts, long Blocks, long CpuB
     /// <summary>True when the store keeps a data directory.</summary>
     public bool Durable { get; init; }
 
+    /// <summary>How the CPU tier picks the blocks it demotes (<see cref="StoreOptions.EvictionPolicy"/>).</summary>
+    public EvictionPolicy EvictionPolicy { get; init; }
+
     /// <summary>Blocks demoted from the CPU tier to the disk tier since start (eviction under pressure or on demand).</summary>
     public long Demotions { get; init; }
 }

@@ -167,7 +167,7 @@ public sealed class MetricsTests
         text.Split('\n').Any(l => l.StartsWith(series + " ", StringComparison.Ordinal)) ? Value(text, series) : 0;
 
     /// <summary>The value of one series line "name{labels} value" of the exposition text.</summary>
-    private static double Value(string text, string series)
+    internal static double Value(string text, string series)
     {
         foreach (string line in text.Split('\n'))
         {

@@ -31,6 +31,19 @@ public sealed class WalCodecTests
     {
         RoundTrip(new ContextUpdateRecord("ctx-ü", 1_700_000_360_123, true));
         RoundTrip(new ContextUpdateRecord("c", 0, false));
+        RoundTrip(new ContextUpdateRecord("g", 5, true, PinTier.Gpu));
+        RoundTrip(new ContextUpdateRecord("d", 5, true, PinTier.Disk));
+    }
+
+    [Fact]
+    public void A_ContextUpdate_record_of_the_previous_format_is_a_cpu_pin()
+    {
+        // Before pin tiers the payload ended after the pinned byte.
+        using var w = new RecordWriter();
+        w.WriteString("old");
+        w.WriteInt64(77);
+        w.WriteByte(1);
+        Assert.Equal(new ContextUpdateRecord("old", 77, true, PinTier.Cpu), Decode(w.Finish(WalRecordType.ContextUpdate).ToArray()));
     }
 
     [Fact]

@@ -29,6 +29,7 @@ public sealed class KvDbMetrics
     private readonly Gauge _tierBlocks;
     private readonly Counter _tierHits;
     private readonly Counter _tierMisses;
+    private readonly Gauge _tierHitRatio;
     private readonly Counter _promotions;
     private readonly Counter _demotions;
     private readonly Gauge _contexts;
@@ -61,8 +62,9 @@ public sealed class KvDbMetrics
         _mass = f.CreateHistogram("kvdb_attend_mass_estimate", "AUTO's estimated softmax mass of the exactly attended part, per query head.", ["plan"], new HistogramConfiguration { Buckets = [0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 1] });
         _tierBytes = f.CreateGauge("kvdb_tier_bytes", "K/V bytes held per tier.", ["tier"]);
         _tierBlocks = f.CreateGauge("kvdb_tier_blocks", "Blocks held per tier.", ["tier"]);
-        _tierHits = f.CreateCounter("kvdb_tier_hits_total", "Reads that found their block in the tier.", ["tier"]);
-        _tierMisses = f.CreateCounter("kvdb_tier_misses_total", "Reads that missed the tier (cpu: promoted from disk; disk: failed checksum).", ["tier"]);
+        _tierHits = f.CreateCounter("kvdb_tier_hits_total", "Reads that found their block in the tier, by tier and the CPU tier's eviction policy.", ["tier", "policy"]);
+        _tierMisses = f.CreateCounter("kvdb_tier_misses_total", "Reads that missed the tier (cpu: promoted from disk; disk: failed checksum), by tier and the CPU tier's eviction policy.", ["tier", "policy"]);
+        _tierHitRatio = f.CreateGauge("kvdb_tier_hit_ratio", "hits / (hits + misses) of the tier since start (0 before any read), by tier and the CPU tier's eviction policy.", ["tier", "policy"]);
         _promotions = f.CreateCounter("kvdb_tier_promotions_total", "Blocks read back into the tier from the one below (cpu: from disk).", ["tier"]);
         _demotions = f.CreateCounter("kvdb_tier_demotions_total", "Blocks moved out of the tier to the one below (cpu: to disk).", ["tier"]);
         _contexts = f.CreateGauge("kvdb_contexts", "Contexts stored.");
@@ -141,12 +143,14 @@ public sealed class KvDbMetrics
     private void Refresh(IKvStore store, TenantRegistry tenants, TenantQuotas quotas)
     {
         StoreStats s = store.GetStats();
+        string policy = WireMapping.PolicyName(s.EvictionPolicy);
         foreach (Store.TierStats t in s.Tiers)
         {
             _tierBytes.WithLabels(t.Name).Set(t.Bytes);
             _tierBlocks.WithLabels(t.Name).Set(t.Blocks);
-            _tierHits.WithLabels(t.Name).IncTo(t.Hits);
-            _tierMisses.WithLabels(t.Name).IncTo(t.Misses);
+            _tierHits.WithLabels(t.Name, policy).IncTo(t.Hits);
+            _tierMisses.WithLabels(t.Name, policy).IncTo(t.Misses);
+            _tierHitRatio.WithLabels(t.Name, policy).Set(WireMapping.HitRatio(t.Hits, t.Misses));
         }
 
         foreach (Store.TierStats t in s.Tiers)

@@ -138,6 +138,7 @@ public sealed class AdminService : Admin.AdminBase
             ExpiredContexts = s.ExpiredContexts,
             WalBytes = s.WalBytes,
             Durable = s.Durable,
+            EvictionPolicy = WireMapping.PolicyName(s.EvictionPolicy),
             QueryCosts = new QueryCosts
             {
                 StreamBytesPerSecond = _executor.Costs.StreamBytesPerMicro * 1e6,
@@ -150,7 +151,7 @@ public sealed class AdminService : Admin.AdminBase
         };
         foreach (Store.TierStats t in s.Tiers)
         {
-            response.Tiers.Add(new Protocol.V1.TierStats { Name = t.Name, Bytes = t.Bytes, Blocks = t.Blocks, Hits = t.Hits, Misses = t.Misses });
+            response.Tiers.Add(new Protocol.V1.TierStats { Name = t.Name, Bytes = t.Bytes, Blocks = t.Blocks, Hits = t.Hits, Misses = t.Misses, HitRatio = WireMapping.HitRatio(t.Hits, t.Misses) });
         }
 
         foreach (TenantRecord t in _tenants.List())

@@ -53,14 +53,18 @@ public sealed class ContextsService : Contexts.ContextsBase
     {
         Principal p = AuthInterceptor.PrincipalOf(context);
         string id = TenantScope.ContextId(p, request.Id);
-        if (request.HasPinned && p.Tenant is not null)
+        if ((request.HasPinned || request.HasPinTier) && p.Tenant is not null)
         {
             // Checked after the id resolves, so another tenant's context still answers NOT_FOUND first.
             _store.GetContext(id);
             throw new RpcException(new Status(StatusCode.PermissionDenied, "pinning holds CPU-tier memory all tenants share: an admin pins and unpins contexts (send ttl_seconds alone to change the TTL)"));
         }
 
-        ContextInfo updated = _store.UpdateContext(id, request.HasTtlSeconds ? request.TtlSeconds : null, request.HasPinned ? request.Pinned : null);
+        ContextInfo updated = _store.UpdateContext(
+            id,
+            request.HasTtlSeconds ? request.TtlSeconds : null,
+            request.HasPinned ? request.Pinned : null,
+            request.HasPinTier ? WireMapping.ToPinTier(request.PinTier) : null);
         return Task.FromResult(Public(p, updated));
     }
 

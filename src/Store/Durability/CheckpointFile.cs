@@ -69,6 +69,23 @@ internal static class CheckpointFile
             w.WriteString(id);
         }
 
+        // Then the pins to another tier than CPU (after the pinned ids, so readers of the previous format stop before them).
+        var tiers = new List<ContextImage>();
+        foreach (ContextImage c in image.Contexts)
+        {
+            if (c.Pinned && c.PinTier != PinTier.Cpu)
+            {
+                tiers.Add(c);
+            }
+        }
+
+        w.WriteInt32(tiers.Count);
+        foreach (ContextImage c in tiers)
+        {
+            w.WriteString(c.Id);
+            w.WriteByte((byte)c.PinTier);
+        }
+
         ReadOnlySpan<byte> record = w.Finish(WalRecordType.Checkpoint);
         string latest = Path.Combine(dataDirectory, LatestName);
         string previous = Path.Combine(dataDirectory, PreviousName);
@@ -183,6 +200,25 @@ internal static class CheckpointFile
             foreach (ContextImage c in image.Contexts)
             {
                 c.Pinned = pinned.Contains(c.Id);
+            }
+        }
+
+        if (!r.AtEnd)
+        {
+            var tiers = new Dictionary<string, PinTier>();
+            int count = r.ReadInt32();
+            for (int i = 0; i < count; i++)
+            {
+                string id = r.ReadString();
+                tiers[id] = (PinTier)r.ReadByte();
+            }
+
+            foreach (ContextImage c in image.Contexts)
+            {
+                if (c.Pinned && tiers.TryGetValue(c.Id, out PinTier tier) && Enum.IsDefined(tier))
+                {
+                    c.PinTier = tier;
+                }
             }
         }
 

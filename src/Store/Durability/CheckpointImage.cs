@@ -38,6 +38,9 @@ internal sealed class ContextImage
     /// <summary>Pinned contexts are written in a trailing section (files of older versions have none: nothing pinned).</summary>
     public bool Pinned { get; set; }
 
+    /// <summary>The tier of the pin, in a second trailing section listing pins other than CPU (absent in older files: every pin is CPU).</summary>
+    public PinTier PinTier { get; set; }
+
     public required int[] TokenIds { get; init; }
 
     public required LayerImage[] Layers { get; init; }

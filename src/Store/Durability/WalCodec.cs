@@ -10,7 +10,7 @@ namespace KvDb.Store.Durability;
 /// <item>Model: name · layers · query heads · kv heads · head dim (i32s) · dtype u8 · block i32 · scale f32</item>
 /// <item>ContextCreate: id · model · namespace · created ms · expires ms · the shared prefix's token ids</item>
 /// <item>ContextDelete: id</item>
-/// <item>ContextUpdate: id · expires i64 · pinned u8</item>
+/// <item>ContextUpdate: id · expires i64 · pinned u8 · pin tier u8 (absent in records of older versions: CPU)</item>
 /// <item>ContextFork: source id · new id · created ms · expires ms</item>
 /// <item>Chunk: transaction · context id · layer · first position · token ids · keys · values (wire layout)</item>
 /// <item>Commit and Abort: transaction · context id</item>
@@ -57,6 +57,7 @@ internal static class WalCodec
                     w.WriteString(u.Id);
                     w.WriteInt64(u.ExpiresAtUnixMs);
                     w.WriteByte(u.Pinned ? (byte)1 : (byte)0);
+                    w.WriteByte((byte)u.PinTier);
                     return w;
                 }
 
@@ -138,7 +139,9 @@ internal static class WalCodec
                 {
                     string id = r.ReadString();
                     long expires = r.ReadInt64();
-                    return new ContextUpdateRecord(id, expires, r.ReadByte() != 0);
+                    bool pinned = r.ReadByte() != 0;
+                    PinTier tier = r.AtEnd ? PinTier.Cpu : (PinTier)r.ReadByte();
+                    return new ContextUpdateRecord(id, expires, pinned, Enum.IsDefined(tier) ? tier : PinTier.Cpu);
                 }
 
             case WalRecordType.ContextFork:

@@ -39,8 +39,8 @@ internal sealed record ContextDeleteRecord(string Id) : WalRecord
     public override WalRecordType Type => WalRecordType.ContextDelete;
 }
 
-/// <summary>Context <see cref="Id"/>'s settings as set by UpdateContext: expiry (Unix ms, 0 = never) and pin.</summary>
-internal sealed record ContextUpdateRecord(string Id, long ExpiresAtUnixMs, bool Pinned) : WalRecord
+/// <summary>Context <see cref="Id"/>'s settings as set by UpdateContext: expiry (Unix ms, 0 = never), pin and the pin's tier.</summary>
+internal sealed record ContextUpdateRecord(string Id, long ExpiresAtUnixMs, bool Pinned, PinTier PinTier = PinTier.Cpu) : WalRecord
 {
     /// <inheritdoc />
     public override WalRecordType Type => WalRecordType.ContextUpdate;
