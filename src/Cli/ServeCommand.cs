@@ -18,9 +18,17 @@ internal sealed class ServeCommand : Command
             """)
     {
         LogFormat.AcceptOnlyFromAmong("text", "json");
+        EvictionPolicy.AcceptOnlyFromAmong("lru", "tinylfu");
+        PinQuota.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<double>() > 1)
+            {
+                result.AddError("--pin-quota must be a fraction from 0 to 1");
+            }
+        });
         LogLevelOption.CompletionSources.Clear(); // the enum's own names are capitalized; suggest the lower-case ones
         LogLevelOption.CompletionSources.Add(LogLevelNames);
-        foreach (Option option in (Option[])[Host, Port, Data, CpuBudget, GpuBudget, CheckpointLogBytes, HttpPort, AdminKeyFile, Insecure, TlsCert, TlsKey, TlsClientCa, LogFormat, LogLevelOption])
+        foreach (Option option in (Option[])[Host, Port, Data, CpuBudget, GpuBudget, CheckpointLogBytes, HttpPort, AdminKeyFile, Insecure, TlsCert, TlsKey, TlsClientCa, EvictionPolicy, PinQuota, LogFormat, LogLevelOption])
         {
             Options.Add(option);
         }
@@ -68,6 +76,15 @@ internal sealed class ServeCommand : Command
 
     public Option<string?> TlsClientCa { get; } = new("--tls-client-ca") { Description = "PEM CA certificate(s): with TLS, require client certificates issued by them (mTLS)", HelpName = "PEM" };
 
+    public Option<string> EvictionPolicy { get; } = new("--eviction-policy")
+    {
+        Description = "which cold blocks leave the CPU tier first: lru (least recently used) or tinylfu (least frequently used among all but the most recent 1%, by a count-min sketch); GetStats and /metrics report hit ratios per policy",
+        HelpName = "POLICY",
+        DefaultValueFactory = _ => "lru",
+    };
+
+    public Option<double> PinQuota { get; } = NumberOptions.Real("--pin-quota", "share of the CPU tier (and of the GPU tier, for GPU pins) that pinned contexts may hold", 0.5, allowZero: true, "FRACTION");
+
     public Option<string> LogFormat { get; } = new("--log-format")
     {
         Description = "text (a line per entry) or json (one JSON object per line, for log shippers)",
@@ -110,6 +127,8 @@ internal sealed class ServeCommand : Command
         TlsClientCaPath = parse.GetValue(TlsClientCa),
         LogFormat = parse.GetValue(LogFormat)!,
         LogLevel = parse.GetValue(LogLevelOption),
+        EvictionPolicy = parse.GetValue(EvictionPolicy) == "tinylfu" ? Store.EvictionPolicy.TinyLfu : Store.EvictionPolicy.Lru,
+        MaxPinnedFraction = parse.GetValue(PinQuota),
     };
 
     private static async Task<int> RunAsync(KvDbServerOptions serverOptions)

@@ -24,6 +24,17 @@ public sealed class CommandLineParsingTests
     }
 
     [Fact]
+    public void Serve_maps_the_eviction_policy_and_the_pin_quota()
+    {
+        (ServeCommand serve, ParseResult parse) = ParseServe("serve", "--eviction-policy", "tinylfu", "--pin-quota", "0.25");
+        KvDbServerOptions o = serve.ServerOptions(parse);
+        Assert.Equal((KvDb.Store.EvictionPolicy.TinyLfu, 0.25), (o.EvictionPolicy, o.MaxPinnedFraction));
+        (serve, parse) = ParseServe("serve");
+        o = serve.ServerOptions(parse);
+        Assert.Equal((KvDb.Store.EvictionPolicy.Lru, 0.5), (o.EvictionPolicy, o.MaxPinnedFraction));
+    }
+
+    [Fact]
     public void Serve_defaults_are_the_documented_ones()
     {
         using var adminKey = new EnvironmentVariable("KVDB_ADMIN_KEY", null);
@@ -122,6 +133,9 @@ public sealed class CommandLineParsingTests
         Assert.Equal(("ttl", "ctx-1", 3600L, "https://h:443"), (parse.CommandResult.Command.Name, parse.GetValue<string>("ID"), parse.GetValue<long>("SECONDS"), parse.GetValue<string>("--server")));
         parse = ParseClean("context", "pin", "ctx-1");
         Assert.Equal(("pin", "ctx-1"), (parse.CommandResult.Command.Name, parse.GetValue<string>("ID")));
+        Assert.Equal("cpu", parse.GetValue<string>("--tier"));
+        parse = ParseClean("context", "pin", "ctx-1", "--tier", "gpu");
+        Assert.Equal(("pin", "ctx-1", "gpu"), (parse.CommandResult.Command.Name, parse.GetValue<string>("ID"), parse.GetValue<string>("--tier")));
         parse = ParseClean("context", "unpin", "ctx-1");
         Assert.Equal(("unpin", "ctx-1"), (parse.CommandResult.Command.Name, parse.GetValue<string>("ID")));
     }
