@@ -201,6 +201,8 @@ public sealed unsafe class BlockManager
             {
                 _demotable.Add(block);
             }
+
+            CapOwner(block.Owner);
         }
     }
 
@@ -355,86 +357,156 @@ public sealed unsafe class BlockManager
                 candidates = OverShareFirst(candidates, share);
             }
 
-            var chosen = new List<KvBlock>();
-            long planned = 0;
-            foreach (KvBlock b in candidates)
+            return DemoteInOrder(candidates, need);
+        }
+        finally
+        {
+            _demoteGate.Exit();
+        }
+    }
+
+    /// <summary>
+    /// Demotes <paramref name="candidates"/> in order (skipping pinned, partial and busy ones) until <paramref name="need"/>
+    /// bytes are planned. The caller holds the demotion gate.
+    /// </summary>
+    private (long Blocks, long Bytes) DemoteInOrder(KvBlock[] candidates, long need)
+    {
+        ISpillTier spill = _spill ?? throw new InvalidOperationException("demotion needs a spill tier");
+        var chosen = new List<KvBlock>();
+        long planned = 0;
+        foreach (KvBlock b in candidates)
+        {
+            if (planned >= need)
             {
-                if (planned >= need)
-                {
-                    break;
-                }
+                break;
+            }
 
-                if (!b.TryAddRef())
-                {
-                    continue;
-                }
+            if (!b.TryAddRef())
+            {
+                continue;
+            }
 
-                bool keep = false;
-                if (b.Gate.TryEnter())
+            bool keep = false;
+            if (b.Gate.TryEnter())
+            {
+                try
                 {
-                    try
+                    if (b.Pins == 0 && b.IsResident && b.Address is BlockAddress address)
                     {
-                        if (b.Pins == 0 && b.IsResident && b.Address is BlockAddress address)
+                        if (b.DiskAddress < 0)
                         {
-                            if (b.DiskAddress < 0)
-                            {
-                                b.DiskAddress = _spill.Write(address, b.Checksum, b.Bytes);
-                                Interlocked.Increment(ref _spillBlocks);
-                                Interlocked.Add(ref _spillBytes, b.Model.BlockBytes);
-                            }
-
-                            keep = true;
-                            planned += b.Model.BlockBytes;
+                            b.DiskAddress = spill.Write(address, b.Checksum, b.Bytes);
+                            Interlocked.Increment(ref _spillBlocks);
+                            Interlocked.Add(ref _spillBytes, b.Model.BlockBytes);
                         }
-                    }
-                    finally
-                    {
-                        b.Gate.Exit();
-                    }
-                }
 
-                if (keep)
-                {
-                    chosen.Add(b);
+                        keep = true;
+                        planned += b.Model.BlockBytes;
+                    }
                 }
-                else
+                finally
                 {
-                    b.Release();
+                    b.Gate.Exit();
                 }
             }
 
-            // The copies must be readable before the CPU slots go away.
-            _spill.Flush();
-            long blocks = 0;
-            long bytes = 0;
-            foreach (KvBlock b in chosen)
+            if (keep)
             {
-                lock (b.Gate)
-                {
-                    if (b.Pins == 0 && b.IsResident)
-                    {
-                        _arena.Free(b.Memory, b.Model.BlockBytes);
-                        b.SetMemory(0);
-                        Device?.Drop(b);
-                        CountResident(b, -1);
-                        blocks++;
-                        if (b.Address is BlockAddress demoted)
-                        {
-                            _directory.Events.Emit(Events.KvEventKind.Demoted, b.Model.Name, demoted.ToString(), b.Model.BlockSize, "disk");
-                        }
-                        bytes += b.Model.BlockBytes;
-                        lock (_lruGate)
-                        {
-                            _demotable.Remove(b);
-                        }
-                    }
-                }
-
+                chosen.Add(b);
+            }
+            else
+            {
                 b.Release();
             }
+        }
 
-            Interlocked.Add(ref _demotions, blocks);
-            return (blocks, bytes);
+        // The copies must be readable before the CPU slots go away.
+        spill.Flush();
+        long blocks = 0;
+        long bytes = 0;
+        foreach (KvBlock b in chosen)
+        {
+            lock (b.Gate)
+            {
+                if (b.Pins == 0 && b.IsResident)
+                {
+                    _arena.Free(b.Memory, b.Model.BlockBytes);
+                    b.SetMemory(0);
+                    Device?.Drop(b);
+                    CountResident(b, -1);
+                    blocks++;
+                    if (b.Address is BlockAddress demoted)
+                    {
+                        _directory.Events.Emit(Events.KvEventKind.Demoted, b.Model.Name, demoted.ToString(), b.Model.BlockSize, "disk");
+                    }
+                    bytes += b.Model.BlockBytes;
+                    lock (_lruGate)
+                    {
+                        _demotable.Remove(b);
+                    }
+                }
+            }
+
+            b.Release();
+        }
+
+        Interlocked.Add(ref _demotions, blocks);
+        return (blocks, bytes);
+    }
+
+    /// <summary>
+    /// The hard side of a CPU-tier share: when <paramref name="owner"/> holds more than its share
+    /// (<see cref="ResidentShare"/>), its own coldest unpinned full blocks go to disk until it holds at most the share,
+    /// whether or not the tier is under pressure. Skipped when another demotion runs (the owner's next full block checks
+    /// again) and without a spill tier (a memory-only server refuses the append at the quota instead).
+    /// </summary>
+    private void CapOwner(string owner)
+    {
+        if (_spill is null || owner.Length == 0 || ResidentShare is not { } share)
+        {
+            return;
+        }
+
+        long cap = share(owner);
+        if (cap <= 0)
+        {
+            return;
+        }
+
+        long over = ResidentBytes(owner) - cap;
+        if (over <= 0 || !_demoteGate.TryEnter())
+        {
+            return;
+        }
+
+        try
+        {
+            var own = new List<KvBlock>();
+            lock (_lruGate)
+            {
+                foreach (KvBlock b in _demotable)
+                {
+                    if (b.Owner == owner)
+                    {
+                        own.Add(b);
+                    }
+                }
+            }
+
+            KvBlock[] candidates = [.. own];
+            var ages = new long[candidates.Length];
+            for (int i = 0; i < candidates.Length; i++)
+            {
+                ages[i] = candidates[i].LastUse;
+            }
+
+            Array.Sort(ages, candidates);
+            if (_sketch is not null)
+            {
+                LeastFrequentFirst(candidates, over);
+            }
+
+            DemoteInOrder(candidates, over);
         }
         finally
         {

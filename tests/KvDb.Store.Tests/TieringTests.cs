@@ -57,6 +57,30 @@ public sealed class TieringTests : IDisposable
     }
 
     [Fact]
+    public void An_owner_over_its_share_demotes_its_own_blocks_without_memory_pressure()
+    {
+        const int tokens = 2000; // 125 full blocks per layer
+        long contextBytes = _m.NumLayers * 125 * _m.BlockBytes;
+        long cap = contextBytes / 4;
+        using var store = new KvStore(new StoreOptions { CpuBudgetBytes = 10 * contextBytes, DataDirectory = _dir.Path, MaintenanceInterval = TimeSpan.Zero });
+        store.Blocks.ResidentShare = owner => owner == "a" ? cap : 0;
+        store.CreateModel(_m);
+        store.CreateContext("m", "a:ns", "a:capped", []);
+        store.CreateContext("m", "b:ns", "b:free", []);
+        TestData.Append(store, "a:capped", _m, TestData.Tokens(tokens, 3), seed: 1, chunk: 500);
+        TestData.Append(store, "b:free", _m, TestData.Tokens(tokens, 4), seed: 2, chunk: 500);
+
+        // Far below the tier's watermark, yet a holds at most its share (plus its partial tail blocks, which cannot move).
+        Assert.True(store.GetStats().CpuBytes < store.GetStats().CpuBudgetBytes / 2);
+        long partialTails = _m.NumLayers * _m.BlockBytes;
+        Assert.InRange(store.Blocks.ResidentBytes("a"), cap / 2, cap + partialTails);
+        Assert.Equal(store.Blocks.ResidentBytes("b"), store.GetStats().CpuBytes - store.Blocks.ResidentBytes("a"));
+        Assert.True(store.Blocks.ResidentBytes("b") >= contextBytes);
+        TestData.AssertExact(store, "a:capped", _m, tokens, seed: 1);
+        TestData.AssertExact(store, "b:free", _m, tokens, seed: 2);
+    }
+
+    [Fact]
     public void Attention_stays_exact_while_blocks_move_between_cpu_and_disk()
     {
         const int contexts = 4;
