@@ -16,10 +16,16 @@ ensure_docker() {
       kvdb_docker_log "missing ${need[*]} and cannot install them (needs root and apt-get)"
       return 1
     fi
-    kvdb_docker_log "installing ${need[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null 2>&1 \
-      || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null; } \
-      || { kvdb_docker_log "apt-get install ${need[*]} failed"; return 1; }
+    kvdb_docker_log "installing ${need[*]} (log: /tmp/kvdb-docker-apt.log)"
+    # A package's service start may fail without systemd; what counts is that the binaries are there afterwards.
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >/tmp/kvdb-docker-apt.log 2>&1 \
+      || { apt-get update -q >>/tmp/kvdb-docker-apt.log 2>&1; DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >>/tmp/kvdb-docker-apt.log 2>&1; } \
+      || true
+    if [ ! -x /usr/sbin/dockerd ] || [ ! -x /usr/sbin/debootstrap ]; then
+      kvdb_docker_log "apt-get install ${need[*]} failed; last lines of /tmp/kvdb-docker-apt.log:"
+      tail -5 /tmp/kvdb-docker-apt.log >&2 || true
+      return 1
+    fi
   fi
   if docker info >/dev/null 2>&1; then
     return 0

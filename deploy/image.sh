@@ -5,7 +5,7 @@
 #   2. the base image kvdb-base:<hash> (deploy/base-image.sh; reused when its inputs did not change)
 #   3. a self-contained `dotnet publish` of src/Cli for linux-x64 (+ the Faiss shim when it builds) and `docker build`
 # The result is tagged kvdb:src-<hash>, a content hash of every input (sources, project files, deploy/, the shim, the
-# SDK version, the base tag), and kvdb:latest (unless --no-latest). When kvdb:src-<hash> exists, steps 3 is skipped:
+# SDK version, the base tag), and kvdb:latest (unless --no-latest). When kvdb:src-<hash> exists, step 3 is skipped:
 # a rerun on unchanged sources costs a few seconds. Prints the kvdb:src-<hash> reference on stdout, logs on stderr.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -44,17 +44,20 @@ else
   rm -rf "$ctx"
   mkdir -p "$ctx"
   echo "image: dotnet publish src/Cli (linux-x64, self-contained)" >&2
-  dotnet publish src/Cli -c Release -r linux-x64 --self-contained -p:PublishTrimmed=false -p:DebugType=none \
+  dotnet publish src/Cli -c Release -r linux-x64 --self-contained -p:PublishTrimmed=false -p:DebugType=none -v quiet -nologo \
     -o "$ctx/publish" >&2
   if [ -f "$shim" ]; then cp "$shim" "$ctx/publish/"; fi
   # The runtime's LTTng trace provider needs liblttng-ust, which the image leaves out; without the file nothing tries.
   rm -f "$ctx/publish/libcoreclrtraceptprovider.so"
   cp deploy/healthcheck.sh "$ctx/healthcheck.sh"
   echo "image: docker build (FROM $base)" >&2
-  docker build --network host --build-arg "BASE=$base" -f deploy/Dockerfile -t "$ref" \
+  docker build -q --network host --build-arg "BASE=$base" -f deploy/Dockerfile -t "$ref" \
     --label "org.opencontainers.image.source-hash=${ref#kvdb:src-}" \
     --label "org.opencontainers.image.revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)" "$ctx" >&2
   rm -rf "$ctx"
+  # Older kvdb:src-* tags (earlier source trees) go; an image a container still uses stays (rmi refuses).
+  docker images kvdb --format '{{.Tag}}' | grep '^src-' | grep -vx "${ref#kvdb:}" | sed 's/^/kvdb:/' \
+    | xargs -r docker rmi >/dev/null 2>&1 || true
   echo "image: built $ref in $(( $(date +%s) - start ))s, $(docker image inspect -f '{{.Size}}' "$ref" | awk '{ printf "%.0f MB", $1 / 1e6 }')" >&2
 fi
 if [ "$latest" -eq 1 ]; then

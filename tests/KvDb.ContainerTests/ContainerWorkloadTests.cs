@@ -15,6 +15,7 @@ public sealed class ContainerWorkloadTests
 {
     private const int Tokens = 4000; // not a multiple of the block size: a partial tail block too
     private const int ForkExtra = 100;
+    private const int LongTokens = 32 * 1024;
     private const int Queries = 4;
     private const ulong Seed = 7;
 
@@ -41,6 +42,7 @@ public sealed class ContainerWorkloadTests
         await using KvDbContainer server = await KvDbContainer.StartNewAsync(image);
         _output.WriteLine($"container started and healthy in {started.Elapsed.TotalSeconds:0.0} s (grpc {server.GrpcAddress}, volume {server.VolumeName})");
 
+        await AssertServingAsync(server);
         using (var client = new KvDbClient(server.GrpcAddress, server.AdminKey))
         {
             // Without the key the server refuses: the image's default (a non-loopback bind) runs with authentication.
@@ -85,6 +87,15 @@ public sealed class ContainerWorkloadTests
                 await CheckAutoAsync(client, "doc", layer, doc[layer], Tokens);
             }
 
+            // AUTO where sampling pays: a long layer (layer 0 only; layers may differ in length). Once its index is built
+            // in the background AUTO must attend fewer tokens than EXACT and stay within the bounds it reports.
+            SyntheticWorkload longLayer = Scenario.Workload(0, Seed + 2, LongTokens);
+            await client.CreateContextAsync(Scenario.Shape.Name, id: "long");
+            await client.AppendLayerAsync("long", 0, Scenario.TokenIds(longLayer, 0, LongTokens), longLayer.KeyBytes(KvDType.F32, 0, LongTokens), longLayer.ValueBytes(KvDType.F32, 0, LongTokens), KvDType.F32, Scenario.Shape.NumKvHeads, Scenario.Shape.HeadDim);
+            await CheckExactAsync(client, "long", 0, longLayer, LongTokens);
+            AttendStats sampled = await CheckAutoAsync(client, "long", 0, longLayer, LongTokens, mustSample: true);
+            Assert.True(sampled.TokensAttended < (long)LongTokens * Scenario.Shape.NumKvHeads * Queries, $"AUTO attended every token of a {LongTokens}-token layer (plan {sampled.Plan})");
+
             // Fork, then grow the fork only: the parent keeps its length and bytes.
             Context fork = await client.ForkContextAsync("doc", "doc-fork");
             Assert.Equal(Tokens, fork.NumTokens);
@@ -113,6 +124,7 @@ public sealed class ContainerWorkloadTests
         await server.StopAsync();
         await server.StartAsync();
         _output.WriteLine($"stop + start + recovery: {restart.Elapsed.TotalSeconds:0.0} s");
+        await AssertServingAsync(server);
         using (var client = new KvDbClient(server.GrpcAddress, server.AdminKey))
         {
             Assert.Equal(Scenario.Shape.Name, (await client.Models.GetModelAsync(new GetModelRequest { Name = Scenario.Shape.Name })).Name);
@@ -129,12 +141,22 @@ public sealed class ContainerWorkloadTests
         }
     }
 
+    /// <summary>grpc.health.v1 answers SERVING without a key (what load balancers and orchestrators probe).</summary>
+    private static async Task AssertServingAsync(KvDbContainer server)
+    {
+        using var channel = Grpc.Net.Client.GrpcChannel.ForAddress(server.GrpcAddress);
+        var health = new Grpc.Health.V1.Health.HealthClient(channel);
+        Grpc.Health.V1.HealthCheckResponse r = await health.CheckAsync(new Grpc.Health.V1.HealthCheckRequest());
+        Assert.Equal(Grpc.Health.V1.HealthCheckResponse.Types.ServingStatus.Serving, r.Status);
+    }
+
     /// <summary>Every context's length and bytes: doc = tokens [0, Tokens); doc-fork = doc then the fork's own tail; from-prefix = doc's first <paramref name="prefixHit"/>.</summary>
     private static async Task VerifyAsync(KvDbClient client, SyntheticWorkload[] doc, SyntheticWorkload[] forkTail, long prefixHit, string when)
     {
         Assert.Equal(Tokens, (await client.GetContextAsync("doc")).NumTokens);
         Assert.Equal(Tokens + ForkExtra, (await client.GetContextAsync("doc-fork")).NumTokens);
         Assert.Equal(prefixHit, (await client.GetContextAsync("from-prefix")).NumTokens);
+        Assert.Equal([LongTokens, 0], (await client.GetContextAsync("long")).LayerTokens);
         for (int layer = 0; layer < Scenario.Shape.NumLayers; layer++)
         {
             await Scenario.AssertLayerAsync(client, "doc", layer, doc[layer], Tokens, when);
@@ -167,7 +189,7 @@ public sealed class ContainerWorkloadTests
         AttentionPartial exact = await client.AttendAsync(context, layer, q, Queries, Scenario.Shape.NumQueryHeads, Scenario.Shape.HeadDim, plan: new Plan { Kind = PlanKind.Exact });
         double rel = ReferenceAttention.RelativeL2(exact.Output, refOut);
         double lse = ReferenceAttention.MaxAbsError(exact.Lse, refLse);
-        _output.WriteLine($"layer {layer} EXACT: rel L2 {rel:E2}, max |ΔLSE| {lse:E2}, plan {exact.Stats?.Plan}");
+        _output.WriteLine($"{context} layer {layer} EXACT: rel L2 {rel:E2}, max |ΔLSE| {lse:E2}, plan {exact.Stats?.Plan}");
         Assert.True(rel < 1e-5, $"EXACT layer {layer}: rel L2 {rel} against the f64 reference");
         Assert.True(lse < 1e-4, $"EXACT layer {layer}: LSE off by {lse}");
     }
@@ -176,23 +198,26 @@ public sealed class ContainerWorkloadTests
     /// AUTO answers exactly until its index is built in the background, then samples: ask until it samples (bounded),
     /// and check every answer per query head against the reference and the bound the server reported for that head.
     /// </summary>
-    private async Task CheckAutoAsync(KvDbClient client, string context, int layer, SyntheticWorkload w, int tokens)
+    private async Task<AttendStats> CheckAutoAsync(KvDbClient client, string context, int layer, SyntheticWorkload w, int tokens, bool mustSample = false)
     {
         float[] q = w.Queries(Queries, 200 + (ulong)layer);
         (double[] refOut, double[] _) = Reference(w, tokens, q);
         int heads = Queries * Scenario.Shape.NumQueryHeads;
         int d = Scenario.Shape.HeadDim;
+        long all = (long)tokens * Scenario.Shape.NumKvHeads * Queries;
         AttentionPartial auto = null!;
-        for (int attempt = 0; attempt < 40; attempt++)
+        DateTime deadline = DateTime.UtcNow + TimeSpan.FromSeconds(mustSample ? 90 : 10);
+        do
         {
             auto = await client.AttendAsync(context, layer, q, Queries, Scenario.Shape.NumQueryHeads, d, plan: new Plan { Kind = PlanKind.Auto });
-            if (auto.Stats?.Plan != "exact")
+            if (auto.Stats?.Plan != "exact" && (!mustSample || auto.Stats!.TokensAttended < all))
             {
                 break;
             }
 
             await Task.Delay(250);
         }
+        while (DateTime.UtcNow < deadline);
 
         AttendStats stats = auto.Stats!;
         Assert.Equal(heads, stats.HeadQuality.Count);
@@ -211,12 +236,13 @@ public sealed class ContainerWorkloadTests
             }
         }
 
-        _output.WriteLine($"layer {layer} AUTO: plan {stats.Plan}, epsilon {stats.Epsilon}, delta {stats.Delta}, tokens attended {stats.TokensAttended} of {(long)tokens * Scenario.Shape.NumKvHeads * Queries}, worst rel L2 {worst:E2}, heads over their bound {overBound}/{heads}");
+        _output.WriteLine($"{context} layer {layer} AUTO: plan {stats.Plan}, epsilon {stats.Epsilon}, delta {stats.Delta}, tokens attended {stats.TokensAttended} of {all}, worst rel L2 {worst:E2}, heads over their bound {overBound}/{heads}");
 
         // The contract: each head's error stays within its bound with probability 1 − delta; allow twice the expected misses
         // (at least one), and nothing far outside.
         double delta = stats.Delta > 0 ? stats.Delta : 0.05;
         Assert.True(overBound <= Math.Max(1, (int)Math.Ceiling(2 * delta * heads)), $"AUTO layer {layer}: {overBound} of {heads} heads over their bound");
         Assert.True(worst <= 3 * epsilon, $"AUTO layer {layer}: worst rel L2 {worst} (epsilon {epsilon})");
+        return stats;
     }
 }
