@@ -24,10 +24,19 @@ if [ ! -f "$shim" ]; then
   bash src/Index/native/build.sh >&2 || echo "image: the Faiss shim did not build; the image has no faiss index family" >&2
 fi
 
+input_files() {
+  if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    git ls-files -co --exclude-standard -- src proto deploy Directory.Build.props Directory.Packages.props
+  else # not a git checkout (e.g. an unpacked tarball): every file but build outputs
+    find src proto deploy Directory.Build.props Directory.Packages.props -type f \
+      -not -path '*/bin/*' -not -path '*/obj/*' -not -path '*/native/build/*' -not -path 'deploy/.build/*'
+  fi
+}
+
 source_hash() {
   {
-    git ls-files -co --exclude-standard -- src proto deploy Directory.Build.props Directory.Packages.props \
-      | grep -v -e '^deploy/compose' -e '^deploy/README' -e '^deploy/prometheus/' -e '^deploy/grafana/' \
+    input_files \
+      | grep -v -e '^deploy/compose' -e '^deploy/README' -e '^deploy/prometheus' -e '^deploy/grafana/' \
       | LC_ALL=C sort | while IFS= read -r f; do [ -f "$f" ] && sha256sum "$f"; done
     [ -f "$shim" ] && sha256sum "$shim"
     dotnet --version
@@ -55,9 +64,6 @@ else
     --label "org.opencontainers.image.source-hash=${ref#kvdb:src-}" \
     --label "org.opencontainers.image.revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)" "$ctx" >&2
   rm -rf "$ctx"
-  # Older kvdb:src-* tags (earlier source trees) go; an image a container still uses stays (rmi refuses).
-  docker images kvdb --format '{{.Tag}}' | grep '^src-' | grep -vx "${ref#kvdb:}" | sed 's/^/kvdb:/' \
-    | xargs -r docker rmi >/dev/null 2>&1 || true
   echo "image: built $ref in $(( $(date +%s) - start ))s, $(docker image inspect -f '{{.Size}}' "$ref" | awk '{ printf "%.0f MB", $1 / 1e6 }')" >&2
 fi
 if [ "$latest" -eq 1 ]; then
