@@ -3,6 +3,7 @@
 #   ./kvdb.sh demo   — build, start the server on its embedded defaults, load a demo context, answer attention queries
 #   ./kvdb.sh test   — build everything (native parts included), run every test project and the Python client's pytest
 #                      tests (clients/python/test.sh); prints "N passed, N failed"
+#   ./kvdb.sh image  — build the container image kvdb:latest (deploy/image.sh; installs and starts Docker when needed)
 # Anything else is passed to the kvdb CLI (e.g. ./kvdb.sh serve --port 50051).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -28,12 +29,28 @@ ensure_browser() {
   fi
 }
 
+ensure_container_image() {
+  # The container tests (tests/KvDb.ContainerTests) run the image under Docker. Build it here, once, after the solution
+  # (the publish then compiles only the CLI); the base and the image are cached by content hash, so an unchanged tree
+  # costs seconds. In CI an unreachable Docker fails those tests instead of skipping them.
+  export TESTCONTAINERS_RYUK_DISABLED=true
+  if [ "${CI:-}" = "true" ]; then export KVDB_REQUIRE_DOCKER=1; fi
+  local start=$SECONDS image
+  if image=$(bash deploy/image.sh --no-latest); then
+    echo "kvdb.sh: container image $image ready in $((SECONDS - start)) s" >&2
+    export KVDB_TEST_IMAGE="$image"
+  else
+    echo "kvdb.sh: no container image (Docker unavailable or the build failed); the container tests will say why" >&2
+  fi
+}
+
 run_tests() {
   ensure_native
   ensure_browser
   rm -rf TestResults
   dotnet restore KvDb.sln
   dotnet build KvDb.sln -c Release --no-restore
+  ensure_container_image
   set +e
   dotnet test KvDb.sln -c Release --no-build --logger trx --results-directory TestResults "$@"
   local rc=$?
@@ -83,6 +100,10 @@ case "${1:-demo}" in
   test)
     shift || true
     run_tests "$@"
+    ;;
+  image)
+    shift || true
+    bash deploy/image.sh "$@"
     ;;
   demo)
     shift || true
