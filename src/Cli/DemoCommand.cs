@@ -119,8 +119,8 @@ internal sealed class DemoCommand : Command
                 double outErr = ReferenceAttention.MaxAbsError(full.Output, refOut);
                 double lseErr = ReferenceAttention.MaxAbsError(full.Lse, refLse);
 
-                // The engine's view: KvDb answers all but the local window; the window's partial is merged in locally.
-                AttentionPartial remote = await client.AttendAsync(context.Id, l, query, 1, QueryHeads, HeadDim, tokens - LocalWindow, tokens).ConfigureAwait(false);
+                // The engine's view: KvDb answers all but the local window (EXACT: checked against the f64 reference below); the window's partial is merged in locally.
+                AttentionPartial remote = await client.AttendAsync(context.Id, l, query, 1, QueryHeads, HeadDim, tokens - LocalWindow, tokens, new Plan { Kind = PlanKind.Exact }).ConfigureAwait(false);
                 (double[] winOut, double[] winLse) = ReferenceAttention.Compute(keys, values, query, 1, QueryHeads, KvHeads, HeadDim, model.SoftmaxScale, 0, tokens - LocalWindow);
                 var local = new AttentionPartial(ToFloat(winOut), ToFloat(winLse), 1, QueryHeads, HeadDim);
                 AttentionPartial merged = AttentionPartial.Merge(remote, local);
