@@ -281,3 +281,59 @@ def test_importable_as_vllm_module_path():
                  "bind_connector_metadata", "clear_connector_metadata"):
         assert callable(getattr(cls, name))
     assert issubclass(cls, module.KVConnectorBase_V1)
+
+
+def test_torch_bf16_caches_save_and_load(server, names):
+    torch = pytest.importorskip("torch")
+    model, ns = names
+    prompt = tokens(60, 36)
+    cfg = vllm_config(model, ns, server.address)
+    sched = KvDbConnector(cfg, KVConnectorRole.SCHEDULER)
+    worker = KvDbConnector(cfg, KVConnectorRole.WORKER)
+    try:
+        src = {f"model.layers.{i}.self_attn.attn": torch.zeros((2, 8, BLOCK, HEADS, DIM), dtype=torch.bfloat16)
+               for i in range(LAYERS)}
+        worker.register_kv_caches(src)
+        blocks = [5, 2, 7]
+        slots = slot_mapping(blocks, BLOCK, 0, 36)
+        for i, cache in enumerate(src.values()):
+            kv = np.stack([true_kv(i, prompt, p, "bf16") for p in range(36)], axis=1)  # [2, n, h, d] bf16 bits
+            cache.view(2, -1, HEADS, DIM)[:, torch.as_tensor(slots)] = torch.from_numpy(kv.view(np.int16)).view(torch.bfloat16)
+        req = Request("t1", prompt)
+        assert sched.get_num_new_matched_tokens(req, 0) == (0, False)
+        sched.update_state_after_alloc(req, KVCacheBlocks(blocks), 0)
+        meta = sched.build_connector_meta(SchedulerOutput([NewRequestData("t1", prompt, (blocks,), 0)], CachedRequestData(),
+                                                          {"t1": 36}))
+        worker.bind_connector_metadata(meta)
+        worker.start_load_kv(None)
+        for name, cache in src.items():
+            worker.save_kv_layer(name, cache, None)
+        worker.wait_for_save()
+        worker.clear_connector_metadata()
+        stored = worker.client.read_layer(worker.saved_contexts[0], 1)
+        assert stored.keys.dtype == np.uint16
+        assert stored.keys.tobytes() == np.stack([true_kv(1, prompt, p, "bf16")[0] for p in range(36)]).tobytes()
+
+        dst_worker = KvDbConnector(cfg, KVConnectorRole.WORKER)
+        try:
+            dst = {name: torch.zeros_like(c) for name, c in src.items()}
+            dst_worker.register_kv_caches(dst)
+            req2 = Request("t2", prompt + [9])
+            ext, _ = sched.get_num_new_matched_tokens(req2, 0)
+            assert ext == 32
+            blocks2 = [0, 3, 1]
+            sched.update_state_after_alloc(req2, KVCacheBlocks(blocks2), ext)
+            meta2 = sched.build_connector_meta(SchedulerOutput([NewRequestData("t2", req2.prompt_token_ids, (blocks2,), ext)],
+                                                               CachedRequestData(), {"t2": 5}))
+            dst_worker.bind_connector_metadata(meta2)
+            dst_worker.start_load_kv(None)
+            s1, s2 = torch.as_tensor(slots[:32]), torch.as_tensor(slot_mapping(blocks2, BLOCK, 0, 32))
+            for name in src:
+                a = src[name].view(2, -1, HEADS, DIM)[:, s1].view(torch.int16)
+                b = dst[name].view(2, -1, HEADS, DIM)[:, s2].view(torch.int16)
+                assert torch.equal(a, b)
+        finally:
+            dst_worker.close()
+    finally:
+        sched.close()
+        worker.close()

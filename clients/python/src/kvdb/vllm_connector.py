@@ -200,7 +200,7 @@ def _scatter(cache: Any, slots: np.ndarray, keys: np.ndarray, values: np.ndarray
         flat = cache.view(2, -1, cache.shape[-2], cache.shape[-1])
         idx = torch.as_tensor(slots, dtype=torch.long, device=cache.device)
         for i, part in enumerate((keys, values)):
-            arr = np.ascontiguousarray(part)
+            arr = np.array(part, copy=True)  # writable: torch.from_numpy warns on read-only views
             t = torch.from_numpy(arr.view(np.int16)).view(torch.bfloat16) if cache.dtype == torch.bfloat16 else torch.from_numpy(arr)
             flat[i].index_copy_(0, idx, t.to(device=cache.device, dtype=cache.dtype))
         return
