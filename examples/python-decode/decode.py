@@ -216,6 +216,9 @@ class KvDbEngine:
         self.plans: Dict[str, int] = {}
         self.attend_calls = 0
         self.attend_s = 0.0
+        self.stored = n
+        self.tokens_attended = 0  # what KvDb's answers rest on (AttendStats.tokens_attended, summed over KV heads' plans)
+        self.tokens_stored = 0    # the tokens those calls could attend, times the KV heads (as tokens_attended counts)
 
     def close(self) -> None:
         try:
@@ -237,6 +240,8 @@ class KvDbEngine:
             self.attend_calls += 1
             if remote.stats is not None:
                 self.plans[remote.stats.plan] = self.plans.get(remote.stats.plan, 0) + 1
+                self.tokens_attended += remote.stats.tokens_attended
+                self.tokens_stored += (self.stored - self.tail) * self.model.cfg.kv_heads
             out, lse = attention(q, local_k[layer], local_v[layer], self.model.cfg.scale)
             return kvdb.merge(remote, kvdb.AttentionPartial.from_arrays(out, lse)).output
 
@@ -277,16 +282,16 @@ def run(address: str, *, context: int = 2048, steps: int = 16, layers: int = 2, 
             report["append_bytes"] = int(sum(k.nbytes + v.nbytes for k, v in zip(pre.keys, pre.values)))
             tokens, logits = decode(model, pre, steps, engine.attend_fn("exact"))
             exact = compare(ref_tokens, ref_logits, tokens, logits)
-            exact.update(tokens=tokens, plans=dict(engine.plans),
+            exact.update(tokens=tokens, plans=dict(engine.plans), attended_fraction=round(engine.tokens_attended / max(engine.tokens_stored, 1), 4),
                          attend_p_call_ms=round(1e3 * engine.attend_s / max(engine.attend_calls, 1), 3))
             report["exact"] = exact
             log(f"exact: {json.dumps({k: v for k, v in exact.items() if k != 'tokens'})}")
             if auto:
-                engine.plans, engine.attend_calls, engine.attend_s = {}, 0, 0.0
+                engine.plans, engine.attend_calls, engine.attend_s, engine.tokens_attended, engine.tokens_stored = {}, 0, 0.0, 0, 0
                 fields = {} if epsilon is None else {"epsilon": epsilon}
                 tokens, logits = decode(model, pre, steps, engine.attend_fn(None, **fields), force=ref_tokens)
                 a = compare(ref_tokens, ref_logits, tokens, logits)
-                a.update(tokens=tokens, plans=dict(engine.plans), teacher_forced=True, epsilon=epsilon,
+                a.update(tokens=tokens, plans=dict(engine.plans), attended_fraction=round(engine.tokens_attended / max(engine.tokens_stored, 1), 4), teacher_forced=True, epsilon=epsilon,
                          attend_p_call_ms=round(1e3 * engine.attend_s / max(engine.attend_calls, 1), 3))
                 report["auto"] = a
                 log(f"auto: {json.dumps({k: v for k, v in a.items() if k != 'tokens'})}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ def example():  # type: ignore[no-untyped-def]
     spec = importlib.util.spec_from_file_location("kvdb_decode_example", os.path.abspath(EXAMPLE))
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -35,6 +37,7 @@ def test_exact_decode_equals_dense(report) -> None:  # type: ignore[no-untyped-d
     assert exact["max_abs_logit_diff"] < 1e-3
     # Every layer of every step after the first went to KvDb, and EXACT was what ran.
     assert sum(exact["plans"].values()) == (report["steps"] - 1) * report["layers"]
+    assert exact["attended_fraction"] == 1.0
 
 
 def test_auto_deviation_is_reported_and_bounded(report) -> None:  # type: ignore[no-untyped-def]
