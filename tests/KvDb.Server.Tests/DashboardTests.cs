@@ -153,10 +153,15 @@ public sealed class DashboardTests : IAsyncLifetime
         Click(wait, "#ctx-detail button.hm-view[data-view='mass']");
         wait.Until(d => d.FindElement(By.Id("ctx-heatmap")).GetAttribute("data-view") == "mass");
 
-        // Hovering a cell reads its numbers out under the map.
-        IWebElement cell = browser.FindElement(By.CssSelector("#ctx-heatmap rect.hm-cell.has-mass"));
-        new OpenQA.Selenium.Interactions.Actions(browser).MoveToElement(cell).Perform();
-        wait.Until(d => d.FindElement(By.Id("hm-readout")).Text.Contains("queries", StringComparison.Ordinal));
+        // Hovering a cell reads its numbers out under the map. The page re-renders on its refresh timer (a new map, the
+        // readout reset), so each try finds the cell again and hovers it.
+        wait.Until(d =>
+        {
+            IWebElement cell = d.FindElement(By.CssSelector("#ctx-heatmap rect.hm-cell.has-mass"));
+            ((IJavaScriptExecutor)d).ExecuteScript("arguments[0].scrollIntoView({block: 'center'})", cell);
+            new OpenQA.Selenium.Interactions.Actions(d).MoveToElement(cell).Perform();
+            return d.FindElement(By.Id("hm-readout")).Text.Contains("queries", StringComparison.Ordinal);
+        });
         ((IJavaScriptExecutor)browser).ExecuteScript("document.getElementById('ctx-detail').scrollIntoView()");
         Shoot(browser, "context");
 
