@@ -21,40 +21,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import queue
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import uuid
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import numpy as np
 
 import kvdb
+from kvdb import server_process
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 QH, KVH, D = 32, 8, 128
 
 
 def start_server(dll: str) -> "tuple[subprocess.Popen[str], str]":
-    proc = subprocess.Popen(["dotnet", dll, "serve", "--port", "0", "--http-port", "-1"], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True)
-    found: "queue.Queue[Optional[str]]" = queue.Queue()
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.startswith("kvdb listening on "):
-                found.put(line[len("kvdb listening on "):].strip())
-        found.put(None)
-
-    threading.Thread(target=pump, daemon=True).start()
-    try:
-        address = found.get(timeout=90)
-    except queue.Empty:
-        address = None
+    proc, address = server_process.start(dll)
     if address is None:
         proc.kill()
         raise SystemExit("kvdb did not start")

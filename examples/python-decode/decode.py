@@ -23,10 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import queue
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -307,22 +305,9 @@ class Server:
         dll = dll or os.environ.get("KVDB_DLL") or os.path.join(REPO, "src", "Cli", "bin", "Release", "net10.0", "kvdb.dll")
         if not os.path.exists(dll):
             raise SystemExit(f"{dll} is missing: dotnet build KvDb.sln -c Release")
-        self.process = subprocess.Popen(["dotnet", dll, "serve", "--port", "0", "--http-port", "-1", *extra],
-                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True)
-        found: "queue.Queue[Optional[str]]" = queue.Queue()
+        from kvdb import server_process
 
-        def pump() -> None:
-            assert self.process.stdout is not None
-            for line in self.process.stdout:
-                if line.startswith("kvdb listening on "):
-                    found.put(line[len("kvdb listening on "):].strip())
-            found.put(None)
-
-        threading.Thread(target=pump, daemon=True).start()
-        try:
-            address = found.get(timeout=90)
-        except queue.Empty:
-            address = None
+        self.process, address = server_process.start(dll, extra)
         if address is None:
             self.stop()
             raise SystemExit("kvdb did not start")

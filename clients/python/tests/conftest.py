@@ -6,13 +6,13 @@ The server is the Release build of src/Cli (``dotnet build KvDb.sln -c Release``
 from __future__ import annotations
 
 import os
-import queue
 import subprocess
 import tempfile
-import threading
 from typing import Dict, Iterator, List, Optional
 
 import pytest
+
+from kvdb import server_process
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 START_TIMEOUT_S = 60.0
@@ -31,26 +31,9 @@ class ServerProcess:
         env.update(env_extra or {})
         env.setdefault("DOTNET_CLI_TELEMETRY_OPTOUT", "1")
         self.stderr = tempfile.TemporaryFile()
-        self.process = subprocess.Popen(
-            ["dotnet", dll, "serve", "--port", "0", "--http-port", "-1", "--cpu-budget", str(256 << 20)],
-            stdout=subprocess.PIPE, stderr=self.stderr, stdin=subprocess.DEVNULL, env=env, text=True)
         self.lines: List[str] = []
-        found: "queue.Queue[Optional[str]]" = queue.Queue()
-
-        def pump() -> None:
-            assert self.process.stdout is not None
-            prefix = "kvdb listening on "
-            for line in self.process.stdout:
-                self.lines.append(line.rstrip("\n"))
-                if line.startswith(prefix):
-                    found.put(line[len(prefix):].strip())
-            found.put(None)
-
-        threading.Thread(target=pump, daemon=True).start()
-        try:
-            address = found.get(timeout=START_TIMEOUT_S)
-        except queue.Empty:
-            address = None
+        self.process, address = server_process.start(dll, ["--cpu-budget", str(256 << 20)], env=env, timeout=START_TIMEOUT_S,
+                                                     stderr=self.stderr, on_line=self.lines.append)
         if address is None:
             self.stop()
             self.stderr.seek(0)
