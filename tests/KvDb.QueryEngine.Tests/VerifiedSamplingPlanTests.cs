@@ -106,15 +106,9 @@ public sealed class VerifiedSamplingPlanTests : IDisposable
                 queries[i] *= (float)temperature;
             }
 
-            var query = new AttentionQuery(context, 0, queries, 1, 0, 0, PlanRequest.Auto, false);
-            HeadSelection[] heads = plan.SelectAll(layer, query);
-            var output = new float[queries.Length];
-            var lse = new float[QueryHeads];
-            SelectionAttention.Run(layer, query, heads, null, output, lse, out _);
-            (double[] exact, _) = reference.Attend(queries, 1);
-            for (int h = 0; h < QueryHeads; h++)
+            (HeadSelection[] heads, double[] errors) = AnswerAuto(layer, plan, reference, context, queries);
+            foreach (double error in errors)
             {
-                double error = ReferenceAttention.RelativeL2(output.AsSpan(h * Dim, Dim), exact.AsSpan(h * Dim, Dim));
                 worst = Math.Max(worst, error);
                 sumError += error;
                 pairs++;
@@ -191,15 +185,8 @@ public sealed class VerifiedSamplingPlanTests : IDisposable
                 queries[i] = Gaussian(random);
             }
 
-            var query = new AttentionQuery(context, 0, queries, 1, 0, 0, PlanRequest.Auto, false);
-            HeadSelection[] heads = plan.SelectAll(layer, query);
-            var output = new float[queries.Length];
-            var lse = new float[QueryHeads];
-            SelectionAttention.Run(layer, query, heads, null, output, lse, out _);
-            (double[] exact, _) = reference.Attend(queries, 1);
-            for (int h = 0; h < QueryHeads; h++)
+            foreach (double error in AnswerAuto(layer, plan, reference, context, queries).Errors)
             {
-                double error = ReferenceAttention.RelativeL2(output.AsSpan(h * Dim, Dim), exact.AsSpan(h * Dim, Dim));
                 worst = Math.Max(worst, error);
                 violations += error > epsilon ? 1 : 0;
                 pairs++;
@@ -208,6 +195,24 @@ public sealed class VerifiedSamplingPlanTests : IDisposable
 
         _output.WriteLine($"epsilon {epsilon}: {violations}/{pairs} violations, worst rel-L2 {worst:F4}");
         Assert.True((double)violations / pairs <= 0.05 + 0.02, $"{violations}/{pairs} violations, worst {worst:F3}");
+    }
+
+    /// <summary>One AUTO answer of a query token through the plan and the attend phase, and each query head's rel-L2 against f64 over every token.</summary>
+    private static (HeadSelection[] Heads, double[] Errors) AnswerAuto(LayerSnapshot layer, VerifiedSamplingPlan plan, StoredLayerReference reference, string context, float[] queries)
+    {
+        var query = new AttentionQuery(context, 0, queries, 1, 0, 0, PlanRequest.Auto, false);
+        HeadSelection[] heads = plan.SelectAll(layer, query);
+        var output = new float[queries.Length];
+        var lse = new float[QueryHeads];
+        SelectionAttention.Run(layer, query, heads, null, output, lse, out _);
+        (double[] exact, _) = reference.Attend(queries, 1);
+        var errors = new double[QueryHeads];
+        for (int h = 0; h < QueryHeads; h++)
+        {
+            errors[h] = ReferenceAttention.RelativeL2(output.AsSpan(h * Dim, Dim), exact.AsSpan(h * Dim, Dim));
+        }
+
+        return (heads, errors);
     }
 
     private static float Gaussian(Random random) => (float)(Math.Sqrt(-2 * Math.Log(1 - random.NextDouble())) * Math.Cos(2 * Math.PI * random.NextDouble()));

@@ -147,8 +147,7 @@ public sealed class GpuAutoAttention : IDisposable
             throw new ArgumentException($"need epsilon > 0, 0 < delta < 1 and 0 ≤ sample ≤ {MaxSample}");
         }
 
-        double t = 1 + Math.Sqrt(2 * Math.Log(1 / delta));
-        float factor = (float)(t * t);
+        float factor = Concentration(delta);
         lock (_gate)
         {
             _queries.Upload(queries);
@@ -190,11 +189,10 @@ public sealed class GpuAutoAttention : IDisposable
     /// <summary>Queues one try without waiting (benchmarks of concurrent requests); the caller synchronizes the backend.</summary>
     public void QueueTry(in GpuKvSource kv, ReadOnlySpan<float> queries, int sample, ulong seed, double delta)
     {
-        double t = 1 + Math.Sqrt(2 * Math.Log(1 / delta));
         lock (_gate)
         {
             _queries.Upload(queries);
-            Queue(kv, 0, 0, sample, (float)(t * t), seed);
+            Queue(kv, 0, 0, sample, Concentration(delta), seed);
         }
     }
 
@@ -234,6 +232,13 @@ public sealed class GpuAutoAttention : IDisposable
     }
 
     private static long AnswerFloats(long outFloats, long heads) => outFloats + (3 * heads) + 4;
+
+    /// <summary>(1 + √(2 ln(1/δ)))², the factor of VerifiedSamplingPlan.ConcentrationFactor (QueryEngine, which Kernels cannot reference).</summary>
+    private static float Concentration(double delta)
+    {
+        double t = 1 + Math.Sqrt(2 * Math.Log(1 / delta));
+        return (float)(t * t);
+    }
 
     private void Queue(in GpuKvSource kv, long excludeStart, long excludeEnd, int n, float factor, ulong seed)
     {
