@@ -90,6 +90,15 @@ run_tests() {
   else
     failed=$((failed + 1))
   fi
+  if [ "$failed" -ne 0 ]; then
+    # Name the failures last, next to the summary: a CI log is often read only by its tail.
+    echo "failed tests:"
+    grep -ho '<UnitTestResult [^>]*outcome="Failed"[^>]*>' TestResults/*.trx TestResults/*/*.trx 2>/dev/null \
+      | sed -n 's/.* testName="\([^"]*\)".*/  \1/p' | head -40
+    if [ -s "$junit" ]; then
+      grep -o '<testcase [^>]*>[[:space:]]*<\(failure\|error\)' "$junit" | sed -n 's/.* name="\([^"]*\)".*/  python: \1/p' | head -20
+    fi
+  fi
   echo "$passed passed, $failed failed"
   if [ "$rc" -ne 0 ] || [ "$failed" -ne 0 ] || [ "$passed" -eq 0 ]; then
     exit 1
