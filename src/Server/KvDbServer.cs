@@ -57,6 +57,7 @@ public static class KvDbServer
             DataDirectory = options.DataDirectory,
             EvictionPolicy = options.EvictionPolicy,
             MaxPinnedFraction = options.MaxPinnedFraction,
+            CompactionDeadRatio = options.CompactionDeadRatio,
             Logger = loggerFactory.CreateLogger("KvDb.Store"),
         };
         if (options.CheckpointLogBytes > 0)

@@ -30,6 +30,9 @@ public sealed record KvDbServerOptions
     /// <summary>With a data directory: take a checkpoint after this many bytes of write-ahead log; 0 = the store's default (512 MiB).</summary>
     public long CheckpointLogBytes { get; init; }
 
+    /// <summary>With a data directory: compact the disk block log automatically once this share of its records is dead (and at least 64 MiB); 0 = only on <c>Admin.Compact</c>.</summary>
+    public double CompactionDeadRatio { get; init; } = 0.5;
+
     /// <summary>Largest gRPC message accepted (an AppendKv chunk or an Attend request).</summary>
     public int MaxMessageBytes { get; init; } = 64 << 20;
 
