@@ -96,6 +96,7 @@ public sealed class SecurityTests : IAsyncLifetime
         expected.Add(("Admin.GetStats", [U, U, U, D, D, K], (c, _) => c.GetStatsAsync()));
         expected.Add(("Admin.Evict", [U, U, U, D, D, K], (c, _) => c.EvictAsync(long.MaxValue)));
         expected.Add(("Admin.Checkpoint", [U, U, U, D, D, K], (c, _) => c.CheckpointAsync()));
+        expected.Add(("Admin.Compact", [U, U, U, D, D, K], (c, _) => c.CompactAsync()));
         expected.Add(("Admin.ReadAudit", [U, U, U, D, D, K], (c, _) => c.Admin.ReadAuditAsync(new ReadAuditRequest()).ResponseAsync));
         expected.Add(("Tenants.ListTenants", [U, U, U, D, D, K], (c, _) => c.Tenants.ListTenantsAsync(new ListTenantsRequest()).ResponseAsync));
         expected.Add(("Tenants.CreateApiKey", [U, U, U, D, D, K], (c, _) => c.Tenants.CreateApiKeyAsync(new CreateApiKeyRequest { Tenant = "other" }).ResponseAsync));

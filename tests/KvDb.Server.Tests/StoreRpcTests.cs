@@ -137,4 +137,55 @@ public sealed class StoreRpcTests : IClassFixture<ServerFixture>
             Assert.Equal(64, Assert.Single(all.Contexts).NumTokens);
         }
     }
+
+    [Fact]
+    public async Task Compact_gives_the_space_of_deleted_contexts_back_and_stats_show_live_and_dead_bytes()
+    {
+        var e = await Assert.ThrowsAsync<RpcException>(() => _fx.Client.CompactAsync());
+        Assert.Equal(StatusCode.FailedPrecondition, e.StatusCode);
+        Assert.Null((await _fx.Client.GetStatsAsync()).Disk);
+
+        using var dir = new TempDirectory("kvdb-compact-");
+        await using (KvDbServerHandle server = await KvDbServer.StartAsync(new KvDbServerOptions { Port = 0, DataDirectory = dir.Path, CpuBudgetBytes = 64L << 20, CompactionDeadRatio = 0 }))
+        {
+            using var client = new KvDbClient(server.Address);
+            Model model = await client.CreateModelAsync(TestModels.Small("compact"));
+            var ids = new List<string>();
+            for (int i = 0; i < 4; i++)
+            {
+                Context c = await client.CreateContextAsync(model.Name, "ns" + i, "compact-" + i, null, 0); // own namespaces: no block shared
+                await EndToEndTests.Load(client, model, c.Id, 256);
+                ids.Add(c.Id);
+            }
+
+            await client.CheckpointAsync();
+            DiskSpace before = (await client.GetStatsAsync()).Disk;
+            Assert.True(before.BlockLogLiveBytes > 0);
+            Assert.Equal(0, before.BlockLogDeadBytes);
+            for (int i = 0; i < 3; i++)
+            {
+                await client.DeleteContextAsync(ids[i]);
+            }
+
+            DiskSpace deleted = (await client.GetStatsAsync()).Disk;
+            Assert.InRange(deleted.BlockLogDeadRatio, 0.74, 0.76);
+            Assert.Equal(before.BlockLogLiveBytes / 4, deleted.BlockLogLiveBytes);
+
+            CompactResponse r = await client.CompactAsync();
+            long blocksPerContext = 256 / model.BlockSize * model.NumLayers;
+            Assert.Equal(blocksPerContext, r.BlocksMoved);
+            Assert.True(r.LogBytesAfter < r.LogBytesBefore / 3);
+            DiskSpace after = (await client.GetStatsAsync()).Disk;
+            Assert.Equal(1, after.Compactions);
+            Assert.Equal(0, after.BlockLogDeadBytes);
+            Assert.Equal(deleted.BlockLogLiveBytes, after.BlockLogLiveBytes);
+        }
+
+        await using (KvDbServerHandle again = await KvDbServer.StartAsync(new KvDbServerOptions { Port = 0, DataDirectory = dir.Path, CpuBudgetBytes = 64L << 20 }))
+        {
+            using var client = new KvDbClient(again.Address);
+            Assert.Equal(256, Assert.Single((await client.ListContextsAsync()).Contexts).NumTokens);
+            Assert.Equal(0, (await client.GetStatsAsync()).CorruptRecords);
+        }
+    }
 }
