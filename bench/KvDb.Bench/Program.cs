@@ -45,6 +45,9 @@ switch (suite)
     case "index-lifecycle":
         await IndexLifecycleSuite.RunAsync(rest);
         return 0;
+    case "space":
+        await SpaceSuite.RunAsync(rest);
+        return 0;
     default:
         Console.Error.WriteLine("usage: dotnet run -c Release --project bench/KvDb.Bench -- SUITE [options]");
         Console.Error.WriteLine("suites:");
@@ -55,6 +58,7 @@ switch (suite)
         Console.Error.WriteLine("  ingest            AppendKv of a 128K-token, 4-layer bf16 context vs raw loopback gRPC bytes");
         Console.Error.WriteLine("  prefix            LookupPrefix latency of a 128K-token prefix");
         Console.Error.WriteLine("  recovery          restart time after a crash with ~1 GB stored");
+        Console.Error.WriteLine("  space [--contexts 8] [--tokens 4096] [--layers 4] [--cpu-budget 64M]   data directory vs live K/V after a checkpoint; delete half, compact while EXACT reads run: bytes before/after, compaction time, read p99 quiet vs during");
         Console.Error.WriteLine("  index [--ctx N,M] [--spec S]   index quality: scanned fraction, recall@1%, softmax mass, build time per family and budget");
         Console.Error.WriteLine("  attend [--ctx N] [--kinds exact,block,…]   one decode step per plan kind through the executor: p50, vs exact, bytes allocated per Attend");
         Console.Error.WriteLine("  query [--ctx N] [--workloads peaked,mixed] [--plans exact,auto,…] [--epsilon E] [--queries N] [--window W]   decode queries through gRPC on loopback: server p50/p99, round trip, quality vs the f64 reference, per plan (EXACT in the same run); workload real = eval/real-attention per layer, merged with a W-token local window");

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
 using Google.Protobuf;
-using Grpc.Core;
 using KvDb.Client;
 using KvDb.Protocol.V1;
 using KvDb.Workload;
@@ -74,29 +73,7 @@ public static class RecoverySuite
                 for (int c = 0; c < 8; c++)
                 {
                     Context ctx = await client.CreateContextAsync("bench", id: "ctx" + c).ConfigureAwait(false);
-                    using AsyncClientStreamingCall<AppendKvRequest, AppendKvResponse> call = client.Contexts.AppendKv();
-                    for (int layer = 0; layer < layers; layer++)
-                    {
-                        for (int start = 0; start < tokens / 8; start += 1024)
-                        {
-                            var r = new AppendKvRequest
-                            {
-                                ContextId = ctx.Id,
-                                Layer = layer,
-                                Keys = new Tensor { Dtype = DType.Bf16, Data = k, Shape = { 1024, kvHeads, headDim } },
-                                Values = new Tensor { Dtype = DType.Bf16, Data = v, Shape = { 1024, kvHeads, headDim } },
-                            };
-                            for (int t = 0; t < 1024; t++)
-                            {
-                                r.TokenIds.Add((c * 1_000_003) + start + t);
-                            }
-
-                            await call.RequestStream.WriteAsync(r).ConfigureAwait(false);
-                        }
-                    }
-
-                    await call.RequestStream.CompleteAsync().ConfigureAwait(false);
-                    await call.ResponseAsync.ConfigureAwait(false);
+                    await BenchAppend.AppendAsync(client, ctx.Id, layers, kvHeads, headDim, tokens / 8, k, v, c * 1_000_003).ConfigureAwait(false);
                 }
 
                 if (checkpoint)
