@@ -626,61 +626,88 @@ public sealed unsafe class BlockManager
 
     /// <summary>
     /// Compaction's copy step: every listed block whose spill copy lies in [<paramref name="from"/>, <paramref name="below"/>)
-    /// gets a new copy at the spill tier's tail (from memory when resident, else read back and checked) and then refers to
-    /// it; the old copy becomes garbage. A block's handle changes only after its new copy is durable, under the block's
-    /// gate, so a concurrent read-back sees the old or the new copy, both readable until the caller truncates. A copy that
+    /// gets a new copy at the spill tier's tail (from memory when resident, else read back in log order and checked) and
+    /// then refers to it; the old copy becomes garbage. A block's handle changes only after its new copy is durable, under
+    /// the block's gate, so a concurrent read-back sees the old or the new copy, both readable until the caller truncates. A copy that
     /// fails its checksum marks the block corrupt (it is never served) and keeps its old handle. The caller holds a reference
     /// to each block and keeps other writers of disk handles (checkpoints) out. Returns blocks moved, bytes moved, corrupt.
     /// </summary>
     internal (long Blocks, long Bytes, long Corrupt) Relocate(IReadOnlyList<KvBlock> blocks, long from, long below, long batchBytes)
     {
         ISpillTier spill = _spill ?? throw new InvalidOperationException("compaction needs a spill tier");
+
+        // In log order, so the copies not in memory are read back sequentially.
+        var ordered = new List<KvBlock>(blocks.Count);
+        foreach (KvBlock b in blocks)
+        {
+            long handle = b.DiskAddress;
+            if (handle >= from && handle < below)
+            {
+                ordered.Add(b);
+            }
+        }
+
+        ordered.Sort(static (x, y) => x.DiskAddress.CompareTo(y.DiskAddress));
         var pending = new List<(KvBlock Block, long Old, long New)>();
         long moved = 0, bytes = 0, corrupt = 0, batched = 0;
         byte[]? buffer = null;
         try
         {
-            foreach (KvBlock b in blocks)
+            foreach (KvBlock b in ordered)
             {
+                long old;
+                BlockAddress address;
+                bool copied = false;
+                int blockBytes = (int)b.Model.BlockBytes;
                 lock (b.Gate)
                 {
-                    long old = b.DiskAddress;
-                    if (old < from || old >= below || b.Corrupt || b.Address is not BlockAddress address)
+                    old = b.DiskAddress;
+                    if (old < from || old >= below || b.Corrupt || b.Address is not BlockAddress a)
                     {
                         continue;
                     }
 
-                    int blockBytes = (int)b.Model.BlockBytes;
-                    long copy;
+                    address = a;
                     if (b.IsResident)
                     {
-                        copy = spill.Write(address, b.Checksum, b.Bytes);
+                        // A memory copy under the gate (demotion frees the slot under it); no disk read.
+                        pending.Add((b, old, spill.Write(address, b.Checksum, b.Bytes)));
+                        batched += blockBytes;
+                        copied = true;
                     }
-                    else
+                }
+
+                if (!copied)
+                {
+                    // Not resident: the old copy stays readable until the caller truncates, so it is read without the
+                    // gate and a reader promoting the block meanwhile is not held up by this disk read.
+                    if (buffer is null || buffer.Length < blockBytes)
                     {
-                        if (buffer is null || buffer.Length < blockBytes)
+                        if (buffer is not null)
                         {
-                            if (buffer is not null)
-                            {
-                                System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
-                            }
-
-                            buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(blockBytes);
+                            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
                         }
 
-                        if (!spill.TryRead(old, address, b.Checksum, buffer.AsSpan(0, blockBytes)))
-                        {
-                            b.Corrupt = true;
-                            Interlocked.Increment(ref _corrupt);
-                            Interlocked.Increment(ref _spillMisses);
-                            corrupt++;
-                            continue;
-                        }
-
-                        copy = spill.Write(address, b.Checksum, buffer.AsSpan(0, blockBytes));
+                        buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(blockBytes);
                     }
 
-                    pending.Add((b, old, copy));
+                    if (!spill.TryRead(old, address, b.Checksum, buffer.AsSpan(0, blockBytes)))
+                    {
+                        lock (b.Gate)
+                        {
+                            if (b.DiskAddress == old && !b.IsResident && !b.Corrupt)
+                            {
+                                b.Corrupt = true;
+                                Interlocked.Increment(ref _corrupt);
+                                Interlocked.Increment(ref _spillMisses);
+                                corrupt++;
+                            }
+                        }
+
+                        continue;
+                    }
+
+                    pending.Add((b, old, spill.Write(address, b.Checksum, buffer.AsSpan(0, blockBytes))));
                     batched += blockBytes;
                 }
 
