@@ -52,6 +52,14 @@ internal sealed unsafe class ExactAttentionChunks
         ChunkCount = Math.Max(1, (numBlocks + _blocksPerChunk - 1) / _blocksPerChunk);
     }
 
+    /// <summary>Checked before each chunk: a cancelled request skips the chunks not yet started.</summary>
+    public CancellationToken Cancellation { get; init; }
+
+    /// <summary>Chunks skipped because <see cref="Cancellation"/> was set when their turn came.</summary>
+    public int Skipped => Volatile.Read(ref _skipped);
+
+    private int _skipped;
+
     /// <summary>Chunks to run: <see cref="Run"/> takes 0 .. ChunkCount − 1 (one chunk of no blocks when there are none).</summary>
     public int ChunkCount { get; }
 
@@ -95,6 +103,12 @@ internal sealed unsafe class ExactAttentionChunks
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Run(int chunk)
     {
+        if (Cancellation.IsCancellationRequested)
+        {
+            Interlocked.Increment(ref _skipped);
+            return;
+        }
+
         int d = _g.HeadDim;
         int rows = _rows;
         int hkv = _g.NumKvHeads;

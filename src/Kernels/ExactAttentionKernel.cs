@@ -28,6 +28,14 @@ public static unsafe class ExactAttentionKernel
     [ThreadStatic]
     private static List<KvRowRun>? t_denseRuns;
 
+    private static long s_skippedChunks;
+
+    /// <summary>
+    /// Chunks of full attention never read because their request was cancelled first, since the process started:
+    /// the evidence that an abandoned query stopped reading (the server reports it as a metric).
+    /// </summary>
+    public static long SkippedChunks => Interlocked.Read(ref s_skippedChunks);
+
     /// <summary>Cap on all chunk states together (16 MiB): many query tokens make each state large.</summary>
     private const long MaxChunkStateFloats = 4L << 20;
 
@@ -48,6 +56,22 @@ public static unsafe class ExactAttentionKernel
         Run(geometry, blocks, queries, numQueries, excludeStart, excludeEnd, output, lse, allowFused: true);
 
     /// <summary>
+    /// As above, checking <paramref name="cancellation"/> before each chunk of tokens: once it is set no further chunk
+    /// is read, and the call throws <see cref="OperationCanceledException"/>.
+    /// </summary>
+    public static AttentionCounters Run(
+        in AttentionGeometry geometry,
+        ReadOnlySpan<KvBlockRef> blocks,
+        ReadOnlySpan<float> queries,
+        int numQueries,
+        long excludeStart,
+        long excludeEnd,
+        Span<float> output,
+        Span<float> lse,
+        CancellationToken cancellation) =>
+        Run(geometry, blocks, queries, numQueries, excludeStart, excludeEnd, output, lse, allowFused: true, cancellation: cancellation);
+
+    /// <summary>
     /// <see cref="Run(in AttentionGeometry, ReadOnlySpan{KvBlockRef}, ReadOnlySpan{float}, int, long, long, Span{float}, Span{float})"/>
     /// with the fused loops (either width) optionally turned off, so tests can pin the portable path on machines
     /// that would never take it, and with the chunk length optionally forced (<paramref name="chunkTokens"/>
@@ -63,7 +87,8 @@ public static unsafe class ExactAttentionKernel
         Span<float> output,
         Span<float> lse,
         bool allowFused,
-        int chunkTokens = 0)
+        int chunkTokens = 0,
+        CancellationToken cancellation = default)
     {
         geometry.Validate();
         int hq = geometry.NumQueryHeads;
@@ -107,7 +132,7 @@ public static unsafe class ExactAttentionKernel
             fixed (float* pRented = rented)
             {
                 float* buffer = (float*)(((nint)pRented + 63) & ~(nint)63);
-                var job = new ExactAttentionChunks(g, pBlocks, blocks.Length, blocksPerChunk, numQueries, excludeStart, excludeEnd, fused, buffer);
+                var job = new ExactAttentionChunks(g, pBlocks, blocks.Length, blocksPerChunk, numQueries, excludeStart, excludeEnd, fused, buffer) { Cancellation = cancellation };
                 job.ScaleQueries(pQueries);
                 if (job.ChunkCount > 1 && Environment.ProcessorCount > 1)
                 {
@@ -119,6 +144,12 @@ public static unsafe class ExactAttentionKernel
                     {
                         job.Run(c);
                     }
+                }
+
+                if (job.Skipped > 0)
+                {
+                    Interlocked.Add(ref s_skippedChunks, job.Skipped);
+                    cancellation.ThrowIfCancellationRequested();
                 }
 
                 job.Merge(pOutput, pLse);

@@ -86,6 +86,7 @@ public sealed class AttentionExecutor : IDisposable
     {
         long started = Stopwatch.GetTimestamp();
         query.Exclude.Validate();
+        query.Cancellation.ThrowIfCancellationRequested();
         using LayerSnapshot layer = _store.OpenLayer(query.ContextId, query.Layer);
         ModelSchema m = layer.Model;
         m.CheckQueries("queries", query.Queries.Length, query.NumQueries);
@@ -99,6 +100,12 @@ public sealed class AttentionExecutor : IDisposable
             // AUTO attends while it selects: its heads are independent work, one per core.
             Parallel.For(0, heads.Length, kv =>
             {
+                // Returns rather than throws: Parallel.For would wrap the cancellation in an AggregateException.
+                if (query.Cancellation.IsCancellationRequested)
+                {
+                    return;
+                }
+
                 estimates[kv] = plan.Estimate(layer, query, kv);
                 heads[kv] = plan.Select(layer, query, kv);
             });
@@ -107,11 +114,13 @@ public sealed class AttentionExecutor : IDisposable
         {
             for (int kv = 0; kv < heads.Length; kv++)
             {
+                query.Cancellation.ThrowIfCancellationRequested();
                 estimates[kv] = plan.Estimate(layer, query, kv);
                 heads[kv] = plan.Select(layer, query, kv);
             }
         }
 
+        query.Cancellation.ThrowIfCancellationRequested();
         var output = new float[query.Queries.Length];
         var lse = new float[query.NumQueries * m.NumQueryHeads];
         AttentionCounters counters = SelectionAttention.Run(layer, query, heads, _device, output, lse, out DeviceOutcome device);
