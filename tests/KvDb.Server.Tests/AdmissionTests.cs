@@ -88,12 +88,13 @@ public sealed class AdmissionTests : IAsyncLifetime, IDisposable
             AssertRetryHint(e);
         }
 
+        // Layer 0 only is appended: LayerTokens[0] is what changes (NumTokens counts tokens in every layer).
         Context unchanged = await _client.GetContextAsync(other);
-        Assert.Equal(0, unchanged.NumTokens);
-        Assert.Equal(64, (await _client.GetContextAsync(_ctx)).NumTokens);
+        Assert.Equal(0, unchanged.LayerTokens[0]);
+        Assert.Equal(64, (await _client.GetContextAsync(_ctx)).LayerTokens[0]);
 
         await AppendAsync(other, 32);
-        Assert.Equal(32, (await _client.GetContextAsync(other)).NumTokens);
+        Assert.Equal(32, (await _client.GetContextAsync(other)).LayerTokens[0]);
         Assert.Equal((0, 1L), (_server.Admission.Append.Running, _server.Admission.Append.Rejected));
     }
 
