@@ -40,6 +40,9 @@ public sealed record LoadReport
     /// <summary>The server's CPU budget.</summary>
     public required long CpuBudgetBytes { get; init; }
 
+    /// <summary>The server's own account at the end (Admin.GetStats): K/V bytes in the CPU tier, on disk, contexts; and its managed heap from /metrics (0 when unknown).</summary>
+    public (long CpuTierBytes, long DiskTierBytes, int Contexts, long ManagedHeapBytes) Server { get; init; }
+
     /// <summary>The overhead allowed on top of the budget.</summary>
     public required long OverheadBytes { get; init; }
 
@@ -89,6 +92,10 @@ public sealed record LoadReport
             w.WriteNumber("peak_rss_mib", PeakRssBytes >> 20);
             w.WriteNumber("cpu_budget_mib", CpuBudgetBytes >> 20);
             w.WriteNumber("overhead_mib", OverheadBytes >> 20);
+            w.WriteNumber("server_cpu_tier_mib", Server.CpuTierBytes >> 20);
+            w.WriteNumber("server_disk_tier_mib", Server.DiskTierBytes >> 20);
+            w.WriteNumber("server_contexts", Server.Contexts);
+            w.WriteNumber("server_managed_heap_mib", Server.ManagedHeapBytes >> 20);
             w.WriteBoolean("passed", Passed);
             w.WriteEndObject();
         }

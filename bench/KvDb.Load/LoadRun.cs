@@ -12,7 +12,7 @@ namespace KvDb.Load;
 public static class LoadRun
 {
     /// <summary>Runs against <paramref name="address"/>; <paramref name="progress"/> receives a JSON line every 10 s.</summary>
-    public static async Task<LoadReport> RunAsync(LoadOptions options, string address, int? serverPid, Action<string> progress)
+    public static async Task<LoadReport> RunAsync(LoadOptions options, string address, int? serverPid, Action<string> progress, string? metricsAddress = null)
     {
         using (var setup = new KvDbClient(address))
         {
@@ -62,6 +62,7 @@ public static class LoadRun
         }
 
         double seconds = clock.Elapsed.TotalSeconds;
+        (long, long, int, long) server = await ServerAccountAsync(clients[0], metricsAddress).ConfigureAwait(false);
         foreach (KvDbClient c in clients)
         {
             c.Dispose();
@@ -102,7 +103,53 @@ public static class LoadRun
             PeakRssBytes = rss?.PeakBytes ?? 0,
             CpuBudgetBytes = options.CpuBudgetBytes,
             OverheadBytes = options.OverheadBytes,
+            Server = server,
         };
+    }
+
+    /// <summary>What the server says it holds (GetStats) and its managed heap (/metrics' dotnet_total_memory_bytes).</summary>
+    private static async Task<(long, long, int, long)> ServerAccountAsync(KvDbClient client, string? metricsAddress)
+    {
+        long cpu = 0, disk = 0, heap = 0;
+        int contexts = 0;
+        try
+        {
+            StatsResponse stats = await client.GetStatsAsync().ConfigureAwait(false);
+            contexts = stats.Contexts;
+            foreach (TierStats t in stats.Tiers)
+            {
+                cpu += t.Name == "cpu" ? t.Bytes : 0;
+                disk += t.Name == "disk" ? t.Bytes : 0;
+            }
+        }
+        catch (RpcException)
+        {
+            // Reported as 0: the figures are context, the run's verdict does not depend on them.
+        }
+
+        if (metricsAddress is not null)
+        {
+            using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+            try
+            {
+                string text = await http.GetStringAsync(new Uri(metricsAddress + "/metrics")).ConfigureAwait(false);
+                foreach (string line in text.Split('\n'))
+                {
+                    if (line.StartsWith("dotnet_total_memory_bytes ", StringComparison.Ordinal))
+                    {
+                        heap = (long)double.Parse(line.AsSpan("dotnet_total_memory_bytes ".Length), System.Globalization.CultureInfo.InvariantCulture);
+                    }
+                }
+            }
+            catch (HttpRequestException)
+            {
+            }
+            catch (TaskCanceledException)
+            {
+            }
+        }
+
+        return (cpu, disk, contexts, heap);
     }
 
     /// <summary>Waits out the run (checking every 250 ms); true when no call completed for the stall limit.</summary>

@@ -29,7 +29,7 @@ try
         address = child.Address;
     }
 
-    LoadReport report = await LoadRun.RunAsync(options, address, child?.Pid, Console.WriteLine);
+    LoadReport report = await LoadRun.RunAsync(options, address, child?.Pid, Console.WriteLine, child?.HttpAddress);
     Console.WriteLine(report.ToJson());
     return report.Passed ? 0 : 1;
 }

@@ -8,11 +8,15 @@ public sealed class ServerChild : IDisposable
 {
     private readonly Process _process;
 
-    private ServerChild(Process process, string address)
+    private ServerChild(Process process, string address, string? httpAddress)
     {
         _process = process;
         Address = address;
+        HttpAddress = httpAddress;
     }
+
+    /// <summary>Its HTTP endpoint (/metrics), when it printed one.</summary>
+    public string? HttpAddress { get; }
 
     /// <summary>The gRPC address it printed.</summary>
     public string Address { get; }
@@ -27,17 +31,24 @@ public sealed class ServerChild : IDisposable
     public static async Task<ServerChild> StartAsync(string kvdbDll, long cpuBudget, string dataDirectory, IEnumerable<string> extra)
     {
         var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (string a in (string[])[kvdbDll, "serve", "--host", "127.0.0.1", "--port", "0", "--http-port", "-1", "--cpu-budget", cpuBudget.ToString(CultureInfo.InvariantCulture), "--data", dataDirectory, .. extra])
+        foreach (string a in (string[])[kvdbDll, "serve", "--host", "127.0.0.1", "--port", "0", "--http-port", "0", "--cpu-budget", cpuBudget.ToString(CultureInfo.InvariantCulture), "--data", dataDirectory, .. extra])
         {
             info.ArgumentList.Add(a);
         }
 
         Process p = Process.Start(info) ?? throw new InvalidOperationException("could not start dotnet");
         var listening = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        string? http = null;
         p.OutputDataReceived += (_, e) =>
         {
             const string prefix = "kvdb listening on ";
-            if (e.Data is null)
+            const string dashboard = "kvdb dashboard on ";
+            if (e.Data is not null && e.Data.StartsWith(dashboard, StringComparison.Ordinal))
+            {
+                // Printed right after the gRPC address: read once the address arrived (below) or not at all.
+                http = e.Data[dashboard.Length..].Split('/', 4) is [string scheme, _, string host, ..] ? $"{scheme}//{host}" : null;
+            }
+            else if (e.Data is null)
             {
                 listening.TrySetException(new InvalidOperationException("kvdb exited before it listened"));
             }
@@ -62,7 +73,13 @@ public sealed class ServerChild : IDisposable
             throw new TimeoutException("kvdb did not listen within 60 s");
         }
 
-        return new ServerChild(p, await listening.Task.ConfigureAwait(false));
+        string address = await listening.Task.ConfigureAwait(false);
+        for (int i = 0; i < 50 && http is null; i++)
+        {
+            await Task.Delay(20).ConfigureAwait(false);
+        }
+
+        return new ServerChild(p, address, http);
     }
 
     /// <summary>The kvdb.dll built in this checkout (src/Cli's output, the same configuration as this program).</summary>
