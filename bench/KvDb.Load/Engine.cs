@@ -219,7 +219,7 @@ public sealed class Engine
                     OperationCanceledException => StatusCode.DeadlineExceeded,
                     _ => StatusCode.Unknown,
                 };
-                _stats.Answer(code);
+                _stats.Answer(code, e.Message);
                 if (code != StatusCode.ResourceExhausted)
                 {
                     return (false, null);
@@ -264,7 +264,7 @@ public sealed class Engine
             }
             catch (RpcException e) when (!stop.IsCancellationRequested)
             {
-                _stats.Answer(e.StatusCode);
+                _stats.Answer(e.StatusCode, e.Status.Detail);
                 if (e.StatusCode != StatusCode.ResourceExhausted)
                 {
                     return false;

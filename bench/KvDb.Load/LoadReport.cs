@@ -25,6 +25,9 @@ public sealed record LoadReport
     /// <summary>Answers per status code.</summary>
     public required IReadOnlyDictionary<StatusCode, long> Codes { get; init; }
 
+    /// <summary>The first detail seen per failing status code.</summary>
+    public IReadOnlyDictionary<StatusCode, string> FirstDetails { get; init; } = new Dictionary<StatusCode, string>();
+
     /// <summary>RESOURCE_EXHAUSTED answers the engines backed off on.</summary>
     public required long Rejections { get; init; }
 
@@ -83,6 +86,13 @@ public sealed record LoadReport
             foreach ((StatusCode code, long n) in Codes)
             {
                 w.WriteNumber(code.ToString(), n);
+            }
+
+            w.WriteEndObject();
+            w.WriteStartObject("first_detail");
+            foreach ((StatusCode code, string detail) in FirstDetails)
+            {
+                w.WriteString(code.ToString(), detail);
             }
 
             w.WriteEndObject();

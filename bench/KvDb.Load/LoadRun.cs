@@ -81,11 +81,17 @@ public static class LoadRun
         }
 
         var codes = new Dictionary<StatusCode, long>();
+        var details = new Dictionary<StatusCode, string>();
         foreach (StatusCode code in Enum.GetValues<StatusCode>())
         {
             if (stats.Code(code) > 0)
             {
                 codes[code] = stats.Code(code);
+            }
+
+            if (stats.FirstDetail(code) is string detail)
+            {
+                details[code] = detail;
             }
         }
 
@@ -97,6 +103,7 @@ public static class LoadRun
             TokensPerSecond = stats.Tokens / seconds,
             Latency = latency,
             Codes = codes,
+            FirstDetails = details,
             Rejections = stats.Rejections,
             Stalls = stats.Stalls,
             Deadlocked = deadlocked,

@@ -9,6 +9,7 @@ namespace KvDb.Load;
 public sealed class LoadStats
 {
     private readonly long[] _codes = new long[17];
+    private readonly string?[] _firstDetail = new string?[17];
     private long _completed;
     private long _tokens;
     private long _rejections;
@@ -42,6 +43,16 @@ public sealed class LoadStats
         {
             Interlocked.Increment(ref _stalls);
         }
+    }
+
+    /// <summary>The first status detail seen with <paramref name="code"/> (null when none): what to look at in a failed run.</summary>
+    public string? FirstDetail(StatusCode code) => Volatile.Read(ref _firstDetail[(int)code]);
+
+    /// <summary>Counts one failed answer and keeps its detail if it is the first of its code.</summary>
+    public void Answer(StatusCode code, string detail)
+    {
+        Interlocked.CompareExchange(ref _firstDetail[(int)code], detail, null);
+        Answer(code);
     }
 
     /// <summary>Counts acknowledged tokens.</summary>

@@ -56,6 +56,16 @@ public sealed class AttentionExecutor : IDisposable
         return new ContextHeadReport(m.NumLayers, m.NumKvHeads, _planner.Statistics.Describe(contextId, m.NumLayers));
     }
 
+    /// <summary>
+    /// Forgets what the executor kept of a deleted context: AUTO's head statistics (a new context may take the same id
+    /// and must not inherit them), its index entries and its sample queries (memory that churn would otherwise pile up).
+    /// </summary>
+    public void ForgetContext(string contextId)
+    {
+        _planner.Statistics.Forget(contextId);
+        _catalog.Forget(contextId);
+    }
+
     /// <summary>The background-built indexes the sparse plans use.</summary>
     public LayerIndexCatalog Indexes => _catalog;
 

@@ -81,8 +81,9 @@ public sealed class ContextsService : Contexts.ContextsBase
             throw KvDbException.NotFound($"context \"{request.Id}\" does not exist (already deleted?)");
         }
 
-        // A new context may take the same id: it must not inherit AUTO's exact streaks and heavy-set sizes.
-        _executor.HeadStatistics.Forget(id);
+        // A new context may take the same id: it must not inherit AUTO's exact streaks and heavy-set sizes; its indexes
+        // and sample queries go too.
+        _executor.ForgetContext(id);
         return Task.FromResult(new DeleteContextResponse { Deleted = true });
     }
 
