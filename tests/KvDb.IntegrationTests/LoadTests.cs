@@ -20,7 +20,7 @@ public sealed class LoadTests : IDisposable
     [Fact]
     public async Task Sixteen_engines_for_ten_seconds_meet_the_invariants()
     {
-        using ServerProcess server = await ServerProcess.StartAsync(_dir.Path, CpuBudget, "--max-attends", "4", "--max-appends", "4");
+        using ServerProcess server = await ServerProcess.StartAsync(_dir.Path, CpuBudget, "--http-port", "-1", "--max-attends", "4", "--max-appends", "4");
         var options = new LoadOptions
         {
             Engines = 16,
