@@ -43,21 +43,8 @@ public static unsafe class ExactAttentionKernel
     /// Computes attention for <paramref name="numQueries"/> query tokens. <paramref name="queries"/> is
     /// f32 [numQueries, NumQueryHeads, HeadDim]; <paramref name="output"/> [numQueries, NumQueryHeads, HeadDim];
     /// <paramref name="lse"/> [numQueries, NumQueryHeads]. Rows at positions in [excludeStart, excludeEnd) are skipped.
-    /// </summary>
-    public static AttentionCounters Run(
-        in AttentionGeometry geometry,
-        ReadOnlySpan<KvBlockRef> blocks,
-        ReadOnlySpan<float> queries,
-        int numQueries,
-        long excludeStart,
-        long excludeEnd,
-        Span<float> output,
-        Span<float> lse) =>
-        Run(geometry, blocks, queries, numQueries, excludeStart, excludeEnd, output, lse, allowFused: true);
-
-    /// <summary>
-    /// As above, checking <paramref name="cancellation"/> before each chunk of tokens: once it is set no further chunk
-    /// is read, and the call throws <see cref="OperationCanceledException"/>.
+    /// <paramref name="cancellation"/> is checked before each chunk of tokens: once it is set no further chunk is read,
+    /// and the call throws <see cref="OperationCanceledException"/>.
     /// </summary>
     public static AttentionCounters Run(
         in AttentionGeometry geometry,
@@ -68,11 +55,11 @@ public static unsafe class ExactAttentionKernel
         long excludeEnd,
         Span<float> output,
         Span<float> lse,
-        CancellationToken cancellation) =>
+        CancellationToken cancellation = default) =>
         Run(geometry, blocks, queries, numQueries, excludeStart, excludeEnd, output, lse, allowFused: true, cancellation: cancellation);
 
     /// <summary>
-    /// <see cref="Run(in AttentionGeometry, ReadOnlySpan{KvBlockRef}, ReadOnlySpan{float}, int, long, long, Span{float}, Span{float})"/>
+    /// <see cref="Run(in AttentionGeometry, ReadOnlySpan{KvBlockRef}, ReadOnlySpan{float}, int, long, long, Span{float}, Span{float}, CancellationToken)"/>
     /// with the fused loops (either width) optionally turned off, so tests can pin the portable path on machines
     /// that would never take it, and with the chunk length optionally forced (<paramref name="chunkTokens"/>
     /// &gt; 0), so tests can split small contexts.
