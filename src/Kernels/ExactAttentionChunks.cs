@@ -52,10 +52,10 @@ internal sealed unsafe class ExactAttentionChunks
         ChunkCount = Math.Max(1, (numBlocks + _blocksPerChunk - 1) / _blocksPerChunk);
     }
 
-    /// <summary>Checked before each chunk: a cancelled request skips the chunks not yet started.</summary>
+    /// <summary>Checked before each chunk and every 16 blocks within one: a cancelled request stops reading.</summary>
     public CancellationToken Cancellation { get; init; }
 
-    /// <summary>Chunks skipped because <see cref="Cancellation"/> was set when their turn came.</summary>
+    /// <summary>Chunks skipped or abandoned part-way because <see cref="Cancellation"/> was set (their state is never merged).</summary>
     public int Skipped => Volatile.Read(ref _skipped);
 
     private int _skipped;
@@ -139,6 +139,13 @@ internal sealed unsafe class ExactAttentionChunks
             float* hSum = sum + ((long)h * rows);
             for (int bi = first; bi < end; bi++)
             {
+                // Also within a chunk (every 16 blocks, a cheap read): many query rows make a chunk long.
+                if ((bi & 15) == 0 && Cancellation.IsCancellationRequested)
+                {
+                    Interlocked.Increment(ref _skipped);
+                    return;
+                }
+
                 KvBlockRef block = _blocks[bi];
                 long blockEnd = block.Start + block.Tokens;
 

@@ -31,7 +31,7 @@ public static unsafe class ExactAttentionKernel
     private static long s_skippedChunks;
 
     /// <summary>
-    /// Chunks of full attention never read because their request was cancelled first, since the process started:
+    /// Chunks of full attention skipped or abandoned part-way because their request was cancelled, since the process started:
     /// the evidence that an abandoned query stopped reading (the server reports it as a metric).
     /// </summary>
     public static long SkippedChunks => Interlocked.Read(ref s_skippedChunks);
@@ -43,8 +43,8 @@ public static unsafe class ExactAttentionKernel
     /// Computes attention for <paramref name="numQueries"/> query tokens. <paramref name="queries"/> is
     /// f32 [numQueries, NumQueryHeads, HeadDim]; <paramref name="output"/> [numQueries, NumQueryHeads, HeadDim];
     /// <paramref name="lse"/> [numQueries, NumQueryHeads]. Rows at positions in [excludeStart, excludeEnd) are skipped.
-    /// <paramref name="cancellation"/> is checked before each chunk of tokens: once it is set no further chunk is read,
-    /// and the call throws <see cref="OperationCanceledException"/>.
+    /// <paramref name="cancellation"/> is checked before each chunk of tokens and every 16 blocks within one: once it is
+    /// set no further block is read, and the call throws <see cref="OperationCanceledException"/>.
     /// </summary>
     public static AttentionCounters Run(
         in AttentionGeometry geometry,
