@@ -53,7 +53,7 @@ internal sealed unsafe class ExactAttentionChunks
     }
 
     /// <summary>Checked before each chunk and every 16 blocks within one: a cancelled request stops reading.</summary>
-    public CancellationToken Cancellation { get; init; }
+    public StopSignal Cancellation { get; init; }
 
     /// <summary>Chunks skipped or abandoned part-way because <see cref="Cancellation"/> was set (their state is never merged).</summary>
     public int Skipped => Volatile.Read(ref _skipped);
@@ -103,7 +103,7 @@ internal sealed unsafe class ExactAttentionChunks
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Run(int chunk)
     {
-        if (Cancellation.IsCancellationRequested)
+        if (Cancellation.IsSet)
         {
             Interlocked.Increment(ref _skipped);
             return;
@@ -140,7 +140,7 @@ internal sealed unsafe class ExactAttentionChunks
             for (int bi = first; bi < end; bi++)
             {
                 // Also within a chunk (every 16 blocks, a cheap read): many query rows make a chunk long.
-                if ((bi & 15) == 0 && Cancellation.IsCancellationRequested)
+                if ((bi & 15) == 0 && Cancellation.IsSet)
                 {
                     Interlocked.Increment(ref _skipped);
                     return;

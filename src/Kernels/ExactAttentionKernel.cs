@@ -55,11 +55,11 @@ public static unsafe class ExactAttentionKernel
         long excludeEnd,
         Span<float> output,
         Span<float> lse,
-        CancellationToken cancellation = default) =>
+        StopSignal cancellation = default) =>
         Run(geometry, blocks, queries, numQueries, excludeStart, excludeEnd, output, lse, allowFused: true, cancellation: cancellation);
 
     /// <summary>
-    /// <see cref="Run(in AttentionGeometry, ReadOnlySpan{KvBlockRef}, ReadOnlySpan{float}, int, long, long, Span{float}, Span{float}, CancellationToken)"/>
+    /// <see cref="Run(in AttentionGeometry, ReadOnlySpan{KvBlockRef}, ReadOnlySpan{float}, int, long, long, Span{float}, Span{float}, StopSignal)"/>
     /// with the fused loops (either width) optionally turned off, so tests can pin the portable path on machines
     /// that would never take it, and with the chunk length optionally forced (<paramref name="chunkTokens"/>
     /// &gt; 0), so tests can split small contexts.
@@ -75,7 +75,7 @@ public static unsafe class ExactAttentionKernel
         Span<float> lse,
         bool allowFused,
         int chunkTokens = 0,
-        CancellationToken cancellation = default)
+        StopSignal cancellation = default)
     {
         geometry.Validate();
         int hq = geometry.NumQueryHeads;
@@ -136,7 +136,7 @@ public static unsafe class ExactAttentionKernel
                 if (job.Skipped > 0)
                 {
                     Interlocked.Add(ref s_skippedChunks, job.Skipped);
-                    cancellation.ThrowIfCancellationRequested();
+                    cancellation.ThrowIfSet();
                 }
 
                 job.Merge(pOutput, pLse);

@@ -24,8 +24,8 @@ public sealed record AttentionQuery(
     public bool Explained { get; init; }
 
     /// <summary>
-    /// The caller's cancellation (a cancelled call or a passed deadline): the executor checks it between phases and
-    /// heads, the exact kernel before each chunk of tokens, so an abandoned query stops reading K/V.
+    /// The caller's cancellation and deadline: the executor checks it between phases and heads, the exact kernel before
+    /// each chunk of tokens and every 16 blocks, so an abandoned or expired query stops reading K/V.
     /// </summary>
-    public CancellationToken Cancellation { get; init; }
+    public Kernels.StopSignal Cancellation { get; init; }
 }

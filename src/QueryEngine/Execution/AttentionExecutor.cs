@@ -96,7 +96,7 @@ public sealed class AttentionExecutor : IDisposable
     {
         long started = Stopwatch.GetTimestamp();
         query.Exclude.Validate();
-        query.Cancellation.ThrowIfCancellationRequested();
+        query.Cancellation.ThrowIfSet();
         using LayerSnapshot layer = _store.OpenLayer(query.ContextId, query.Layer);
         ModelSchema m = layer.Model;
         m.CheckQueries("queries", query.Queries.Length, query.NumQueries);
@@ -111,7 +111,7 @@ public sealed class AttentionExecutor : IDisposable
             Parallel.For(0, heads.Length, kv =>
             {
                 // Returns rather than throws: Parallel.For would wrap the cancellation in an AggregateException.
-                if (query.Cancellation.IsCancellationRequested)
+                if (query.Cancellation.IsSet)
                 {
                     return;
                 }
@@ -124,13 +124,13 @@ public sealed class AttentionExecutor : IDisposable
         {
             for (int kv = 0; kv < heads.Length; kv++)
             {
-                query.Cancellation.ThrowIfCancellationRequested();
+                query.Cancellation.ThrowIfSet();
                 estimates[kv] = plan.Estimate(layer, query, kv);
                 heads[kv] = plan.Select(layer, query, kv);
             }
         }
 
-        query.Cancellation.ThrowIfCancellationRequested();
+        query.Cancellation.ThrowIfSet();
         var output = new float[query.Queries.Length];
         var lse = new float[query.NumQueries * m.NumQueryHeads];
         AttentionCounters counters = SelectionAttention.Run(layer, query, heads, _device, output, lse, out DeviceOutcome device);

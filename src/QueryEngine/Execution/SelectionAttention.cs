@@ -82,7 +82,7 @@ public static class SelectionAttention
 
         for (int kv = 0; kv < g.NumKvHeads; kv++)
         {
-            query.Cancellation.ThrowIfCancellationRequested();
+            query.Cancellation.ThrowIfSet();
             HeadSelection head = heads[kv];
             if (head.Partial is GroupPartial partial)
             {

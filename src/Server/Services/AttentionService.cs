@@ -1,5 +1,6 @@
 using System.Threading.Channels;
 using Grpc.Core;
+using KvDb.Kernels;
 using KvDb.Protocol;
 using KvDb.Protocol.V1;
 using KvDb.QueryEngine;
@@ -32,7 +33,7 @@ public sealed class AttentionService : Attention.AttentionBase
     public override async Task<AttendResponse> Attend(AttendRequest request, ServerCallContext context)
     {
         using AdmissionGate.Slot slot = await _admission.EnterAsync(context.CancellationToken).ConfigureAwait(false);
-        return Answer(request, AuthInterceptor.PrincipalOf(context), context.CancellationToken);
+        return Answer(request, AuthInterceptor.PrincipalOf(context), StopSignal.For(context.Deadline, context.CancellationToken));
     }
 
     /// <summary>
@@ -71,7 +72,7 @@ public sealed class AttentionService : Attention.AttentionBase
                     break;
                 }
 
-                await answers.Writer.WriteAsync(Task.Run(() => AnswerIn(slot, request, principal, stop.Token), CancellationToken.None), stop.Token).ConfigureAwait(false);
+                await answers.Writer.WriteAsync(Task.Run(() => AnswerIn(slot, request, principal, StopSignal.For(context.Deadline, stop.Token)), CancellationToken.None), stop.Token).ConfigureAwait(false);
             }
         }
         catch (OperationCanceledException) when (stop.IsCancellationRequested && !context.CancellationToken.IsCancellationRequested)
@@ -106,21 +107,21 @@ public sealed class AttentionService : Attention.AttentionBase
     public override async Task<ExplainResponse> Explain(AttendRequest request, ServerCallContext context)
     {
         using AdmissionGate.Slot slot = await _admission.EnterAsync(context.CancellationToken).ConfigureAwait(false);
-        AttentionResult result = Run(request, AuthInterceptor.PrincipalOf(context), returnSelection: false, out _, out _, out _, explained: true, context.CancellationToken);
+        AttentionResult result = Run(request, AuthInterceptor.PrincipalOf(context), returnSelection: false, out _, out _, out _, explained: true, StopSignal.For(context.Deadline, context.CancellationToken));
         return WireMapping.ToWire(result.Stats.Explain, WireMapping.ToWire(result.Stats));
     }
 
-    private AttendResponse AnswerIn(AdmissionGate.Slot slot, AttendRequest request, Principal principal, CancellationToken cancellationToken)
+    private AttendResponse AnswerIn(AdmissionGate.Slot slot, AttendRequest request, Principal principal, StopSignal stop)
     {
         using (slot)
         {
-            return Answer(request, principal, cancellationToken);
+            return Answer(request, principal, stop);
         }
     }
 
-    private AttendResponse Answer(AttendRequest request, Principal principal, CancellationToken cancellationToken)
+    private AttendResponse Answer(AttendRequest request, Principal principal, StopSignal stop)
     {
-        AttentionResult result = Run(request, principal, request.ReturnSelection, out int q, out int heads, out int dim, cancellationToken: cancellationToken);
+        AttentionResult result = Run(request, principal, request.ReturnSelection, out int q, out int heads, out int dim, stop: stop);
         _metrics?.Attend(result.Stats);
         var response = new AttendResponse
         {
@@ -137,7 +138,7 @@ public sealed class AttentionService : Attention.AttentionBase
         return response;
     }
 
-    private AttentionResult Run(AttendRequest request, Principal principal, bool returnSelection, out int q, out int heads, out int dim, bool explained = false, CancellationToken cancellationToken = default)
+    private AttentionResult Run(AttendRequest request, Principal principal, bool returnSelection, out int q, out int heads, out int dim, bool explained = false, StopSignal stop = default)
     {
         // The wire form is checked here; the shape against the model, the layer and the context are checked by the
         // executor where it pins the layer: the request visits the store once.
@@ -154,7 +155,7 @@ public sealed class AttentionService : Attention.AttentionBase
             returnSelection)
         {
             Explained = explained,
-            Cancellation = cancellationToken,
+            Cancellation = stop,
         };
         return _executor.Attend(query);
     }
