@@ -28,7 +28,7 @@ internal sealed class ServeCommand : Command
         });
         LogLevelOption.CompletionSources.Clear(); // the enum's own names are capitalized; suggest the lower-case ones
         LogLevelOption.CompletionSources.Add(LogLevelNames);
-        foreach (Option option in (Option[])[Host, Port, Data, CpuBudget, GpuBudget, CheckpointLogBytes, CompactDeadRatio, HttpPort, AdminKeyFile, Insecure, TlsCert, TlsKey, TlsClientCa, EvictionPolicy, PinQuota, LogFormat, LogLevelOption])
+        foreach (Option option in (Option[])[Host, Port, Data, CpuBudget, GpuBudget, CheckpointLogBytes, CompactDeadRatio, HttpPort, AdminKeyFile, Insecure, TlsCert, TlsKey, TlsClientCa, EvictionPolicy, PinQuota, MaxAttends, MaxAppends, LogFormat, LogLevelOption])
         {
             Options.Add(option);
         }
@@ -87,6 +87,10 @@ internal sealed class ServeCommand : Command
 
     public Option<double> PinQuota { get; } = NumberOptions.Real("--pin-quota", "share of the CPU tier (and of the GPU tier, for GPU pins) that pinned contexts may hold", 0.5, allowZero: true, "FRACTION");
 
+    public Option<int> MaxAttends { get; } = NumberOptions.NonNegative("--max-attends", "Attend calls (and AttendStream messages) run at once; up to 4× as many wait (at most 1 s), more are refused with RESOURCE_EXHAUSTED and a google.rpc.RetryInfo hint; 0 = twice the cores, at least 4", 0);
+
+    public Option<int> MaxAppends { get; } = NumberOptions.NonNegative("--max-appends", "AppendKv streams open at once; up to 4× as many wait (at most 1 s), more are refused with RESOURCE_EXHAUSTED and a retry hint; 0 = four times the cores, at least 8", 0);
+
     public Option<string> LogFormat { get; } = new("--log-format")
     {
         Description = "text (a line per entry) or json (one JSON object per line, for log shippers)",
@@ -132,6 +136,8 @@ internal sealed class ServeCommand : Command
         LogLevel = parse.GetValue(LogLevelOption),
         EvictionPolicy = parse.GetValue(EvictionPolicy) == "tinylfu" ? Store.EvictionPolicy.TinyLfu : Store.EvictionPolicy.Lru,
         MaxPinnedFraction = parse.GetValue(PinQuota),
+        MaxConcurrentAttends = parse.GetValue(MaxAttends),
+        MaxConcurrentAppends = parse.GetValue(MaxAppends),
     };
 
     private static async Task<int> RunAsync(KvDbServerOptions serverOptions)

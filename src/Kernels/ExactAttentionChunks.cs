@@ -52,6 +52,14 @@ internal sealed unsafe class ExactAttentionChunks
         ChunkCount = Math.Max(1, (numBlocks + _blocksPerChunk - 1) / _blocksPerChunk);
     }
 
+    /// <summary>Checked before each chunk and every 16 blocks within one: a cancelled request stops reading.</summary>
+    public StopSignal Cancellation { get; init; }
+
+    /// <summary>Chunks skipped or abandoned part-way because <see cref="Cancellation"/> was set (their state is never merged).</summary>
+    public int Skipped => Volatile.Read(ref _skipped);
+
+    private int _skipped;
+
     /// <summary>Chunks to run: <see cref="Run"/> takes 0 .. ChunkCount − 1 (one chunk of no blocks when there are none).</summary>
     public int ChunkCount { get; }
 
@@ -95,6 +103,12 @@ internal sealed unsafe class ExactAttentionChunks
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Run(int chunk)
     {
+        if (Cancellation.IsSet)
+        {
+            Interlocked.Increment(ref _skipped);
+            return;
+        }
+
         int d = _g.HeadDim;
         int rows = _rows;
         int hkv = _g.NumKvHeads;
@@ -125,6 +139,13 @@ internal sealed unsafe class ExactAttentionChunks
             float* hSum = sum + ((long)h * rows);
             for (int bi = first; bi < end; bi++)
             {
+                // Also within a chunk (every 16 blocks, a cheap read): many query rows make a chunk long.
+                if ((bi & 15) == 0 && Cancellation.IsSet)
+                {
+                    Interlocked.Increment(ref _skipped);
+                    return;
+                }
+
                 KvBlockRef block = _blocks[bi];
                 long blockEnd = block.Start + block.Tokens;
 

@@ -28,6 +28,14 @@ public static unsafe class ExactAttentionKernel
     [ThreadStatic]
     private static List<KvRowRun>? t_denseRuns;
 
+    private static long s_skippedChunks;
+
+    /// <summary>
+    /// Chunks of full attention skipped or abandoned part-way because their request was cancelled, since the process started:
+    /// the evidence that an abandoned query stopped reading (the server reports it as a metric).
+    /// </summary>
+    public static long SkippedChunks => Interlocked.Read(ref s_skippedChunks);
+
     /// <summary>Cap on all chunk states together (16 MiB): many query tokens make each state large.</summary>
     private const long MaxChunkStateFloats = 4L << 20;
 
@@ -35,6 +43,8 @@ public static unsafe class ExactAttentionKernel
     /// Computes attention for <paramref name="numQueries"/> query tokens. <paramref name="queries"/> is
     /// f32 [numQueries, NumQueryHeads, HeadDim]; <paramref name="output"/> [numQueries, NumQueryHeads, HeadDim];
     /// <paramref name="lse"/> [numQueries, NumQueryHeads]. Rows at positions in [excludeStart, excludeEnd) are skipped.
+    /// <paramref name="cancellation"/> is checked before each chunk of tokens and every 16 blocks within one: once it is
+    /// set no further block is read, and the call throws <see cref="OperationCanceledException"/>.
     /// </summary>
     public static AttentionCounters Run(
         in AttentionGeometry geometry,
@@ -44,11 +54,12 @@ public static unsafe class ExactAttentionKernel
         long excludeStart,
         long excludeEnd,
         Span<float> output,
-        Span<float> lse) =>
-        Run(geometry, blocks, queries, numQueries, excludeStart, excludeEnd, output, lse, allowFused: true);
+        Span<float> lse,
+        StopSignal cancellation = default) =>
+        Run(geometry, blocks, queries, numQueries, excludeStart, excludeEnd, output, lse, allowFused: true, cancellation: cancellation);
 
     /// <summary>
-    /// <see cref="Run(in AttentionGeometry, ReadOnlySpan{KvBlockRef}, ReadOnlySpan{float}, int, long, long, Span{float}, Span{float})"/>
+    /// <see cref="Run(in AttentionGeometry, ReadOnlySpan{KvBlockRef}, ReadOnlySpan{float}, int, long, long, Span{float}, Span{float}, StopSignal)"/>
     /// with the fused loops (either width) optionally turned off, so tests can pin the portable path on machines
     /// that would never take it, and with the chunk length optionally forced (<paramref name="chunkTokens"/>
     /// &gt; 0), so tests can split small contexts.
@@ -63,7 +74,8 @@ public static unsafe class ExactAttentionKernel
         Span<float> output,
         Span<float> lse,
         bool allowFused,
-        int chunkTokens = 0)
+        int chunkTokens = 0,
+        StopSignal cancellation = default)
     {
         geometry.Validate();
         int hq = geometry.NumQueryHeads;
@@ -107,7 +119,7 @@ public static unsafe class ExactAttentionKernel
             fixed (float* pRented = rented)
             {
                 float* buffer = (float*)(((nint)pRented + 63) & ~(nint)63);
-                var job = new ExactAttentionChunks(g, pBlocks, blocks.Length, blocksPerChunk, numQueries, excludeStart, excludeEnd, fused, buffer);
+                var job = new ExactAttentionChunks(g, pBlocks, blocks.Length, blocksPerChunk, numQueries, excludeStart, excludeEnd, fused, buffer) { Cancellation = cancellation };
                 job.ScaleQueries(pQueries);
                 if (job.ChunkCount > 1 && Environment.ProcessorCount > 1)
                 {
@@ -119,6 +131,12 @@ public static unsafe class ExactAttentionKernel
                     {
                         job.Run(c);
                     }
+                }
+
+                if (job.Skipped > 0)
+                {
+                    Interlocked.Add(ref s_skippedChunks, job.Skipped);
+                    cancellation.ThrowIfSet();
                 }
 
                 job.Merge(pOutput, pLse);

@@ -22,4 +22,10 @@ public sealed record AttentionQuery(
     /// that a plain Attend skips; its explain lists them by name and reason only).
     /// </summary>
     public bool Explained { get; init; }
+
+    /// <summary>
+    /// The caller's cancellation and deadline: the executor checks it between phases and heads, the exact kernel before
+    /// each chunk of tokens and every 16 blocks, so an abandoned or expired query stops reading K/V.
+    /// </summary>
+    public Kernels.StopSignal Cancellation { get; init; }
 }

@@ -117,9 +117,11 @@ public static class KvDbServer
         builder.Services.AddSingleton(new Authenticator(tenants, options.AdminKey, options.AuthFailuresPerWindow));
         builder.Services.AddSingleton(_ => AuditLog.Open(options.DataDirectory));
         builder.Services.AddSingleton(new RecentCalls());
+        var admission = new Admission.AdmissionControl(options);
+        builder.Services.AddSingleton(admission);
         builder.Services.AddSingleton(new CallLogOptions(options.SlowCall));
         builder.Services.AddSingleton(sp => new TenantQuotas(sp.GetRequiredService<Authenticator>().Tenants, store));
-        builder.Services.AddSingleton(sp => new KvDbMetrics(store, sp.GetRequiredService<Authenticator>().Tenants, sp.GetRequiredService<TenantQuotas>(), sp.GetRequiredService<AttentionExecutor>().Indexes));
+        builder.Services.AddSingleton(sp => new KvDbMetrics(store, sp.GetRequiredService<Authenticator>().Tenants, sp.GetRequiredService<TenantQuotas>(), sp.GetRequiredService<AttentionExecutor>().Indexes, admission));
         // Registered by factory so the container disposes it (waiting for index builds) before the store is disposed.
         QueryEngine.Planning.CostModel costs = options.CalibrateCosts ? QueryEngine.Planning.CostModel.Calibrate() : QueryEngine.Planning.CostModel.Default;
         builder.Services.AddSingleton(_ => new AttentionExecutor(store, costs: costs, defaultQuality: options.DefaultQuality.Validated()));
@@ -172,7 +174,7 @@ public static class KvDbServer
         // Kestrel lists the addresses in the order of the Listen calls: gRPC first, then HTTP.
         string[] addresses = [.. app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses
             .Select(a => a.Replace("[::]", "127.0.0.1", StringComparison.Ordinal).Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal))];
-        return new KvDbServerHandle(app, store, app.Services.GetRequiredService<AttentionExecutor>(), addresses[0], addresses.Length > 1 ? addresses[1] : null, loggerFactory);
+        return new KvDbServerHandle(app, store, app.Services.GetRequiredService<AttentionExecutor>(), admission, addresses[0], addresses.Length > 1 ? addresses[1] : null, loggerFactory);
     }
 
     /// <summary>True when <paramref name="host"/> names a loopback address ("localhost", 127.0.0.0/8, ::1).</summary>

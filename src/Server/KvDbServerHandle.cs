@@ -13,10 +13,11 @@ public sealed class KvDbServerHandle : IAsyncDisposable
     private readonly WebApplication _app;
     private readonly ILoggerFactory _loggerFactory;
 
-    internal KvDbServerHandle(WebApplication app, IKvStore store, AttentionExecutor executor, string address, string? httpAddress, ILoggerFactory loggerFactory)
+    internal KvDbServerHandle(WebApplication app, IKvStore store, AttentionExecutor executor, Admission.AdmissionControl admission, string address, string? httpAddress, ILoggerFactory loggerFactory)
     {
         HttpAddress = httpAddress;
         Executor = executor;
+        Admission = admission;
         _app = app;
         _loggerFactory = loggerFactory;
         Store = store;
@@ -35,6 +36,9 @@ public sealed class KvDbServerHandle : IAsyncDisposable
     /// <summary>The server's query executor (its index catalog, counters and sample queries).</summary>
     public AttentionExecutor Executor { get; }
 
+    /// <summary>The admission limits: slots, waiting calls and refusals of Attend work and AppendKv streams.</summary>
+    public Admission.AdmissionControl Admission { get; }
+
     /// <summary>Completes when the server stops.</summary>
     public Task WaitForShutdownAsync() => _app.WaitForShutdownAsync();
 
@@ -43,6 +47,7 @@ public sealed class KvDbServerHandle : IAsyncDisposable
     {
         await _app.StopAsync().ConfigureAwait(false);
         await _app.DisposeAsync().ConfigureAwait(false);
+        Admission.Dispose();
         Store.Dispose();
         _loggerFactory.Dispose();
     }

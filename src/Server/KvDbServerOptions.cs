@@ -86,4 +86,16 @@ public sealed record KvDbServerOptions
 
     /// <summary>Calls slower than this are logged as warnings.</summary>
     public TimeSpan SlowCall { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Attend calls (and AttendStream messages) running at once; 0 = twice the cores, at least 4. More wait (see <see cref="AdmissionQueueFactor"/>) or are refused with RESOURCE_EXHAUSTED and a retry hint.</summary>
+    public int MaxConcurrentAttends { get; init; }
+
+    /// <summary>AppendKv streams open at once; 0 = four times the cores, at least 8.</summary>
+    public int MaxConcurrentAppends { get; init; }
+
+    /// <summary>Calls that may wait for a slot, as a multiple of the slots (0 = none wait: refused at once).</summary>
+    public int AdmissionQueueFactor { get; init; } = 4;
+
+    /// <summary>Longest a call waits for a slot before it is refused with RESOURCE_EXHAUSTED (its own deadline may end the wait sooner).</summary>
+    public TimeSpan AdmissionWait { get; init; } = TimeSpan.FromSeconds(1);
 }

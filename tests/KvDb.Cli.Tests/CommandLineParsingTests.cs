@@ -35,6 +35,17 @@ public sealed class CommandLineParsingTests
     }
 
     [Fact]
+    public void Serve_maps_the_admission_limits()
+    {
+        (ServeCommand serve, ParseResult parse) = ParseServe("serve", "--max-attends", "6", "--max-appends", "3");
+        KvDbServerOptions o = serve.ServerOptions(parse);
+        Assert.Equal((6, 3), (o.MaxConcurrentAttends, o.MaxConcurrentAppends));
+        (serve, parse) = ParseServe("serve");
+        o = serve.ServerOptions(parse);
+        Assert.Equal((0, 0), (o.MaxConcurrentAttends, o.MaxConcurrentAppends));
+    }
+
+    [Fact]
     public void Serve_defaults_are_the_documented_ones()
     {
         using var adminKey = new EnvironmentVariable("KVDB_ADMIN_KEY", null);

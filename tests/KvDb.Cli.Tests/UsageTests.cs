@@ -16,6 +16,7 @@ public sealed class UsageTests
     [InlineData("serve", "--port", "fifty")]
     [InlineData("serve", "--http-port", "-2")]
     [InlineData("serve", "--cpu-budget", "-1")]
+    [InlineData("serve", "--max-attends", "-1")]
     [InlineData("serve", "--log-level", "loud")]
     [InlineData("serve", "--log-format", "xml")]
     [InlineData("serve", "--server", "http://127.0.0.1:1")]

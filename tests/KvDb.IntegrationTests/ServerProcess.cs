@@ -17,6 +17,9 @@ internal sealed class ServerProcess : IDisposable
 
     public string Address { get; }
 
+    /// <summary>The server's process id (its RSS is read from /proc).</summary>
+    public int Pid => _process.Id;
+
     public IReadOnlyList<string> Output
     {
         get

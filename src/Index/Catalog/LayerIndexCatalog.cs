@@ -290,6 +290,24 @@ public sealed class LayerIndexCatalog : IDisposable
             && address == entry.EndAddress && checksum == entry.EndChecksum;
     }
 
+    /// <summary>
+    /// Forgets a deleted context: its entries (and the segments only they held) and its sample queries. Without this they
+    /// stayed until pushed out by newer contexts, so a server under churn held up to <see cref="MaxEntries"/> dead
+    /// entries and their samples. Shared segments stay in the shared table for other contexts with the same content.
+    /// </summary>
+    public void Forget(string contextId)
+    {
+        foreach ((string Context, int Layer, string Spec) key in _entries.Keys)
+        {
+            if (key.Context == contextId)
+            {
+                _entries.TryRemove(key, out _);
+            }
+        }
+
+        _samples.Forget(contextId);
+    }
+
     private void ForgetLeastRecentlyUsed()
     {
         KeyValuePair<(string, int, string), Entry>? oldest = null;

@@ -36,6 +36,18 @@ public sealed class SampleQueryLog(int maxLayers)
     /// <summary>A copy of the vectors remembered for the context's layer (f32 [m, num_query_heads, head_dim]; empty when none).</summary>
     public float[] Snapshot(string contextId, int layer) => _layers.TryGetValue((contextId, layer), out Samples? s) ? s.Snapshot() : [];
 
+    /// <summary>Forgets every layer of the context (it was deleted): its vectors would otherwise stay until pushed out.</summary>
+    public void Forget(string contextId)
+    {
+        foreach ((string Context, int Layer) k in _layers.Keys)
+        {
+            if (k.Context == contextId)
+            {
+                _layers.TryRemove(k, out _);
+            }
+        }
+    }
+
     /// <summary>Forgets the context's layer (the context is gone).</summary>
     public void Forget(string contextId, int layer) => _layers.TryRemove((contextId, layer), out _);
 

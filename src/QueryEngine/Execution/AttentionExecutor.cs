@@ -56,6 +56,16 @@ public sealed class AttentionExecutor : IDisposable
         return new ContextHeadReport(m.NumLayers, m.NumKvHeads, _planner.Statistics.Describe(contextId, m.NumLayers));
     }
 
+    /// <summary>
+    /// Forgets what the executor kept of a deleted context: AUTO's head statistics (a new context may take the same id
+    /// and must not inherit them), its index entries and its sample queries (memory that churn would otherwise pile up).
+    /// </summary>
+    public void ForgetContext(string contextId)
+    {
+        _planner.Statistics.Forget(contextId);
+        _catalog.Forget(contextId);
+    }
+
     /// <summary>The background-built indexes the sparse plans use.</summary>
     public LayerIndexCatalog Indexes => _catalog;
 
@@ -86,6 +96,7 @@ public sealed class AttentionExecutor : IDisposable
     {
         long started = Stopwatch.GetTimestamp();
         query.Exclude.Validate();
+        query.Cancellation.ThrowIfSet();
         using LayerSnapshot layer = _store.OpenLayer(query.ContextId, query.Layer);
         ModelSchema m = layer.Model;
         m.CheckQueries("queries", query.Queries.Length, query.NumQueries);
@@ -99,6 +110,12 @@ public sealed class AttentionExecutor : IDisposable
             // AUTO attends while it selects: its heads are independent work, one per core.
             Parallel.For(0, heads.Length, kv =>
             {
+                // Returns rather than throws: Parallel.For would wrap the cancellation in an AggregateException.
+                if (query.Cancellation.IsSet)
+                {
+                    return;
+                }
+
                 estimates[kv] = plan.Estimate(layer, query, kv);
                 heads[kv] = plan.Select(layer, query, kv);
             });
@@ -107,11 +124,13 @@ public sealed class AttentionExecutor : IDisposable
         {
             for (int kv = 0; kv < heads.Length; kv++)
             {
+                query.Cancellation.ThrowIfSet();
                 estimates[kv] = plan.Estimate(layer, query, kv);
                 heads[kv] = plan.Select(layer, query, kv);
             }
         }
 
+        query.Cancellation.ThrowIfSet();
         var output = new float[query.Queries.Length];
         var lse = new float[query.NumQueries * m.NumQueryHeads];
         AttentionCounters counters = SelectionAttention.Run(layer, query, heads, _device, output, lse, out DeviceOutcome device);

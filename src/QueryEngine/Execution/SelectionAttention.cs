@@ -46,7 +46,7 @@ public static class SelectionAttention
 
             device = DeviceOutcome.OnCpu(layer.DeviceReason);
 
-            return ExactAttentionKernel.Run(g, layer.Blocks, query.Queries, query.NumQueries, xs, xe, output, lse) + deciding;
+            return ExactAttentionKernel.Run(g, layer.Blocks, query.Queries, query.NumQueries, xs, xe, output, lse, query.Cancellation) + deciding;
         }
 
         device = DeviceOutcome.OnCpu(layer.DeviceReason);
@@ -61,7 +61,7 @@ public static class SelectionAttention
         {
             // Mostly dense and fewer dense heads than cores: one head per core would leave cores idle, so stream the
             // whole layer split into token ranges over every core, reading the few other heads' rows too.
-            counters += ExactAttentionKernel.Run(g, layer.Blocks, query.Queries, query.NumQueries, xs, xe, output, lse);
+            counters += ExactAttentionKernel.Run(g, layer.Blocks, query.Queries, query.NumQueries, xs, xe, output, lse, query.Cancellation);
         }
         else if (denseTogether)
         {
@@ -82,6 +82,7 @@ public static class SelectionAttention
 
         for (int kv = 0; kv < g.NumKvHeads; kv++)
         {
+            query.Cancellation.ThrowIfSet();
             HeadSelection head = heads[kv];
             if (head.Partial is GroupPartial partial)
             {

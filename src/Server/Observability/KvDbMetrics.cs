@@ -37,6 +37,10 @@ public sealed class KvDbMetrics
     private readonly Counter _dedupeHits;
     private readonly Gauge _walBytes;
     private readonly Counter _corrupt;
+    private readonly Counter _admitted;
+    private readonly Counter _rejected;
+    private readonly Gauge _running;
+    private readonly Counter _skippedChunks;
     private readonly Histogram _walCommit;
     private readonly Gauge _diskBytes;
     private readonly Histogram _checkpoint;
@@ -48,7 +52,7 @@ public sealed class KvDbMetrics
     /// Creates the metrics; store and tenant figures are taken from <paramref name="store"/>, <paramref name="tenants"/>
     /// and <paramref name="quotas"/> at each scrape, index updates from <paramref name="indexes"/> as they happen.
     /// </summary>
-    public KvDbMetrics(IKvStore store, TenantRegistry tenants, TenantQuotas quotas, Index.Catalog.LayerIndexCatalog? indexes = null)
+    public KvDbMetrics(IKvStore store, TenantRegistry tenants, TenantQuotas quotas, Index.Catalog.LayerIndexCatalog? indexes = null, Admission.AdmissionControl? admission = null)
     {
         Registry = Metrics.NewCustomRegistry();
         DotNetStats.Register(Registry);
@@ -105,7 +109,25 @@ public sealed class KvDbMetrics
         _tenantBytes = f.CreateGauge("kvdb_tenant_bytes", "K/V bytes of a tenant's contexts (with appends in flight).", ["tenant"]);
         _tenantContexts = f.CreateGauge("kvdb_tenant_contexts", "Contexts of a tenant.", ["tenant"]);
         _tenantQuotaBytes = f.CreateGauge("kvdb_tenant_quota_bytes", "A tenant's byte quota (0 = unlimited).", ["tenant"]);
-        Registry.AddBeforeCollectCallback(() => Refresh(store, tenants, quotas));
+        _admitted = f.CreateCounter("kvdb_admission_admitted_total", "Calls admitted by the admission limit, by work (attend, append).", ["work"]);
+        _rejected = f.CreateCounter("kvdb_admission_rejected_total", "Calls refused with RESOURCE_EXHAUSTED and a retry hint by the admission limit, by work.", ["work"]);
+        _running = f.CreateGauge("kvdb_admission_running", "Calls holding an admission slot now, by work.", ["work"]);
+        _skippedChunks = f.CreateCounter("kvdb_attend_skipped_chunks_total", "Token chunks of exact attention never read because their request was cancelled or its deadline passed.");
+        Registry.AddBeforeCollectCallback(() =>
+        {
+            Refresh(store, tenants, quotas);
+            if (admission is not null)
+            {
+                foreach (Admission.AdmissionGate gate in (Admission.AdmissionGate[])[admission.Attend, admission.Append])
+                {
+                    _admitted.WithLabels(gate.Work).IncTo(gate.Admitted);
+                    _rejected.WithLabels(gate.Work).IncTo(gate.Rejected);
+                    _running.WithLabels(gate.Work).Set(gate.Running);
+                }
+            }
+
+            _skippedChunks.IncTo(Kernels.ExactAttentionKernel.SkippedChunks);
+        });
     }
 
     /// <summary>The registry <c>/metrics</c> exports.</summary>

@@ -1,9 +1,11 @@
 using System.Threading.Channels;
 using Grpc.Core;
+using KvDb.Kernels;
 using KvDb.Protocol;
 using KvDb.Protocol.V1;
 using KvDb.QueryEngine;
 using KvDb.QueryEngine.Execution;
+using KvDb.Server.Admission;
 using KvDb.Server.Observability;
 using KvDb.Server.Security;
 
@@ -13,18 +15,26 @@ namespace KvDb.Server.Services;
 public sealed class AttentionService : Attention.AttentionBase
 {
     private readonly AttentionExecutor _executor;
+    private readonly AdmissionGate _admission;
     private readonly KvDbMetrics? _metrics;
 
-    /// <summary>Creates the service; answered requests are counted in <paramref name="metrics"/> when given.</summary>
-    public AttentionService(AttentionExecutor executor, KvDbMetrics? metrics = null)
+    /// <summary>
+    /// Creates the service; every request runs in a slot of <paramref name="admission"/>'s attend gate, answered requests
+    /// are counted in <paramref name="metrics"/> when given.
+    /// </summary>
+    public AttentionService(AttentionExecutor executor, AdmissionControl admission, KvDbMetrics? metrics = null)
     {
         _executor = executor;
+        _admission = admission.Attend;
         _metrics = metrics;
     }
 
     /// <inheritdoc />
-    public override Task<AttendResponse> Attend(AttendRequest request, ServerCallContext context) =>
-        Task.FromResult(Answer(request, AuthInterceptor.PrincipalOf(context)));
+    public override async Task<AttendResponse> Attend(AttendRequest request, ServerCallContext context)
+    {
+        using AdmissionGate.Slot slot = await _admission.EnterAsync(context.CancellationToken).ConfigureAwait(false);
+        return Answer(request, AuthInterceptor.PrincipalOf(context), StopSignal.For(context.Deadline, context.CancellationToken));
+    }
 
     /// <summary>
     /// Requests of one <c>AttendStream</c> answered at the same time, at most: an engine streams many layers' (or many
@@ -49,7 +59,20 @@ public sealed class AttentionService : Attention.AttentionBase
         {
             await foreach (AttendRequest request in requestStream.ReadAllAsync(stop.Token).ConfigureAwait(false))
             {
-                await answers.Writer.WriteAsync(Task.Run(() => Answer(request, principal), CancellationToken.None), stop.Token).ConfigureAwait(false);
+                // The slot is taken before the message runs, so a stream waits (reading no further) while the server
+                // is busy; a refusal ends the stream after every earlier answer, like any failed message.
+                AdmissionGate.Slot slot;
+                try
+                {
+                    slot = await _admission.EnterAsync(stop.Token).ConfigureAwait(false);
+                }
+                catch (RpcException refused)
+                {
+                    await answers.Writer.WriteAsync(Task.FromException<AttendResponse>(refused), stop.Token).ConfigureAwait(false);
+                    break;
+                }
+
+                await answers.Writer.WriteAsync(Task.Run(() => AnswerIn(slot, request, principal, StopSignal.For(context.Deadline, stop.Token)), CancellationToken.None), stop.Token).ConfigureAwait(false);
             }
         }
         catch (OperationCanceledException) when (stop.IsCancellationRequested && !context.CancellationToken.IsCancellationRequested)
@@ -81,15 +104,24 @@ public sealed class AttentionService : Attention.AttentionBase
     }
 
     /// <inheritdoc />
-    public override Task<ExplainResponse> Explain(AttendRequest request, ServerCallContext context)
+    public override async Task<ExplainResponse> Explain(AttendRequest request, ServerCallContext context)
     {
-        AttentionResult result = Run(request, AuthInterceptor.PrincipalOf(context), returnSelection: false, out _, out _, out _, explained: true);
-        return Task.FromResult(WireMapping.ToWire(result.Stats.Explain, WireMapping.ToWire(result.Stats)));
+        using AdmissionGate.Slot slot = await _admission.EnterAsync(context.CancellationToken).ConfigureAwait(false);
+        AttentionResult result = Run(request, AuthInterceptor.PrincipalOf(context), returnSelection: false, out _, out _, out _, explained: true, StopSignal.For(context.Deadline, context.CancellationToken));
+        return WireMapping.ToWire(result.Stats.Explain, WireMapping.ToWire(result.Stats));
     }
 
-    private AttendResponse Answer(AttendRequest request, Principal principal)
+    private AttendResponse AnswerIn(AdmissionGate.Slot slot, AttendRequest request, Principal principal, StopSignal stop)
     {
-        AttentionResult result = Run(request, principal, request.ReturnSelection, out int q, out int heads, out int dim);
+        using (slot)
+        {
+            return Answer(request, principal, stop);
+        }
+    }
+
+    private AttendResponse Answer(AttendRequest request, Principal principal, StopSignal stop)
+    {
+        AttentionResult result = Run(request, principal, request.ReturnSelection, out int q, out int heads, out int dim, stop: stop);
         _metrics?.Attend(result.Stats);
         var response = new AttendResponse
         {
@@ -106,7 +138,7 @@ public sealed class AttentionService : Attention.AttentionBase
         return response;
     }
 
-    private AttentionResult Run(AttendRequest request, Principal principal, bool returnSelection, out int q, out int heads, out int dim, bool explained = false)
+    private AttentionResult Run(AttendRequest request, Principal principal, bool returnSelection, out int q, out int heads, out int dim, bool explained = false, StopSignal stop = default)
     {
         // The wire form is checked here; the shape against the model, the layer and the context are checked by the
         // executor where it pins the layer: the request visits the store once.
@@ -123,6 +155,7 @@ public sealed class AttentionService : Attention.AttentionBase
             returnSelection)
         {
             Explained = explained,
+            Cancellation = stop,
         };
         return _executor.Attend(query);
     }

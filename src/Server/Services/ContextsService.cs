@@ -3,6 +3,7 @@ using KvDb.Protocol;
 using KvDb.Protocol.V1;
 using KvDb.QueryEngine;
 using KvDb.QueryEngine.Execution;
+using KvDb.Server.Admission;
 using KvDb.Server.Security;
 using KvDb.Store;
 
@@ -18,13 +19,16 @@ public sealed class ContextsService : Contexts.ContextsBase
     private readonly AttentionExecutor _executor;
     private readonly TenantQuotas _quotas;
     private readonly TenantRegistry _tenants;
+    private readonly AdmissionGate _appends;
 
     /// <summary>
     /// Creates the service over the store; the executor receives the sample queries appends carry; tenants' context and
-    /// byte quotas are held by <paramref name="quotas"/>, their grants on shared namespaces come from <paramref name="authenticator"/>.
+    /// byte quotas are held by <paramref name="quotas"/>, their grants on shared namespaces come from <paramref name="authenticator"/>;
+    /// each AppendKv stream holds a slot of <paramref name="admission"/>'s append gate until it ends.
     /// </summary>
-    public ContextsService(IKvStore store, AttentionExecutor executor, TenantQuotas quotas, Authenticator authenticator)
+    public ContextsService(IKvStore store, AttentionExecutor executor, TenantQuotas quotas, Authenticator authenticator, AdmissionControl admission)
     {
+        _appends = admission.Append;
         _store = store;
         _executor = executor;
         _quotas = quotas;
@@ -77,14 +81,17 @@ public sealed class ContextsService : Contexts.ContextsBase
             throw KvDbException.NotFound($"context \"{request.Id}\" does not exist (already deleted?)");
         }
 
-        // A new context may take the same id: it must not inherit AUTO's exact streaks and heavy-set sizes.
-        _executor.HeadStatistics.Forget(id);
+        // A new context may take the same id: it must not inherit AUTO's exact streaks and heavy-set sizes; its indexes
+        // and sample queries go too.
+        _executor.ForgetContext(id);
         return Task.FromResult(new DeleteContextResponse { Deleted = true });
     }
 
     /// <inheritdoc />
     public override async Task<AppendKvResponse> AppendKv(IAsyncStreamReader<AppendKvRequest> requestStream, ServerCallContext context)
     {
+        // Taken before the first message is read: a refused stream has buffered nothing (the interceptor drains its body).
+        using AdmissionGate.Slot slot = await _appends.EnterAsync(context.CancellationToken).ConfigureAwait(false);
         IAppendTransaction? tx = null;
         string? contextId = null;
         string? sentId = null;

@@ -66,7 +66,7 @@ public sealed class TenantsService : Tenants.TenantsBase
         foreach (ContextInfo c in TenantQuotas.ContextsOf(_store, request.Name).ToList())
         {
             _store.DeleteContext(c.Id);
-            _executor.HeadStatistics.Forget(c.Id);
+            _executor.ForgetContext(c.Id);
         }
 
         return Task.FromResult(new DeleteTenantResponse { Deleted = true });
