@@ -84,7 +84,10 @@ public sealed class ErrorMappingInterceptor : Interceptor
     /// </summary>
     private static async Task<RpcException> EndStream(Exception e, ServerCallContext context)
     {
-        RpcException status = Map(e);
+        // A client that resets its stream makes the next read throw IOException: the client's doing, not a server fault.
+        RpcException status = e is IOException && context.CancellationToken.IsCancellationRequested
+            ? new RpcException(new Status(StatusCode.Cancelled, "the client reset the call"))
+            : Map(e);
         if (status.StatusCode != StatusCode.Cancelled && status.StatusCode != StatusCode.DeadlineExceeded)
         {
             await RequestDrain.DrainAsync(context).ConfigureAwait(false);
