@@ -78,6 +78,23 @@ public sealed class ErrorMappingInterceptor : Interceptor
     }
 
     /// <summary>
+    /// True when the call was aborted by its client. Kestrel fails the pending read at once but cancels the call's token
+    /// from the thread pool a moment later, so a failed read waits for it (at most 200 ms, on this failure path only).
+    /// </summary>
+    private static async Task<bool> ClientWentAwayAsync(ServerCallContext context)
+    {
+        try
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(200), context.CancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        return context.CancellationToken.IsCancellationRequested;
+    }
+
+    /// <summary>
     /// The status a failed call with a request stream ends with, once what the client is still sending has been drained
     /// (bounded, see <see cref="RequestDrain"/>): the call then ends with its status and no HTTP/2 reset, so a burst of
     /// rejected streams cannot fill Kestrel's drain queue and get the client's next calls refused with ENHANCE_YOUR_CALM.
@@ -85,7 +102,7 @@ public sealed class ErrorMappingInterceptor : Interceptor
     private static async Task<RpcException> EndStream(Exception e, ServerCallContext context)
     {
         // A client that resets its stream makes the next read throw IOException: the client's doing, not a server fault.
-        RpcException status = e is IOException && context.CancellationToken.IsCancellationRequested
+        RpcException status = e is IOException && await ClientWentAwayAsync(context).ConfigureAwait(false)
             ? new RpcException(new Status(StatusCode.Cancelled, "the client reset the call"))
             : Map(e);
         if (status.StatusCode != StatusCode.Cancelled && status.StatusCode != StatusCode.DeadlineExceeded)
