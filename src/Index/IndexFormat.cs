@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Text;
 
@@ -85,6 +86,14 @@ internal static class IndexFormat
         if (length < 0)
         {
             throw new InvalidDataException("negative array length in index stream");
+        }
+
+        // A length the stream cannot hold is refused before it sizes an allocation (a flipped bit asked for GiBs, and past
+        // 2 GiB of bytes the span below overflowed: OverflowException, which no loader expects; found by fuzzing).
+        long bytesNeeded = (long)length * Unsafe.SizeOf<T>();
+        if (bytesNeeded > int.MaxValue || (r.BaseStream.CanSeek && bytesNeeded > r.BaseStream.Length - r.BaseStream.Position))
+        {
+            throw new EndOfStreamException($"index stream ends before its array of {length} elements");
         }
 
         var values = new T[length];
