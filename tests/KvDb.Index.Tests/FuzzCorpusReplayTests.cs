@@ -30,4 +30,22 @@ public sealed class FuzzCorpusReplayTests
         Assert.Equal(48, segment.EndToken);
         Assert.Equal(KixTarget.Model.HeadDim, segment[1].Dimension);
     }
+
+    [Fact]
+    public void A_kix_file_with_a_corrupt_header_is_moved_aside_by_garbage_collection_not_thrown()
+    {
+        using var dir = new KvDb.TestKit.TempDirectory();
+        byte[] seed = File.ReadAllBytes(FuzzCorpus.Files(KixTarget.Name).Single(f => Path.GetFileName(f) == "block"));
+        // The spec string's 7-bit length prefix (after magic, version and four i32s) made of continuation bytes only.
+        seed.AsSpan(24, 5).Fill(0xFF);
+        File.WriteAllBytes(Path.Combine(dir.Path, IndexSegmentFiles.FileName(KixTarget.Key, 0, "block")), seed);
+        var files = new IndexSegmentFiles(dir.Path);
+        var moved = new List<string>();
+
+        int deleted = files.CollectGarbage((_, _) => true, (name, _, _) => moved.Add(name));
+
+        Assert.Equal(0, deleted);
+        Assert.Single(moved);
+        Assert.Equal(0, files.Count);
+    }
 }

@@ -293,7 +293,7 @@ internal sealed class IndexSegmentFiles
             throw new InvalidDataException($"index segment file version {version} is not supported (expected {Version})");
         }
 
-        return new Header(r.ReadInt32(), r.ReadInt32(), r.ReadInt32(), r.ReadInt32(), r.ReadString(), ReadUInt128(r), ReadUInt128(r), r.ReadUInt64(), r.ReadInt64(), r.ReadInt32());
+        return new Header(r.ReadInt32(), r.ReadInt32(), r.ReadInt32(), r.ReadInt32(), IndexFormat.ReadString(r), ReadUInt128(r), ReadUInt128(r), r.ReadUInt64(), r.ReadInt64(), r.ReadInt32());
     }
 
     /// <summary>What a segment file says it holds.</summary>
