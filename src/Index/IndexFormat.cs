@@ -74,7 +74,7 @@ internal static class IndexFormat
 
     /// <summary>
     /// A BinaryWriter string; a corrupt length prefix is <see cref="InvalidDataException"/> (BinaryReader says
-    /// FormatException, which no caller of a file read expects: a torn .kix header stopped the catalog's start-up
+    /// FormatException or, for a negative length, IOException; the first no caller of a file read expected: a torn .kix header stopped the catalog's start-up
     /// collection; found by fuzzing).
     /// </summary>
     public static string ReadString(BinaryReader r)
@@ -83,8 +83,9 @@ internal static class IndexFormat
         {
             return r.ReadString();
         }
-        catch (FormatException e)
+        catch (Exception e) when (e is FormatException || e.GetType() == typeof(IOException))
         {
+            // A negative length is a plain IOException from BinaryReader; EndOfStreamException (a subclass) passes as it is.
             throw new InvalidDataException("a string's length prefix in the index stream is corrupt", e);
         }
     }
