@@ -60,6 +60,7 @@ public sealed class KvDbClient : IDisposable
                 headers.Add("authorization", "Bearer " + apiKey);
                 return headers;
             });
+        CallInvoker = invoker;
         Models = new Models.ModelsClient(invoker);
         Contexts = new Contexts.ContextsClient(invoker);
         Attention = new Attention.AttentionClient(invoker);
@@ -89,6 +90,9 @@ public sealed class KvDbClient : IDisposable
 
     /// <summary>The raw generated Admin client.</summary>
     public Admin.AdminClient Admin { get; }
+
+    /// <summary>The channel's invoker, carrying the API key: for calls the generated clients cannot make (e.g. a request's raw bytes).</summary>
+    public CallInvoker CallInvoker { get; }
 
     /// <summary>The raw generated Tenants client (admin keys only).</summary>
     public Tenants.TenantsClient Tenants { get; }

@@ -60,7 +60,9 @@ public sealed class ErrorMappingInterceptor : Interceptor
         }
         catch (Exception e) when (e is not RpcException)
         {
-            throw Map(e);
+            // Writing to a client that already went away fails (InvalidOperationException "the request is complete"):
+            // the client's cancellation, not a server fault (the request fuzzer saw WatchEvents logged as INTERNAL).
+            throw context.CancellationToken.IsCancellationRequested ? new RpcException(new Status(StatusCode.Cancelled, "the client cancelled the call")) : Map(e);
         }
     }
 
@@ -78,13 +80,33 @@ public sealed class ErrorMappingInterceptor : Interceptor
     }
 
     /// <summary>
+    /// True when the call was aborted by its client. Kestrel fails the pending read at once but cancels the call's token
+    /// from the thread pool a moment later, so a failed read waits for it (at most 200 ms, on this failure path only).
+    /// </summary>
+    private static async Task<bool> ClientWentAwayAsync(ServerCallContext context)
+    {
+        try
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(200), context.CancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        return context.CancellationToken.IsCancellationRequested;
+    }
+
+    /// <summary>
     /// The status a failed call with a request stream ends with, once what the client is still sending has been drained
     /// (bounded, see <see cref="RequestDrain"/>): the call then ends with its status and no HTTP/2 reset, so a burst of
     /// rejected streams cannot fill Kestrel's drain queue and get the client's next calls refused with ENHANCE_YOUR_CALM.
     /// </summary>
     private static async Task<RpcException> EndStream(Exception e, ServerCallContext context)
     {
-        RpcException status = Map(e);
+        // A client that resets its stream makes the next read throw IOException: the client's doing, not a server fault.
+        RpcException status = e is IOException && await ClientWentAwayAsync(context).ConfigureAwait(false)
+            ? new RpcException(new Status(StatusCode.Cancelled, "the client reset the call"))
+            : Map(e);
         if (status.StatusCode != StatusCode.Cancelled && status.StatusCode != StatusCode.DeadlineExceeded)
         {
             await RequestDrain.DrainAsync(context).ConfigureAwait(false);

@@ -8,6 +8,7 @@ using KvDb.Server.Services;
 using KvDb.Store;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
@@ -144,6 +145,9 @@ public static class KvDbServer
         builder.Services.AddGrpcHealthChecks(o => o.UseHealthChecksCache = false)
             .AddCheck("store", () => store.GetStats().CpuBytes <= store.GetStats().CpuBudgetBytes ? HealthCheckResult.Healthy() : HealthCheckResult.Degraded("CPU tier over budget"));
         builder.Services.AddGrpcReflection();
+        // Our binder replaces Grpc.AspNetCore's (same methods, but a request that does not parse is INVALID_ARGUMENT, not UNKNOWN).
+        builder.Services.RemoveAll(typeof(Grpc.AspNetCore.Server.Model.IServiceMethodProvider<>));
+        builder.Services.AddSingleton(typeof(Grpc.AspNetCore.Server.Model.IServiceMethodProvider<>), typeof(ValidatingMethodProvider<>));
 
         WebApplication app = builder.Build();
 

@@ -115,6 +115,16 @@ internal sealed class IndexSegmentFiles
     {
         string path = Path.Combine(_directory, FileName(key, layer, spec));
         using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+        return Read(file, key, layer, spec, model);
+    }
+
+    /// <summary>
+    /// Reads a segment file's bytes from the start of <paramref name="file"/> (seekable), checking them against what
+    /// the caller expects; throws <see cref="InvalidDataException"/>, <see cref="EndOfStreamException"/> or
+    /// <see cref="ArgumentException"/> (an index payload a family refuses) for a file that is not that segment.
+    /// </summary>
+    public static IndexSegment Read(Stream file, UInt128 key, int layer, string spec, ModelSchema model)
+    {
         if (file.Length < 8)
         {
             throw new InvalidDataException("the file is shorter than its checksum");
@@ -269,7 +279,8 @@ internal sealed class IndexSegmentFiles
         file.Write(bytes);
     }
 
-    private static Header ReadHeader(BinaryReader r)
+    /// <summary>The header of a segment file; throws <see cref="InvalidDataException"/> or <see cref="EndOfStreamException"/> when there is none.</summary>
+    public static Header ReadHeader(BinaryReader r)
     {
         if (r.ReadUInt32() != Magic)
         {
@@ -282,8 +293,9 @@ internal sealed class IndexSegmentFiles
             throw new InvalidDataException($"index segment file version {version} is not supported (expected {Version})");
         }
 
-        return new Header(r.ReadInt32(), r.ReadInt32(), r.ReadInt32(), r.ReadInt32(), r.ReadString(), ReadUInt128(r), ReadUInt128(r), r.ReadUInt64(), r.ReadInt64(), r.ReadInt32());
+        return new Header(r.ReadInt32(), r.ReadInt32(), r.ReadInt32(), r.ReadInt32(), IndexFormat.ReadString(r), ReadUInt128(r), ReadUInt128(r), r.ReadUInt64(), r.ReadInt64(), r.ReadInt32());
     }
 
-    private readonly record struct Header(int Layer, int KvHeads, int HeadDim, int BlockSize, string Spec, UInt128 Key, UInt128 EndChain, ulong EndChecksum, long EndToken, int SampleQueries);
+    /// <summary>What a segment file says it holds.</summary>
+    public readonly record struct Header(int Layer, int KvHeads, int HeadDim, int BlockSize, string Spec, UInt128 Key, UInt128 EndChain, ulong EndChecksum, long EndToken, int SampleQueries);
 }

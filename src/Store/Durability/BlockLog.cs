@@ -1,22 +1,19 @@
 using System.Buffers;
-using System.Buffers.Binary;
-using System.IO.Hashing;
 using FASTER.core;
 
 namespace KvDb.Store.Durability;
 
 /// <summary>
 /// The disk tier: full blocks written once each into a FasterLog under DIR/blocks and addressed by log address.
-/// Record = magic "KVB1" · layer i32 · chain u128 · content XxHash3 u64 · length i32 · 4 zero bytes · the block's
-/// bytes (keys region then values region). A read checks the header against the address it expects and the
-/// content checksum, so a torn, overwritten or misdirected record is never served. Space of freed blocks comes back
-/// by compaction (<see cref="KvStore.Compact"/>): live records below a point are copied to the tail, a checkpoint
-/// records their new addresses, and the log is truncated there (whole segment files are deleted).
+/// Record: <see cref="BlockRecord"/> (header, then the block's bytes: keys region then values region). A read checks the
+/// header against the address it expects and the content checksum, so a torn, overwritten or misdirected record is never
+/// served. Space of freed blocks comes back by compaction (<see cref="KvStore.Compact"/>): live records below a point are
+/// copied to the tail, a checkpoint records their new addresses, and the log is truncated there (whole segment files
+/// are deleted).
 /// </summary>
 internal sealed class BlockLog : ISpillTier, IDisposable
 {
-    private const uint Magic = 0x3142564B; // "KVB1" little-endian
-    private const int HeaderBytes = 40;
+    private const int HeaderBytes = BlockRecord.HeaderBytes;
 
     private readonly FasterLog _log;
     private readonly IDevice _device;
@@ -76,13 +73,7 @@ internal sealed class BlockLog : ISpillTier, IDisposable
         try
         {
             Span<byte> s = record.AsSpan(0, HeaderBytes + blockBytes.Length);
-            BinaryPrimitives.WriteUInt32LittleEndian(s, Magic);
-            BinaryPrimitives.WriteInt32LittleEndian(s[4..], address.Layer);
-            BinaryPrimitives.WriteUInt128LittleEndian(s[8..], address.Chain);
-            BinaryPrimitives.WriteUInt64LittleEndian(s[24..], checksum);
-            BinaryPrimitives.WriteInt32LittleEndian(s[32..], blockBytes.Length);
-            BinaryPrimitives.WriteInt32LittleEndian(s[36..], 0);
-            blockBytes.CopyTo(s[HeaderBytes..]);
+            BlockRecord.Write(s, address, checksum, blockBytes);
             long handle = _log.Enqueue(s);
             Interlocked.Add(ref _liveBytes, RecordBytes(blockBytes.Length));
             return handle;
@@ -116,18 +107,12 @@ internal sealed class BlockLog : ISpillTier, IDisposable
                 return false;
             }
 
-            ReadOnlySpan<byte> s = owner.Memory.Span[..length];
-            if (BinaryPrimitives.ReadUInt32LittleEndian(s) != Magic
-                || BinaryPrimitives.ReadInt32LittleEndian(s[4..]) != address.Layer
-                || BinaryPrimitives.ReadUInt128LittleEndian(s[8..]) != address.Chain
-                || BinaryPrimitives.ReadUInt64LittleEndian(s[24..]) != checksum
-                || BinaryPrimitives.ReadInt32LittleEndian(s[32..]) != destination.Length
-                || XxHash3.HashToUInt64(s[HeaderBytes..]) != checksum)
+            if (!BlockRecord.TryOpen(owner.Memory.Span[..length], address, checksum, destination.Length, out ReadOnlySpan<byte> block))
             {
                 return false;
             }
 
-            s[HeaderBytes..].CopyTo(destination);
+            block.CopyTo(destination);
             return true;
         }
         catch (Exception e) when (e is FasterException or IOException or InvalidDataException or IndexOutOfRangeException or ArgumentException or OverflowException or InvalidOperationException)

@@ -125,10 +125,9 @@ internal static class CheckpointFile
 
             try
             {
-                byte[] bytes = File.ReadAllBytes(path);
-                if (RecordWriter.TryOpen(bytes, out WalRecordType type, out ReadOnlySpan<byte> payload) && type == WalRecordType.Checkpoint)
+                if (Read(File.ReadAllBytes(path)) is { } image)
                 {
-                    return Parse(payload);
+                    return image;
                 }
             }
             catch (Exception e) when (e is IOException or InvalidDataException or ArgumentException or UnauthorizedAccessException)
@@ -143,7 +142,15 @@ internal static class CheckpointFile
         return null;
     }
 
-    private static CheckpointImage Parse(ReadOnlySpan<byte> payload)
+    /// <summary>
+    /// Decodes the bytes of a checkpoint file: null when its framing, checksum or record type is wrong; throws
+    /// <see cref="InvalidDataException"/> when a file that passed its checksum is malformed.
+    /// </summary>
+    public static CheckpointImage? Read(ReadOnlySpan<byte> file) =>
+        RecordWriter.TryOpen(file, out WalRecordType type, out ReadOnlySpan<byte> payload) && type == WalRecordType.Checkpoint ? Parse(payload) : null;
+
+    /// <summary>Decodes a checkpoint record's payload (its checksum already passed); throws <see cref="InvalidDataException"/> when malformed.</summary>
+    public static CheckpointImage Parse(ReadOnlySpan<byte> payload)
     {
         var r = new RecordReader(payload);
         var image = new CheckpointImage { Cut = r.ReadInt64(), ReplayFrom = r.ReadInt64(), NextTransactionId = r.ReadInt64() };
