@@ -42,6 +42,9 @@ switch (suite)
     case "client":
         await ClientSuite.RunAsync(rest);
         return 0;
+    case "faults":
+        await FaultsSuite.RunAsync(rest);
+        return 0;
     case "index-lifecycle":
         await IndexLifecycleSuite.RunAsync(rest);
         return 0;
@@ -60,6 +63,7 @@ switch (suite)
         Console.Error.WriteLine("  query [--ctx N] [--workloads peaked,mixed] [--plans exact,auto,…] [--epsilon E] [--queries N] [--window W]   decode queries through gRPC on loopback: server p50/p99, round trip, quality vs the f64 reference, per plan (EXACT in the same run); workload real = eval/real-attention per layer, merged with a W-token local window");
         Console.Error.WriteLine("  eviction [--contexts 2000] [--tokens 128] [--cpu-percent 10] [--requests 40000] [--skew 0.99] [--workloads zipf,zipf+scan]   CPU-tier hit ratio of LRU vs TinyLFU on the same skewed read sequence (same run)");
         Console.Error.WriteLine("  client [--address URL] [--tokens 32768] [--layers 4] [--reps 3] [--attend-ctx 8192] [--queries 200]   .NET client append bytes/s and Attend p50 (the workload of clients/python/bench_client.py)");
+        Console.Error.WriteLine("  faults [--trials 50] [--ops append,checkpoint,index-save,tier-move,compaction]   kill -9 at random points of each operation against the real server: trials, acknowledged tokens lost, torn reads, restart p50/max");
         Console.Error.WriteLine("  index-lifecycle [--ctx N] [--families a,b]   build vs extend vs load per 1K keys when a layer grows by ctx/4; restart: load vs rebuild");
         return 2;
 }

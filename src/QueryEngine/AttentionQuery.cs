@@ -22,4 +22,7 @@ public sealed record AttentionQuery(
     /// that a plain Attend skips; its explain lists them by name and reason only).
     /// </summary>
     public bool Explained { get; init; }
+
+    /// <summary>The call's cancellation (its deadline, or the client going away): stops reading demoted blocks from disk.</summary>
+    public CancellationToken Cancellation { get; init; }
 }

@@ -57,8 +57,14 @@ public static class KvDbServer
             DataDirectory = options.DataDirectory,
             EvictionPolicy = options.EvictionPolicy,
             MaxPinnedFraction = options.MaxPinnedFraction,
+            DiskReadFaults = options.DiskReadFaults,
             Logger = loggerFactory.CreateLogger("KvDb.Store"),
         };
+        if (options.DiskReserveBytes >= 0)
+        {
+            storeOptions = storeOptions with { DiskReserveBytes = options.DiskReserveBytes };
+        }
+
         if (options.CheckpointLogBytes > 0)
         {
             storeOptions = storeOptions with { CheckpointLogBytes = options.CheckpointLogBytes };

@@ -30,6 +30,12 @@ public sealed record KvDbServerOptions
     /// <summary>With a data directory: take a checkpoint after this many bytes of write-ahead log; 0 = the store's default (512 MiB).</summary>
     public long CheckpointLogBytes { get; init; }
 
+    /// <summary>With a data directory: bytes kept free on its filesystem; K/V writes that would go below are RESOURCE_EXHAUSTED. −1 = the store's default (64 MiB).</summary>
+    public long DiskReserveBytes { get; init; } = -1;
+
+    /// <summary>Test-only: faults injected into the disk tier's block reads (see <see cref="Store.IDiskReadFaults"/>).</summary>
+    public Store.IDiskReadFaults? DiskReadFaults { get; init; }
+
     /// <summary>Largest gRPC message accepted (an AppendKv chunk or an Attend request).</summary>
     public int MaxMessageBytes { get; init; } = 64 << 20;
 

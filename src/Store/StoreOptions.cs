@@ -38,6 +38,15 @@ public sealed record StoreOptions
     /// <summary>A checkpoint is taken at least this often while anything changed.</summary>
     public TimeSpan CheckpointInterval { get; init; } = TimeSpan.FromMinutes(5);
 
+    /// <summary>
+    /// With a data directory: K/V writes (appends, block copies, checkpoints) are refused with RESOURCE_EXHAUSTED while
+    /// they would leave less than this many bytes free on its filesystem, so the logs never hit a full disk.
+    /// </summary>
+    public long DiskReserveBytes { get; init; } = 64L << 20;
+
+    /// <summary>Test-only: faults injected into the disk tier's block reads (slow, failing, corrupted); null = none.</summary>
+    public IDiskReadFaults? DiskReadFaults { get; init; }
+
     /// <summary>Where the store reports corruption and recovery; null = standard error.</summary>
     public ILogger? Logger { get; init; }
 

@@ -24,7 +24,7 @@ public sealed class AttentionService : Attention.AttentionBase
 
     /// <inheritdoc />
     public override Task<AttendResponse> Attend(AttendRequest request, ServerCallContext context) =>
-        Task.FromResult(Answer(request, AuthInterceptor.PrincipalOf(context)));
+        Task.FromResult(Answer(request, AuthInterceptor.PrincipalOf(context), context.CancellationToken));
 
     /// <summary>
     /// Requests of one <c>AttendStream</c> answered at the same time, at most: an engine streams many layers' (or many
@@ -49,7 +49,7 @@ public sealed class AttentionService : Attention.AttentionBase
         {
             await foreach (AttendRequest request in requestStream.ReadAllAsync(stop.Token).ConfigureAwait(false))
             {
-                await answers.Writer.WriteAsync(Task.Run(() => Answer(request, principal), CancellationToken.None), stop.Token).ConfigureAwait(false);
+                await answers.Writer.WriteAsync(Task.Run(() => Answer(request, principal, stop.Token), CancellationToken.None), stop.Token).ConfigureAwait(false);
             }
         }
         catch (OperationCanceledException) when (stop.IsCancellationRequested && !context.CancellationToken.IsCancellationRequested)
@@ -83,13 +83,13 @@ public sealed class AttentionService : Attention.AttentionBase
     /// <inheritdoc />
     public override Task<ExplainResponse> Explain(AttendRequest request, ServerCallContext context)
     {
-        AttentionResult result = Run(request, AuthInterceptor.PrincipalOf(context), returnSelection: false, out _, out _, out _, explained: true);
+        AttentionResult result = Run(request, AuthInterceptor.PrincipalOf(context), returnSelection: false, out _, out _, out _, context.CancellationToken, explained: true);
         return Task.FromResult(WireMapping.ToWire(result.Stats.Explain, WireMapping.ToWire(result.Stats)));
     }
 
-    private AttendResponse Answer(AttendRequest request, Principal principal)
+    private AttendResponse Answer(AttendRequest request, Principal principal, CancellationToken cancellationToken)
     {
-        AttentionResult result = Run(request, principal, request.ReturnSelection, out int q, out int heads, out int dim);
+        AttentionResult result = Run(request, principal, request.ReturnSelection, out int q, out int heads, out int dim, cancellationToken);
         _metrics?.Attend(result.Stats);
         var response = new AttendResponse
         {
@@ -106,7 +106,7 @@ public sealed class AttentionService : Attention.AttentionBase
         return response;
     }
 
-    private AttentionResult Run(AttendRequest request, Principal principal, bool returnSelection, out int q, out int heads, out int dim, bool explained = false)
+    private AttentionResult Run(AttendRequest request, Principal principal, bool returnSelection, out int q, out int heads, out int dim, CancellationToken cancellationToken, bool explained = false)
     {
         // The wire form is checked here; the shape against the model, the layer and the context are checked by the
         // executor where it pins the layer: the request visits the store once.
@@ -123,6 +123,7 @@ public sealed class AttentionService : Attention.AttentionBase
             returnSelection)
         {
             Explained = explained,
+            Cancellation = cancellationToken,
         };
         return _executor.Attend(query);
     }

@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Buffers.Binary;
 using System.IO.Hashing;
 using FASTER.core;
+using KvDb.Core;
 
 namespace KvDb.Store.Durability;
 
@@ -19,11 +20,15 @@ internal sealed class BlockLog : ISpillTier, IDisposable
 
     private readonly FasterLog _log;
     private readonly IDevice _device;
+    private readonly DiskSpaceGuard? _space;
+    private readonly IDiskReadFaults? _faults;
     private long _garbageBytes;
 
-    public BlockLog(string dataDirectory)
+    public BlockLog(string dataDirectory, DiskSpaceGuard? space = null, IDiskReadFaults? faults = null)
     {
         (_log, _device, Quarantined) = FasterLogFiles.Open(dataDirectory, "blocks");
+        _space = space;
+        _faults = faults;
     }
 
     /// <summary>True when the previous block log could not be opened and was moved aside.</summary>
@@ -41,6 +46,11 @@ internal sealed class BlockLog : ISpillTier, IDisposable
     public long GarbageBytes => Interlocked.Read(ref _garbageBytes);
 
     public TierStats GetStats() => new(Name, FileBytes, 0, 0, 0);
+
+    public bool HasRoom(long bytes) => _space?.HasRoom(bytes + HeaderBytes) ?? true;
+
+    public KvDbException Full(long bytes) =>
+        _space?.Full(_space.AvailableBytes, bytes, "writing blocks to the disk tier") ?? new KvDbException(KvDbErrorCode.ResourceExhausted, "the disk tier is full");
 
     public long Write(BlockAddress address, ulong checksum, ReadOnlySpan<byte> blockBytes)
     {
@@ -75,17 +85,19 @@ internal sealed class BlockLog : ISpillTier, IDisposable
         _log.WaitForCommitAsync(tail).AsTask().GetAwaiter().GetResult();
     }
 
-    public bool TryRead(long handle, BlockAddress address, ulong checksum, Span<byte> destination)
+    public bool TryRead(long handle, BlockAddress address, ulong checksum, Span<byte> destination, CancellationToken cancellationToken = default)
     {
         IMemoryOwner<byte>? owner = null;
         try
         {
-            (owner, int length) = _log.ReadAsync(handle, MemoryPool<byte>.Shared, HeaderBytes + destination.Length).AsTask().GetAwaiter().GetResult();
+            _faults?.BeforeRead(address, cancellationToken);
+            (owner, int length) = _log.ReadAsync(handle, MemoryPool<byte>.Shared, HeaderBytes + destination.Length, cancellationToken).AsTask().GetAwaiter().GetResult();
             if (owner is null || length != HeaderBytes + destination.Length)
             {
                 return false;
             }
 
+            _faults?.AfterRead(address, owner.Memory.Span[..length]);
             ReadOnlySpan<byte> s = owner.Memory.Span[..length];
             if (BinaryPrimitives.ReadUInt32LittleEndian(s) != Magic
                 || BinaryPrimitives.ReadInt32LittleEndian(s[4..]) != address.Layer
@@ -100,7 +112,9 @@ internal sealed class BlockLog : ISpillTier, IDisposable
             s[HeaderBytes..].CopyTo(destination);
             return true;
         }
-        catch (Exception e) when (e is FasterException or IOException or InvalidDataException or IndexOutOfRangeException or ArgumentException or OverflowException or InvalidOperationException)
+        // An IOException is the device failing the read, not a bad copy: it propagates, so the block is not marked corrupt
+        // and a later read may succeed. What FASTER throws for a record it cannot frame is a bad copy.
+        catch (Exception e) when (e is FasterException or InvalidDataException or IndexOutOfRangeException or ArgumentException or OverflowException or InvalidOperationException)
         {
             return false;
         }

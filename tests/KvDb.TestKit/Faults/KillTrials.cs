@@ -1,0 +1,246 @@
+using System.Diagnostics;
+using System.Globalization;
+using Grpc.Core;
+using KvDb.Client;
+using KvDb.Protocol.V1;
+
+namespace KvDb.TestKit.Faults;
+
+/// <summary>
+/// kill -9 trials of one operation against the real server (<see cref="ServerProcess"/>) on one data directory:
+/// start (timed: the restart), check everything acknowledged so far (<see cref="AppendLedger.VerifyAsync"/>), run
+/// the operation's workload for a random 0.2–1.4 s, SIGKILL, repeat; one last restart is checked too.
+/// Every call carries a deadline and every loop stops with the kill, so a hung server fails a trial instead of
+/// hanging the run.
+/// </summary>
+public static class KillTrials
+{
+    /// <summary>The bound on one restart (process start to the first answered call).</summary>
+    public static readonly TimeSpan RestartLimit = TimeSpan.FromSeconds(60);
+
+    /// <summary>The CPU budget of tier-move trials: a few hundred 4 KiB blocks, so appends and reads move blocks to and from disk.</summary>
+    public const long TierMoveCpuBudget = 2L << 20;
+
+    private static readonly TimeSpan VerifyLimit = TimeSpan.FromSeconds(120);
+    private static readonly TimeSpan CallLimit = TimeSpan.FromSeconds(30);
+
+    /// <summary>Why an operation cannot run on this build, or null when it can.</summary>
+    public static string? Unsupported(FaultOperation operation) => operation switch
+    {
+        FaultOperation.Compaction => "compaction (Admin.Compact, KvStore.Compact) is not on this branch yet",
+        _ => null,
+    };
+
+    public static async Task<KillTrialReport> RunAsync(FaultOperation operation, int trials, string dataDirectory, int seed, Action<string>? progress = null)
+    {
+        if (Unsupported(operation) is string reason)
+        {
+            return new KillTrialReport(operation, 0, 0, 0, 0, [], 0, 0, 0, [], reason);
+        }
+
+        var ledger = new AppendLedger();
+        var total = new LedgerCheck();
+        var restarts = new List<double>();
+        var rng = new Random(seed);
+        int restartFailures = 0;
+        long budget = operation == FaultOperation.TierMove ? TierMoveCpuBudget : 64L << 20;
+        for (int trial = 0; trial <= trials; trial++)
+        {
+            var clock = Stopwatch.StartNew();
+            ServerProcess server;
+            try
+            {
+                server = await ServerProcess.StartAsync(dataDirectory, budget, RestartLimit, "--http-port", "-1").ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is TimeoutException or InvalidOperationException)
+            {
+                restartFailures++;
+                total.Torn($"trial {trial}: the server did not restart: {e.Message}");
+                break;
+            }
+
+            using (server)
+            using (var client = new KvDbClient(server.Address))
+            {
+                using (var verifyLimit = new CancellationTokenSource(VerifyLimit))
+                {
+                    await client.GetStatsAsync(verifyLimit.Token).ConfigureAwait(false);
+                    if (trial > 0)
+                    {
+                        restarts.Add(clock.Elapsed.TotalSeconds);
+                    }
+                    else
+                    {
+                        await client.CreateModelAsync(DeterministicKv.Model(), verifyLimit.Token).ConfigureAwait(false);
+                    }
+
+                    LedgerCheck check = await ledger.VerifyAsync(client, rng, verifyLimit.Token).ConfigureAwait(false);
+                    total.Add(check);
+                    if (trial == trials)
+                    {
+                        StatsResponse stats = await client.GetStatsAsync(verifyLimit.Token).ConfigureAwait(false);
+                        if (stats.CorruptRecords != 0)
+                        {
+                            total.Torn($"the last restart reports {stats.CorruptRecords} corrupt records: {string.Join(" | ", server.Output.Where(l => l.Contains("corrupt", StringComparison.OrdinalIgnoreCase)).Take(3))}");
+                        }
+
+                        break;
+                    }
+                }
+
+                await RunUntilKilledAsync(operation, server, client, ledger, total, new Random(rng.Next()), TimeSpan.FromMilliseconds(200 + rng.Next(1200))).ConfigureAwait(false);
+            }
+
+            progress?.Invoke(string.Create(CultureInfo.InvariantCulture, $"{operation} trial {trial + 1}/{trials}: {ledger.Contexts} contexts, {ledger.AckedTokens} tokens acknowledged, lost {total.LostTokens}, torn {total.TornReads}"));
+        }
+
+        int indexFiles = Directory.Exists(Path.Combine(dataDirectory, "indexes")) ? Directory.GetFiles(Path.Combine(dataDirectory, "indexes")).Length : 0;
+        return new KillTrialReport(operation, restarts.Count, total.LostTokens, total.TornReads, restartFailures, restarts, ledger.AckedTokens, ledger.Contexts, indexFiles, [.. total.Problems]);
+    }
+
+    /// <summary>Runs the appender and the operation's loop, kills the server after <paramref name="killAfter"/>, and waits for both loops to stop.</summary>
+    private static async Task RunUntilKilledAsync(FaultOperation operation, ServerProcess server, KvDbClient client, AppendLedger ledger, LedgerCheck check, Random rng, TimeSpan killAfter)
+    {
+        using var stop = new CancellationTokenSource();
+        var killed = new KillFlag();
+        var firstAck = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var loops = new List<Task> { Guard(AppendLoopAsync(client, ledger, new Random(rng.Next()), firstAck, stop.Token), killed, check, "append") };
+        Func<CancellationToken, Task>? extra = operation switch
+        {
+            FaultOperation.Checkpoint => t => CheckpointLoopAsync(client, t),
+            FaultOperation.TierMove => t => ReadBackLoopAsync(client, ledger, check, new Random(rng.Next()), t),
+            FaultOperation.IndexSave => t => IndexedAttendLoopAsync(client, ledger, new Random(rng.Next()), t),
+            _ => null,
+        };
+        if (extra is not null)
+        {
+            loops.Add(Guard(extra(stop.Token), killed, check, operation.ToString()));
+        }
+
+        // The random point is counted from the first acknowledged append of this process: a fresh server on a busy
+        // machine can spend the whole window compiling its first append, and a kill there tests nothing new.
+        await Task.WhenAny(firstAck.Task, Task.Delay(CallLimit)).ConfigureAwait(false);
+        await Task.Delay(killAfter).ConfigureAwait(false);
+        killed.Value = true;
+        server.Kill();
+        await stop.CancelAsync().ConfigureAwait(false);
+        Task all = Task.WhenAll(loops);
+        if (await Task.WhenAny(all, Task.Delay(CallLimit)).ConfigureAwait(false) != all)
+        {
+            check.Torn($"{operation}: a workload loop did not stop within {CallLimit.TotalSeconds} s of the kill");
+        }
+    }
+
+    /// <summary>Failures after the kill are expected; one before it (the server refused or broke a call) is a problem.</summary>
+    private static async Task Guard(Task loop, KillFlag killed, LedgerCheck check, string what)
+    {
+        try
+        {
+            await loop.ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is RpcException or IOException or HttpRequestException or OperationCanceledException or ObjectDisposedException)
+        {
+            if (!killed.Value)
+            {
+                check.Torn($"{what} failed while the server was up: {e.GetType().Name}: {e.Message}");
+            }
+        }
+    }
+
+    private static async Task AppendLoopAsync(KvDbClient client, AppendLedger ledger, Random rng, TaskCompletionSource firstAck, CancellationToken stop)
+    {
+        while (!stop.IsCancellationRequested)
+        {
+            string id = ledger.Pick(rng, out bool isNew);
+            using var limit = CancellationTokenSource.CreateLinkedTokenSource(stop);
+            limit.CancelAfter(CallLimit);
+            if (isNew)
+            {
+                await client.CreateContextAsync(DeterministicKv.ModelName, id: id, cancellationToken: limit.Token).ConfigureAwait(false);
+                ledger.Created(id);
+            }
+
+            long from = ledger.Acked(id);
+            int n = 1 + rng.Next(120);
+            ledger.Sending(id, from + n);
+            long acked = await DeterministicKv.AppendAsync(client, id, from, n, limit.Token).ConfigureAwait(false);
+            if (acked != from + n)
+            {
+                throw new InvalidDataException($"append to {id} from {from} of {n} tokens was acknowledged at {acked}");
+            }
+
+            ledger.Acknowledged(id, acked);
+            firstAck.TrySetResult();
+
+            // Paced, so fifty trials store tens of MB rather than gigabytes and every restart re-checks all of it.
+            await Task.Delay(10, stop).ConfigureAwait(false);
+        }
+    }
+
+    private static async Task CheckpointLoopAsync(KvDbClient client, CancellationToken stop)
+    {
+        while (!stop.IsCancellationRequested)
+        {
+            using var limit = CancellationTokenSource.CreateLinkedTokenSource(stop);
+            limit.CancelAfter(CallLimit);
+            await client.CheckpointAsync(limit.Token).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Reads random layers back (promoting demoted blocks) and now and then evicts everything to disk; every read is checked.</summary>
+    private static async Task ReadBackLoopAsync(KvDbClient client, AppendLedger ledger, LedgerCheck check, Random rng, CancellationToken stop)
+    {
+        while (!stop.IsCancellationRequested)
+        {
+            using var limit = CancellationTokenSource.CreateLinkedTokenSource(stop);
+            limit.CancelAfter(CallLimit);
+            var contexts = ledger.Snapshot(1);
+            if (rng.Next(8) == 0)
+            {
+                await client.EvictAsync(0, limit.Token).ConfigureAwait(false);
+            }
+            else if (contexts.Count > 0)
+            {
+                (string id, _) = contexts[rng.Next(contexts.Count)];
+                await AppendLedger.CheckLayerAsync(client, id, rng.Next(DeterministicKv.Layers), check, limit.Token).ConfigureAwait(false);
+            }
+            else
+            {
+                await Task.Delay(20, stop).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>Sparse-plan Attend calls on grown contexts: each one asks for index builds, which save .kix segments.</summary>
+    private static async Task IndexedAttendLoopAsync(KvDbClient client, AppendLedger ledger, Random rng, CancellationToken stop)
+    {
+        PlanKind[] kinds = [PlanKind.BlockTopK, PlanKind.CentroidTopK, PlanKind.LshTopK];
+        var q = new float[DeterministicKv.QueryHeads * DeterministicKv.HeadDim];
+        while (!stop.IsCancellationRequested)
+        {
+            var contexts = ledger.Snapshot(4 * DeterministicKv.BlockSize);
+            if (contexts.Count == 0)
+            {
+                await Task.Delay(20, stop).ConfigureAwait(false);
+                continue;
+            }
+
+            for (int i = 0; i < q.Length; i++)
+            {
+                q[i] = (float)(rng.NextDouble() * 2 - 1);
+            }
+
+            using var limit = CancellationTokenSource.CreateLinkedTokenSource(stop);
+            limit.CancelAfter(CallLimit);
+            (string id, _) = contexts[rng.Next(contexts.Count)];
+            await client.AttendAsync(id, rng.Next(DeterministicKv.Layers), q, 1, DeterministicKv.QueryHeads, DeterministicKv.HeadDim,
+                plan: new Plan { Kind = kinds[rng.Next(kinds.Length)] }, cancellationToken: limit.Token).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Set once the kill is sent: from then on, failed calls are what a kill looks like.</summary>
+    private sealed class KillFlag
+    {
+        public volatile bool Value;
+    }
+}
