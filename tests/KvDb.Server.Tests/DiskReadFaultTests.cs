@@ -12,7 +12,7 @@ namespace KvDb.Server.Tests;
 /// read back from disk answers exactly, or fails with UNAVAILABLE / DATA_LOSS / its deadline, never with a wrong
 /// answer; blocks still in the CPU tier answer exactly whatever the disk does.
 /// </summary>
-public sealed class DiskReadFaultTests : IAsyncLifetime
+public sealed class DiskReadFaultTests : IAsyncLifetime, IDisposable
 {
     private const string Id = "faulty";
     private const int Tokens = 512;
@@ -43,12 +43,16 @@ public sealed class DiskReadFaultTests : IAsyncLifetime
 
     public async Task DisposeAsync()
     {
-        _client.Dispose();
         if (_server is not null)
         {
             await _server.DisposeAsync();
         }
+    }
 
+    // xunit calls this after DisposeAsync: the client and the directory outlive the server.
+    public void Dispose()
+    {
+        _client.Dispose();
         _dir.Dispose();
     }
 

@@ -13,13 +13,17 @@ namespace KvDb.TestKit.Faults;
 /// </summary>
 public sealed class AppendLedger
 {
-    /// <summary>Contexts grow to about this many tokens, then appends go to a new one (a layer stays far below a small CPU budget).</summary>
-    public const int MaxContextTokens = 2048;
-
     private const double AttendTolerance = 1e-4;
     private readonly Dictionary<string, long> _acked = new(StringComparer.Ordinal);
     private readonly Dictionary<string, long> _sent = new(StringComparer.Ordinal);
+    private readonly long _maxContextTokens;
     private int _next;
+
+    /// <summary>Contexts grow to about <paramref name="maxContextTokens"/>, then appends go to a new one.</summary>
+    public AppendLedger(long maxContextTokens = 2048)
+    {
+        _maxContextTokens = maxContextTokens;
+    }
 
     public long AckedTokens
     {
@@ -49,7 +53,7 @@ public sealed class AppendLedger
         ArgumentNullException.ThrowIfNull(rng);
         lock (_acked)
         {
-            var open = _acked.Where(p => p.Value < MaxContextTokens).Select(p => p.Key).ToList();
+            var open = _acked.Where(p => p.Value < _maxContextTokens).Select(p => p.Key).ToList();
             isNew = open.Count == 0 || rng.Next(6) == 0;
             return isNew ? "c" + _next++ : open[rng.Next(open.Count)];
         }

@@ -38,7 +38,11 @@ public static class KillTrials
             return new KillTrialReport(operation, 0, 0, 0, 0, [], 0, 0, 0, [], reason);
         }
 
-        var ledger = new AppendLedger();
+        // Index saves need contexts past a base segment (LayerIndexCatalog.DefaultSegmentTokens): longer contexts, bigger
+        // and slower appends. Elsewhere small layers stay far below the tier-move CPU budget.
+        bool indexes = operation == FaultOperation.IndexSave;
+        var ledger = new AppendLedger(indexes ? 6144 : 2048);
+        var pace = indexes ? (MaxAppend: 1024, Pause: TimeSpan.FromMilliseconds(50)) : (MaxAppend: 120, Pause: TimeSpan.FromMilliseconds(10));
         var total = new LedgerCheck();
         var restarts = new List<double>();
         var rng = new Random(seed);
@@ -88,7 +92,7 @@ public static class KillTrials
                     }
                 }
 
-                await RunUntilKilledAsync(operation, server, client, ledger, total, new Random(rng.Next()), TimeSpan.FromMilliseconds(200 + rng.Next(1200))).ConfigureAwait(false);
+                await RunUntilKilledAsync(operation, server, client, ledger, total, new Random(rng.Next()), pace, TimeSpan.FromMilliseconds(200 + rng.Next(1200))).ConfigureAwait(false);
             }
 
             progress?.Invoke(string.Create(CultureInfo.InvariantCulture, $"{operation} trial {trial + 1}/{trials}: {ledger.Contexts} contexts, {ledger.AckedTokens} tokens acknowledged, lost {total.LostTokens}, torn {total.TornReads}"));
@@ -99,12 +103,12 @@ public static class KillTrials
     }
 
     /// <summary>Runs the appender and the operation's loop, kills the server after <paramref name="killAfter"/>, and waits for both loops to stop.</summary>
-    private static async Task RunUntilKilledAsync(FaultOperation operation, ServerProcess server, KvDbClient client, AppendLedger ledger, LedgerCheck check, Random rng, TimeSpan killAfter)
+    private static async Task RunUntilKilledAsync(FaultOperation operation, ServerProcess server, KvDbClient client, AppendLedger ledger, LedgerCheck check, Random rng, (int MaxAppend, TimeSpan Pause) pace, TimeSpan killAfter)
     {
         using var stop = new CancellationTokenSource();
         var killed = new KillFlag();
         var firstAck = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var loops = new List<Task> { Guard(AppendLoopAsync(client, ledger, new Random(rng.Next()), firstAck, stop.Token), killed, check, "append") };
+        var loops = new List<Task> { Guard(AppendLoopAsync(client, ledger, new Random(rng.Next()), pace, firstAck, stop.Token), killed, check, "append") };
         Func<CancellationToken, Task>? extra = operation switch
         {
             FaultOperation.Checkpoint => t => CheckpointLoopAsync(client, t),
@@ -147,7 +151,7 @@ public static class KillTrials
         }
     }
 
-    private static async Task AppendLoopAsync(KvDbClient client, AppendLedger ledger, Random rng, TaskCompletionSource firstAck, CancellationToken stop)
+    private static async Task AppendLoopAsync(KvDbClient client, AppendLedger ledger, Random rng, (int MaxAppend, TimeSpan Pause) pace, TaskCompletionSource firstAck, CancellationToken stop)
     {
         while (!stop.IsCancellationRequested)
         {
@@ -161,7 +165,7 @@ public static class KillTrials
             }
 
             long from = ledger.Acked(id);
-            int n = 1 + rng.Next(120);
+            int n = 1 + rng.Next(pace.MaxAppend);
             ledger.Sending(id, from + n);
             long acked = await DeterministicKv.AppendAsync(client, id, from, n, limit.Token).ConfigureAwait(false);
             if (acked != from + n)
@@ -173,7 +177,7 @@ public static class KillTrials
             firstAck.TrySetResult();
 
             // Paced, so fifty trials store tens of MB rather than gigabytes and every restart re-checks all of it.
-            await Task.Delay(10, stop).ConfigureAwait(false);
+            await Task.Delay(pace.Pause, stop).ConfigureAwait(false);
         }
     }
 
@@ -218,7 +222,9 @@ public static class KillTrials
         var q = new float[DeterministicKv.QueryHeads * DeterministicKv.HeadDim];
         while (!stop.IsCancellationRequested)
         {
-            var contexts = ledger.Snapshot(4 * DeterministicKv.BlockSize);
+            // Contexts past a base segment get their base built and saved; shorter ones only build in memory.
+            var contexts = ledger.Snapshot(4096);
+            contexts = contexts.Count > 0 && rng.Next(4) != 0 ? contexts : ledger.Snapshot(4 * DeterministicKv.BlockSize);
             if (contexts.Count == 0)
             {
                 await Task.Delay(20, stop).ConfigureAwait(false);
