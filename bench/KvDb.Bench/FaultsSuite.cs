@@ -33,11 +33,6 @@ public static class FaultsSuite
                     .Add("acked_tokens", r.AckedTokens)
                     .Add("contexts", r.Contexts)
                     .Add("index_files", r.IndexFiles);
-                if (r.Skipped is not null)
-                {
-                    line.Add("skipped", r.Skipped);
-                }
-
                 if (r.Problems.Count > 0)
                 {
                     line.Add("first_problem", r.Problems[0]);

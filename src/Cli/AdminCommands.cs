@@ -8,7 +8,7 @@ using KvDb.Protocol.V1;
 namespace KvDb.Cli;
 
 /// <summary>
-/// <c>kvdb stats | contexts | evict | checkpoint | events</c>: operating a running server from a shell. Tables for
+/// <c>kvdb stats | contexts | evict | checkpoint | compact | events</c>: operating a running server from a shell. Tables for
 /// people; <c>--json</c> prints protobuf JSON (one object, or one line per event) for scripts. The key comes from
 /// KVDB_ADMIN_KEY (or KVDB_API_KEY: a tenant key sees its own contexts).
 /// </summary>
@@ -29,6 +29,8 @@ internal static class AdminCommands
         yield return AdminCommand("evict", "Demote cold unpinned blocks of the CPU tier to disk until it holds at most --target bytes.", [target], (client, parse, json) => EvictAsync(client, parse.GetValue(target), json));
 
         yield return AdminCommand("checkpoint", "Write a checkpoint now and truncate the write-ahead log (prints progress, then what it wrote).", [], (client, _, json) => CheckpointAsync(client, json));
+
+        yield return AdminCommand("compact", "Give the disk space of deleted and dropped blocks back now: copy the live blocks forward, checkpoint, truncate the disk block log.", [], (client, _, json) => CompactAsync(client, json));
 
         Option<long> after = NumberOptions.NonNegative("--after", "resume after this sequence number, the last one received (0 = every event still kept); left out: live events only", 0L, "SEQ");
         after.DefaultValueFactory = null; // left out is not 0: see WasGiven below
@@ -74,6 +76,19 @@ internal static class AdminCommands
         Console.WriteLine(json ? Json.Format(r) : $"checkpoint of {r.Contexts:N0} contexts and {r.Blocks:N0} blocks in {r.Milliseconds:F0} ms; {Bytes(r.LogBytesTruncated)} of log truncated");
     }
 
+    private static async Task CompactAsync(KvDbClient client, bool json)
+    {
+        if (!json)
+        {
+            Console.Error.WriteLine("kvdb: compacting the disk block log…");
+        }
+
+        CompactResponse r = await client.CompactAsync().ConfigureAwait(false);
+        Console.WriteLine(json
+            ? Json.Format(r)
+            : $"moved {r.BlocksMoved:N0} live blocks ({Bytes(r.BytesMoved)}) in {r.Milliseconds:F0} ms; block log files {Bytes(r.DiskBytesBefore)} → {Bytes(r.DiskBytesAfter)}{(r.CorruptBlocks > 0 ? $"; {r.CorruptBlocks:N0} corrupt blocks found (not served)" : string.Empty)}");
+    }
+
     private static void Stats(StatsResponse s, bool json)
     {
         if (json)
@@ -85,6 +100,10 @@ internal static class AdminCommands
         long cpu = s.Tiers.FirstOrDefault(t => t.Name == "cpu")?.Bytes ?? 0;
         Console.WriteLine($"{(s.Durable ? "durable" : "memory only")}: {s.Models} models, {s.Contexts} contexts, {Bytes(s.LogicalBytes)} stored, CPU tier {Bytes(cpu)} of {Bytes(s.CpuBudgetBytes)}");
         Console.WriteLine($"shared blocks {s.SharedBlocks:N0}, dedupe hits {s.DedupeHits:N0}, expired contexts {s.ExpiredContexts:N0}, corrupt records {s.CorruptRecords:N0}, WAL {Bytes(s.WalBytes)}");
+        if (s.Disk is { } d)
+        {
+            Console.WriteLine($"disk: block log {Bytes(d.BlockLogLiveBytes)} live, {Bytes(d.BlockLogDeadBytes)} dead ({d.BlockLogDeadRatio:P0}; kvdb compact gives it back), files {Bytes(d.BlockLogFileBytes)} + WAL {Bytes(d.WalFileBytes)}, {d.Compactions:N0} compactions");
+        }
         Table(
             ["tier", "bytes", "blocks", "hits", "misses", "hit ratio"],
             s.Tiers.Select(t => new[] { t.Name, Bytes(t.Bytes), t.Blocks.ToString("N0", CultureInfo.InvariantCulture), t.Hits.ToString("N0", CultureInfo.InvariantCulture), t.Misses.ToString("N0", CultureInfo.InvariantCulture), t.Hits + t.Misses == 0 ? "–" : ((double)t.Hits / (t.Hits + t.Misses)).ToString("P1", CultureInfo.InvariantCulture) }));

@@ -28,7 +28,7 @@ internal sealed class ServeCommand : Command
         });
         LogLevelOption.CompletionSources.Clear(); // the enum's own names are capitalized; suggest the lower-case ones
         LogLevelOption.CompletionSources.Add(LogLevelNames);
-        foreach (Option option in (Option[])[Host, Port, Data, CpuBudget, GpuBudget, CheckpointLogBytes, DiskReserve, HttpPort, AdminKeyFile, Insecure, TlsCert, TlsKey, TlsClientCa, EvictionPolicy, PinQuota, LogFormat, LogLevelOption])
+        foreach (Option option in (Option[])[Host, Port, Data, CpuBudget, GpuBudget, CheckpointLogBytes, CompactDeadRatio, DiskReserve, HttpPort, AdminKeyFile, Insecure, TlsCert, TlsKey, TlsClientCa, EvictionPolicy, PinQuota, LogFormat, LogLevelOption])
         {
             Options.Add(option);
         }
@@ -58,6 +58,8 @@ internal sealed class ServeCommand : Command
     public Option<long> DiskReserve { get; } = NumberOptions.NonNegative("--disk-reserve", "with --data: bytes kept free on the data directory's filesystem; appends, block copies and checkpoints that would go below are refused with RESOURCE_EXHAUSTED", 64L << 20, "BYTES");
 
     public Option<long> CheckpointLogBytes { get; } = NumberOptions.NonNegative("--checkpoint-log-bytes", "with --data: take a checkpoint after this many bytes of write-ahead log; 0 = the store's default (512 MiB)", 0L);
+
+    public Option<double> CompactDeadRatio { get; } = NumberOptions.Real("--compact-dead-ratio", "with --data: compact the disk block log (give deleted blocks' space back) once this share of it is dead and at least 64 MiB; 0 = only on `kvdb compact`", 0.5, allowZero: true, "FRACTION");
 
     public Option<int> HttpPort { get; } = NumberOptions.Port("--http-port", "HTTP port of the dashboard (/), /metrics (Prometheus; the admin key as bearer when keys are on), /healthz and /readyz; 0 picks a free one, -1 turns it off", KvDbServerOptions.DefaultHttpPort, min: -1);
 
@@ -122,6 +124,7 @@ internal sealed class ServeCommand : Command
         GpuBudgetBytes = parse.GetValue(GpuBudget),
         CheckpointLogBytes = parse.GetValue(CheckpointLogBytes),
         DiskReserveBytes = parse.GetValue(DiskReserve),
+        CompactionDeadRatio = parse.GetValue(CompactDeadRatio),
         HttpPort = parse.GetValue(HttpPort),
         AdminKey = AdminKey(parse.GetValue(AdminKeyFile)),
         Insecure = parse.GetValue(Insecure),

@@ -162,6 +162,10 @@ public sealed class KvDbClient : IDisposable
     public async Task<CheckpointResponse> CheckpointAsync(CancellationToken cancellationToken = default) =>
         await Admin.CheckpointAsync(new CheckpointRequest(), cancellationToken: cancellationToken).ConfigureAwait(false);
 
+    /// <summary>Gives the disk space of deleted and dropped blocks back now (servers with a data directory).</summary>
+    public async Task<CompactResponse> CompactAsync(CancellationToken cancellationToken = default) =>
+        await Admin.CompactAsync(new CompactRequest(), cancellationToken: cancellationToken).ConfigureAwait(false);
+
     /// <summary>Reads a context's state.</summary>
     public async Task<Context> GetContextAsync(string id, CancellationToken cancellationToken = default) =>
         await Contexts.GetContextAsync(new GetContextRequest { Id = id }, cancellationToken: cancellationToken).ConfigureAwait(false);

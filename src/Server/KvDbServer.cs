@@ -58,6 +58,7 @@ public static class KvDbServer
             EvictionPolicy = options.EvictionPolicy,
             MaxPinnedFraction = options.MaxPinnedFraction,
             DiskReadFaults = options.DiskReadFaults,
+            CompactionDeadRatio = options.CompactionDeadRatio,
             Logger = loggerFactory.CreateLogger("KvDb.Store"),
         };
         if (options.DiskReserveBytes >= 0)

@@ -36,6 +36,9 @@ public sealed record KvDbServerOptions
     /// <summary>Test-only: faults injected into the disk tier's block reads (see <see cref="Store.IDiskReadFaults"/>).</summary>
     public Store.IDiskReadFaults? DiskReadFaults { get; init; }
 
+    /// <summary>With a data directory: compact the disk block log automatically once this share of its records is dead (and at least 64 MiB); 0 = only on <c>Admin.Compact</c>.</summary>
+    public double CompactionDeadRatio { get; init; } = 0.5;
+
     /// <summary>Largest gRPC message accepted (an AppendKv chunk or an Attend request).</summary>
     public int MaxMessageBytes { get; init; } = 64 << 20;
 

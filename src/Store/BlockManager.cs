@@ -211,6 +211,7 @@ public sealed unsafe class BlockManager
     {
         var block = new KvBlock(this, model, layer, 0) { Address = address, Checksum = checksum, DiskAddress = handle, Owner = owner };
         block.MarkFullCount();
+        _spill?.Adopt(model.BlockBytes);
         Interlocked.Increment(ref _spillBlocks);
         Interlocked.Add(ref _spillBytes, model.BlockBytes);
         return block;
@@ -636,6 +637,134 @@ public sealed unsafe class BlockManager
         }
 
         _spill.Flush();
+    }
+
+    /// <summary>
+    /// Compaction's copy step: every listed block whose spill copy lies in [<paramref name="from"/>, <paramref name="below"/>)
+    /// gets a new copy at the spill tier's tail (from memory when resident, else read back and checked) and then refers to
+    /// it; the old copy becomes garbage. A block's handle changes only after its new copy is durable, under the block's
+    /// gate, so a concurrent read-back sees the old or the new copy, both readable until the caller truncates. A copy that
+    /// fails its checksum marks the block corrupt (it is never served) and keeps its old handle. The caller holds a reference
+    /// to each block and keeps other writers of disk handles (checkpoints) out. Returns blocks moved, bytes moved, corrupt.
+    /// </summary>
+    internal (long Blocks, long Bytes, long Corrupt) Relocate(IReadOnlyList<KvBlock> blocks, long from, long below, long batchBytes)
+    {
+        ISpillTier spill = _spill ?? throw new InvalidOperationException("compaction needs a spill tier");
+        var pending = new List<(KvBlock Block, long Old, long New)>();
+        long moved = 0, bytes = 0, corrupt = 0, batched = 0;
+        byte[]? buffer = null;
+        try
+        {
+            foreach (KvBlock b in blocks)
+            {
+                lock (b.Gate)
+                {
+                    long old = b.DiskAddress;
+                    if (old < from || old >= below || b.Corrupt || b.Address is not BlockAddress address)
+                    {
+                        continue;
+                    }
+
+                    int blockBytes = (int)b.Model.BlockBytes;
+                    long copy;
+                    if (b.IsResident)
+                    {
+                        copy = spill.Write(address, b.Checksum, b.Bytes);
+                    }
+                    else
+                    {
+                        if (buffer is null || buffer.Length < blockBytes)
+                        {
+                            if (buffer is not null)
+                            {
+                                System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+                            }
+
+                            buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(blockBytes);
+                        }
+
+                        bool read;
+                        try
+                        {
+                            read = spill.TryRead(old, address, b.Checksum, buffer.AsSpan(0, blockBytes));
+                        }
+                        catch (IOException e)
+                        {
+                            // Nothing is dropped before the checkpoint that ends a compaction: stopping here keeps every
+                            // block at its old, still present record (copies made so far are dead records).
+                            throw new KvDbException(KvDbErrorCode.Unavailable, $"compaction stopped: block {address} could not be read from the disk tier ({e.Message}); nothing was dropped, try again once the disk reads");
+                        }
+
+                        if (!read)
+                        {
+                            b.Corrupt = true;
+                            Interlocked.Increment(ref _corrupt);
+                            Interlocked.Increment(ref _spillMisses);
+                            corrupt++;
+                            continue;
+                        }
+
+                        copy = spill.Write(address, b.Checksum, buffer.AsSpan(0, blockBytes));
+                    }
+
+                    pending.Add((b, old, copy));
+                    batched += blockBytes;
+                }
+
+                if (batched >= batchBytes)
+                {
+                    (long n, long m) = SwitchCopies(spill, pending);
+                    moved += n;
+                    bytes += m;
+                    batched = 0;
+                }
+            }
+
+            (long n2, long m2) = SwitchCopies(spill, pending);
+            return (moved + n2, bytes + m2, corrupt);
+        }
+        finally
+        {
+            if (buffer is not null)
+            {
+                System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+            }
+        }
+    }
+
+    /// <summary>Makes the new copies durable, then points each block at its new copy; the old copies become garbage.</summary>
+    private static (long Blocks, long Bytes) SwitchCopies(ISpillTier spill, List<(KvBlock Block, long Old, long New)> pending)
+    {
+        if (pending.Count == 0)
+        {
+            return (0, 0);
+        }
+
+        spill.Flush();
+        long bytes = 0;
+        foreach ((KvBlock b, long old, long copy) in pending)
+        {
+            lock (b.Gate)
+            {
+                // The caller's reference keeps the block from being freed, and only a block without a copy gets one
+                // written, so the handle is still the old one; checked anyway, since a wrong handle would lose the block.
+                if (b.DiskAddress == old)
+                {
+                    b.DiskAddress = copy;
+                    spill.Forget(old, b.Model.BlockBytes);
+                }
+                else
+                {
+                    spill.Forget(copy, b.Model.BlockBytes);
+                }
+            }
+
+            bytes += b.Model.BlockBytes;
+        }
+
+        int n = pending.Count;
+        pending.Clear();
+        return (n, bytes);
     }
 
     /// <summary>

@@ -87,4 +87,7 @@ public interface IKvStore : IDisposable
 
     /// <summary>Writes a checkpoint now (FAILED_PRECONDITION when memory only).</summary>
     CheckpointResult Checkpoint();
+
+    /// <summary>Gives the disk space of freed blocks back now: compacts the disk block log (FAILED_PRECONDITION when memory only).</summary>
+    CompactionResult Compact();
 }

@@ -24,4 +24,7 @@ public interface ISpillTier : IKvTier
 
     /// <summary>Tells the tier a copy is no longer referenced (its space becomes garbage).</summary>
     void Forget(long handle, long blockBytes);
+
+    /// <summary>Tells the tier a copy written before this process started (recovered from a checkpoint) is referenced.</summary>
+    void Adopt(long blockBytes);
 }

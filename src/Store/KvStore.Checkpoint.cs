@@ -10,64 +10,67 @@ public partial class KvStore
     private readonly Lock _checkpointGate = new();
     private long _lastCheckpointTail;
     private long _lastCheckpointTicks = Stopwatch.GetTimestamp();
-    private long _previousReplayFrom = -1;
 
     /// <inheritdoc />
     public CheckpointResult Checkpoint()
     {
-        if (_wal is null || Options.DataDirectory is not string dir)
+        if (_wal is null || Options.DataDirectory is null)
         {
             throw new KvDbException(KvDbErrorCode.FailedPrecondition, "this server keeps everything in memory, so there is nothing to checkpoint; start it with --data DIR for persistence");
         }
 
         lock (_checkpointGate)
         {
-            long started = Stopwatch.GetTimestamp();
-            var image = new CheckpointImage();
-            var held = new List<KvBlock>();
-            try
+            return CheckpointLocked();
+        }
+    }
+
+    /// <summary>Takes a checkpoint; the caller holds the checkpoint gate and has checked the store is durable.</summary>
+    private CheckpointResult CheckpointLocked()
+    {
+        WriteAheadLog wal = _wal!;
+        string dir = Options.DataDirectory!;
+        long started = Stopwatch.GetTimestamp();
+        var image = new CheckpointImage();
+        var held = new List<KvBlock>();
+        try
+        {
+            lock (_opLock)
             {
-                lock (_opLock)
+                using (RecordWriter marker = WalCodec.Encode(CheckpointMarkerRecord.Instance))
                 {
-                    using (RecordWriter marker = WalCodec.Encode(CheckpointMarkerRecord.Instance))
-                    {
-                        image.Cut = _wal.Append(marker.Finish(WalRecordType.CheckpointMarker));
-                    }
-
-                    image.ReplayFrom = image.Cut;
-                    image.NextTransactionId = Interlocked.Read(ref _nextTxnId) + 1;
-                    image.Models.AddRange(_models.All);
-                    foreach (KvContext c in _contexts.Values)
-                    {
-                        lock (c.Gate)
-                        {
-                            image.Contexts.Add(Capture(c, image, held));
-                        }
-                    }
+                    image.Cut = wal.Append(marker.Finish(WalRecordType.CheckpointMarker));
                 }
 
-                Blocks.EnsureSpilled(held);
-                CheckpointFile.Write(dir, image);
-                long before = _wal.BeginAddress;
-                if (_previousReplayFrom > 0)
+                image.ReplayFrom = image.Cut;
+                image.NextTransactionId = Interlocked.Read(ref _nextTxnId) + 1;
+                image.Models.AddRange(_models.All);
+                foreach (KvContext c in _contexts.Values)
                 {
-                    // The log keeps what the previous checkpoint needs, so a corrupt latest checkpoint can fall back to it.
-                    _wal.TruncateUntil(_previousReplayFrom);
+                    lock (c.Gate)
+                    {
+                        image.Contexts.Add(Capture(c, image, held));
+                    }
                 }
-
-                _previousReplayFrom = image.ReplayFrom;
-                _lastCheckpointTail = _wal.TailAddress;
-                _lastCheckpointTicks = Stopwatch.GetTimestamp();
-                var result = new CheckpointResult(image.Contexts.Count, held.Count, _wal.BeginAddress - before, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
-                CheckpointTaken?.Invoke(result.Milliseconds / 1e3);
-                return result;
             }
-            finally
+
+            Blocks.EnsureSpilled(held);
+            CheckpointFile.Write(dir, image);
+            long before = wal.BeginAddress;
+
+            // Both copies of the checkpoint are durable: the log before its replay start is not needed any more.
+            wal.TruncateUntil(image.ReplayFrom);
+            _lastCheckpointTail = wal.TailAddress;
+            _lastCheckpointTicks = Stopwatch.GetTimestamp();
+            var result = new CheckpointResult(image.Contexts.Count, held.Count, wal.BeginAddress - before, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+            CheckpointTaken?.Invoke(result.Milliseconds / 1e3);
+            return result;
+        }
+        finally
+        {
+            foreach (KvBlock b in held)
             {
-                foreach (KvBlock b in held)
-                {
-                    b.Release();
-                }
+                b.Release();
             }
         }
     }

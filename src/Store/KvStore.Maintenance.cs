@@ -1,6 +1,6 @@
 namespace KvDb.Store;
 
-// Background maintenance (TTL expiry, the start-up scrub, due checkpoints) and explicit demotion.
+// Background maintenance (TTL expiry, the start-up scrub, due checkpoints, due compactions) and explicit demotion.
 public partial class KvStore
 {
     private readonly Timer? _timer;
@@ -34,6 +34,7 @@ public partial class KvStore
 
             ScrubOnce();
             MaybeCheckpoint();
+            MaybeCompact();
         }
         catch (Exception e) when (e is KvDbException or IOException or ObjectDisposedException or InvalidOperationException)
         {

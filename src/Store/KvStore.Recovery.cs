@@ -23,7 +23,6 @@ public partial class KvStore
             from = image.ReplayFrom;
             open = image.OpenTransactions;
             _nextTxnId = Math.Max(_nextTxnId, image.NextTransactionId);
-            _previousReplayFrom = image.ReplayFrom;
         }
 
         if (from < _wal.BeginAddress)

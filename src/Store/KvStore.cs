@@ -140,6 +140,7 @@ public partial class KvStore : IKvStore
             ExpiredContexts = Interlocked.Read(ref _expired),
             WalBytes = _wal is null ? 0 : _wal.TailAddress - _wal.BeginAddress,
             Durable = Durable,
+            Disk = GetDiskSpace(),
         };
     }
 

@@ -47,6 +47,21 @@ public sealed record StoreOptions
     /// <summary>Test-only: faults injected into the disk tier's block reads (slow, failing, corrupted); null = none.</summary>
     public IDiskReadFaults? DiskReadFaults { get; init; }
 
+    /// <summary>
+    /// The automatic compaction policy: the disk block log is compacted when at least this share of its records is dead
+    /// (and at least <see cref="CompactionMinDeadBytes"/>). 0 turns the policy off (<c>Admin.Compact</c> still works).
+    /// </summary>
+    public double CompactionDeadRatio { get; init; } = 0.5;
+
+    /// <summary>
+    /// Segment file size (log2 bytes, 23 to 30) of logs this store creates; space comes back a whole segment at a time.
+    /// An existing log keeps the size it was made with (recorded in its folder).
+    /// </summary>
+    public int LogSegmentSizeBits { get; init; } = Durability.FasterLogFiles.SegmentSizeBits;
+
+    /// <summary>Dead bytes below which the automatic policy never compacts: a compaction costs a checkpoint and a copy of every live block.</summary>
+    public long CompactionMinDeadBytes { get; init; } = 64L << 20;
+
     /// <summary>Where the store reports corruption and recovery; null = standard error.</summary>
     public ILogger? Logger { get; init; }
 

@@ -24,6 +24,9 @@ public sealed record StoreStats(int Models, int Contexts, long Blocks, long CpuB
     /// <summary>True when the store keeps a data directory.</summary>
     public bool Durable { get; init; }
 
+    /// <summary>Live and dead bytes of the disk block log and the files' sizes (null when memory only).</summary>
+    public DiskSpace? Disk { get; init; }
+
     /// <summary>How the CPU tier picks the blocks it demotes (<see cref="StoreOptions.EvictionPolicy"/>).</summary>
     public EvictionPolicy EvictionPolicy { get; init; }
 

@@ -21,15 +21,13 @@ public sealed class FaultInjectionTests : IDisposable
         _output = output;
     }
 
-    [SkippableTheory(Timeout = 240_000)]
+    [Theory(Timeout = 240_000)]
     [InlineData(FaultOperation.Checkpoint)]
     [InlineData(FaultOperation.IndexSave)]
     [InlineData(FaultOperation.TierMove)]
     [InlineData(FaultOperation.Compaction)]
     public async Task Kill_during_operation_loses_nothing_acknowledged_and_serves_nothing_torn(FaultOperation operation)
     {
-        Skip.If(KillTrials.Unsupported(operation) is not null, KillTrials.Unsupported(operation));
-
         KillTrialReport report = await KillTrials.RunAsync(operation, Trials, _dir.Path, seed: (int)operation + 1, _output.WriteLine);
 
         _output.WriteLine($"{operation}: restarts p50 {report.RestartP50Seconds:F2} s max {report.RestartMaxSeconds:F2} s; {report.IndexFiles} index files; problems: {string.Join(" | ", report.Problems)}");

@@ -38,6 +38,7 @@ public sealed class KvDbMetrics
     private readonly Gauge _walBytes;
     private readonly Counter _corrupt;
     private readonly Histogram _walCommit;
+    private readonly Gauge _diskBytes;
     private readonly Histogram _checkpoint;
     private readonly Gauge _tenantBytes;
     private readonly Gauge _tenantContexts;
@@ -74,8 +75,16 @@ public sealed class KvDbMetrics
         _corrupt = f.CreateCounter("kvdb_corrupt_records_total", "Log records, checkpoint files and blocks that failed their checksum.");
         _walCommit = f.CreateHistogram("kvdb_wal_commit_duration_seconds", "Time an acknowledgement waited for its log records to be durable.", new HistogramConfiguration { Buckets = LatencyBuckets });
         _checkpoint = f.CreateHistogram("kvdb_checkpoint_duration_seconds", "Checkpoint duration.", new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.001, 2, 16) });
+        _diskBytes = f.CreateGauge("kvdb_disk_bytes", "Data directory space: kind = block_log_live, block_log_dead (records compaction gives back), block_log_files, wal_files.", ["kind"]);
+        Histogram compaction = f.CreateHistogram("kvdb_compaction_duration_seconds", "Compaction of the disk block log (manual or automatic).", new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.001, 2, 20) });
+        Counter compactedBytes = f.CreateCounter("kvdb_compaction_moved_bytes_total", "Live block bytes compaction copied forward.");
         if (store is KvStore durable)
         {
+            durable.Compacted += r =>
+            {
+                compaction.Observe(r.Milliseconds / 1e3);
+                compactedBytes.Inc(r.BytesMoved);
+            };
             durable.WalCommitted += seconds => _walCommit.Observe(seconds);
             durable.CheckpointTaken += seconds => _checkpoint.Observe(seconds);
         }
@@ -166,6 +175,13 @@ public sealed class KvDbMetrics
         _logicalBytes.Set(s.LogicalBytes);
         _dedupeHits.IncTo(s.DedupeHits);
         _walBytes.Set(s.WalBytes);
+        if (s.Disk is DiskSpace d)
+        {
+            _diskBytes.WithLabels("block_log_live").Set(d.BlockLogLiveBytes);
+            _diskBytes.WithLabels("block_log_dead").Set(d.BlockLogDeadBytes);
+            _diskBytes.WithLabels("block_log_files").Set(d.BlockLogFileBytes);
+            _diskBytes.WithLabels("wal_files").Set(d.WalFileBytes);
+        }
         _corrupt.IncTo(s.CorruptRecords);
         foreach (TenantRecord t in tenants.List())
         {

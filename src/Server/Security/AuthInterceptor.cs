@@ -135,7 +135,7 @@ public sealed class AuthInterceptor : Interceptor
     /// <summary>Admin actions: every Tenants call and the Admin calls that change something (reads are not logged).</summary>
     private static bool IsAudited(string method) =>
         method.StartsWith("/kvdb.v1.Tenants/", StringComparison.Ordinal)
-        || method is "/kvdb.v1.Admin/Evict" or "/kvdb.v1.Admin/Checkpoint";
+        || method is "/kvdb.v1.Admin/Evict" or "/kvdb.v1.Admin/Checkpoint" or "/kvdb.v1.Admin/Compact";
 
     /// <summary>The request as the audit log shows it (protobuf JSON, bounded; requests of audited calls carry no key).</summary>
     private static string Describe(object? request)

@@ -7,7 +7,7 @@ using KvDb.Store;
 
 namespace KvDb.Server.Services;
 
-/// <summary>kvdb.v1.Admin: store statistics per tier, demotion to disk, and checkpoints on demand.</summary>
+/// <summary>kvdb.v1.Admin: store statistics per tier, demotion to disk, checkpoints and compaction on demand.</summary>
 public sealed class AdminService : Admin.AdminBase
 {
     private readonly IKvStore _store;
@@ -149,6 +149,15 @@ public sealed class AdminService : Admin.AdminBase
                 DefaultDelta = _executor.DefaultQuality.Delta,
             },
         };
+        if (s.Disk is Store.DiskSpace d)
+        {
+            response.Disk = new Protocol.V1.DiskSpace
+            {
+                BlockLogLiveBytes = d.BlockLogLiveBytes, BlockLogDeadBytes = d.BlockLogDeadBytes, BlockLogDeadRatio = d.DeadRatio,
+                BlockLogFileBytes = d.BlockLogFileBytes, WalFileBytes = d.WalFileBytes, Compactions = d.Compactions,
+            };
+        }
+
         foreach (Store.TierStats t in s.Tiers)
         {
             response.Tiers.Add(new Protocol.V1.TierStats { Name = t.Name, Bytes = t.Bytes, Blocks = t.Blocks, Hits = t.Hits, Misses = t.Misses, HitRatio = WireMapping.HitRatio(t.Hits, t.Misses) });
@@ -180,5 +189,17 @@ public sealed class AdminService : Admin.AdminBase
     {
         CheckpointResult r = _store.Checkpoint();
         return Task.FromResult(new CheckpointResponse { Contexts = r.Contexts, Blocks = r.Blocks, LogBytesTruncated = r.LogBytesTruncated, Milliseconds = r.Milliseconds });
+    }
+
+    /// <inheritdoc />
+    public override Task<CompactResponse> Compact(CompactRequest request, ServerCallContext context)
+    {
+        CompactionResult r = _store.Compact();
+        return Task.FromResult(new CompactResponse
+        {
+            BlocksMoved = r.BlocksMoved, BytesMoved = r.BytesMoved, CorruptBlocks = r.CorruptBlocks,
+            LogBytesBefore = r.LogBytesBefore, LogBytesAfter = r.LogBytesAfter,
+            DiskBytesBefore = r.DiskBytesBefore, DiskBytesAfter = r.DiskBytesAfter, Milliseconds = r.Milliseconds,
+        });
     }
 }

@@ -10,8 +10,9 @@ namespace KvDb.Store.Durability;
 /// The disk tier: full blocks written once each into a FasterLog under DIR/blocks and addressed by log address.
 /// Record = magic "KVB1" · layer i32 · chain u128 · content XxHash3 u64 · length i32 · 4 zero bytes · the block's
 /// bytes (keys region then values region). A read checks the header against the address it expects and the
-/// content checksum, so a torn, overwritten or misdirected record is never served. Space of freed blocks is
-/// not reclaimed yet (the log only grows; see docs/storage.md).
+/// content checksum, so a torn, overwritten or misdirected record is never served. Space of freed blocks comes back
+/// by compaction (<see cref="KvStore.Compact"/>): live records below a point are copied to the tail, a checkpoint
+/// records their new addresses, and the log is truncated there (whole segment files are deleted).
 /// </summary>
 internal sealed class BlockLog : ISpillTier, IDisposable
 {
@@ -20,13 +21,15 @@ internal sealed class BlockLog : ISpillTier, IDisposable
 
     private readonly FasterLog _log;
     private readonly IDevice _device;
+    private readonly string _folder;
     private readonly DiskSpaceGuard? _space;
     private readonly IDiskReadFaults? _faults;
-    private long _garbageBytes;
+    private long _liveBytes;
 
-    public BlockLog(string dataDirectory, DiskSpaceGuard? space = null, IDiskReadFaults? faults = null)
+    public BlockLog(string dataDirectory, int newSegmentBits = FasterLogFiles.SegmentSizeBits, DiskSpaceGuard? space = null, IDiskReadFaults? faults = null)
     {
-        (_log, _device, Quarantined) = FasterLogFiles.Open(dataDirectory, "blocks");
+        (_log, _device, Quarantined) = FasterLogFiles.Open(dataDirectory, "blocks", newSegmentBits);
+        _folder = Path.Combine(dataDirectory, "blocks");
         _space = space;
         _faults = faults;
     }
@@ -39,11 +42,36 @@ internal sealed class BlockLog : ISpillTier, IDisposable
     /// <summary>Largest block the log can hold.</summary>
     public static long MaxBlockBytes => FasterLogFiles.MaxRecordBytes - HeaderBytes;
 
-    /// <summary>Bytes in the log file range (live and garbage).</summary>
+    /// <summary>Bytes in the log's address range (live and dead records).</summary>
     public long FileBytes => _log.TailAddress - _log.BeginAddress;
 
-    /// <summary>Bytes of freed blocks still in the file.</summary>
-    public long GarbageBytes => Interlocked.Read(ref _garbageBytes);
+    /// <summary>Bytes of the address range taken by records some block still refers to (<see cref="RecordBytes"/> each).</summary>
+    public long LiveBytes => Interlocked.Read(ref _liveBytes);
+
+    /// <summary>Bytes of records no block refers to any more: space compaction can give back.</summary>
+    public long DeadBytes => Math.Max(0, FileBytes - LiveBytes);
+
+    /// <summary>The first address still in the log.</summary>
+    public long BeginAddress => _log.BeginAddress;
+
+    /// <summary>The address the next record gets.</summary>
+    public long TailAddress => _log.TailAddress;
+
+    /// <summary>Bytes the log's segment files take on disk now (what the file system sees).</summary>
+    public long BytesOnDisk => FasterLogFiles.SegmentBytes(_folder, "blocks");
+
+    /// <summary>
+    /// Bytes of the log's address range a block of <paramref name="blockBytes"/> takes: FasterLog's 4-byte length header,
+    /// the record aligned to 4 bytes, and its share of the end of each page that no whole record fits in (a record never
+    /// spans pages), rounded up so that live records account for every byte of a page full of them.
+    /// </summary>
+    public static long RecordBytes(long blockBytes)
+    {
+        long allocated = 4 + ((HeaderBytes + blockBytes + 3) & ~3L);
+        long page = 1L << FasterLogFiles.PageSizeBits;
+        long perPage = Math.Max(1, page / allocated);
+        return (page + perPage - 1) / perPage;
+    }
 
     public TierStats GetStats() => new(Name, FileBytes, 0, 0, 0);
 
@@ -65,7 +93,9 @@ internal sealed class BlockLog : ISpillTier, IDisposable
             BinaryPrimitives.WriteInt32LittleEndian(s[32..], blockBytes.Length);
             BinaryPrimitives.WriteInt32LittleEndian(s[36..], 0);
             blockBytes.CopyTo(s[HeaderBytes..]);
-            return _log.Enqueue(s);
+            long handle = _log.Enqueue(s);
+            Interlocked.Add(ref _liveBytes, RecordBytes(blockBytes.Length));
+            return handle;
         }
         finally
         {
@@ -124,7 +154,16 @@ internal sealed class BlockLog : ISpillTier, IDisposable
         }
     }
 
-    public void Forget(long handle, long blockBytes) => Interlocked.Add(ref _garbageBytes, blockBytes + HeaderBytes);
+    public void Forget(long handle, long blockBytes) => Interlocked.Add(ref _liveBytes, -RecordBytes(blockBytes));
+
+    /// <summary>Counts a record written before this process started (found in a checkpoint) as live.</summary>
+    public void Adopt(long blockBytes) => Interlocked.Add(ref _liveBytes, RecordBytes(blockBytes));
+
+    /// <summary>
+    /// Drops every record before <paramref name="address"/> (a record start) and commits the new begin; segment files
+    /// entirely below it are deleted. Only call once nothing durable refers to those records.
+    /// </summary>
+    public void TruncateUntil(long address) => FasterLogFiles.TruncateUntil(_log, _device, _folder, "blocks", address);
 
     public void Dispose()
     {

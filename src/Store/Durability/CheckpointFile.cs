@@ -3,7 +3,8 @@ namespace KvDb.Store.Durability;
 /// <summary>
 /// Reads and writes checkpoint files: one checksummed record (the WAL framing, type Checkpoint) holding a
 /// <see cref="CheckpointImage"/>. Written to a temporary file, flushed to disk and renamed over
-/// "checkpoint.kvc"; the previous one is kept as "checkpoint.prev.kvc" so a corrupt latest file falls back to it.
+/// "checkpoint.kvc", then a second copy the same way as "checkpoint.prev.kvc", so a latest file that fails its checksum
+/// falls back to an identical copy (or, after a crash between the two, to the checkpoint before, whose log is kept).
 /// </summary>
 internal static class CheckpointFile
 {
@@ -87,21 +88,26 @@ internal static class CheckpointFile
         }
 
         ReadOnlySpan<byte> record = w.Finish(WalRecordType.Checkpoint);
-        string latest = Path.Combine(dataDirectory, LatestName);
-        string previous = Path.Combine(dataDirectory, PreviousName);
-        string temp = latest + ".tmp";
+
+        // Two copies of the same checkpoint, latest first: the log is truncated to this checkpoint's replay start once
+        // both are on disk, so a copy that later fails its checksum falls back to an identical one instead of an older
+        // checkpoint whose log is gone (PostgreSQL 11 dropped its "previous checkpoint" for the same reason: keeping
+        // the log an older checkpoint needs costs space on every checkpoint for a rare fallback). A crash between the
+        // two renames leaves the new latest and the older previous copy, whose log is still there.
+        WriteDurably(Path.Combine(dataDirectory, LatestName), record);
+        WriteDurably(Path.Combine(dataDirectory, PreviousName), record);
+    }
+
+    private static void WriteDurably(string path, ReadOnlySpan<byte> record)
+    {
+        string temp = path + ".tmp";
         using (var f = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None))
         {
             f.Write(record);
             f.Flush(flushToDisk: true);
         }
 
-        if (File.Exists(latest))
-        {
-            File.Move(latest, previous, overwrite: true);
-        }
-
-        File.Move(temp, latest, overwrite: true);
+        File.Move(temp, path, overwrite: true);
     }
 
     /// <summary>Loads the newest readable checkpoint; counts unreadable ones in <paramref name="corrupt"/>. Null when none is usable.</summary>

@@ -13,10 +13,12 @@ internal sealed class WriteAheadLog : IDisposable
 {
     private readonly FasterLog _log;
     private readonly IDevice _device;
+    private readonly string _folder;
 
-    public WriteAheadLog(string dataDirectory)
+    public WriteAheadLog(string dataDirectory, int newSegmentBits = FasterLogFiles.SegmentSizeBits)
     {
-        (_log, _device, Quarantined) = FasterLogFiles.Open(dataDirectory, "wal");
+        (_log, _device, Quarantined) = FasterLogFiles.Open(dataDirectory, "wal", newSegmentBits);
+        _folder = Path.Combine(dataDirectory, "wal");
     }
 
     /// <summary>True when the previous log could not be opened and was moved aside.</summary>
@@ -78,14 +80,7 @@ internal sealed class WriteAheadLog : IDisposable
     }
 
     /// <summary>Drops records before <paramref name="address"/> (a record start) and commits the new begin.</summary>
-    public void TruncateUntil(long address)
-    {
-        if (address > _log.BeginAddress)
-        {
-            _log.TruncateUntil(address);
-            _log.Commit(spinWait: true);
-        }
-    }
+    public void TruncateUntil(long address) => FasterLogFiles.TruncateUntil(_log, _device, _folder, "wal", address);
 
     public void Dispose()
     {

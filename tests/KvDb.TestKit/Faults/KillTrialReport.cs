@@ -14,8 +14,7 @@ public sealed record KillTrialReport(
     long AckedTokens,
     int Contexts,
     int IndexFiles,
-    IReadOnlyList<string> Problems,
-    string? Skipped = null)
+    IReadOnlyList<string> Problems)
 {
     public double RestartP50Seconds => Percentile(0.5);
 

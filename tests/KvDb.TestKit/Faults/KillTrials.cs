@@ -24,20 +24,8 @@ public static class KillTrials
     private static readonly TimeSpan VerifyLimit = TimeSpan.FromSeconds(120);
     private static readonly TimeSpan CallLimit = TimeSpan.FromSeconds(30);
 
-    /// <summary>Why an operation cannot run on this build, or null when it can.</summary>
-    public static string? Unsupported(FaultOperation operation) => operation switch
-    {
-        FaultOperation.Compaction => "compaction (Admin.Compact, KvStore.Compact) is not on this branch yet",
-        _ => null,
-    };
-
     public static async Task<KillTrialReport> RunAsync(FaultOperation operation, int trials, string dataDirectory, int seed, Action<string>? progress = null)
     {
-        if (Unsupported(operation) is string reason)
-        {
-            return new KillTrialReport(operation, 0, 0, 0, 0, [], 0, 0, 0, [], reason);
-        }
-
         // Index saves need contexts past a base segment (LayerIndexCatalog.DefaultSegmentTokens): longer contexts, bigger
         // and slower appends. Elsewhere small layers stay far below the tier-move CPU budget.
         bool indexes = operation == FaultOperation.IndexSave;
@@ -114,6 +102,7 @@ public static class KillTrials
             FaultOperation.Checkpoint => t => CheckpointLoopAsync(client, t),
             FaultOperation.TierMove => t => ReadBackLoopAsync(client, ledger, check, new Random(rng.Next()), t),
             FaultOperation.IndexSave => t => IndexedAttendLoopAsync(client, ledger, new Random(rng.Next()), t),
+            FaultOperation.Compaction => t => CompactLoopAsync(client, new Random(rng.Next()), t),
             _ => null,
         };
         if (extra is not null)
@@ -241,6 +230,25 @@ public static class KillTrials
             (string id, _) = contexts[rng.Next(contexts.Count)];
             await client.AttendAsync(id, rng.Next(DeterministicKv.Layers), q, 1, DeterministicKv.QueryHeads, DeterministicKv.HeadDim,
                 plan: new Plan { Kind = kinds[rng.Next(kinds.Length)] }, cancellationToken: limit.Token).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Gives the block log dead records and compacts it, over and over: a throwaway context is appended, moved to disk
+    /// (with every other block, so live blocks are copied forward too), deleted, and Admin.Compact runs.
+    /// </summary>
+    private static async Task CompactLoopAsync(KvDbClient client, Random rng, CancellationToken stop)
+    {
+        while (!stop.IsCancellationRequested)
+        {
+            using var limit = CancellationTokenSource.CreateLinkedTokenSource(stop);
+            limit.CancelAfter(CallLimit);
+            string id = "v" + rng.Next().ToString(CultureInfo.InvariantCulture);
+            await client.CreateContextAsync(DeterministicKv.ModelName, id: id, cancellationToken: limit.Token).ConfigureAwait(false);
+            await DeterministicKv.AppendAsync(client, id, 0, 256, limit.Token).ConfigureAwait(false);
+            await client.EvictAsync(0, limit.Token).ConfigureAwait(false);
+            await client.DeleteContextAsync(id, limit.Token).ConfigureAwait(false);
+            await client.CompactAsync(limit.Token).ConfigureAwait(false);
         }
     }
 
