@@ -41,6 +41,6 @@ internal sealed class DiskSpaceGuard
     public KvDbException Full(long available, long bytes, string what) => new(
         KvDbErrorCode.ResourceExhausted,
         $"the data directory {_directory} is full: {available} bytes free, {what} needs {bytes} and {ReserveBytes} are kept in reserve; " +
-        "free space on its filesystem (delete other files there or grow it); writes resume once there is room. Deleting contexts does not give disk " +
-        "back yet: the block log only grows and a checkpoint lets the write-ahead log drop only whole 1 GiB segments");
+        "free space on its filesystem (delete other files there or grow it), or delete contexts and run Admin.Compact (kvdb compact; it needs room " +
+        "for the live blocks it copies); writes resume once there is room");
 }
