@@ -32,7 +32,8 @@ public static class FaultsSuite
                     .Add("restart_max_s", r.RestartMaxSeconds, 3)
                     .Add("acked_tokens", r.AckedTokens)
                     .Add("contexts", r.Contexts)
-                    .Add("index_files", r.IndexFiles);
+                    .Add("index_files", r.IndexFiles)
+                    .Add("operations_done", r.OperationsDone);
                 if (r.Problems.Count > 0)
                 {
                     line.Add("first_problem", r.Problems[0]);

@@ -8,14 +8,11 @@ using Xunit.Abstractions;
 namespace KvDb.IntegrationTests;
 
 /// <summary>
-/// Appends through the client while the real server is killed with SIGKILL at random moments; after each
-/// restart on the same data directory every acknowledged token must be there bit-exact, every context must
-/// have equal layer lengths (no half-applied stream), and nothing beyond what was sent may appear
-/// (<see cref="KillTrials"/>, the same trials the bench's faults suite runs 50 at a time per operation).
+/// Bytes flipped in the data files of a killed server: detected, reported, never served, and the server still starts.
+/// SIGKILL at random moments of appends and the other operations: <see cref="FaultInjectionTests"/>.
 /// </summary>
 public sealed class CrashRecoveryTests : IDisposable
 {
-    private const int Trials = 20;
     private const int Layers = DeterministicKv.Layers;
     private readonly TempDirectory _dir = new("kvdb-crash-");
     private readonly ITestOutputHelper _output;
@@ -23,21 +20,6 @@ public sealed class CrashRecoveryTests : IDisposable
     public CrashRecoveryTests(ITestOutputHelper output)
     {
         _output = output;
-    }
-
-    // A bound on the whole trial loop (normally under a minute): a call that never returns after a restart (seen once
-    // in CI, an idle server not answering a read after SIGKILL recovery) fails the test instead of hanging the run.
-    [Fact(Timeout = 300_000)]
-    public async Task Every_acknowledged_token_survives_sigkill_bit_exact()
-    {
-        KillTrialReport report = await KillTrials.RunAsync(FaultOperation.Append, Trials, _dir.Path, seed: 12345, _output.WriteLine);
-
-        _output.WriteLine($"{report.Trials} kills, {report.Contexts} contexts, {report.AckedTokens} tokens acknowledged per layer; problems: {string.Join(" | ", report.Problems)}");
-        Assert.Equal(Trials, report.Trials);
-        Assert.Equal(0, report.RestartFailures);
-        Assert.Equal(0, report.LostTokens);
-        Assert.Equal(0, report.TornReads);
-        Assert.True(report.AckedTokens > 0, "no append was acknowledged before the kills");
     }
 
     public void Dispose() => _dir.Dispose();

@@ -44,7 +44,9 @@ public sealed class ServerProcess : IDisposable
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (string a in (string[])[KvdbDll(), "serve", "--port", "0", "--data", dataDirectory, "--cpu-budget", cpuBudget.ToString(System.Globalization.CultureInfo.InvariantCulture), .. extraArguments])
+        // No fixed HTTP port unless asked for: the default one is taken as soon as two servers run on one machine.
+        string[] http = extraArguments.Contains("--http-port") ? [] : ["--http-port", "-1"];
+        foreach (string a in (string[])[KvdbDll(), "serve", "--port", "0", "--data", dataDirectory, "--cpu-budget", cpuBudget.ToString(System.Globalization.CultureInfo.InvariantCulture), .. http, .. extraArguments])
         {
             info.ArgumentList.Add(a);
         }

@@ -3,6 +3,8 @@ namespace KvDb.TestKit.Faults;
 /// <summary>
 /// What a run of kill -9 trials of one operation found. <see cref="LostTokens"/>, <see cref="TornReads"/> and
 /// <see cref="RestartFailures"/> must all be 0; <see cref="Problems"/> says what went wrong first when they are not.
+/// <see cref="OperationsDone"/> counts the operation's calls that completed (checkpoints, compactions, reads and evictions,
+/// sparse Attends; appends for Append): the kills landed among that many.
 /// </summary>
 public sealed record KillTrialReport(
     FaultOperation Operation,
@@ -14,6 +16,7 @@ public sealed record KillTrialReport(
     long AckedTokens,
     int Contexts,
     int IndexFiles,
+    long OperationsDone,
     IReadOnlyList<string> Problems)
 {
     public double RestartP50Seconds => Percentile(0.5);

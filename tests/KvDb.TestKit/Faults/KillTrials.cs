@@ -35,6 +35,7 @@ public static class KillTrials
         var restarts = new List<double>();
         var rng = new Random(seed);
         int restartFailures = 0;
+        var done = new OperationCounter();
         long budget = operation == FaultOperation.TierMove ? TierMoveCpuBudget : 64L << 20;
         for (int trial = 0; trial <= trials; trial++)
         {
@@ -80,29 +81,29 @@ public static class KillTrials
                     }
                 }
 
-                await RunUntilKilledAsync(operation, server, client, ledger, total, new Random(rng.Next()), pace, TimeSpan.FromMilliseconds(200 + rng.Next(1200))).ConfigureAwait(false);
+                await RunUntilKilledAsync(operation, server, client, ledger, total, done, new Random(rng.Next()), pace, TimeSpan.FromMilliseconds(200 + rng.Next(1200))).ConfigureAwait(false);
             }
 
             progress?.Invoke(string.Create(CultureInfo.InvariantCulture, $"{operation} trial {trial + 1}/{trials}: {ledger.Contexts} contexts, {ledger.AckedTokens} tokens acknowledged, lost {total.LostTokens}, torn {total.TornReads}"));
         }
 
         int indexFiles = Directory.Exists(Path.Combine(dataDirectory, "indexes")) ? Directory.GetFiles(Path.Combine(dataDirectory, "indexes")).Length : 0;
-        return new KillTrialReport(operation, restarts.Count, total.LostTokens, total.TornReads, restartFailures, restarts, ledger.AckedTokens, ledger.Contexts, indexFiles, [.. total.Problems]);
+        return new KillTrialReport(operation, restarts.Count, total.LostTokens, total.TornReads, restartFailures, restarts, ledger.AckedTokens, ledger.Contexts, indexFiles, done.Value, [.. total.Problems]);
     }
 
     /// <summary>Runs the appender and the operation's loop, kills the server after <paramref name="killAfter"/>, and waits for both loops to stop.</summary>
-    private static async Task RunUntilKilledAsync(FaultOperation operation, ServerProcess server, KvDbClient client, AppendLedger ledger, LedgerCheck check, Random rng, (int MaxAppend, TimeSpan Pause) pace, TimeSpan killAfter)
+    private static async Task RunUntilKilledAsync(FaultOperation operation, ServerProcess server, KvDbClient client, AppendLedger ledger, LedgerCheck check, OperationCounter done, Random rng, (int MaxAppend, TimeSpan Pause) pace, TimeSpan killAfter)
     {
         using var stop = new CancellationTokenSource();
         var killed = new KillFlag();
         var firstAck = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var loops = new List<Task> { Guard(AppendLoopAsync(client, ledger, new Random(rng.Next()), pace, firstAck, stop.Token), killed, check, "append") };
+        var loops = new List<Task> { Guard(AppendLoopAsync(client, ledger, new Random(rng.Next()), pace, firstAck, operation == FaultOperation.Append ? done : new OperationCounter(), stop.Token), killed, check, "append") };
         Func<CancellationToken, Task>? extra = operation switch
         {
-            FaultOperation.Checkpoint => t => CheckpointLoopAsync(client, t),
-            FaultOperation.TierMove => t => ReadBackLoopAsync(client, ledger, check, new Random(rng.Next()), t),
-            FaultOperation.IndexSave => t => IndexedAttendLoopAsync(client, ledger, new Random(rng.Next()), t),
-            FaultOperation.Compaction => t => CompactLoopAsync(client, new Random(rng.Next()), t),
+            FaultOperation.Checkpoint => t => CheckpointLoopAsync(client, done, t),
+            FaultOperation.TierMove => t => ReadBackLoopAsync(client, ledger, check, done, new Random(rng.Next()), t),
+            FaultOperation.IndexSave => t => IndexedAttendLoopAsync(client, ledger, done, new Random(rng.Next()), t),
+            FaultOperation.Compaction => t => CompactLoopAsync(client, done, new Random(rng.Next()), t),
             _ => null,
         };
         if (extra is not null)
@@ -110,9 +111,17 @@ public static class KillTrials
             loops.Add(Guard(extra(stop.Token), killed, check, operation.ToString()));
         }
 
-        // The random point is counted from the first acknowledged append of this process: a fresh server on a busy
-        // machine can spend the whole window compiling its first append, and a kill there tests nothing new.
+        // The random point is counted from the first acknowledged append and the first completed operation of this
+        // process: a fresh server on a busy machine can spend the whole window compiling its first calls (a compaction
+        // cycle alone takes seconds there), and a kill there tests nothing new.
+        long before = done.Value;
+        var waited = System.Diagnostics.Stopwatch.StartNew();
         await Task.WhenAny(firstAck.Task, Task.Delay(CallLimit)).ConfigureAwait(false);
+        while (done.Value == before && waited.Elapsed < CallLimit && !loops.All(l => l.IsCompleted))
+        {
+            await Task.Delay(10).ConfigureAwait(false);
+        }
+
         await Task.Delay(killAfter).ConfigureAwait(false);
         killed.Value = true;
         server.Kill();
@@ -140,7 +149,7 @@ public static class KillTrials
         }
     }
 
-    private static async Task AppendLoopAsync(KvDbClient client, AppendLedger ledger, Random rng, (int MaxAppend, TimeSpan Pause) pace, TaskCompletionSource firstAck, CancellationToken stop)
+    private static async Task AppendLoopAsync(KvDbClient client, AppendLedger ledger, Random rng, (int MaxAppend, TimeSpan Pause) pace, TaskCompletionSource firstAck, OperationCounter done, CancellationToken stop)
     {
         while (!stop.IsCancellationRequested)
         {
@@ -163,6 +172,7 @@ public static class KillTrials
             }
 
             ledger.Acknowledged(id, acked);
+            done.Add();
             firstAck.TrySetResult();
 
             // Paced, so fifty trials store tens of MB rather than gigabytes and every restart re-checks all of it.
@@ -170,18 +180,19 @@ public static class KillTrials
         }
     }
 
-    private static async Task CheckpointLoopAsync(KvDbClient client, CancellationToken stop)
+    private static async Task CheckpointLoopAsync(KvDbClient client, OperationCounter done, CancellationToken stop)
     {
         while (!stop.IsCancellationRequested)
         {
             using var limit = CancellationTokenSource.CreateLinkedTokenSource(stop);
             limit.CancelAfter(CallLimit);
             await client.CheckpointAsync(limit.Token).ConfigureAwait(false);
+            done.Add();
         }
     }
 
     /// <summary>Reads random layers back (promoting demoted blocks) and now and then evicts everything to disk; every read is checked.</summary>
-    private static async Task ReadBackLoopAsync(KvDbClient client, AppendLedger ledger, LedgerCheck check, Random rng, CancellationToken stop)
+    private static async Task ReadBackLoopAsync(KvDbClient client, AppendLedger ledger, LedgerCheck check, OperationCounter done, Random rng, CancellationToken stop)
     {
         while (!stop.IsCancellationRequested)
         {
@@ -191,11 +202,13 @@ public static class KillTrials
             if (rng.Next(8) == 0)
             {
                 await client.EvictAsync(0, limit.Token).ConfigureAwait(false);
+                done.Add();
             }
             else if (contexts.Count > 0)
             {
                 (string id, _) = contexts[rng.Next(contexts.Count)];
                 await AppendLedger.CheckLayerAsync(client, id, rng.Next(DeterministicKv.Layers), check, limit.Token).ConfigureAwait(false);
+                done.Add();
             }
             else
             {
@@ -205,7 +218,7 @@ public static class KillTrials
     }
 
     /// <summary>Sparse-plan Attend calls on grown contexts: each one asks for index builds, which save .kix segments.</summary>
-    private static async Task IndexedAttendLoopAsync(KvDbClient client, AppendLedger ledger, Random rng, CancellationToken stop)
+    private static async Task IndexedAttendLoopAsync(KvDbClient client, AppendLedger ledger, OperationCounter done, Random rng, CancellationToken stop)
     {
         PlanKind[] kinds = [PlanKind.BlockTopK, PlanKind.CentroidTopK, PlanKind.LshTopK];
         var q = new float[DeterministicKv.QueryHeads * DeterministicKv.HeadDim];
@@ -230,6 +243,7 @@ public static class KillTrials
             (string id, _) = contexts[rng.Next(contexts.Count)];
             await client.AttendAsync(id, rng.Next(DeterministicKv.Layers), q, 1, DeterministicKv.QueryHeads, DeterministicKv.HeadDim,
                 plan: new Plan { Kind = kinds[rng.Next(kinds.Length)] }, cancellationToken: limit.Token).ConfigureAwait(false);
+            done.Add();
         }
     }
 
@@ -237,7 +251,7 @@ public static class KillTrials
     /// Gives the block log dead records and compacts it, over and over: a throwaway context is appended, moved to disk
     /// (with every other block, so live blocks are copied forward too), deleted, and Admin.Compact runs.
     /// </summary>
-    private static async Task CompactLoopAsync(KvDbClient client, Random rng, CancellationToken stop)
+    private static async Task CompactLoopAsync(KvDbClient client, OperationCounter done, Random rng, CancellationToken stop)
     {
         while (!stop.IsCancellationRequested)
         {
@@ -249,7 +263,18 @@ public static class KillTrials
             await client.EvictAsync(0, limit.Token).ConfigureAwait(false);
             await client.DeleteContextAsync(id, limit.Token).ConfigureAwait(false);
             await client.CompactAsync(limit.Token).ConfigureAwait(false);
+            done.Add();
         }
+    }
+
+    /// <summary>Calls of the operation that completed, across trials.</summary>
+    private sealed class OperationCounter
+    {
+        private long _value;
+
+        public long Value => Interlocked.Read(ref _value);
+
+        public void Add() => Interlocked.Increment(ref _value);
     }
 
     /// <summary>Set once the kill is sent: from then on, failed calls are what a kill looks like.</summary>
