@@ -45,6 +45,9 @@ switch (suite)
     case "fuzz-requests":
         await FuzzRequestsSuite.RunAsync(rest);
         return 0;
+    case "faults":
+        await FaultsSuite.RunAsync(rest);
+        return 0;
     case "index-lifecycle":
         await IndexLifecycleSuite.RunAsync(rest);
         return 0;
@@ -68,6 +71,7 @@ switch (suite)
         Console.Error.WriteLine("  eviction [--contexts 2000] [--tokens 128] [--cpu-percent 10] [--requests 40000] [--skew 0.99] [--workloads zipf,zipf+scan]   CPU-tier hit ratio of LRU vs TinyLFU on the same skewed read sequence (same run)");
         Console.Error.WriteLine("  client [--address URL] [--tokens 32768] [--layers 4] [--reps 3] [--attend-ctx 8192] [--queries 200]   .NET client append bytes/s and Attend p50 (the workload of clients/python/bench_client.py)");
         Console.Error.WriteLine("  fuzz-requests [--requests 100000] [--workers 4] [--seconds 1800] [--seed 16]   mutated requests over every RPC against a durable server: status histogram, requests/s, violations (INTERNAL/UNKNOWN, hangs, changed data)");
+        Console.Error.WriteLine("  faults [--trials 50] [--ops append,checkpoint,index-save,tier-move,compaction]   kill -9 at random points of each operation against the real server: trials, acknowledged tokens lost, torn reads, restart p50/max");
         Console.Error.WriteLine("  index-lifecycle [--ctx N] [--families a,b]   build vs extend vs load per 1K keys when a layer grows by ctx/4; restart: load vs rebuild");
         return 2;
 }

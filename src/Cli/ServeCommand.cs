@@ -28,7 +28,7 @@ internal sealed class ServeCommand : Command
         });
         LogLevelOption.CompletionSources.Clear(); // the enum's own names are capitalized; suggest the lower-case ones
         LogLevelOption.CompletionSources.Add(LogLevelNames);
-        foreach (Option option in (Option[])[Host, Port, Data, CpuBudget, GpuBudget, CheckpointLogBytes, CompactDeadRatio, HttpPort, AdminKeyFile, Insecure, TlsCert, TlsKey, TlsClientCa, EvictionPolicy, PinQuota, MaxAttends, MaxAppends, LogFormat, LogLevelOption])
+        foreach (Option option in (Option[])[Host, Port, Data, CpuBudget, GpuBudget, CheckpointLogBytes, CompactDeadRatio, DiskReserve, HttpPort, AdminKeyFile, Insecure, TlsCert, TlsKey, TlsClientCa, EvictionPolicy, PinQuota, MaxAttends, MaxAppends, LogFormat, LogLevelOption])
         {
             Options.Add(option);
         }
@@ -54,6 +54,8 @@ internal sealed class ServeCommand : Command
     public Option<long> CpuBudget { get; } = NumberOptions.NonNegative("--cpu-budget", "bytes of K/V the CPU tier may hold; 0 = half of the available memory", 0L, "BYTES");
 
     public Option<long> GpuBudget { get; } = NumberOptions.NonNegative("--gpu-budget", "bytes of GPU memory to mirror the blocks of queried layers into and run exact attention there (needs libkvdbcuda.so and a GPU; otherwise it says so and uses the CPU); 0 = off", 0L, "BYTES");
+
+    public Option<long> DiskReserve { get; } = NumberOptions.NonNegative("--disk-reserve", "with --data: bytes kept free on the data directory's filesystem; appends, block copies and checkpoints that would go below are refused with RESOURCE_EXHAUSTED", 64L << 20, "BYTES");
 
     public Option<long> CheckpointLogBytes { get; } = NumberOptions.NonNegative("--checkpoint-log-bytes", "with --data: take a checkpoint after this many bytes of write-ahead log; 0 = the store's default (512 MiB)", 0L);
 
@@ -125,6 +127,7 @@ internal sealed class ServeCommand : Command
         CpuBudgetBytes = parse.GetValue(CpuBudget),
         GpuBudgetBytes = parse.GetValue(GpuBudget),
         CheckpointLogBytes = parse.GetValue(CheckpointLogBytes),
+        DiskReserveBytes = parse.GetValue(DiskReserve),
         CompactionDeadRatio = parse.GetValue(CompactDeadRatio),
         HttpPort = parse.GetValue(HttpPort),
         AdminKey = AdminKey(parse.GetValue(AdminKeyFile)),

@@ -17,4 +17,6 @@ public enum KvDbErrorCode
     DataLoss,
     /// <summary>A bug or an unexpected fault.</summary>
     Internal,
+    /// <summary>A device failed the operation (a disk read error); the data may be intact and a retry may succeed.</summary>
+    Unavailable,
 }

@@ -123,6 +123,7 @@ public sealed class ErrorMappingInterceptor : Interceptor
         KvDbErrorCode.FailedPrecondition => StatusCode.FailedPrecondition,
         KvDbErrorCode.ResourceExhausted => StatusCode.ResourceExhausted,
         KvDbErrorCode.DataLoss => StatusCode.DataLoss,
+        KvDbErrorCode.Unavailable => StatusCode.Unavailable,
         _ => StatusCode.Internal,
     };
 }

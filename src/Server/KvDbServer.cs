@@ -58,9 +58,15 @@ public static class KvDbServer
             DataDirectory = options.DataDirectory,
             EvictionPolicy = options.EvictionPolicy,
             MaxPinnedFraction = options.MaxPinnedFraction,
+            DiskReadFaults = options.DiskReadFaults,
             CompactionDeadRatio = options.CompactionDeadRatio,
             Logger = loggerFactory.CreateLogger("KvDb.Store"),
         };
+        if (options.DiskReserveBytes >= 0)
+        {
+            storeOptions = storeOptions with { DiskReserveBytes = options.DiskReserveBytes };
+        }
+
         if (options.CheckpointLogBytes > 0)
         {
             storeOptions = storeOptions with { CheckpointLogBytes = options.CheckpointLogBytes };

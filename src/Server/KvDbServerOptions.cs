@@ -30,6 +30,12 @@ public sealed record KvDbServerOptions
     /// <summary>With a data directory: take a checkpoint after this many bytes of write-ahead log; 0 = the store's default (512 MiB).</summary>
     public long CheckpointLogBytes { get; init; }
 
+    /// <summary>With a data directory: bytes kept free on its filesystem; K/V writes that would go below are RESOURCE_EXHAUSTED. −1 = the store's default (64 MiB).</summary>
+    public long DiskReserveBytes { get; init; } = -1;
+
+    /// <summary>Test-only: faults injected into the disk tier's block reads (see <see cref="Store.IDiskReadFaults"/>).</summary>
+    public Store.IDiskReadFaults? DiskReadFaults { get; init; }
+
     /// <summary>With a data directory: compact the disk block log automatically once this share of its records is dead (and at least 64 MiB); 0 = only on <c>Admin.Compact</c>.</summary>
     public double CompactionDeadRatio { get; init; } = 0.5;
 

@@ -225,7 +225,7 @@ public sealed unsafe class BlockManager
         RecordAccess(block);
     }
 
-    private void PinCore(KvBlock block)
+    private void PinCore(KvBlock block, CancellationToken cancellationToken = default)
     {
         lock (block.Gate)
         {
@@ -241,7 +241,7 @@ public sealed unsafe class BlockManager
             else
             {
                 Interlocked.Increment(ref _cpuMisses);
-                Promote(block);
+                Promote(block, cancellationToken);
                 if (block.Address is BlockAddress promoted)
                 {
                     _directory.Events.Emit(Events.KvEventKind.Promoted, block.Model.Name, promoted.ToString(), block.Model.BlockSize, "cpu");
@@ -258,7 +258,7 @@ public sealed unsafe class BlockManager
     /// resident ones, which a 128K-token layer of 2048 blocks notices). <paramref name="pinned"/> counts the
     /// blocks pinned so far, also when it throws: the caller unpins those.
     /// </summary>
-    internal void PinAll(ReadOnlySpan<KvBlock> blocks, ref int pinned)
+    internal void PinAll(ReadOnlySpan<KvBlock> blocks, ref int pinned, CancellationToken cancellationToken = default)
     {
         long now = Interlocked.Increment(ref _clock);
         long hits = 0;
@@ -278,7 +278,9 @@ public sealed unsafe class BlockManager
                     }
                 }
 
-                PinCore(block);
+                // Only disk reads take long; a cancelled or expired call stops before the next one.
+                cancellationToken.ThrowIfCancellationRequested();
+                PinCore(block, cancellationToken);
             }
         }
         finally
@@ -394,15 +396,17 @@ public sealed unsafe class BlockManager
                 {
                     if (b.Pins == 0 && b.IsResident && b.Address is BlockAddress address)
                     {
-                        if (b.DiskAddress < 0)
+                        // A block without a disk copy stays resident when the disk is full: its slot is not freed
+                        // for a copy that could not be made durable.
+                        if (b.DiskAddress < 0 && spill.HasRoom(b.Model.BlockBytes))
                         {
                             b.DiskAddress = spill.Write(address, b.Checksum, b.Bytes);
                             Interlocked.Increment(ref _spillBlocks);
                             Interlocked.Add(ref _spillBytes, b.Model.BlockBytes);
                         }
 
-                        keep = true;
-                        planned += b.Model.BlockBytes;
+                        keep = b.DiskAddress >= 0;
+                        planned += keep ? b.Model.BlockBytes : 0;
                     }
                 }
                 finally
@@ -608,6 +612,17 @@ public sealed unsafe class BlockManager
             return;
         }
 
+        long unwritten = 0;
+        foreach (KvBlock b in blocks)
+        {
+            unwritten += b.DiskAddress < 0 ? b.Model.BlockBytes : 0;
+        }
+
+        if (!_spill.HasRoom(unwritten))
+        {
+            throw _spill.Full(unwritten);
+        }
+
         foreach (KvBlock b in blocks)
         {
             lock (b.Gate)
@@ -691,7 +706,19 @@ public sealed unsafe class BlockManager
                         buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(blockBytes);
                     }
 
-                    if (!spill.TryRead(old, address, b.Checksum, buffer.AsSpan(0, blockBytes)))
+                    bool read;
+                    try
+                    {
+                        read = spill.TryRead(old, address, b.Checksum, buffer.AsSpan(0, blockBytes));
+                    }
+                    catch (IOException e)
+                    {
+                        // Nothing is dropped before the checkpoint that ends a compaction: stopping here keeps every
+                        // block at its old, still present record (copies made so far are dead records).
+                        throw new KvDbException(KvDbErrorCode.Unavailable, $"compaction stopped: block {address} could not be read from the disk tier ({e.Message}); nothing was dropped, try again once the disk reads");
+                    }
+
+                    if (!read)
                     {
                         lock (b.Gate)
                         {
@@ -793,6 +820,11 @@ public sealed unsafe class BlockManager
                     return true;
                 }
             }
+            catch (IOException)
+            {
+                // The device failed, not the copy: left unverified (a read will try again).
+                return true;
+            }
             finally
             {
                 System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
@@ -866,6 +898,11 @@ public sealed unsafe class BlockManager
             memory = _arena.TryAllocate(bytes);
         }
 
+        if (memory == 0 && _spill is not null && !_spill.HasRoom(bytes))
+        {
+            throw _spill.Full(bytes);
+        }
+
         if (memory == 0)
         {
             throw new KvDbException(
@@ -884,7 +921,7 @@ public sealed unsafe class BlockManager
     }
 
     /// <summary>Reads a demoted block back into a new CPU slot; the caller holds the block's gate.</summary>
-    private void Promote(KvBlock block)
+    private void Promote(KvBlock block, CancellationToken cancellationToken)
     {
         if (_spill is null || block.DiskAddress < 0 || block.Address is not BlockAddress address)
         {
@@ -893,7 +930,27 @@ public sealed unsafe class BlockManager
 
         long bytes = block.Model.BlockBytes;
         nint memory = AllocateSlot(bytes);
-        if (!_spill.TryRead(block.DiskAddress, address, block.Checksum, new Span<byte>((void*)memory, (int)bytes)))
+        bool read;
+        try
+        {
+            read = _spill.TryRead(block.DiskAddress, address, block.Checksum, new Span<byte>((void*)memory, (int)bytes), cancellationToken);
+        }
+        catch (Exception e) when (e is IOException or OperationCanceledException)
+        {
+            // Neither says the copy is bad: the block stays as it was (not corrupt) and a later read may succeed.
+            _arena.Free(memory, bytes);
+            Interlocked.Increment(ref _spillMisses);
+            if (e is IOException io)
+            {
+                throw new KvDbException(
+                    KvDbErrorCode.Unavailable,
+                    $"block {block.Address} (layer {block.Layer}) could not be read from the disk tier ({io.Message}); it is not marked corrupt and the call can be retried; check the data directory's disk");
+            }
+
+            throw;
+        }
+
+        if (!read)
         {
             _arena.Free(memory, bytes);
             block.Corrupt = true;

@@ -55,8 +55,11 @@ public interface IKvStore : IDisposable
     /// <summary>Opens the single append transaction of a context (FAILED_PRECONDITION if one is open).</summary>
     IAppendTransaction BeginAppend(string contextId);
 
-    /// <summary>Pins a consistent view of one layer for a query (promoting its blocks to the CPU tier).</summary>
-    LayerSnapshot OpenLayer(string contextId, int layer);
+    /// <summary>
+    /// Pins a consistent view of one layer for a query (promoting its blocks to the CPU tier). <paramref name="cancellationToken"/>
+    /// (the call's deadline or cancellation) stops the disk reads of demoted blocks; what was pinned is let go.
+    /// </summary>
+    LayerSnapshot OpenLayer(string contextId, int layer, CancellationToken cancellationToken = default);
 
     /// <summary>Token ids of positions [start, end) of a context.</summary>
     int[] ReadTokenIds(string contextId, long start, long end);

@@ -78,8 +78,15 @@ public partial class KvStore : IAppendHost
 
     long IAppendHost.Log(WalRecord record) => Log(record);
 
-    long IAppendHost.LogChunk(long transaction, string contextId, int layer, long start, ReadOnlySpan<int> tokenIds, ReadOnlySpan<byte> keys, ReadOnlySpan<byte> values) =>
-        LogRecord(WalRecordType.Chunk, WalCodec.EncodeChunk(transaction, contextId, layer, start, tokenIds, keys, values));
+    long IAppendHost.LogChunk(long transaction, string contextId, int layer, long start, ReadOnlySpan<int> tokenIds, ReadOnlySpan<byte> keys, ReadOnlySpan<byte> values)
+    {
+        if (Logging)
+        {
+            _diskSpace?.EnsureRoom(keys.Length + values.Length + (tokenIds.Length * sizeof(int)), "this append");
+        }
+
+        return LogRecord(WalRecordType.Chunk, WalCodec.EncodeChunk(transaction, contextId, layer, start, tokenIds, keys, values));
+    }
 
     void IAppendHost.WaitDurable(long address) => WaitDurable(address);
 

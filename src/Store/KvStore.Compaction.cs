@@ -24,6 +24,12 @@ public partial class KvStore
         // the checkpoint that ends a compaction sees every moved handle and nothing in the truncated range.
         lock (_checkpointGate)
         {
+            // Copying forward needs room for every live record before anything is given back.
+            if (!_blockLog.HasRoom(_blockLog.LiveBytes))
+            {
+                throw _blockLog.Full(_blockLog.LiveBytes);
+            }
+
             long started = Stopwatch.GetTimestamp();
             long logBefore = _blockLog.FileBytes;
             long diskBefore = _blockLog.BytesOnDisk;

@@ -11,6 +11,7 @@ public partial class KvStore
     private readonly List<string> _recoveryProblems = [];
     private WriteAheadLog? _wal;
     private BlockLog? _blockLog;
+    private DiskSpaceGuard? _diskSpace;
     private long _corrupt;
     private bool _replaying;
 
@@ -82,8 +83,9 @@ public partial class KvStore
     {
         long started = Stopwatch.GetTimestamp();
         System.IO.Directory.CreateDirectory(dir);
+        _diskSpace = new DiskSpaceGuard(dir, Options.DiskReserveBytes);
         _wal = new WriteAheadLog(dir, Options.LogSegmentSizeBits);
-        _blockLog = new BlockLog(dir, Options.LogSegmentSizeBits);
+        _blockLog = new BlockLog(dir, Options.LogSegmentSizeBits, _diskSpace, Options.DiskReadFaults);
         if (_wal.Quarantined)
         {
             ReportCorrupt("the write-ahead log's commit metadata could not be read; it was moved aside (wal.corrupt-*) and a new log started — operations after the last checkpoint are lost");

@@ -8,7 +8,7 @@ namespace KvDb.Store;
 public partial class KvStore
 {
     /// <inheritdoc />
-    public LayerSnapshot OpenLayer(string contextId, int layer)
+    public LayerSnapshot OpenLayer(string contextId, int layer, CancellationToken cancellationToken = default)
     {
         KvContext c = Find(contextId);
         c.Model.CheckLayer(layer);
@@ -28,7 +28,7 @@ public partial class KvStore
                     blocks[referenced].AddRef();
                 }
 
-                Blocks.PinAll(blocks.AsSpan(0, count), ref pinned);
+                Blocks.PinAll(blocks.AsSpan(0, count), ref pinned, cancellationToken);
                 long start = 0;
                 for (int i = 0; i < count; i++)
                 {

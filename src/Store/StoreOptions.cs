@@ -39,6 +39,15 @@ public sealed record StoreOptions
     public TimeSpan CheckpointInterval { get; init; } = TimeSpan.FromMinutes(5);
 
     /// <summary>
+    /// With a data directory: K/V writes (appends, block copies, checkpoints) are refused with RESOURCE_EXHAUSTED while
+    /// they would leave less than this many bytes free on its filesystem, so the logs never hit a full disk.
+    /// </summary>
+    public long DiskReserveBytes { get; init; } = 64L << 20;
+
+    /// <summary>Test-only: faults injected into the disk tier's block reads (slow, failing, corrupted); null = none.</summary>
+    public IDiskReadFaults? DiskReadFaults { get; init; }
+
+    /// <summary>
     /// The automatic compaction policy: the disk block log is compacted when at least this share of its records is dead
     /// (and at least <see cref="CompactionMinDeadBytes"/>). 0 turns the policy off (<c>Admin.Compact</c> still works).
     /// </summary>

@@ -97,7 +97,7 @@ public sealed class AttentionExecutor : IDisposable
         long started = Stopwatch.GetTimestamp();
         query.Exclude.Validate();
         query.Cancellation.ThrowIfSet();
-        using LayerSnapshot layer = _store.OpenLayer(query.ContextId, query.Layer);
+        using LayerSnapshot layer = _store.OpenLayer(query.ContextId, query.Layer, query.Cancellation.Token);
         ModelSchema m = layer.Model;
         m.CheckQueries("queries", query.Queries.Length, query.NumQueries);
         _catalog.Observe(query.ContextId, query.Layer, query.Queries, m.NumQueryHeads * m.HeadDim);

@@ -222,7 +222,7 @@ public sealed class ContextsService : Contexts.ContextsBase
         int last = request.Layer == -1 ? model.NumLayers - 1 : request.Layer;
         for (int layer = first; layer <= last; layer++)
         {
-            using LayerSnapshot snapshot = _store.OpenLayer(contextId, layer);
+            using LayerSnapshot snapshot = _store.OpenLayer(contextId, layer, context.CancellationToken);
             long end = request.End == 0 ? snapshot.Tokens : request.End;
             if (end > snapshot.Tokens || request.Start > end)
             {

@@ -1,5 +1,6 @@
 using System.Buffers;
 using FASTER.core;
+using KvDb.Core;
 
 namespace KvDb.Store.Durability;
 
@@ -18,12 +19,16 @@ internal sealed class BlockLog : ISpillTier, IDisposable
     private readonly FasterLog _log;
     private readonly IDevice _device;
     private readonly string _folder;
+    private readonly DiskSpaceGuard? _space;
+    private readonly IDiskReadFaults? _faults;
     private long _liveBytes;
 
-    public BlockLog(string dataDirectory, int newSegmentBits = FasterLogFiles.SegmentSizeBits)
+    public BlockLog(string dataDirectory, int newSegmentBits = FasterLogFiles.SegmentSizeBits, DiskSpaceGuard? space = null, IDiskReadFaults? faults = null)
     {
         (_log, _device, Quarantined) = FasterLogFiles.Open(dataDirectory, "blocks", newSegmentBits);
         _folder = Path.Combine(dataDirectory, "blocks");
+        _space = space;
+        _faults = faults;
     }
 
     /// <summary>True when the previous block log could not be opened and was moved aside.</summary>
@@ -67,6 +72,11 @@ internal sealed class BlockLog : ISpillTier, IDisposable
 
     public TierStats GetStats() => new(Name, FileBytes, 0, 0, 0);
 
+    public bool HasRoom(long bytes) => _space?.HasRoom(bytes + HeaderBytes) ?? true;
+
+    public KvDbException Full(long bytes) =>
+        _space?.Full(_space.AvailableBytes, bytes, "writing blocks to the disk tier") ?? new KvDbException(KvDbErrorCode.ResourceExhausted, "the disk tier is full");
+
     public long Write(BlockAddress address, ulong checksum, ReadOnlySpan<byte> blockBytes)
     {
         byte[] record = ArrayPool<byte>.Shared.Rent(HeaderBytes + blockBytes.Length);
@@ -96,17 +106,19 @@ internal sealed class BlockLog : ISpillTier, IDisposable
         _log.WaitForCommitAsync(tail).AsTask().GetAwaiter().GetResult();
     }
 
-    public bool TryRead(long handle, BlockAddress address, ulong checksum, Span<byte> destination)
+    public bool TryRead(long handle, BlockAddress address, ulong checksum, Span<byte> destination, CancellationToken cancellationToken = default)
     {
         IMemoryOwner<byte>? owner = null;
         try
         {
-            (owner, int length) = _log.ReadAsync(handle, MemoryPool<byte>.Shared, HeaderBytes + destination.Length).AsTask().GetAwaiter().GetResult();
+            _faults?.BeforeRead(address, cancellationToken);
+            (owner, int length) = _log.ReadAsync(handle, MemoryPool<byte>.Shared, HeaderBytes + destination.Length, cancellationToken).AsTask().GetAwaiter().GetResult();
             if (owner is null || length != HeaderBytes + destination.Length)
             {
                 return false;
             }
 
+            _faults?.AfterRead(address, owner.Memory.Span[..length]);
             if (!BlockRecord.TryOpen(owner.Memory.Span[..length], address, checksum, destination.Length, out ReadOnlySpan<byte> block))
             {
                 return false;
@@ -115,7 +127,9 @@ internal sealed class BlockLog : ISpillTier, IDisposable
             block.CopyTo(destination);
             return true;
         }
-        catch (Exception e) when (e is FasterException or IOException or InvalidDataException or IndexOutOfRangeException or ArgumentException or OverflowException or InvalidOperationException)
+        // An IOException is the device failing the read, not a bad copy: it propagates, so the block is not marked corrupt
+        // and a later read may succeed. What FASTER throws for a record it cannot frame is a bad copy.
+        catch (Exception e) when (e is FasterException or InvalidDataException or IndexOutOfRangeException or ArgumentException or OverflowException or InvalidOperationException)
         {
             return false;
         }

@@ -31,6 +31,19 @@ internal static class FasterLogFiles
     {
         string folder = Path.Combine(dataDirectory, name);
         long stored = StoredBytes(folder, name);
+        if (stored > 0 && !HasCommitMetadata(folder))
+        {
+            // Killed before the log's first commit finished (kill -9 trials found this on the block log): its records
+            // were never durable, so nothing acknowledged or checkpointed refers to them. That is a new log, not a
+            // corrupt one; its segments are dropped instead of being moved aside and reported.
+            foreach (string f in Directory.GetFiles(folder, name + ".log.*"))
+            {
+                File.Delete(f);
+            }
+
+            stored = 0;
+        }
+
         try
         {
             (FasterLog log, IDevice device) = Create(folder, name, newSegmentBits);
@@ -51,6 +64,13 @@ internal static class FasterLogFiles
         Directory.Move(folder, aside);
         (FasterLog fresh, IDevice freshDevice) = Create(folder, name, newSegmentBits);
         return (fresh, freshDevice, true);
+    }
+
+    /// <summary>True when FasterLog ever started a commit here (its metadata lives in LogCommitDir/log-commits/commit.N).</summary>
+    private static bool HasCommitMetadata(string folder)
+    {
+        string commits = Path.Combine(folder, "log-commits");
+        return Directory.Exists(commits) && Directory.EnumerateFileSystemEntries(commits).Any();
     }
 
     /// <summary>

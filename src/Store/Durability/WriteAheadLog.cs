@@ -1,4 +1,5 @@
 using FASTER.core;
+using KvDb.Core;
 
 namespace KvDb.Store.Durability;
 
@@ -41,8 +42,19 @@ internal sealed class WriteAheadLog : IDisposable
             return;
         }
 
-        _log.Commit(spinWait: false);
-        await _log.WaitForCommitAsync(address + 1).ConfigureAwait(false);
+        try
+        {
+            _log.Commit(spinWait: false);
+            await _log.WaitForCommitAsync(address + 1).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is FasterException or IOException)
+        {
+            // FasterLog stops for good after a failed device write; only a restart (on a disk with room) opens it again.
+            // DiskSpaceGuard keeps K/V writes from getting here; this says what happened if something else filled the disk.
+            throw new KvDbException(
+                KvDbErrorCode.ResourceExhausted,
+                $"the write-ahead log could not be written ({e.Message}), most likely because the data directory's disk is full; nothing after the last acknowledged write is durable: free space on it and restart the server");
+        }
     }
 
     /// <summary>

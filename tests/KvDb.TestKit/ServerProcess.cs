@@ -1,9 +1,12 @@
 using System.Diagnostics;
 
-namespace KvDb.IntegrationTests;
+namespace KvDb.TestKit;
 
-/// <summary>The real kvdb server as a child process ("dotnet kvdb.dll serve --port 0 --data DIR"), killable with SIGKILL.</summary>
-internal sealed class ServerProcess : IDisposable
+/// <summary>
+/// The real kvdb server as a child process ("dotnet kvdb.dll serve --port 0 --data DIR"), killable with SIGKILL.
+/// Shared by the integration tests and the bench's fault-injection suite, which both start the built server.
+/// </summary>
+public sealed class ServerProcess : IDisposable
 {
     private readonly Process _process;
     private readonly List<string> _output;
@@ -32,7 +35,11 @@ internal sealed class ServerProcess : IDisposable
     }
 
     /// <summary>Starts the server on a free port and returns once it printed its address; <see cref="Output"/> keeps growing with what it prints.</summary>
-    public static async Task<ServerProcess> StartAsync(string dataDirectory, long cpuBudget = 64L << 20, params string[] extraArguments)
+    public static Task<ServerProcess> StartAsync(string dataDirectory, long cpuBudget = 64L << 20, params string[] extraArguments) =>
+        StartAsync(dataDirectory, cpuBudget, TimeSpan.FromSeconds(60), extraArguments);
+
+    /// <summary>As <see cref="StartAsync(string, long, string[])"/>, failing with <see cref="TimeoutException"/> when it does not listen within <paramref name="startTimeout"/>.</summary>
+    public static async Task<ServerProcess> StartAsync(string dataDirectory, long cpuBudget, TimeSpan startTimeout, params string[] extraArguments)
     {
         var info = new ProcessStartInfo("dotnet")
         {
@@ -40,7 +47,9 @@ internal sealed class ServerProcess : IDisposable
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (string a in (string[])[KvdbDll(), "serve", "--port", "0", "--data", dataDirectory, "--cpu-budget", cpuBudget.ToString(System.Globalization.CultureInfo.InvariantCulture), .. extraArguments])
+        // No fixed HTTP port unless asked for: the default one is taken as soon as two servers run on one machine.
+        string[] http = extraArguments.Contains("--http-port") ? [] : ["--http-port", "-1"];
+        foreach (string a in (string[])[KvdbDll(), "serve", "--port", "0", "--data", dataDirectory, "--cpu-budget", cpuBudget.ToString(System.Globalization.CultureInfo.InvariantCulture), .. http, .. extraArguments])
         {
             info.ArgumentList.Add(a);
         }
@@ -79,11 +88,11 @@ internal sealed class ServerProcess : IDisposable
         };
         p.BeginOutputReadLine();
         p.BeginErrorReadLine();
-        Task done = await Task.WhenAny(listening.Task, Task.Delay(TimeSpan.FromSeconds(60))).ConfigureAwait(false);
+        Task done = await Task.WhenAny(listening.Task, Task.Delay(startTimeout)).ConfigureAwait(false);
         if (done != listening.Task)
         {
             p.Kill(entireProcessTree: true);
-            throw new TimeoutException("kvdb did not start listening within 60 s: " + string.Join('\n', lines));
+            throw new TimeoutException("kvdb did not start listening within " + (int)startTimeout.TotalSeconds + " s: " + string.Join('\n', lines));
         }
 
         var server = new ServerProcess(p, await listening.Task.ConfigureAwait(false), lines);
@@ -108,8 +117,8 @@ internal sealed class ServerProcess : IDisposable
         _process.Dispose();
     }
 
-    /// <summary>The kvdb.dll built next to this test's configuration (Debug or Release).</summary>
-    private static string KvdbDll()
+    /// <summary>The kvdb.dll built next to this assembly's configuration (Debug or Release).</summary>
+    public static string KvdbDll()
     {
         string baseDir = AppContext.BaseDirectory;
         string config = baseDir.Contains($"{Path.DirectorySeparatorChar}Release{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Release" : "Debug";
