@@ -201,7 +201,7 @@ public sealed class CommandLineParsingTests
     {
         RootCommand root = CliApp.CreateRootCommand();
         string[] names = [.. root.Subcommands.Where(c => !c.Hidden).Select(c => c.Name).Order(StringComparer.Ordinal)];
-        Assert.Equal(["checkpoint", "completion", "context", "contexts", "demo", "events", "evict", "serve", "stats", "tenant"], names);
+        Assert.Equal(["checkpoint", "compact", "completion", "context", "contexts", "demo", "events", "evict", "serve", "stats", "tenant"], names);
         Assert.Equal(
             ["create", "delete", "grant", "list", "revoke-grant", "revoke-key", "rotate-key", "set-quota"],
             root.Subcommands.Single(c => c.Name == "tenant").Subcommands.Select(c => c.Name).Order(StringComparer.Ordinal));
