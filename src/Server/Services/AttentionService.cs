@@ -72,7 +72,10 @@ public sealed class AttentionService : Attention.AttentionBase
                     break;
                 }
 
-                await answers.Writer.WriteAsync(Task.Run(() => AnswerIn(slot, request, principal, StopSignal.For(context.Deadline, stop.Token)), CancellationToken.None), stop.Token).ConfigureAwait(false);
+                // The signal is made here, not in the task: once the stream ends, `stop` is disposed, and reading its token
+                // in a task that starts later threw before the slot's `using`, so the slot was never given back.
+                StopSignal signal = StopSignal.For(context.Deadline, stop.Token);
+                await answers.Writer.WriteAsync(Task.Run(() => AnswerIn(slot, request, principal, signal), CancellationToken.None), stop.Token).ConfigureAwait(false);
             }
         }
         catch (OperationCanceledException) when (stop.IsCancellationRequested && !context.CancellationToken.IsCancellationRequested)
