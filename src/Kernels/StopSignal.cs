@@ -30,12 +30,21 @@ public readonly record struct StopSignal(long DeadlineTimestamp, CancellationTok
     /// <summary>True once the token is cancelled or the deadline passed.</summary>
     public bool IsSet => Token.IsCancellationRequested || (DeadlineTimestamp != 0 && Stopwatch.GetTimestamp() > DeadlineTimestamp);
 
-    /// <summary>Throws <see cref="OperationCanceledException"/> when <see cref="IsSet"/>.</summary>
+    /// <summary>
+    /// Throws when <see cref="IsSet"/>: <see cref="DeadlineExceededException"/> when the deadline passed, else
+    /// <see cref="OperationCanceledException"/> (the token was cancelled): the status differs for the client.
+    /// </summary>
     public void ThrowIfSet()
     {
-        if (IsSet)
+        // The deadline first: gRPC also cancels the call's token when the deadline passes, and the cause is the deadline.
+        if (DeadlineTimestamp != 0 && Stopwatch.GetTimestamp() > DeadlineTimestamp)
         {
-            throw new OperationCanceledException("the call was cancelled or its deadline passed", Token);
+            throw new DeadlineExceededException();
+        }
+
+        if (Token.IsCancellationRequested)
+        {
+            throw new OperationCanceledException("the call was cancelled", Token);
         }
     }
 }

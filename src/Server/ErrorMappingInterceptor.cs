@@ -14,6 +14,7 @@ public sealed class ErrorMappingInterceptor : Interceptor
         RpcException rpc => rpc,
         KvDbException k => new RpcException(new Status(Code(k.Code), k.Message)),
         TensorFormatException t => new RpcException(new Status(StatusCode.InvalidArgument, t.Message)),
+        Kernels.DeadlineExceededException => new RpcException(new Status(StatusCode.DeadlineExceeded, "the call's deadline passed before the server finished; send a later deadline or a cheaper request")),
         OperationCanceledException => new RpcException(new Status(StatusCode.Cancelled, "the call was cancelled")),
         Google.Protobuf.InvalidProtocolBufferException p => new RpcException(new Status(StatusCode.InvalidArgument, "the request is not a valid protobuf message: " + p.Message)),
 
